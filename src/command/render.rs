@@ -1,0 +1,37 @@
+//! `synprov render`: write every file locally, as it would be written on the hosts.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use miette::{Context, IntoDiagnostic};
+use synprov::inventory;
+use synprov::render::{self, Templates};
+use synprov::secrets::MasterKey;
+
+pub fn run(path: &Path, out: &Path, only_host: Option<&str>, roles: Option<&Path>) -> miette::Result<ExitCode> {
+    let inventory = inventory::load(path)?;
+    let key = MasterKey::for_inventory(path)?;
+    let templates = Templates::load(roles)?;
+    // Everything is rendered before anything is written: an error leaves no partial output.
+    let hosts = render::render(&inventory, &key, &templates, only_host)?;
+    let mut count = 0;
+    for host in &hosts {
+        for deployment in &host.deployments {
+            let dir = out.join(&host.host).join(&deployment.deployment);
+            for file in &deployment.files {
+                let target = dir.join(&file.path);
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).into_diagnostic().wrap_err_with(|| format!("cannot create {}", parent.display()))?;
+                }
+                fs::write(&target, &file.contents).into_diagnostic().wrap_err_with(|| format!("cannot write {}", target.display()))?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(file.mode)).into_diagnostic()?;
+                count += 1;
+            }
+            println!("{}/{}: {} files for {} ({})", host.host, deployment.deployment, deployment.files.len(), deployment.server_name, dir.display());
+        }
+    }
+    println!("wrote {count} files to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}

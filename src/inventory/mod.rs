@@ -1,0 +1,235 @@
+//! The inventory: the user's one file, parsed and validated.
+//!
+//! `load` turns a path into an [`Inventory`] whose every value has been checked, or into an
+//! [`InventoryError`] that points at the offending text. Later stages take the validated
+//! type only, so they never see a host that is not defined or a worker count of zero.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::InventoryError;
+
+/// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
+/// is always exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkerKind {
+    ClientSync,
+    FederationReader,
+    Media,
+    Rooms,
+    Sender,
+    Tasks,
+}
+
+impl WorkerKind {
+    /// In the order the guide lists them (and the rendered files follow).
+    pub const ALL: [WorkerKind; 6] = [
+        WorkerKind::ClientSync,
+        WorkerKind::FederationReader,
+        WorkerKind::Media,
+        WorkerKind::Rooms,
+        WorkerKind::Sender,
+        WorkerKind::Tasks,
+    ];
+
+    /// The worker-name stem (`client_sync` in `client_sync1`), also the inventory key.
+    pub fn stem(self) -> &'static str {
+        match self {
+            WorkerKind::ClientSync => "client_sync",
+            WorkerKind::FederationReader => "federation_reader",
+            WorkerKind::Media => "media",
+            WorkerKind::Rooms => "rooms",
+            WorkerKind::Sender => "sender",
+            WorkerKind::Tasks => "tasks",
+        }
+    }
+
+    /// The guide's count for this kind.
+    pub fn default_count(self) -> u32 {
+        match self {
+            WorkerKind::Rooms | WorkerKind::Sender => 4,
+            _ => 1,
+        }
+    }
+}
+
+/// How synprov reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Ssh,
+    /// Run the same steps on the machine synprov runs on.
+    Local,
+}
+
+/// What to do with a host key that known_hosts does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyChecking {
+    /// Refuse unknown and changed keys (the default).
+    Strict,
+    /// Record unknown keys; still refuse changed ones.
+    AcceptNew,
+}
+
+/// Where Docker comes from when a host lacks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerSource {
+    /// The distribution's `docker.io` package.
+    Distribution,
+    /// Docker's own apt repository (`docker-ce`).
+    DockerRepository,
+}
+
+/// A machine synprov deploys to, with defaults and group settings already applied.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    /// The address other hosts of a spread deployment use to reach this one.
+    pub private_address: Option<String>,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: Option<PathBuf>,
+    pub become_root: bool,
+    pub transport: Transport,
+    pub host_key_checking: HostKeyChecking,
+    pub docker_source: DockerSource,
+    pub groups: Vec<String>,
+}
+
+/// Images of the four kinds of container.
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub synapse: String,
+    pub postgres: String,
+    pub redis: String,
+    pub nginx: String,
+}
+
+/// The guide's two `postgresql.conf` sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostgresProfile {
+    /// 4 cores, 8 GB of RAM (the guide's "conservative" settings).
+    Small,
+    /// 16 cores or more, 64 GB of RAM, SSD.
+    Large,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    pub profile: PostgresProfile,
+    pub max_connections: u32,
+    /// Connection pool size of every Synapse process.
+    pub cp_max: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NginxSettings {
+    /// Port on the host that Nginx's plain-HTTP listener is published on.
+    pub http_port: u16,
+    /// Addresses of TLS proxies in front of Nginx, trusted for X-Forwarded-For.
+    pub trusted_proxies: Vec<String>,
+    /// Client addresses allowed to reach `/_synapse/admin`.
+    pub admin_allow: Vec<String>,
+}
+
+/// One homeserver and where its pieces run.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub name: String,
+    pub server_name: String,
+    pub public_baseurl: String,
+    pub admin_contact: Option<String>,
+    /// Runs main, Postgres, Redis, Nginx, and every worker not placed elsewhere.
+    pub host: String,
+    pub deploy_dir: String,
+    pub timezone: String,
+    /// First TCP port of the listeners used when the deployment spans several hosts.
+    pub port_base: u16,
+    pub workers: BTreeMap<WorkerKind, u32>,
+    pub placement: BTreeMap<WorkerKind, String>,
+    pub images: Images,
+    pub postgres: PostgresSettings,
+    pub nginx: NginxSettings,
+    /// Extra `homeserver.yaml` settings from the inventory, merged over the base settings.
+    pub homeserver_extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Deployment {
+    /// The host that runs workers of `kind`.
+    pub fn host_of(&self, kind: WorkerKind) -> &str {
+        self.placement.get(&kind).map_or(&self.host, String::as_str)
+    }
+
+    /// Every host this deployment puts something on, main's host first.
+    pub fn hosts(&self) -> Vec<&str> {
+        let mut hosts = vec![self.host.as_str()];
+        for kind in WorkerKind::ALL {
+            let host = self.host_of(kind);
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        hosts
+    }
+
+    /// Whether workers run on more than one host (listeners then use TCP).
+    pub fn is_spread(&self) -> bool {
+        self.hosts().len() > 1
+    }
+
+    pub fn count(&self, kind: WorkerKind) -> u32 {
+        self.workers[&kind]
+    }
+}
+
+/// A size given as a count or a share of the hosts (`3` or `"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Count(u32),
+    Percent(u32),
+}
+
+/// How many hosts change at once and when a rollout stops.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub parallel: u32,
+    pub batch: Option<Amount>,
+    pub max_failures: Amount,
+    pub health_timeout_secs: u64,
+}
+
+/// A validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it came from, as the user named it.
+    pub path: PathBuf,
+    pub hosts: BTreeMap<String, Host>,
+    pub deployments: BTreeMap<String, Deployment>,
+    pub rollout: Rollout,
+}
+
+impl Inventory {
+    /// Deployments that put something on `host`.
+    pub fn deployments_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Deployment> {
+        self.deployments.values().filter(move |d| d.hosts().contains(&host))
+    }
+}
+
+/// Reads and validates the inventory at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(path, text)
+}
+
+/// Validates inventory text; `path` names it in errors.
+pub fn parse(path: &Path, text: String) -> Result<Inventory, InventoryError> {
+    let source = error::Source { name: path.display().to_string(), text };
+    validate::validate(path, &source)
+}

@@ -1,0 +1,128 @@
+//! The inventory exactly as the user wrote it: serde types mirroring the TOML.
+//!
+//! Every table denies unknown keys so that a typo is an error with a position, never a
+//! silently ignored setting. Values that later checks may reject keep their span
+//! (`Spanned`) so the error can point at them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    #[serde(default)]
+    pub defaults: RawHostSettings,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Spanned<RawHostSettings>>,
+    #[serde(default)]
+    pub hosts: BTreeMap<Spanned<String>, RawHostSettings>,
+    #[serde(default)]
+    pub deployments: BTreeMap<Spanned<String>, RawDeployment>,
+    #[serde(default)]
+    pub rollout: RawRollout,
+}
+
+/// Connection settings. The same table shape serves `[defaults]`, `[groups.NAME]` and
+/// `[hosts.NAME]` so that precedence (defaults < group < host) is a plain field-by-field
+/// overlay; `address`, `private_address` and `groups` only make sense on hosts.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostSettings {
+    pub address: Option<Spanned<String>>,
+    pub private_address: Option<Spanned<String>>,
+    pub groups: Option<Vec<Spanned<String>>>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<String>,
+    #[serde(rename = "become")]
+    pub become_root: Option<bool>,
+    pub transport: Option<Spanned<String>>,
+    pub host_key_checking: Option<Spanned<String>>,
+    pub docker_source: Option<Spanned<String>>,
+}
+
+/// One homeserver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub server_name: Spanned<String>,
+    pub public_baseurl: Option<Spanned<String>>,
+    pub admin_contact: Option<String>,
+    pub host: Spanned<String>,
+    pub deploy_dir: Option<Spanned<String>>,
+    pub timezone: Option<String>,
+    pub port_base: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub workers: RawWorkerCounts,
+    #[serde(default)]
+    pub placement: RawPlacement,
+    #[serde(default)]
+    pub images: RawImages,
+    #[serde(default)]
+    pub postgres: RawPostgres,
+    #[serde(default)]
+    pub nginx: RawNginx,
+    /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
+    pub homeserver: Option<toml::Table>,
+}
+
+/// Worker counts per kind; absent means the guide's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkerCounts {
+    pub client_sync: Option<Spanned<u32>>,
+    pub federation_reader: Option<Spanned<u32>>,
+    pub media: Option<Spanned<u32>>,
+    pub rooms: Option<Spanned<u32>>,
+    pub sender: Option<Spanned<u32>>,
+    pub tasks: Option<Spanned<u32>>,
+}
+
+/// Which host runs each worker kind when a deployment spans several hosts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlacement {
+    pub client_sync: Option<Spanned<String>>,
+    pub federation_reader: Option<Spanned<String>>,
+    pub media: Option<Spanned<String>>,
+    pub rooms: Option<Spanned<String>>,
+    pub sender: Option<Spanned<String>>,
+    pub tasks: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImages {
+    pub synapse: Option<String>,
+    pub postgres: Option<String>,
+    pub redis: Option<String>,
+    pub nginx: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub profile: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u32>>,
+    pub cp_max: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNginx {
+    pub http_port: Option<Spanned<u16>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub admin_allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    pub parallel: Option<Spanned<u32>>,
+    pub batch: Option<Spanned<toml::Value>>,
+    pub max_failures: Option<Spanned<toml::Value>>,
+    pub health_timeout: Option<Spanned<u64>>,
+}

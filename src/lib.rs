@@ -1,0 +1,10 @@
+//! synprov: a push-based provisioner for Synapse homeservers with workers.
+//!
+//! The modules follow the way an inventory travels: [`inventory`] (parse, validate) ->
+//! [`topology`] (which processes exist, where, with which sockets) -> [`render`] (templates to
+//! files), with [`secrets`] deriving every secret from one master key.
+
+pub mod inventory;
+pub mod secrets;
+pub mod topology;
+pub mod render;
