@@ -33,7 +33,9 @@ pub enum Command {
         inventory: PathBuf,
     },
     /// Render every file of every deployment into a local directory, without connecting.
-    #[command(after_help = "Examples:\n  synprov render inventory/example.toml --out rendered\n  synprov render inventory/fleet.toml --out rendered --host hs2")]
+    #[command(
+        after_help = "Examples:\n  synprov render inventory/example.toml --out rendered\n  synprov render inventory/fleet.toml --out rendered --host hs2"
+    )]
     Render {
         /// The inventory file (TOML).
         inventory: PathBuf,

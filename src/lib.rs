@@ -5,6 +5,6 @@
 //! files), with [`secrets`] deriving every secret from one master key.
 
 pub mod inventory;
+pub mod render;
 pub mod secrets;
 pub mod topology;
-pub mod render;

@@ -8,10 +8,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Reports read by a program (not a terminal) keep each message on one line.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let _ = miette::set_hook(Box::new(|_| {
+            Box::new(miette::MietteHandlerOpts::new().width(1000).build())
+        }));
+    }
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Check { inventory } => command::check::run(&inventory),
-        cli::Command::Render { inventory, out, host, roles } => command::render::run(&inventory, &out, host.as_deref(), roles.as_deref()),
+        cli::Command::Render {
+            inventory,
+            out,
+            host,
+            roles,
+        } => command::render::run(&inventory, &out, host.as_deref(), roles.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -47,19 +47,31 @@ impl fmt::Display for Secret {
 #[derive(Debug, Error, Diagnostic)]
 pub enum SecretError {
     #[error("the master key file {path} can be read by others (mode {mode:o})")]
-    #[diagnostic(help("run `chmod 600 {path}`: the key derives every secret of every homeserver in the inventory"))]
+    #[diagnostic(help(
+        "run `chmod 600 {path}`: the key derives every secret of every homeserver in the inventory"
+    ))]
     LooseMode { path: String, mode: u32 },
 
     #[error("cannot read the master key file {path}: {source}")]
     #[diagnostic(help("check that the file exists and belongs to you, or set {MASTER_KEY_ENV}"))]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 
     #[error("cannot create the master key file {path}: {source}")]
-    #[diagnostic(help("synprov creates it beside the inventory on first use; make that directory writable, or set {MASTER_KEY_ENV}"))]
-    Create { path: String, source: std::io::Error },
+    #[diagnostic(help(
+        "synprov creates it beside the inventory on first use; make that directory writable, or set {MASTER_KEY_ENV}"
+    ))]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
 
     #[error("the master key is too short ({len} bytes)")]
-    #[diagnostic(help("use at least 32 bytes; delete the file to have synprov create a new one (this changes every secret)"))]
+    #[diagnostic(help(
+        "use at least 32 bytes; delete the file to have synprov create a new one (this changes every secret)"
+    ))]
     TooShort { len: usize },
 }
 
@@ -75,7 +87,9 @@ impl fmt::Debug for MasterKey {
 impl MasterKey {
     /// The path of the key file that belongs to an inventory: `NAME.master-key` beside it.
     pub fn path_for(inventory: &Path) -> PathBuf {
-        let stem = inventory.file_stem().map_or_else(|| "inventory".into(), |s| s.to_string_lossy().into_owned());
+        let stem = inventory
+            .file_stem()
+            .map_or_else(|| "inventory".into(), |s| s.to_string_lossy().into_owned());
         inventory.with_file_name(format!("{stem}.master-key"))
     }
 
@@ -93,21 +107,39 @@ impl MasterKey {
                 if mode & 0o077 != 0 {
                     return Err(SecretError::LooseMode { path: shown, mode });
                 }
-                let text = fs::read_to_string(&path).map_err(|source| SecretError::Read { path: shown, source })?;
+                let text = fs::read_to_string(&path).map_err(|source| SecretError::Read {
+                    path: shown,
+                    source,
+                })?;
                 Self::from_bytes(text.trim().as_bytes().to_vec())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
-            Err(source) => Err(SecretError::Read { path: shown, source }),
+            Err(source) => Err(SecretError::Read {
+                path: shown,
+                source,
+            }),
         }
     }
 
     fn create(path: &Path) -> Result<Self, SecretError> {
-        let error = |source| SecretError::Create { path: path.display().to_string(), source };
+        let error = |source| SecretError::Create {
+            path: path.display().to_string(),
+            source,
+        };
         let mut random = [0u8; 32];
-        fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).map_err(error)?;
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .map_err(error)?;
         let text = hex::encode(random);
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(error)?;
-        file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(error)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(error)?;
+        file.write_all(format!("{text}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(error)?;
         Ok(MasterKey(text.into_bytes()))
     }
 
@@ -124,7 +156,8 @@ impl MasterKey {
     }
 
     fn mac(&self, server_name: &str, name: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(server_name.as_bytes());
         mac.update(b"/");
         mac.update(name.as_bytes());
@@ -195,7 +228,10 @@ mod tests {
     fn a_secret_prints_as_stars() {
         let key = MasterKey::from_text(KEY).unwrap();
         let secrets = key.secrets_for("a.example");
-        assert_eq!(format!("{} {:?}", secrets.form_secret, secrets.form_secret), "******** ********");
+        assert_eq!(
+            format!("{} {:?}", secrets.form_secret, secrets.form_secret),
+            "******** ********"
+        );
         assert!(!format!("{secrets:?}").contains(secrets.form_secret.expose()));
     }
 
@@ -211,6 +247,9 @@ mod tests {
 
     #[test]
     fn a_short_key_is_refused() {
-        assert!(matches!(MasterKey::from_text("short"), Err(SecretError::TooShort { len: 5 })));
+        assert!(matches!(
+            MasterKey::from_text("short"),
+            Err(SecretError::TooShort { len: 5 })
+        ));
     }
 }

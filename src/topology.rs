@@ -83,7 +83,10 @@ impl Process {
 
     /// The listener its health is checked on: replication when it has one, else inbound.
     pub fn health_endpoint(&self) -> &Endpoint {
-        self.replication.as_ref().or(self.inbound.as_ref()).expect("every process has a listener")
+        self.replication
+            .as_ref()
+            .or(self.inbound.as_ref())
+            .expect("every process has a listener")
     }
 
     pub fn kind(&self) -> Option<WorkerKind> {
@@ -114,9 +117,14 @@ impl Topology {
             if spread {
                 let port = next_port;
                 next_port = next_port.wrapping_add(1);
-                Endpoint::Tcp { address: private(host), port }
+                Endpoint::Tcp {
+                    address: private(host),
+                    port,
+                }
             } else {
-                Endpoint::Unix { path: format!("{SOCKETS_DIR}/synapse_{purpose}_{name}.sock") }
+                Endpoint::Unix {
+                    path: format!("{SOCKETS_DIR}/synapse_{purpose}_{name}.sock"),
+                }
             }
         };
 
@@ -138,7 +146,13 @@ impl Topology {
                     WorkerKind::Media | WorkerKind::Sender | WorkerKind::Tasks => true,
                     WorkerKind::FederationReader | WorkerKind::Rooms => false,
                 };
-                let inbound = matches!(kind, WorkerKind::ClientSync | WorkerKind::FederationReader | WorkerKind::Media | WorkerKind::Rooms);
+                let inbound = matches!(
+                    kind,
+                    WorkerKind::ClientSync
+                        | WorkerKind::FederationReader
+                        | WorkerKind::Media
+                        | WorkerKind::Rooms
+                );
                 processes.push(Process {
                     role: Role::Worker(kind),
                     service: name.replace('_', "-"),
@@ -151,16 +165,30 @@ impl Topology {
         }
         let (redis, postgres) = if spread {
             (
-                Endpoint::Tcp { address: private(&deployment.host), port: 6379 },
-                Endpoint::Tcp { address: private(&deployment.host), port: 5432 },
+                Endpoint::Tcp {
+                    address: private(&deployment.host),
+                    port: 6379,
+                },
+                Endpoint::Tcp {
+                    address: private(&deployment.host),
+                    port: 5432,
+                },
             )
         } else {
             (
-                Endpoint::Unix { path: format!("{SOCKETS_DIR}/synapse_redis.sock") },
-                Endpoint::Unix { path: SOCKETS_DIR.into() },
+                Endpoint::Unix {
+                    path: format!("{SOCKETS_DIR}/synapse_redis.sock"),
+                },
+                Endpoint::Unix {
+                    path: SOCKETS_DIR.into(),
+                },
             )
         };
-        Topology { processes, redis, postgres }
+        Topology {
+            processes,
+            redis,
+            postgres,
+        }
     }
 
     pub fn main(&self) -> &Process {
@@ -169,7 +197,9 @@ impl Topology {
 
     /// The workers of one kind, in order.
     pub fn workers(&self, kind: WorkerKind) -> impl Iterator<Item = &Process> {
-        self.processes.iter().filter(move |p| p.role == Role::Worker(kind))
+        self.processes
+            .iter()
+            .filter(move |p| p.role == Role::Worker(kind))
     }
 
     /// Names of the workers of one kind.
@@ -180,12 +210,16 @@ impl Topology {
     /// The writer of the single-writer streams (typing, to_device, account_data, presence,
     /// receipts): the first sync worker, as in the guide.
     pub fn stream_writer(&self) -> &Process {
-        self.workers(WorkerKind::ClientSync).next().expect("validated: at least one sync worker")
+        self.workers(WorkerKind::ClientSync)
+            .next()
+            .expect("validated: at least one sync worker")
     }
 
     /// Processes listed in `instance_map`: every one with a replication listener.
     pub fn instance_map(&self) -> impl Iterator<Item = (&Process, &Endpoint)> {
-        self.processes.iter().filter_map(|p| p.replication.as_ref().map(|e| (p, e)))
+        self.processes
+            .iter()
+            .filter_map(|p| p.replication.as_ref().map(|e| (p, e)))
     }
 
     /// Processes that run on `host`.
@@ -200,7 +234,9 @@ mod tests {
     use std::path::Path;
 
     fn topology(extra: &str) -> Topology {
-        let text = format!("[hosts.h]\naddress = \"10.0.0.1\"\nprivate_address = \"10.1.0.1\"\n[hosts.g]\naddress = \"10.0.0.2\"\nprivate_address = \"10.1.0.2\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n{extra}");
+        let text = format!(
+            "[hosts.h]\naddress = \"10.0.0.1\"\nprivate_address = \"10.1.0.1\"\n[hosts.g]\naddress = \"10.0.0.2\"\nprivate_address = \"10.1.0.2\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n{extra}"
+        );
         let inventory = crate::inventory::parse(Path::new("t.toml"), text).unwrap();
         Topology::resolve(&inventory.deployments["d"], &inventory.hosts)
     }
@@ -211,22 +247,56 @@ mod tests {
         let names: Vec<&str> = t.processes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["main", "client_sync1", "federation_reader1", "media1", "rooms1", "rooms2", "rooms3", "rooms4", "sender1", "sender2", "sender3", "sender4", "tasks1"]
+            [
+                "main",
+                "client_sync1",
+                "federation_reader1",
+                "media1",
+                "rooms1",
+                "rooms2",
+                "rooms3",
+                "rooms4",
+                "sender1",
+                "sender2",
+                "sender3",
+                "sender4",
+                "tasks1"
+            ]
         );
         let in_map: Vec<&str> = t.instance_map().map(|(p, _)| p.name.as_str()).collect();
-        assert_eq!(in_map, ["main", "client_sync1", "media1", "sender1", "sender2", "sender3", "sender4", "tasks1"]);
+        assert_eq!(
+            in_map,
+            [
+                "main",
+                "client_sync1",
+                "media1",
+                "sender1",
+                "sender2",
+                "sender3",
+                "sender4",
+                "tasks1"
+            ]
+        );
     }
 
     #[test]
     fn every_process_has_a_health_listener_and_hyphenated_service() {
-        let t = topology("[deployments.d.workers]\nrooms = 250\nclient_sync = 3\n[deployments.d.postgres]\nmax_connections = 2000\n");
+        let t = topology(
+            "[deployments.d.workers]\nrooms = 250\nclient_sync = 3\n[deployments.d.postgres]\nmax_connections = 2000\n",
+        );
         assert_eq!(t.processes.len(), 1 + 3 + 1 + 1 + 250 + 4 + 1);
         for p in &t.processes {
             let _ = p.health_endpoint();
             assert!(!p.service.contains('_'));
         }
         assert_eq!(t.stream_writer().name, "client_sync1");
-        assert!(t.workers(WorkerKind::ClientSync).nth(1).unwrap().replication.is_none());
+        assert!(
+            t.workers(WorkerKind::ClientSync)
+                .nth(1)
+                .unwrap()
+                .replication
+                .is_none()
+        );
     }
 
     #[test]
@@ -234,9 +304,26 @@ mod tests {
         let t = topology("[deployments.d.placement]\nrooms = \"g\"\n");
         let rooms1 = t.workers(WorkerKind::Rooms).next().unwrap();
         assert_eq!(rooms1.host, "g");
-        assert!(matches!(&rooms1.inbound, Some(Endpoint::Tcp { address, .. }) if address == "10.1.0.2"));
-        assert_eq!(t.redis, Endpoint::Tcp { address: "10.1.0.1".into(), port: 6379 });
-        let mut ports: Vec<u16> = t.processes.iter().flat_map(|p| [&p.replication, &p.inbound]).flatten().map(|e| match e { Endpoint::Tcp { port, .. } => *port, Endpoint::Unix { .. } => 0 }).collect();
+        assert!(
+            matches!(&rooms1.inbound, Some(Endpoint::Tcp { address, .. }) if address == "10.1.0.2")
+        );
+        assert_eq!(
+            t.redis,
+            Endpoint::Tcp {
+                address: "10.1.0.1".into(),
+                port: 6379
+            }
+        );
+        let mut ports: Vec<u16> = t
+            .processes
+            .iter()
+            .flat_map(|p| [&p.replication, &p.inbound])
+            .flatten()
+            .map(|e| match e {
+                Endpoint::Tcp { port, .. } => *port,
+                Endpoint::Unix { .. } => 0,
+            })
+            .collect();
         let count = ports.len();
         ports.dedup();
         assert_eq!(ports.len(), count, "every listener has its own port");

@@ -15,7 +15,11 @@ pub fn run(path: &Path) -> miette::Result<ExitCode> {
 
 /// What the inventory deploys, host by host. Holds no secret.
 pub fn summary(inventory: &Inventory) -> String {
-    let processes: usize = inventory.deployments.values().map(|d| 1 + d.workers.values().sum::<u32>() as usize).sum();
+    let processes: usize = inventory
+        .deployments
+        .values()
+        .map(|d| 1 + d.workers.values().sum::<u32>() as usize)
+        .sum();
     let mut out = format!(
         "{}: valid. {} host(s), {} deployment(s), {} Synapse process(es).\n",
         inventory.path.display(),
@@ -26,20 +30,43 @@ pub fn summary(inventory: &Inventory) -> String {
     for host in inventory.hosts.values() {
         let how = match host.transport {
             Transport::Local => "local".to_string(),
-            Transport::Ssh => format!("ssh {}@{}:{}{}", host.user, host.address, host.port, if host.become_root { " (sudo)" } else { "" }),
+            Transport::Ssh => format!(
+                "ssh {}@{}:{}{}",
+                host.user,
+                host.address,
+                host.port,
+                if host.become_root { " (sudo)" } else { "" }
+            ),
         };
         let _ = writeln!(out, "\nhost {} ({how})", host.name);
         let mut any = false;
         for deployment in inventory.deployments_on(&host.name) {
             any = true;
             let topology = Topology::resolve(deployment, &inventory.hosts);
-            let role = if deployment.host == host.name { "main, postgres, redis, nginx" } else { "workers" };
-            let _ = writeln!(out, "  deployment {} ({}) in {}: {role}", deployment.name, deployment.server_name, deployment.deploy_dir);
+            let role = if deployment.host == host.name {
+                "main, postgres, redis, nginx"
+            } else {
+                "workers"
+            };
+            let _ = writeln!(
+                out,
+                "  deployment {} ({}) in {}: {role}",
+                deployment.name, deployment.server_name, deployment.deploy_dir
+            );
             if deployment.host == host.name {
-                let _ = writeln!(out, "    {:<18} {}", "main", topology.main().health_endpoint().describe());
+                let _ = writeln!(
+                    out,
+                    "    {:<18} {}",
+                    "main",
+                    topology.main().health_endpoint().describe()
+                );
             }
             for kind in WorkerKind::ALL {
-                let names: Vec<String> = topology.workers(kind).filter(|p| p.host == host.name).map(|p| p.name.clone()).collect();
+                let names: Vec<String> = topology
+                    .workers(kind)
+                    .filter(|p| p.host == host.name)
+                    .map(|p| p.name.clone())
+                    .collect();
                 if !names.is_empty() {
                     let _ = writeln!(out, "    {:<18} {}", kind.stem(), names.join(" "));
                 }

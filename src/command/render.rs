@@ -10,7 +10,12 @@ use synprov::inventory;
 use synprov::render::{self, Templates};
 use synprov::secrets::MasterKey;
 
-pub fn run(path: &Path, out: &Path, only_host: Option<&str>, roles: Option<&Path>) -> miette::Result<ExitCode> {
+pub fn run(
+    path: &Path,
+    out: &Path,
+    only_host: Option<&str>,
+    roles: Option<&Path>,
+) -> miette::Result<ExitCode> {
     let inventory = inventory::load(path)?;
     let key = MasterKey::for_inventory(path)?;
     let templates = Templates::load(roles)?;
@@ -23,13 +28,25 @@ pub fn run(path: &Path, out: &Path, only_host: Option<&str>, roles: Option<&Path
             for file in &deployment.files {
                 let target = dir.join(&file.path);
                 if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).into_diagnostic().wrap_err_with(|| format!("cannot create {}", parent.display()))?;
+                    fs::create_dir_all(parent)
+                        .into_diagnostic()
+                        .wrap_err_with(|| format!("cannot create {}", parent.display()))?;
                 }
-                fs::write(&target, &file.contents).into_diagnostic().wrap_err_with(|| format!("cannot write {}", target.display()))?;
-                fs::set_permissions(&target, fs::Permissions::from_mode(file.mode)).into_diagnostic()?;
+                fs::write(&target, &file.contents)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot write {}", target.display()))?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(file.mode))
+                    .into_diagnostic()?;
                 count += 1;
             }
-            println!("{}/{}: {} files for {} ({})", host.host, deployment.deployment, deployment.files.len(), deployment.server_name, dir.display());
+            println!(
+                "{}/{}: {} files for {} ({})",
+                host.host,
+                deployment.deployment,
+                deployment.files.len(),
+                deployment.server_name,
+                dir.display()
+            );
         }
     }
     println!("wrote {count} files to {}", out.display());

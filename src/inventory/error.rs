@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn line_and_column_are_one_based_and_count_characters() {
-        let source = Source { name: "x.toml".into(), text: "a = 1\nbé = 2\n".into() };
+        let source = Source {
+            name: "x.toml".into(),
+            text: "a = 1\nbé = 2\n".into(),
+        };
         assert_eq!(source.line_column(0), (1, 1));
         assert_eq!(source.line_column(6), (2, 1));
         assert_eq!(source.line_column(9), (2, 3));
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn a_close_misspelling_gets_a_suggestion_and_a_far_one_does_not() {
-        assert_eq!(did_you_mean("adress", &["address", "port"]).as_deref(), Some("address"));
+        assert_eq!(
+            did_you_mean("adress", &["address", "port"]).as_deref(),
+            Some("address")
+        );
         assert_eq!(did_you_mean("zzz", &["address", "port"]), None);
     }
 }

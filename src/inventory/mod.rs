@@ -215,7 +215,9 @@ pub struct Inventory {
 impl Inventory {
     /// Deployments that put something on `host`.
     pub fn deployments_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Deployment> {
-        self.deployments.values().filter(move |d| d.hosts().contains(&host))
+        self.deployments
+            .values()
+            .filter(move |d| d.hosts().contains(&host))
     }
 }
 
@@ -230,6 +232,9 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 
 /// Validates inventory text; `path` names it in errors.
 pub fn parse(path: &Path, text: String) -> Result<Inventory, InventoryError> {
-    let source = error::Source { name: path.display().to_string(), text };
+    let source = error::Source {
+        name: path.display().to_string(),
+        text,
+    };
     validate::validate(path, &source)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::error::{did_you_mean, InventoryError, Source};
+use super::error::{InventoryError, Source, did_you_mean};
 use super::raw::{RawDeployment, RawHostSettings, RawInventory};
 use super::{
     Amount, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory, NginxSettings,
@@ -23,12 +23,18 @@ const MAX_WORKERS: u32 = 1000;
 pub const CONNECTION_HEADROOM: u32 = 10;
 
 pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryError> {
-    let raw: RawInventory = toml::from_str(&source.text).map_err(|e| deserialize_error(source, &e))?;
+    let raw: RawInventory =
+        toml::from_str(&source.text).map_err(|e| deserialize_error(source, &e))?;
     let checker = Checker { source };
     let hosts = checker.hosts(&raw)?;
     let deployments = checker.deployments(&raw, &hosts)?;
     let rollout = checker.rollout(&raw)?;
-    Ok(Inventory { path: path.to_path_buf(), hosts, deployments, rollout })
+    Ok(Inventory {
+        path: path.to_path_buf(),
+        hosts,
+        deployments,
+        rollout,
+    })
 }
 
 /// Turns a TOML or serde error into a located one with a fix.
@@ -42,10 +48,20 @@ fn deserialize_error(source: &Source, error: &toml::de::Error) -> InventoryError
             Some(suggestion) => format!("did you mean `{suggestion}`?"),
             None => format!("the keys allowed here are: {}", expected.join(", ")),
         };
-        return source.error(span, format!("unknown key `{unknown}`"), "not a known key here", help);
+        return source.error(
+            span,
+            format!("unknown key `{unknown}`"),
+            "not a known key here",
+            help,
+        );
     }
     if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        return source.error(span, message, "wrong type", format!("give a value of the expected type; {REFERENCE}"));
+        return source.error(
+            span,
+            message,
+            "wrong type",
+            format!("give a value of the expected type; {REFERENCE}"),
+        );
     }
     if message.starts_with("missing field") {
         let field = message.split('`').nth(1).unwrap_or_default();
@@ -57,9 +73,19 @@ fn deserialize_error(source: &Source, error: &toml::de::Error) -> InventoryError
         );
     }
     if message.contains("duplicate key") {
-        return source.error(span, message, "defined twice", "every name must be unique: rename or remove one of them");
+        return source.error(
+            span,
+            message,
+            "defined twice",
+            "every name must be unique: rename or remove one of them",
+        );
     }
-    source.error(span, format!("invalid TOML: {message}"), "here", "fix the TOML syntax at this position")
+    source.error(
+        span,
+        format!("invalid TOML: {message}"),
+        "here",
+        "fix the TOML syntax at this position",
+    )
 }
 
 struct Checker<'a> {
@@ -67,7 +93,13 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn at<T>(&self, value: &Spanned<T>, message: impl Into<String>, label: &str, help: impl Into<String>) -> InventoryError {
+    fn at<T>(
+        &self,
+        value: &Spanned<T>,
+        message: impl Into<String>,
+        label: &str,
+        help: impl Into<String>,
+    ) -> InventoryError {
         self.source.error(value.span(), message, label, help)
     }
 
@@ -75,13 +107,27 @@ impl Checker<'_> {
         let mut hosts = BTreeMap::new();
         for (name, settings) in &raw.hosts {
             check_name(name.get_ref()).map_err(|why| {
-                self.at(name, format!("invalid host name `{}`: {why}", name.get_ref()), "invalid name", "use letters, digits, `-`, `_` and `.`")
+                self.at(
+                    name,
+                    format!("invalid host name `{}`: {why}", name.get_ref()),
+                    "invalid name",
+                    "use letters, digits, `-`, `_` and `.`",
+                )
             })?;
             let mut merged = raw.defaults.clone();
             for group in settings.groups.iter().flatten() {
                 let group_settings = raw.groups.get(group.get_ref()).ok_or_else(|| {
                     let known: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
-                    self.at(group, format!("host `{}` is in group `{}`, which is not defined", name.get_ref(), group.get_ref()), "undefined group", suggestion("group", group.get_ref(), &known))
+                    self.at(
+                        group,
+                        format!(
+                            "host `{}` is in group `{}`, which is not defined",
+                            name.get_ref(),
+                            group.get_ref()
+                        ),
+                        "undefined group",
+                        suggestion("group", group.get_ref(), &known),
+                    )
                 })?;
                 overlay(&mut merged, group_settings.get_ref());
             }
@@ -95,21 +141,47 @@ impl Checker<'_> {
         let transport = match s.transport.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("ssh") => Transport::Ssh,
             Some("local") => Transport::Local,
-            Some(other) => return Err(self.at(s.transport.as_ref().unwrap_or(name), format!("unknown transport `{other}`"), "unknown transport", "use \"ssh\" or \"local\"")),
+            Some(other) => {
+                return Err(self.at(
+                    s.transport.as_ref().unwrap_or(name),
+                    format!("unknown transport `{other}`"),
+                    "unknown transport",
+                    "use \"ssh\" or \"local\"",
+                ));
+            }
         };
         let host_key_checking = match s.host_key_checking.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("strict") => HostKeyChecking::Strict,
             Some("accept-new") => HostKeyChecking::AcceptNew,
-            Some(other) => return Err(self.at(s.host_key_checking.as_ref().unwrap_or(name), format!("unknown host_key_checking `{other}`"), "unknown mode", "use \"strict\" (the default) or \"accept-new\"")),
+            Some(other) => {
+                return Err(self.at(
+                    s.host_key_checking.as_ref().unwrap_or(name),
+                    format!("unknown host_key_checking `{other}`"),
+                    "unknown mode",
+                    "use \"strict\" (the default) or \"accept-new\"",
+                ));
+            }
         };
         let docker_source = match s.docker_source.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("distribution") => DockerSource::Distribution,
             Some("docker") => DockerSource::DockerRepository,
-            Some(other) => return Err(self.at(s.docker_source.as_ref().unwrap_or(name), format!("unknown docker_source `{other}`"), "unknown source", "use \"distribution\" (Debian's docker.io) or \"docker\" (Docker's apt repository)")),
+            Some(other) => return Err(self.at(
+                s.docker_source.as_ref().unwrap_or(name),
+                format!("unknown docker_source `{other}`"),
+                "unknown source",
+                "use \"distribution\" (Debian's docker.io) or \"docker\" (Docker's apt repository)",
+            )),
         };
         let address = match (&s.address, transport) {
             (Some(address), _) => {
-                check_address(address.get_ref()).map_err(|why| self.at(address, format!("invalid address `{}`: {why}", address.get_ref()), "invalid address", "give a DNS name or an IP address"))?;
+                check_address(address.get_ref()).map_err(|why| {
+                    self.at(
+                        address,
+                        format!("invalid address `{}`: {why}", address.get_ref()),
+                        "invalid address",
+                        "give a DNS name or an IP address",
+                    )
+                })?;
                 address.get_ref().clone()
             }
             (None, Transport::Local) => "localhost".to_string(),
@@ -118,7 +190,14 @@ impl Checker<'_> {
             }
         };
         if let Some(private) = &s.private_address {
-            check_address(private.get_ref()).map_err(|why| self.at(private, format!("invalid private_address `{}`: {why}", private.get_ref()), "invalid address", "give the host's address on the private network"))?;
+            check_address(private.get_ref()).map_err(|why| {
+                self.at(
+                    private,
+                    format!("invalid private_address `{}`: {why}", private.get_ref()),
+                    "invalid address",
+                    "give the host's address on the private network",
+                )
+            })?;
         }
         Ok(Host {
             name: name.get_ref().clone(),
@@ -131,57 +210,131 @@ impl Checker<'_> {
             transport,
             host_key_checking,
             docker_source,
-            groups: s.groups.unwrap_or_default().into_iter().map(Spanned::into_inner).collect(),
+            groups: s
+                .groups
+                .unwrap_or_default()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
         })
     }
 
-    fn deployments(&self, raw: &RawInventory, hosts: &BTreeMap<String, Host>) -> Result<BTreeMap<String, Deployment>, InventoryError> {
+    fn deployments(
+        &self,
+        raw: &RawInventory,
+        hosts: &BTreeMap<String, Host>,
+    ) -> Result<BTreeMap<String, Deployment>, InventoryError> {
         let mut deployments = BTreeMap::new();
         let mut server_names: HashMap<String, String> = HashMap::new();
         let mut dirs: HashMap<(String, String), String> = HashMap::new();
         let mut ports: HashMap<(String, u16), String> = HashMap::new();
         for (name, raw_deployment) in &raw.deployments {
             let deployment = self.deployment(name, raw_deployment, hosts)?;
-            if let Some(other) = server_names.insert(deployment.server_name.clone(), deployment.name.clone()) {
-                return Err(self.at(&raw_deployment.server_name, format!("server_name `{}` is already used by deployment `{other}`", deployment.server_name), "duplicate server_name", "every deployment is its own homeserver: give it its own server_name"));
+            if let Some(other) =
+                server_names.insert(deployment.server_name.clone(), deployment.name.clone())
+            {
+                return Err(self.at(
+                    &raw_deployment.server_name,
+                    format!(
+                        "server_name `{}` is already used by deployment `{other}`",
+                        deployment.server_name
+                    ),
+                    "duplicate server_name",
+                    "every deployment is its own homeserver: give it its own server_name",
+                ));
             }
             for host in deployment.hosts() {
-                if let Some(other) = dirs.insert((host.to_string(), deployment.deploy_dir.clone()), deployment.name.clone()) {
-                    let span = raw_deployment.deploy_dir.as_ref().map_or_else(|| raw_deployment.host.span(), |d| d.span());
+                if let Some(other) = dirs.insert(
+                    (host.to_string(), deployment.deploy_dir.clone()),
+                    deployment.name.clone(),
+                ) {
+                    let span = raw_deployment
+                        .deploy_dir
+                        .as_ref()
+                        .map_or_else(|| raw_deployment.host.span(), |d| d.span());
                     return Err(self.source.error(span, format!("deploy_dir `{}` on host `{host}` is already used by deployment `{other}`", deployment.deploy_dir), "duplicate deploy_dir", "give each deployment on a host its own deploy_dir"));
                 }
             }
-            if let Some(other) = ports.insert((deployment.host.clone(), deployment.nginx.http_port), deployment.name.clone()) {
-                let span = raw_deployment.nginx.http_port.as_ref().map_or_else(|| raw_deployment.host.span(), |p| p.span());
-                return Err(self.source.error(span, format!("Nginx port {} on host `{}` is already used by deployment `{other}`", deployment.nginx.http_port, deployment.host), "duplicate port", "set `[deployments.NAME.nginx] http_port` to a free port"));
+            if let Some(other) = ports.insert(
+                (deployment.host.clone(), deployment.nginx.http_port),
+                deployment.name.clone(),
+            ) {
+                let span = raw_deployment
+                    .nginx
+                    .http_port
+                    .as_ref()
+                    .map_or_else(|| raw_deployment.host.span(), |p| p.span());
+                return Err(self.source.error(
+                    span,
+                    format!(
+                        "Nginx port {} on host `{}` is already used by deployment `{other}`",
+                        deployment.nginx.http_port, deployment.host
+                    ),
+                    "duplicate port",
+                    "set `[deployments.NAME.nginx] http_port` to a free port",
+                ));
             }
             deployments.insert(deployment.name.clone(), deployment);
         }
         Ok(deployments)
     }
 
-    fn host_ref(&self, host: &Spanned<String>, hosts: &BTreeMap<String, Host>) -> Result<String, InventoryError> {
+    fn host_ref(
+        &self,
+        host: &Spanned<String>,
+        hosts: &BTreeMap<String, Host>,
+    ) -> Result<String, InventoryError> {
         if hosts.contains_key(host.get_ref()) {
             return Ok(host.get_ref().clone());
         }
         let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
-        Err(self.at(host, format!("host `{}` is not defined", host.get_ref()), "undefined host", suggestion("host", host.get_ref(), &known)))
+        Err(self.at(
+            host,
+            format!("host `{}` is not defined", host.get_ref()),
+            "undefined host",
+            suggestion("host", host.get_ref(), &known),
+        ))
     }
 
-    fn deployment(&self, name: &Spanned<String>, raw: &RawDeployment, hosts: &BTreeMap<String, Host>) -> Result<Deployment, InventoryError> {
+    fn deployment(
+        &self,
+        name: &Spanned<String>,
+        raw: &RawDeployment,
+        hosts: &BTreeMap<String, Host>,
+    ) -> Result<Deployment, InventoryError> {
         let name_text = name.get_ref();
-        if name_text.is_empty() || !name_text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            return Err(self.at(name, format!("invalid deployment name `{name_text}`"), "invalid name", "use lowercase letters, digits, `-` and `_` (it names the Compose project)"));
+        if name_text.is_empty()
+            || !name_text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(self.at(
+                name,
+                format!("invalid deployment name `{name_text}`"),
+                "invalid name",
+                "use lowercase letters, digits, `-` and `_` (it names the Compose project)",
+            ));
         }
         let server_name = raw.server_name.get_ref();
         check_server_name(server_name).map_err(|why| self.at(&raw.server_name, format!("invalid server_name `{server_name}`: {why}"), "invalid server_name", "give the domain of the Matrix IDs, e.g. \"example.org\" (a port may follow: \"example.org:8448\")"))?;
         let public_baseurl = match &raw.public_baseurl {
             Some(url) => {
                 let text = url.get_ref();
-                if !(text.starts_with("https://") || text.starts_with("http://")) || text.contains(char::is_whitespace) {
-                    return Err(self.at(url, format!("invalid public_baseurl `{text}`"), "not an http(s) URL", "give the URL clients use, e.g. \"https://matrix.example.org/\""));
+                if !(text.starts_with("https://") || text.starts_with("http://"))
+                    || text.contains(char::is_whitespace)
+                {
+                    return Err(self.at(
+                        url,
+                        format!("invalid public_baseurl `{text}`"),
+                        "not an http(s) URL",
+                        "give the URL clients use, e.g. \"https://matrix.example.org/\"",
+                    ));
                 }
-                if text.ends_with('/') { text.clone() } else { format!("{text}/") }
+                if text.ends_with('/') {
+                    text.clone()
+                } else {
+                    format!("{text}/")
+                }
             }
             None => format!("https://{server_name}/"),
         };
@@ -198,7 +351,15 @@ impl Checker<'_> {
                         return Err(self.at(count, format!("{} needs at least one worker", kind.stem()), "must be 1 or more", format!("the guide's model has no fallback for this role: set `{} = {}` (the default) or more", kind.stem(), kind.default_count())));
                     }
                     if n > MAX_WORKERS {
-                        return Err(self.at(count, format!("{n} {} workers is more than synprov supports ({MAX_WORKERS})", kind.stem()), "too many", format!("use at most {MAX_WORKERS}")));
+                        return Err(self.at(
+                            count,
+                            format!(
+                                "{n} {} workers is more than synprov supports ({MAX_WORKERS})",
+                                kind.stem()
+                            ),
+                            "too many",
+                            format!("use at most {MAX_WORKERS}"),
+                        ));
                     }
                     n
                 }
@@ -213,7 +374,11 @@ impl Checker<'_> {
         let deploy_dir = match &raw.deploy_dir {
             Some(dir) => {
                 let text = dir.get_ref().trim_end_matches('/');
-                if !text.starts_with('/') || text.split('/').any(|part| part == "..") || text.is_empty() || text.contains(char::is_whitespace) {
+                if !text.starts_with('/')
+                    || text.split('/').any(|part| part == "..")
+                    || text.is_empty()
+                    || text.contains(char::is_whitespace)
+                {
                     return Err(self.at(dir, format!("invalid deploy_dir `{}`", dir.get_ref()), "not an absolute path", "give an absolute path without `..` or spaces, e.g. \"/opt/synapse/example\""));
                 }
                 text.to_string()
@@ -234,16 +399,36 @@ impl Checker<'_> {
             workers,
             placement,
             images: Images {
-                synapse: raw.images.synapse.clone().unwrap_or_else(|| "matrixdotorg/synapse:latest".into()),
-                postgres: raw.images.postgres.clone().unwrap_or_else(|| "postgres:16-alpine".into()),
-                redis: raw.images.redis.clone().unwrap_or_else(|| "redis:alpine".into()),
-                nginx: raw.images.nginx.clone().unwrap_or_else(|| "nginx:mainline-alpine-slim".into()),
+                synapse: raw
+                    .images
+                    .synapse
+                    .clone()
+                    .unwrap_or_else(|| "matrixdotorg/synapse:latest".into()),
+                postgres: raw
+                    .images
+                    .postgres
+                    .clone()
+                    .unwrap_or_else(|| "postgres:16-alpine".into()),
+                redis: raw
+                    .images
+                    .redis
+                    .clone()
+                    .unwrap_or_else(|| "redis:alpine".into()),
+                nginx: raw
+                    .images
+                    .nginx
+                    .clone()
+                    .unwrap_or_else(|| "nginx:mainline-alpine-slim".into()),
             },
             postgres,
             nginx: NginxSettings {
                 http_port: raw.nginx.http_port.as_ref().map_or(8008, |p| *p.get_ref()),
                 trusted_proxies: raw.nginx.trusted_proxies.clone().unwrap_or_default(),
-                admin_allow: raw.nginx.admin_allow.clone().unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()]),
+                admin_allow: raw
+                    .nginx
+                    .admin_allow
+                    .clone()
+                    .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()]),
             },
             homeserver_extra: match &raw.homeserver {
                 Some(table) => serde_json::to_value(table)
@@ -263,39 +448,96 @@ impl Checker<'_> {
         Ok(deployment)
     }
 
-    fn postgres(&self, raw: &RawDeployment, workers: &BTreeMap<WorkerKind, u32>) -> Result<PostgresSettings, InventoryError> {
+    fn postgres(
+        &self,
+        raw: &RawDeployment,
+        workers: &BTreeMap<WorkerKind, u32>,
+    ) -> Result<PostgresSettings, InventoryError> {
         let profile = match raw.postgres.profile.as_ref().map(|p| p.get_ref().as_str()) {
             None | Some("small") => PostgresProfile::Small,
             Some("large") => PostgresProfile::Large,
-            Some(other) => return Err(self.at(raw.postgres.profile.as_ref().unwrap_or(&raw.host), format!("unknown Postgres profile `{other}`"), "unknown profile", "use \"small\" (4 cores, 8 GB) or \"large\" (16+ cores, 64 GB)")),
+            Some(other) => {
+                return Err(self.at(
+                    raw.postgres.profile.as_ref().unwrap_or(&raw.host),
+                    format!("unknown Postgres profile `{other}`"),
+                    "unknown profile",
+                    "use \"small\" (4 cores, 8 GB) or \"large\" (16+ cores, 64 GB)",
+                ));
+            }
         };
-        let max_connections = raw.postgres.max_connections.as_ref().map_or(500, |m| *m.get_ref());
+        let max_connections = raw
+            .postgres
+            .max_connections
+            .as_ref()
+            .map_or(500, |m| *m.get_ref());
         let cp_max = raw.postgres.cp_max.as_ref().map_or(6, |c| *c.get_ref());
         if cp_max == 0 {
             let span = raw.postgres.cp_max.as_ref().map_or(0..0, |c| c.span());
-            return Err(self.source.error(span, "cp_max must be at least 1", "must be 1 or more", "the guide suggests 6 per process with many workers"));
+            return Err(self.source.error(
+                span,
+                "cp_max must be at least 1",
+                "must be 1 or more",
+                "the guide suggests 6 per process with many workers",
+            ));
         }
         let processes = 1 + workers.values().sum::<u32>();
         let needed = processes * cp_max + CONNECTION_HEADROOM;
         if needed > max_connections {
-            let span = raw.postgres.max_connections.as_ref().or(raw.postgres.cp_max.as_ref()).map_or_else(|| raw.host.span(), |s| s.span());
+            let span = raw
+                .postgres
+                .max_connections
+                .as_ref()
+                .or(raw.postgres.cp_max.as_ref())
+                .map_or_else(|| raw.host.span(), |s| s.span());
             return Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {} Postgres connections, more than max_connections = {max_connections} allows ({CONNECTION_HEADROOM} are kept for maintenance)", processes * cp_max), "connection budget exceeded", format!("set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {} or less", (max_connections.saturating_sub(CONNECTION_HEADROOM) / processes).max(1))));
         }
-        Ok(PostgresSettings { profile, max_connections, cp_max })
+        Ok(PostgresSettings {
+            profile,
+            max_connections,
+            cp_max,
+        })
     }
 
     fn rollout(&self, raw: &RawInventory) -> Result<Rollout, InventoryError> {
         let r = &raw.rollout;
         let parallel = r.parallel.as_ref().map_or(Ok(10), |p| {
-            if *p.get_ref() == 0 { Err(self.at(p, "parallel must be at least 1", "must be 1 or more", "set how many hosts synprov works on at once, e.g. `parallel = 10`")) } else { Ok(*p.get_ref()) }
+            if *p.get_ref() == 0 {
+                Err(self.at(
+                    p,
+                    "parallel must be at least 1",
+                    "must be 1 or more",
+                    "set how many hosts synprov works on at once, e.g. `parallel = 10`",
+                ))
+            } else {
+                Ok(*p.get_ref())
+            }
         })?;
-        let batch = r.batch.as_ref().map(|b| self.amount(b, "batch")).transpose()?;
-        let max_failures = r.max_failures.as_ref().map_or(Ok(Amount::Count(0)), |m| self.amount(m, "max_failures"))?;
-        Ok(Rollout { parallel, batch, max_failures, health_timeout_secs: r.health_timeout.as_ref().map_or(300, |t| *t.get_ref()) })
+        let batch = r
+            .batch
+            .as_ref()
+            .map(|b| self.amount(b, "batch"))
+            .transpose()?;
+        let max_failures = r
+            .max_failures
+            .as_ref()
+            .map_or(Ok(Amount::Count(0)), |m| self.amount(m, "max_failures"))?;
+        Ok(Rollout {
+            parallel,
+            batch,
+            max_failures,
+            health_timeout_secs: r.health_timeout.as_ref().map_or(300, |t| *t.get_ref()),
+        })
     }
 
     fn amount(&self, value: &Spanned<toml::Value>, key: &str) -> Result<Amount, InventoryError> {
-        let bad = || self.at(value, format!("invalid {key}"), "not a count or a percentage", format!("give a whole number (`{key} = 3`) or a percentage (`{key} = \"25%\"`)"));
+        let bad = || {
+            self.at(
+                value,
+                format!("invalid {key}"),
+                "not a count or a percentage",
+                format!("give a whole number (`{key} = 3`) or a percentage (`{key} = \"25%\"`)"),
+            )
+        };
         match value.get_ref() {
             toml::Value::Integer(n) => u32::try_from(*n).map(Amount::Count).map_err(|_| bad()),
             toml::Value::String(s) => s
@@ -309,11 +551,16 @@ impl Checker<'_> {
     }
 }
 
-fn worker_fields(raw: &RawDeployment, kind: WorkerKind) -> (Option<&Spanned<u32>>, Option<&Spanned<String>>) {
+fn worker_fields(
+    raw: &RawDeployment,
+    kind: WorkerKind,
+) -> (Option<&Spanned<u32>>, Option<&Spanned<String>>) {
     let (w, p) = (&raw.workers, &raw.placement);
     match kind {
         WorkerKind::ClientSync => (w.client_sync.as_ref(), p.client_sync.as_ref()),
-        WorkerKind::FederationReader => (w.federation_reader.as_ref(), p.federation_reader.as_ref()),
+        WorkerKind::FederationReader => {
+            (w.federation_reader.as_ref(), p.federation_reader.as_ref())
+        }
         WorkerKind::Media => (w.media.as_ref(), p.media.as_ref()),
         WorkerKind::Rooms => (w.rooms.as_ref(), p.rooms.as_ref()),
         WorkerKind::Sender => (w.sender.as_ref(), p.sender.as_ref()),
@@ -326,14 +573,30 @@ fn overlay(base: &mut RawHostSettings, top: &RawHostSettings) {
     macro_rules! take {
         ($($field:ident),*) => { $( if top.$field.is_some() { base.$field = top.$field.clone(); } )* };
     }
-    take!(address, private_address, groups, port, user, identity_file, become_root, transport, host_key_checking, docker_source);
+    take!(
+        address,
+        private_address,
+        groups,
+        port,
+        user,
+        identity_file,
+        become_root,
+        transport,
+        host_key_checking,
+        docker_source
+    );
 }
 
 fn suggestion(what: &str, name: &str, known: &[&str]) -> String {
     match did_you_mean(name, known) {
-        Some(close) => format!("did you mean `{close}`? Otherwise define it in a `[{what}s.{name}]` table"),
+        Some(close) => {
+            format!("did you mean `{close}`? Otherwise define it in a `[{what}s.{name}]` table")
+        }
         None if known.is_empty() => format!("define it in a `[{what}s.{name}]` table"),
-        None => format!("define it in a `[{what}s.{name}]` table; defined {what}s: {}", known.join(", ")),
+        None => format!(
+            "define it in a `[{what}s.{name}]` table; defined {what}s: {}",
+            known.join(", ")
+        ),
     }
 }
 
@@ -341,7 +604,10 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("it is empty");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return Err("it has characters other than letters, digits, `-`, `_` and `.`");
     }
     Ok(())
@@ -377,8 +643,11 @@ fn check_dns_name(name: &str) -> Result<(), &'static str> {
 /// optional port (Matrix specification, appendix "Server name").
 fn check_server_name(name: &str) -> Result<(), &'static str> {
     let (host, port) = if let Some(rest) = name.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or("an IPv6 address needs a closing `]`")?;
-        v6.parse::<std::net::Ipv6Addr>().map_err(|_| "not a valid IPv6 address")?;
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing `]`")?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "not a valid IPv6 address")?;
         (None, after.strip_prefix(':'))
     } else {
         match name.rsplit_once(':') {
@@ -387,7 +656,10 @@ fn check_server_name(name: &str) -> Result<(), &'static str> {
         }
     };
     if let Some(port) = port {
-        port.parse::<u16>().ok().filter(|p| *p > 0).ok_or("the port must be a number from 1 to 65535")?;
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("the port must be a number from 1 to 65535")?;
     }
     match host {
         Some(host) if host.parse::<std::net::Ipv4Addr>().is_ok() => Ok(()),
@@ -402,10 +674,25 @@ mod tests {
 
     #[test]
     fn server_names_follow_the_matrix_grammar() {
-        for good in ["example.org", "matrix.example.org:8448", "1.2.3.4", "[::1]:8448", "localhost"] {
+        for good in [
+            "example.org",
+            "matrix.example.org:8448",
+            "1.2.3.4",
+            "[::1]:8448",
+            "localhost",
+        ] {
             assert_eq!(check_server_name(good), Ok(()), "{good}");
         }
-        for bad in ["", "exa mple.org", "-bad.org", "example.org:", "example.org:99999", "a..b", "ex_ample.org", "[::1"] {
+        for bad in [
+            "",
+            "exa mple.org",
+            "-bad.org",
+            "example.org:",
+            "example.org:99999",
+            "a..b",
+            "ex_ample.org",
+            "[::1",
+        ] {
             assert!(check_server_name(bad).is_err(), "{bad}");
         }
     }

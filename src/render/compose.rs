@@ -13,7 +13,9 @@ pub const GID: u32 = 1000;
 /// The healthcheck of a Synapse process: `/health` on one of its listeners.
 pub fn health_command(process: &Process) -> String {
     match process.health_endpoint() {
-        Endpoint::Unix { path } => format!("curl -fSs --unix-socket {path} http://localhost/health"),
+        Endpoint::Unix { path } => {
+            format!("curl -fSs --unix-socket {path} http://localhost/health")
+        }
         Endpoint::Tcp { address, port } => format!("curl -fSs http://{address}:{port}/health"),
     }
 }
@@ -22,8 +24,15 @@ fn service(process: &Process) -> Value {
     let (template, command) = match process.role {
         Role::Main => ("synapse-template", Value::Null),
         Role::Worker(kind) => (
-            if kind == WorkerKind::Media { "synapse-media-template" } else { "synapse-worker-template" },
-            json!(format!("run --config-path=/data/homeserver.yaml --config-path=/data/workers/{}.yaml", process.name)),
+            if kind == WorkerKind::Media {
+                "synapse-media-template"
+            } else {
+                "synapse-worker-template"
+            },
+            json!(format!(
+                "run --config-path=/data/homeserver.yaml --config-path=/data/workers/{}.yaml",
+                process.name
+            )),
         ),
     };
     json!({
@@ -36,12 +45,29 @@ fn service(process: &Process) -> Value {
 }
 
 /// The context of `docker-compose.yml` for the part of `deployment` that runs on `host`.
-pub fn compose(deployment: &Deployment, topology: &Topology, secrets: &DeploymentSecrets, host: &str) -> Value {
+pub fn compose(
+    deployment: &Deployment,
+    topology: &Topology,
+    secrets: &DeploymentSecrets,
+    host: &str,
+) -> Value {
     let socket = "/sockets/synapse_redis.sock";
     let (redis_command, redis_health) = match &topology.redis {
         Endpoint::Tcp { address, port } => (
-            format!("redis-server --bind {address} --port {port} --requirepass {} --unixsocket {socket} --unixsocketperm 660", secrets.redis_password.expose()),
-            json!(["CMD", "redis-cli", "-s", socket, "--no-auth-warning", "-a", secrets.redis_password.expose(), "ping"]),
+            format!(
+                "redis-server --bind {address} --port {port} --requirepass {} --unixsocket {socket} --unixsocketperm 660",
+                secrets.redis_password.expose()
+            ),
+            json!([
+                "CMD",
+                "redis-cli",
+                "-s",
+                socket,
+                "--no-auth-warning",
+                "-a",
+                secrets.redis_password.expose(),
+                "ping"
+            ]),
         ),
         Endpoint::Unix { .. } => (
             format!("redis-server --unixsocket {socket} --unixsocketperm 660 --port 0"),

@@ -27,14 +27,21 @@ use crate::topology::Topology;
 #[derive(Debug, Error, Diagnostic)]
 pub enum RenderError {
     #[error("template {name} failed: {message}")]
-    #[diagnostic(help("if it is one of your own templates (--roles), fix it; otherwise please report a bug"))]
+    #[diagnostic(help(
+        "if it is one of your own templates (--roles), fix it; otherwise please report a bug"
+    ))]
     Template { name: String, message: String },
 
     #[error("cannot read template {path}: {source}")]
-    TemplateRead { path: String, source: std::io::Error },
+    TemplateRead {
+        path: String,
+        source: std::io::Error,
+    },
 
     #[error("rendered {path} is not valid YAML: {message}")]
-    #[diagnostic(help("a template produced broken YAML: check your own templates (--roles) or the `homeserver` table of the deployment"))]
+    #[diagnostic(help(
+        "a template produced broken YAML: check your own templates (--roles) or the `homeserver` table of the deployment"
+    ))]
     InvalidYaml { path: String, message: String },
 
     #[error("host `{host}` is not in the inventory")]
@@ -73,12 +80,29 @@ pub struct HostFiles {
 }
 
 /// Renders the files of every host, or of `only_host`.
-pub fn render(inventory: &Inventory, key: &MasterKey, templates: &Templates, only_host: Option<&str>) -> Result<Vec<HostFiles>, RenderError> {
+pub fn render(
+    inventory: &Inventory,
+    key: &MasterKey,
+    templates: &Templates,
+    only_host: Option<&str>,
+) -> Result<Vec<HostFiles>, RenderError> {
     if let Some(host) = only_host.filter(|h| !inventory.hosts.contains_key(*h)) {
-        return Err(RenderError::UnknownHost { host: host.to_string(), known: inventory.hosts.keys().cloned().collect::<Vec<_>>().join(", ") });
+        return Err(RenderError::UnknownHost {
+            host: host.to_string(),
+            known: inventory
+                .hosts
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
     let mut out = Vec::new();
-    for host in inventory.hosts.keys().filter(|h| only_host.is_none_or(|only| only == *h)) {
+    for host in inventory
+        .hosts
+        .keys()
+        .filter(|h| only_host.is_none_or(|only| only == *h))
+    {
         let mut deployments = Vec::new();
         for deployment in inventory.deployments_on(host) {
             let topology = Topology::resolve(deployment, &inventory.hosts);
@@ -92,37 +116,67 @@ pub fn render(inventory: &Inventory, key: &MasterKey, templates: &Templates, onl
                 secrets,
             });
         }
-        out.push(HostFiles { host: host.clone(), deployments });
+        out.push(HostFiles {
+            host: host.clone(),
+            deployments,
+        });
     }
     Ok(out)
 }
 
 /// The files of `deployment` that belong on `host`.
-pub fn render_deployment(deployment: &Deployment, topology: &Topology, secrets: &DeploymentSecrets, templates: &Templates, host: &str) -> Result<Vec<RenderedFile>, RenderError> {
+pub fn render_deployment(
+    deployment: &Deployment,
+    topology: &Topology,
+    secrets: &DeploymentSecrets,
+    templates: &Templates,
+    host: &str,
+) -> Result<Vec<RenderedFile>, RenderError> {
     let main_host = host == deployment.host;
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut add = |path: String, template: &str, context: &serde_json::Value| -> Result<(), RenderError> {
-        files.push((path, templates.render(template, context)?));
-        Ok(())
-    };
+    let mut add =
+        |path: String, template: &str, context: &serde_json::Value| -> Result<(), RenderError> {
+            files.push((path, templates.render(template, context)?));
+            Ok(())
+        };
 
     let homeserver = synapse::homeserver(deployment, topology, secrets);
-    add("synapse/homeserver.yaml".into(), "synapse/homeserver.yaml", &homeserver)?;
+    add(
+        "synapse/homeserver.yaml".into(),
+        "synapse/homeserver.yaml",
+        &homeserver,
+    )?;
     let mut log_types = BTreeSet::new();
     for process in topology.on_host(host) {
         if process.kind().is_some() {
-            add(format!("synapse/workers/{}.yaml", process.name), "synapse/worker.yaml", &synapse::worker(deployment, process))?;
+            add(
+                format!("synapse/workers/{}.yaml", process.name),
+                "synapse/worker.yaml",
+                &synapse::worker(deployment, process),
+            )?;
         }
         if log_types.insert(process.log_type()) {
-            add(format!("synapse/log.config/{}.log.config", process.log_type()), "synapse/log.config", &synapse::log_config(process))?;
+            add(
+                format!("synapse/log.config/{}.log.config", process.log_type()),
+                "synapse/log.config",
+                &synapse::log_config(process),
+            )?;
         }
     }
-    add("docker-compose.yml".into(), "compose/docker-compose.yml", &compose::compose(deployment, topology, secrets, host))?;
+    add(
+        "docker-compose.yml".into(),
+        "compose/docker-compose.yml",
+        &compose::compose(deployment, topology, secrets, host),
+    )?;
     let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
     add(".synapse.env".into(), "synapse/synapse.env", &env)?;
     if main_host {
         add(".postgres.env".into(), "postgres/postgres.env", &env)?;
-        add("postgres/postgresql.conf".into(), "postgres/postgresql.conf", &postgres::postgresql_conf(deployment, topology))?;
+        add(
+            "postgres/postgresql.conf".into(),
+            "postgres/postgresql.conf",
+            &postgres::postgresql_conf(deployment, topology),
+        )?;
         let nginx = json!({
             "server_name": deployment.server_name,
             "upstreams": nginx::upstreams(topology),
@@ -131,13 +185,23 @@ pub fn render_deployment(deployment: &Deployment, topology: &Topology, secrets: 
             "trusted_proxies": deployment.nginx.trusted_proxies,
             "admin_allow": deployment.nginx.admin_allow,
         });
-        for file in ["nginx.conf", "upstreams.conf", "maps.conf", "locations.conf", "proxy.conf", "private.conf"] {
+        for file in [
+            "nginx.conf",
+            "upstreams.conf",
+            "maps.conf",
+            "locations.conf",
+            "proxy.conf",
+            "private.conf",
+        ] {
             add(format!("nginx/{file}"), &format!("nginx/{file}"), &nginx)?;
         }
     }
 
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);
-    files.push((signing_key.clone(), format!("{}\n", secrets.signing_key.expose())));
+    files.push((
+        signing_key.clone(),
+        format!("{}\n", secrets.signing_key.expose()),
+    ));
     if !deployment.homeserver_extra.is_empty() {
         merge_homeserver_extra(&mut files[0].1, &deployment.homeserver_extra)?;
     }
@@ -147,37 +211,65 @@ pub fn render_deployment(deployment: &Deployment, topology: &Topology, secrets: 
         .map(|(path, contents)| {
             check_yaml(&path, &contents)?;
             let secret = secrets.all().iter().any(|s| contents.contains(s.expose()));
-            Ok(RenderedFile { keep_existing: path == signing_key, mode: if secret { 0o600 } else { 0o644 }, secret, path, contents })
+            Ok(RenderedFile {
+                keep_existing: path == signing_key,
+                mode: if secret { 0o600 } else { 0o644 },
+                secret,
+                path,
+                contents,
+            })
         })
         .collect()
 }
 
 /// Merges the inventory's `homeserver` table over the rendered homeserver.yaml: its keys
 /// win, tables merge key by key.
-fn merge_homeserver_extra(yaml: &mut String, extra: &serde_json::Map<String, serde_json::Value>) -> Result<(), RenderError> {
-    let invalid = |e: &dyn std::fmt::Display| RenderError::InvalidYaml { path: "synapse/homeserver.yaml".into(), message: e.to_string() };
+fn merge_homeserver_extra(
+    yaml: &mut String,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), RenderError> {
+    let invalid = |e: &dyn std::fmt::Display| RenderError::InvalidYaml {
+        path: "synapse/homeserver.yaml".into(),
+        message: e.to_string(),
+    };
     let mut base: serde_json::Value = serde_norway::from_str(yaml).map_err(|e| invalid(&e))?;
     fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
         match (base, extra) {
             (serde_json::Value::Object(base), serde_json::Value::Object(extra)) => {
                 for (key, value) in extra {
-                    merge(base.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+                    merge(
+                        base.entry(key.clone()).or_insert(serde_json::Value::Null),
+                        value,
+                    );
                 }
             }
             (base, extra) => *base = extra.clone(),
         }
     }
     merge(&mut base, &serde_json::Value::Object(extra.clone()));
-    let header: String = yaml.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    *yaml = format!("{header}# Settings from the inventory's `homeserver` table are merged in.\n{}", serde_norway::to_string(&base).map_err(|e| invalid(&e))?);
+    let header: String = yaml
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    *yaml = format!(
+        "{header}# Settings from the inventory's `homeserver` table are merged in.\n{}",
+        serde_norway::to_string(&base).map_err(|e| invalid(&e))?
+    );
     Ok(())
 }
 
 /// Every YAML file must parse: a broken one would only fail on the host.
 fn check_yaml(path: &str, contents: &str) -> Result<(), RenderError> {
-    let is_yaml = path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".log.config");
+    let is_yaml =
+        path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".log.config");
     if is_yaml {
-        serde_norway::from_str::<serde_norway::Value>(contents).map_err(|e| RenderError::InvalidYaml { path: path.to_string(), message: e.to_string() })?;
+        serde_norway::from_str::<serde_norway::Value>(contents).map_err(|e| {
+            RenderError::InvalidYaml {
+                path: path.to_string(),
+                message: e.to_string(),
+            }
+        })?;
     }
     Ok(())
 }

@@ -60,33 +60,75 @@ fn server(endpoint: &Endpoint) -> String {
 }
 
 fn servers<'a>(processes: impl Iterator<Item = &'a Process>) -> Vec<String> {
-    processes.filter_map(|p| p.inbound.as_ref()).map(server).collect()
+    processes
+        .filter_map(|p| p.inbound.as_ref())
+        .map(server)
+        .collect()
 }
 
 /// One upstream per role.
 pub fn upstreams(topology: &Topology) -> Vec<Upstream> {
     let pool = |name, comment, kind, balance| {
         let servers = servers(topology.workers(kind));
-        let balance = if servers.len() > 1 { Some(balance) } else { None };
-        Upstream { name, comment, balance, servers }
+        let balance = if servers.len() > 1 {
+            Some(balance)
+        } else {
+            None
+        };
+        Upstream {
+            name,
+            comment,
+            balance,
+            servers,
+        }
     };
     vec![
-        Upstream { name: MAIN, comment: "The main process.", balance: None, servers: servers(std::iter::once(topology.main())) },
-        Upstream { name: STREAM_WRITER, comment: "The writer of typing, receipts, account data, to-device and presence.", balance: None, servers: servers(std::iter::once(topology.stream_writer())) },
-        pool(CLIENT_SYNC, "Sync workers: one user stays on one worker.", WorkerKind::ClientSync, "hash $mxid_localpart consistent"),
+        Upstream {
+            name: MAIN,
+            comment: "The main process.",
+            balance: None,
+            servers: servers(std::iter::once(topology.main())),
+        },
+        Upstream {
+            name: STREAM_WRITER,
+            comment: "The writer of typing, receipts, account data, to-device and presence.",
+            balance: None,
+            servers: servers(std::iter::once(topology.stream_writer())),
+        },
+        pool(
+            CLIENT_SYNC,
+            "Sync workers: one user stays on one worker.",
+            WorkerKind::ClientSync,
+            "hash $mxid_localpart consistent",
+        ),
         Upstream {
             name: ROOMS,
             comment: "Room workers: one room stays on one worker; adding a worker moves about 1/N of the rooms.",
             balance: Some("hash $matrix_room_id consistent"),
             servers: servers(topology.workers(WorkerKind::Rooms)),
         },
-        pool(FEDERATION_READER, "Federation readers: one remote server stays on one reader.", WorkerKind::FederationReader, "ip_hash"),
-        pool(MEDIA, "Media repository workers.", WorkerKind::Media, "least_conn"),
+        pool(
+            FEDERATION_READER,
+            "Federation readers: one remote server stays on one reader.",
+            WorkerKind::FederationReader,
+            "ip_hash",
+        ),
+        pool(
+            MEDIA,
+            "Media repository workers.",
+            WorkerKind::Media,
+            "least_conn",
+        ),
     ]
 }
 
 fn regex(comment: &'static str, pattern: String, upstream: &'static str) -> Route {
-    Route { comment, matcher: format!("~ \"{pattern}\""), upstream, private: false }
+    Route {
+        comment,
+        matcher: format!("~ \"{pattern}\""),
+        upstream,
+        private: false,
+    }
 }
 
 /// Every location, in the order nginx must try them.
@@ -139,9 +181,24 @@ pub fn routes() -> Vec<Route> {
             FEDERATION_READER,
         ),
     ];
-    routes.push(Route { comment: "Everything else of the client API goes to main.", matcher: "/_matrix/".into(), upstream: MAIN, private: false });
-    routes.push(Route { comment: "Synapse's own client pages (SSO, email validation, ...) are public.", matcher: "/_synapse/client/".into(), upstream: MAIN, private: false });
-    routes.push(Route { comment: "The admin API is private.", matcher: "/_synapse/admin/".into(), upstream: MAIN, private: true });
+    routes.push(Route {
+        comment: "Everything else of the client API goes to main.",
+        matcher: "/_matrix/".into(),
+        upstream: MAIN,
+        private: false,
+    });
+    routes.push(Route {
+        comment: "Synapse's own client pages (SSO, email validation, ...) are public.",
+        matcher: "/_synapse/client/".into(),
+        upstream: MAIN,
+        private: false,
+    });
+    routes.push(Route {
+        comment: "The admin API is private.",
+        matcher: "/_synapse/admin/".into(),
+        upstream: MAIN,
+        private: true,
+    });
     routes
 }
 
@@ -151,7 +208,14 @@ mod tests {
 
     #[test]
     fn every_route_names_an_upstream_that_exists() {
-        let names = [MAIN, STREAM_WRITER, CLIENT_SYNC, ROOMS, FEDERATION_READER, MEDIA];
+        let names = [
+            MAIN,
+            STREAM_WRITER,
+            CLIENT_SYNC,
+            ROOMS,
+            FEDERATION_READER,
+            MEDIA,
+        ];
         for route in routes() {
             assert!(names.contains(&route.upstream), "{}", route.matcher);
         }
@@ -162,7 +226,10 @@ mod tests {
         let routes = routes();
         for pattern in room_patterns() {
             let location = pattern.replace("(?<room_id>", "(?:");
-            assert!(routes.iter().any(|r| r.matcher.contains(&location)), "{location}");
+            assert!(
+                routes.iter().any(|r| r.matcher.contains(&location)),
+                "{location}"
+            );
         }
     }
 }

@@ -10,9 +10,25 @@ use crate::topology::{Endpoint, Process, Topology};
 /// Synapse's default IP range blocklist (`synapse/config/server.py`), for URL previews: the
 /// guide's shorter list misses several reserved ranges (GUIDE-SPEC D5).
 const IP_RANGE_BLOCKLIST: [&str; 19] = [
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24",
-    "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24", "198.51.100.0/24",
-    "203.0.113.0/24", "224.0.0.0/4", "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8", "fec0::/10",
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
 ];
 
 /// The listeners a process declares: replication first, then inbound.
@@ -48,12 +64,25 @@ pub fn signing_key_path(deployment: &Deployment) -> String {
 }
 
 /// The context of `synapse/homeserver.yaml`.
-pub fn homeserver(deployment: &Deployment, topology: &Topology, secrets: &DeploymentSecrets) -> Value {
+pub fn homeserver(
+    deployment: &Deployment,
+    topology: &Topology,
+    secrets: &DeploymentSecrets,
+) -> Value {
     let names = |kind| topology.names(kind);
-    let first = |kind| names(kind).into_iter().next().expect("validated: at least one worker of each kind");
+    let first = |kind| {
+        names(kind)
+            .into_iter()
+            .next()
+            .expect("validated: at least one worker of each kind")
+    };
     let postgres = match &topology.postgres {
-        Endpoint::Unix { path } => json!({ "host": path, "port": null, "cp_max": deployment.postgres.cp_max }),
-        Endpoint::Tcp { address, port } => json!({ "host": address, "port": port, "cp_max": deployment.postgres.cp_max }),
+        Endpoint::Unix { path } => {
+            json!({ "host": path, "port": null, "cp_max": deployment.postgres.cp_max })
+        }
+        Endpoint::Tcp { address, port } => {
+            json!({ "host": address, "port": port, "cp_max": deployment.postgres.cp_max })
+        }
     };
     json!({
         "deployment": deployment.name,

@@ -35,12 +35,22 @@ impl Templates {
             let file = Embedded::get(&path).expect("listed by iter");
             let text = String::from_utf8_lossy(&file.data).into_owned();
             let text = match override_dir.map(|dir| dir.join(path.as_ref())) {
-                Some(custom) if custom.is_file() => std::fs::read_to_string(&custom).map_err(|source| RenderError::TemplateRead { path: custom.display().to_string(), source })?,
+                Some(custom) if custom.is_file() => {
+                    std::fs::read_to_string(&custom).map_err(|source| {
+                        RenderError::TemplateRead {
+                            path: custom.display().to_string(),
+                            source,
+                        }
+                    })?
+                }
                 _ => text,
             };
             registry
                 .register_template_string(&template_name(&path), text)
-                .map_err(|e| RenderError::Template { name: path.to_string(), message: e.to_string() })?;
+                .map_err(|e| RenderError::Template {
+                    name: path.to_string(),
+                    message: e.to_string(),
+                })?;
         }
         Ok(Templates { registry })
     }
@@ -49,13 +59,17 @@ impl Templates {
     pub fn render(&self, name: &str, context: &impl Serialize) -> Result<String, RenderError> {
         self.registry
             .render(name, context)
-            .map_err(|e| RenderError::Template { name: name.to_string(), message: e.to_string() })
+            .map_err(|e| RenderError::Template {
+                name: name.to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
 /// `nginx/templates/maps.conf.hbs` is registered as `nginx/maps.conf`.
 fn template_name(path: &str) -> String {
-    path.trim_end_matches(".hbs").replacen("/templates/", "/", 1)
+    path.trim_end_matches(".hbs")
+        .replacen("/templates/", "/", 1)
 }
 
 #[cfg(test)]
@@ -64,23 +78,35 @@ mod tests {
 
     #[test]
     fn template_names_drop_the_templates_folder_and_extension() {
-        assert_eq!(template_name("nginx/templates/maps.conf.hbs"), "nginx/maps.conf");
+        assert_eq!(
+            template_name("nginx/templates/maps.conf.hbs"),
+            "nginx/maps.conf"
+        );
     }
 
     #[test]
     fn a_file_in_the_override_directory_replaces_the_embedded_template() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("nginx/templates")).unwrap();
-        std::fs::write(dir.path().join("nginx/templates/private.conf.hbs"), "deny all; # custom\n").unwrap();
+        std::fs::write(
+            dir.path().join("nginx/templates/private.conf.hbs"),
+            "deny all; # custom\n",
+        )
+        .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
-        let out = templates.render("nginx/private.conf", &serde_json::json!({})).unwrap();
+        let out = templates
+            .render("nginx/private.conf", &serde_json::json!({}))
+            .unwrap();
         assert_eq!(out, "deny all; # custom\n");
     }
 
     #[test]
     fn yaml_values_are_quoted_so_they_cannot_inject_keys() {
         let templates = Templates::load(None).unwrap();
-        let out = templates.registry.render_template("k: {{yaml v}}", &serde_json::json!({"v": "a\nevil: true"})).unwrap();
+        let out = templates
+            .registry
+            .render_template("k: {{yaml v}}", &serde_json::json!({"v": "a\nevil: true"}))
+            .unwrap();
         assert_eq!(out, "k: \"a\\nevil: true\"");
     }
 }

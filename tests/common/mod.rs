@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests: running the binary, rendering an inventory,
+//! and requiring the real tools the tests drive.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::cargo_bin;
+
+/// The master key every test renders with, so that outputs are comparable.
+pub const TEST_KEY: &str = "test-master-key-0123456789abcdef0123456789";
+
+/// The project's root, for the example inventories.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `synprov ARGS` with the test master key, run in `dir`.
+pub fn synprov(dir: &Path) -> Command {
+    let mut command = Command::new(cargo_bin("synprov"));
+    command
+        .current_dir(dir)
+        .env("SYNPROV_MASTER_KEY", TEST_KEY)
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Renders `inventory` into a fresh temporary directory and returns it.
+pub fn render(inventory: &Path) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let output = synprov(&root())
+        .arg("render")
+        .arg(inventory)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// Writes `text` as an inventory file in a fresh directory.
+pub fn inventory(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Fails the test, saying how to install `tool`, when it is not on PATH.
+pub fn require(tool: &str, install: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file());
+    found.unwrap_or_else(|| panic!("this test needs `{tool}`: install it with `{install}` (or run scripts/install-test-deps.sh)"))
+}

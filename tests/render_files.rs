@@ -1,0 +1,470 @@
+//! Rendering the example inventories: the files, their modes, determinism, the worker
+//! settings of homeserver.yaml, and snapshots of every file.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{files, inventory, render, root, synprov};
+use serde_norway::Value;
+
+fn yaml(path: &Path) -> Value {
+    serde_norway::from_str(&fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn names(value: &Value) -> Vec<String> {
+    match value {
+        Value::Sequence(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect(),
+        Value::Mapping(map) => map
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect(),
+        other => vec![other.as_str().unwrap().to_string()],
+    }
+}
+
+#[test]
+fn the_example_renders_every_file_of_the_guides_topology() {
+    let out = render(&root().join("inventory/example.toml"));
+    let dir = out.path().join("hs1/example");
+    let listed: Vec<String> = files(&dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut expected = vec![
+        ".postgres.env",
+        ".synapse.env",
+        "docker-compose.yml",
+        "nginx/locations.conf",
+        "nginx/maps.conf",
+        "nginx/nginx.conf",
+        "nginx/private.conf",
+        "nginx/proxy.conf",
+        "nginx/upstreams.conf",
+        "postgres/postgresql.conf",
+        "synapse/example.org.signing.key",
+        "synapse/homeserver.yaml",
+    ];
+    let workers = [
+        "client_sync1",
+        "federation_reader1",
+        "media1",
+        "rooms1",
+        "rooms2",
+        "rooms3",
+        "rooms4",
+        "sender1",
+        "sender2",
+        "sender3",
+        "sender4",
+        "tasks1",
+    ];
+    let log_types = [
+        "client_sync",
+        "federation_reader",
+        "media",
+        "rooms",
+        "sender",
+        "synapse",
+        "tasks",
+    ];
+    let worker_files: Vec<String> = workers
+        .iter()
+        .map(|w| format!("synapse/workers/{w}.yaml"))
+        .collect();
+    let log_files: Vec<String> = log_types
+        .iter()
+        .map(|t| format!("synapse/log.config/{t}.log.config"))
+        .collect();
+    expected.extend(worker_files.iter().map(String::as_str));
+    expected.extend(log_files.iter().map(String::as_str));
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let compose = yaml(&dir.join("docker-compose.yml"));
+    let services = names(&compose["services"]);
+    let expected_services = [
+        "redis",
+        "db",
+        "synapse",
+        "client-sync1",
+        "federation-reader1",
+        "media1",
+        "rooms1",
+        "rooms2",
+        "rooms3",
+        "rooms4",
+        "sender1",
+        "sender2",
+        "sender3",
+        "sender4",
+        "tasks1",
+        "nginx",
+    ];
+    assert_eq!(services, expected_services, "16 services, hyphenated");
+    for service in &services {
+        assert!(
+            !compose["services"][service.as_str()]["healthcheck"]["test"].is_null(),
+            "{service} has no healthcheck"
+        );
+    }
+
+    for worker in workers {
+        let config = yaml(&dir.join(format!("synapse/workers/{worker}.yaml")));
+        assert_eq!(config["worker_name"].as_str(), Some(worker));
+        let service = worker.replace('_', "-");
+        let command = compose["services"][service.as_str()]["command"]
+            .as_str()
+            .unwrap();
+        assert!(
+            command.ends_with(&format!("/data/workers/{worker}.yaml")),
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn homeserver_yaml_has_the_guides_duties_and_instance_map() {
+    let out = render(&root().join("inventory/example.toml"));
+    let hs = yaml(&out.path().join("hs1/example/synapse/homeserver.yaml"));
+    assert_eq!(
+        names(&hs["instance_map"]),
+        [
+            "main",
+            "client_sync1",
+            "media1",
+            "sender1",
+            "sender2",
+            "sender3",
+            "sender4",
+            "tasks1"
+        ]
+    );
+    assert_eq!(
+        hs["instance_map"]["main"]["path"].as_str(),
+        Some("/sockets/synapse_replication_main.sock")
+    );
+    assert_eq!(
+        names(&hs["federation_sender_instances"]),
+        ["sender1", "sender2", "sender3", "sender4"]
+    );
+    for stream in [
+        "account_data",
+        "presence",
+        "receipts",
+        "to_device",
+        "typing",
+    ] {
+        assert_eq!(
+            names(&hs["stream_writers"][stream]),
+            ["client_sync1"],
+            "{stream}"
+        );
+    }
+    assert_eq!(names(&hs["stream_writers"]["events"]), ["tasks1"]);
+    // Synapse 1.163 calls main "master" in stream_writers; the media worker serves quarantine.
+    assert_eq!(
+        names(&hs["stream_writers"]["quarantined_media_changes"]),
+        ["master", "media1"]
+    );
+    assert_eq!(
+        hs["stream_writers"]["device_lists"],
+        Value::Null,
+        "unassigned streams stay on master"
+    );
+    assert_eq!(names(&hs["pusher_instances"]), ["tasks1"]);
+    assert_eq!(hs["run_background_tasks_on"].as_str(), Some("tasks1"));
+    assert_eq!(
+        hs["media_instance_running_background_jobs"].as_str(),
+        Some("media1")
+    );
+    assert_eq!(
+        hs["update_user_directory_from_worker"].as_str(),
+        Some("client_sync1")
+    );
+    assert_eq!(hs["enable_media_repo"].as_bool(), Some(false));
+    assert_eq!(
+        hs["redis"]["path"].as_str(),
+        Some("/sockets/synapse_redis.sock")
+    );
+    assert!(
+        hs.get("federation_ip_range_blacklist").is_none(),
+        "the legacy key would shrink the default blocklist"
+    );
+    let media = yaml(&out.path().join("hs1/example/synapse/workers/media1.yaml"));
+    assert_eq!(
+        media["worker_app"].as_str(),
+        Some("synapse.app.media_repository")
+    );
+    assert_eq!(
+        names(&media["worker_listeners"][1]["resources"][0]["names"]),
+        ["media", "client", "federation"]
+    );
+}
+
+#[test]
+fn each_process_logs_to_its_own_file() {
+    let out = render(&root().join("inventory/example.toml"));
+    let dir = out.path().join("hs1/example");
+    let compose = yaml(&dir.join("docker-compose.yml"));
+    let mut log_dirs = Vec::new();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        if let Some(volumes) = service["volumes"].as_sequence() {
+            log_dirs.extend(
+                volumes
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .filter(|v| v.ends_with(":/data/logs"))
+                    .map(|v| (name.as_str().unwrap().to_string(), v.to_string())),
+            );
+        }
+    }
+    assert_eq!(
+        log_dirs.len(),
+        13,
+        "every Synapse process mounts a logs directory"
+    );
+    let mut unique: Vec<&String> = log_dirs.iter().map(|(_, v)| v).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 13, "and no two share one: {log_dirs:?}");
+    let rooms = yaml(&dir.join("synapse/log.config/rooms.log.config"));
+    assert_eq!(
+        rooms["handlers"]["file"]["filename"].as_str(),
+        Some("/data/logs/rooms.log")
+    );
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let a = render(&root().join("inventory/fleet.toml"));
+    let b = render(&root().join("inventory/fleet.toml"));
+    let listed = files(a.path());
+    assert_eq!(listed, files(b.path()));
+    for file in listed {
+        assert_eq!(
+            fs::read(a.path().join(&file)).unwrap(),
+            fs::read(b.path().join(&file)).unwrap(),
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn files_holding_secrets_are_0600_and_secrets_never_reach_the_output() {
+    let out = tempfile::tempdir().unwrap();
+    let output = synprov(&root())
+        .args(["render", "inventory/example.toml", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let dir = out.path().join("hs1/example");
+    let hs = yaml(&dir.join("synapse/homeserver.yaml"));
+    let secret = hs["macaroon_secret_key"].as_str().unwrap().to_string();
+    assert!(!printed.contains(&secret));
+    for file in files(&dir) {
+        let mode = fs::metadata(dir.join(&file)).unwrap().permissions().mode() & 0o777;
+        let text = fs::read_to_string(dir.join(&file)).unwrap();
+        let holds_secret = [
+            "homeserver.yaml",
+            ".postgres.env",
+            "example.org.signing.key",
+        ]
+        .iter()
+        .any(|s| file.ends_with(s));
+        assert_eq!(
+            mode,
+            if holds_secret { 0o600 } else { 0o644 },
+            "{}",
+            file.display()
+        );
+        if !holds_secret {
+            assert!(!text.contains(&secret), "{}", file.display());
+        }
+    }
+    let check = synprov(&root())
+        .args(["check", "inventory/example.toml"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&check.stdout).contains(&secret));
+}
+
+#[test]
+fn the_master_key_file_is_created_0600_and_a_loose_one_is_refused() {
+    let (dir, path) = inventory(
+        "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n",
+    );
+    let out = dir.path().join("out");
+    let run = || {
+        synprov(dir.path())
+            .env_remove("SYNPROV_MASTER_KEY")
+            .arg("render")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let key = dir.path().join("inventory.master-key");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let first = fs::read(out.join("h/d/synapse/homeserver.yaml")).unwrap();
+    fs::remove_dir_all(&out).unwrap();
+    assert!(run().status.success());
+    assert_eq!(
+        first,
+        fs::read(out.join("h/d/synapse/homeserver.yaml")).unwrap(),
+        "the same key gives the same secrets"
+    );
+
+    fs::remove_dir_all(&out).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let output = run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("can be read by others (mode 644)") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn worker_counts_from_one_to_hundreds_render_correctly() {
+    for (rooms, senders) in [(1, 1), (300, 120)] {
+        let (_dir, path) = inventory(&format!(
+            "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n[deployments.d.workers]\nrooms = {rooms}\nsender = {senders}\n[deployments.d.postgres]\nmax_connections = 3000\n"
+        ));
+        let out = render(&path);
+        let dir = out.path().join("h/d");
+        let hs = yaml(&dir.join("synapse/homeserver.yaml"));
+        assert_eq!(names(&hs["federation_sender_instances"]).len(), senders);
+        assert_eq!(names(&hs["instance_map"]).len(), 4 + senders);
+        let compose = yaml(&dir.join("docker-compose.yml"));
+        assert_eq!(
+            compose["services"].as_mapping().unwrap().len(),
+            3 + 1 + 1 + 1 + 1 + rooms + senders + 1
+        );
+        let upstreams = fs::read_to_string(dir.join("nginx/upstreams.conf")).unwrap();
+        assert_eq!(upstreams.matches("synapse_inbound_rooms").count(), rooms);
+        assert!(
+            dir.join(format!("synapse/workers/rooms{rooms}.yaml"))
+                .exists()
+        );
+        assert!(
+            !dir.join(format!("synapse/workers/rooms{}.yaml", rooms + 1))
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn a_spread_deployment_renders_each_hosts_part_over_tcp() {
+    let out = render(&root().join("inventory/spread.toml"));
+    let main = out.path().join("hs-main/big");
+    let rooms = out.path().join("hs-rooms/big");
+    assert!(main.join("nginx/upstreams.conf").exists() && !rooms.join("nginx").exists());
+    let hs = yaml(&main.join("synapse/homeserver.yaml"));
+    assert_eq!(
+        hs["instance_map"]["main"]["host"].as_str(),
+        Some("10.20.0.10")
+    );
+    assert_eq!(hs["redis"]["host"].as_str(), Some("10.20.0.10"));
+    assert!(hs["worker_replication_secret"].as_str().is_some());
+    let rooms1 = yaml(&rooms.join("synapse/workers/rooms1.yaml"));
+    assert_eq!(
+        names(&rooms1["worker_listeners"][0]["bind_addresses"]),
+        ["10.20.0.11"]
+    );
+    let compose = yaml(&rooms.join("docker-compose.yml"));
+    assert_eq!(
+        names(&compose["services"]),
+        (1..=8).map(|i| format!("rooms{i}")).collect::<Vec<_>>()
+    );
+    let upstreams = fs::read_to_string(main.join("nginx/upstreams.conf")).unwrap();
+    assert!(upstreams.contains("server 10.20.0.11:"), "{upstreams}");
+    assert_eq!(
+        fs::read(main.join("synapse/homeserver.yaml")).unwrap(),
+        fs::read(rooms.join("synapse/homeserver.yaml")).unwrap()
+    );
+}
+
+#[test]
+fn host_filter_renders_one_host_and_an_unknown_host_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let ok = synprov(&root())
+        .args(["render", "inventory/fleet.toml", "--host", "hs2", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let hosts: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(hosts, ["hs2"]);
+    let target = out.path().join("none");
+    let bad = synprov(&root())
+        .args(["render", "inventory/fleet.toml", "--host", "hs9", "--out"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("host `hs9` is not in the inventory"));
+    assert!(!target.exists());
+}
+
+#[test]
+fn homeserver_settings_from_the_inventory_are_merged() {
+    let out = render(&root().join("inventory/fleet.toml"));
+    let hs = yaml(&out.path().join("hs2/gamma/synapse/homeserver.yaml"));
+    assert_eq!(hs["max_upload_size"].as_str(), Some("100M"));
+    assert_eq!(hs["server_name"].as_str(), Some("gamma.example"));
+}
+
+#[test]
+fn a_roles_directory_overrides_a_template() {
+    let roles = tempfile::tempdir().unwrap();
+    fs::create_dir_all(roles.path().join("nginx/templates")).unwrap();
+    fs::write(
+        roles.path().join("nginx/templates/private.conf.hbs"),
+        "allow 10.9.9.9;\ndeny all;\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = synprov(&root())
+        .args(["render", "inventory/example.toml", "--roles"])
+        .arg(roles.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        fs::read_to_string(out.path().join("hs1/example/nginx/private.conf")).unwrap(),
+        "allow 10.9.9.9;\ndeny all;\n"
+    );
+}
+
+#[test]
+fn snapshots_of_the_example_inventory() {
+    let out = render(&root().join("inventory/example.toml"));
+    let dir = out.path().join("hs1/example");
+    for file in files(&dir) {
+        let name = file.display().to_string().replace('/', "__");
+        let contents = fs::read_to_string(dir.join(&file)).unwrap();
+        insta::assert_snapshot!(name, contents);
+    }
+}
