@@ -4,7 +4,10 @@
 //! [`topology`] (which processes exist, where, with which sockets) -> [`render`] (templates to
 //! files), with [`secrets`] deriving every secret from one master key.
 
+pub mod facts;
 pub mod inventory;
 pub mod render;
 pub mod secrets;
+pub mod shell;
 pub mod topology;
+pub mod transport;

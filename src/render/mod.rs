@@ -60,6 +60,8 @@ pub struct RenderedFile {
     pub secret: bool,
     /// Written only when missing (the signing key: federation trusts it, never replace it).
     pub keep_existing: bool,
+    /// uid and gid to own it, when not root: Synapse reads its files as the guide's 1000:1000.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// The files of one deployment on one host.
@@ -211,8 +213,12 @@ pub fn render_deployment(
         .map(|(path, contents)| {
             check_yaml(&path, &contents)?;
             let secret = secrets.all().iter().any(|s| contents.contains(s.expose()));
+            let owner = path
+                .starts_with("synapse/")
+                .then_some((compose::UID, compose::GID));
             Ok(RenderedFile {
                 keep_existing: path == signing_key,
+                owner,
                 mode: if secret { 0o600 } else { 0o644 },
                 secret,
                 path,

@@ -1,0 +1,215 @@
+//! The doors to a host: SSH (the ssh2 crate) and the machine synprov runs on.
+//!
+//! A [`Connection`] runs shell commands (with their standard input), opens the host's UNIX
+//! sockets for health checks, and holds the per-host lock. Both kinds behave alike, so
+//! every step above this module is written once. Nothing here prints.
+
+pub mod known_hosts;
+mod local;
+mod ssh;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::inventory::{Host, Transport};
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), for error messages.
+    pub fn tail(&self, lines: usize) -> String {
+        let text = if self.stderr.is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let text = String::from_utf8_lossy(text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum TransportError {
+    #[error("{host}: cannot connect to {address}: {source}")]
+    #[diagnostic(help(
+        "check the host's address and port in the inventory, and that sshd runs there"
+    ))]
+    Connect {
+        host: String,
+        address: String,
+        source: std::io::Error,
+    },
+
+    #[error("{host}: the host key is not in {known_hosts} ({fingerprint})")]
+    #[diagnostic(help(
+        "verify the fingerprint, then add the key (`ssh-keyscan -p PORT HOST >> {known_hosts}`), or set `host_key_checking = \"accept-new\"` for this host"
+    ))]
+    UnknownHostKey {
+        host: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
+
+    #[error(
+        "{host}: THE HOST KEY HAS CHANGED: it presented {fingerprint}, which is not the key {known_hosts} holds for it"
+    )]
+    #[diagnostic(help(
+        "this may be an attack; nothing was sent. If the host was reinstalled, remove its old line from {known_hosts} (`ssh-keygen -R HOST`)"
+    ))]
+    ChangedHostKey {
+        host: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
+
+    #[error("{host}: authentication as {user} failed ({tried})")]
+    #[diagnostic(help(
+        "check `user` and `identity_file` in the inventory, or load the key into ssh-agent"
+    ))]
+    Auth {
+        host: String,
+        user: String,
+        tried: String,
+    },
+
+    #[error("{host}: SSH error: {message}")]
+    Ssh { host: String, message: String },
+
+    #[error("{host}: {message}")]
+    Io { host: String, message: String },
+}
+
+/// How to connect, beyond what the inventory says of the host.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub known_hosts: PathBuf,
+    pub connect_timeout: Duration,
+    /// Bound on any single read or write of a command, so a dead host never hangs a run.
+    pub command_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+        ConnectOptions {
+            known_hosts: std::env::var_os("SYNPROV_KNOWN_HOSTS")
+                .map_or_else(|| home.join(".ssh/known_hosts"), PathBuf::from),
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(1200),
+        }
+    }
+}
+
+/// A byte stream to a UNIX socket on the host.
+pub trait SocketStream: Read + Write {}
+impl<T: Read + Write> SocketStream for T {}
+
+/// An open connection to one host.
+pub enum Connection {
+    Ssh(ssh::SshConnection),
+    Local(local::LocalConnection),
+}
+
+/// Holds a host's deploy lock until dropped (or until synprov dies: the lock is a `flock`
+/// held by a command whose standard input is this connection, so it never outlives us).
+pub struct LockGuard {
+    _inner: Box<dyn std::any::Any>,
+}
+
+impl Connection {
+    /// Connects to `host`; for SSH, checks its key against known_hosts before sending
+    /// anything, then authenticates.
+    pub fn open(host: &Host, options: &ConnectOptions) -> Result<Connection, TransportError> {
+        match host.transport {
+            Transport::Local => Ok(Connection::Local(local::LocalConnection::new(host))),
+            Transport::Ssh => ssh::SshConnection::open(host, options).map(Connection::Ssh),
+        }
+    }
+
+    /// Runs `script` with `sh` on the host (through `sudo -n` when the inventory says
+    /// `become` and the user is not root), feeding it `stdin`. The script travels on
+    /// standard input, so its contents (secrets) never appear in a process list.
+    pub fn run_script(&self, script: &str) -> Result<ExecOutput, TransportError> {
+        self.exec(&self.shell(), &mut script.as_bytes())
+    }
+
+    /// Runs `command` (a shell command line) with `stdin` streamed to it.
+    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
+        match self {
+            Connection::Ssh(c) => c.exec(command, stdin),
+            Connection::Local(c) => c.exec(command, stdin),
+        }
+    }
+
+    /// The command line of a privileged shell reading its script from stdin.
+    pub fn shell(&self) -> String {
+        if self.needs_sudo() {
+            "sudo -n sh -s".into()
+        } else {
+            "sh -s".into()
+        }
+    }
+
+    /// `command` as the privileged user.
+    pub fn privileged(&self, command: &str) -> String {
+        if self.needs_sudo() {
+            format!("sudo -n {command}")
+        } else {
+            command.to_string()
+        }
+    }
+
+    fn needs_sudo(&self) -> bool {
+        match self {
+            Connection::Ssh(c) => c.needs_sudo(),
+            Connection::Local(c) => c.needs_sudo(),
+        }
+    }
+
+    /// Opens the UNIX socket at `path` on the host.
+    pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {
+        match self {
+            Connection::Ssh(c) => c.open_socket(path),
+            Connection::Local(c) => c.open_socket(path),
+        }
+    }
+
+    /// Takes the exclusive lock `lock_file` on the host, or fails at once when another run
+    /// holds it.
+    pub fn lock(&self, lock_file: &str) -> Result<Option<LockGuard>, TransportError> {
+        let dir = lock_file.rsplit_once('/').map_or(".", |(d, _)| d);
+        let command = self.privileged(&format!(
+            "sh -c 'mkdir -p {dir} && exec flock -n {lock_file} sh -c \"echo locked; exec cat >/dev/null\"'"
+        ));
+        match self {
+            Connection::Ssh(c) => c.hold(&command),
+            Connection::Local(c) => c.hold(&command),
+        }
+    }
+
+    pub fn host_name(&self) -> &str {
+        match self {
+            Connection::Ssh(c) => &c.host,
+            Connection::Local(c) => &c.host,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The SSH transport on libssh2 (the ssh2 crate), shaped by PITFALLS.md: TCP_NODELAY set
+//! before the handshake, host-key algorithms limited to the types known_hosts holds, the
+//! key compared before authenticating, every blocking call under a timeout, stderr read so
+//! chatty commands never stall.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use ssh2::{Channel, MethodType, Session};
+
+use super::known_hosts;
+use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use crate::inventory::{Host, HostKeyChecking};
+
+pub struct SshConnection {
+    pub host: String,
+    session: Session,
+    user: String,
+    become_root: bool,
+}
+
+/// An open channel to a UNIX socket. Owns its session's keep-alive by reference counting
+/// inside ssh2, so it may outlive the borrow that created it.
+struct SocketChannel(Channel);
+
+impl Read for SocketChannel {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for SocketChannel {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The lock command's channel; closing it ends the remote `cat`, which releases the flock.
+struct HeldChannel(Channel);
+
+impl Drop for HeldChannel {
+    fn drop(&mut self) {
+        let _ = self.0.send_eof();
+        let _ = self.0.close();
+    }
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+impl SshConnection {
+    pub fn open(host: &Host, options: &ConnectOptions) -> Result<SshConnection, TransportError> {
+        let name = host.name.clone();
+        let ssh_error = |e: ssh2::Error| TransportError::Ssh {
+            host: name.clone(),
+            message: e.to_string(),
+        };
+        let address = format!("{}:{}", host.address, host.port);
+        let connect_error = |source| TransportError::Connect {
+            host: name.clone(),
+            address: address.clone(),
+            source,
+        };
+        let socket_address = address
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .next()
+            .ok_or_else(|| connect_error(std::io::Error::other("no address")))?;
+        let tcp = TcpStream::connect_timeout(&socket_address, options.connect_timeout)
+            .map_err(connect_error)?;
+        tcp.set_nodelay(true).map_err(connect_error)?;
+
+        let known_text = std::fs::read_to_string(&options.known_hosts).unwrap_or_default();
+        let known = known_hosts::keys_for(&known_text, &host.address, host.port);
+        let mut session = Session::new().map_err(ssh_error)?;
+        session.set_timeout(options.connect_timeout.as_millis() as u32);
+        if !known.is_empty() {
+            let algorithms = known_hosts::algorithms(&known);
+            if !algorithms.is_empty() {
+                session
+                    .method_pref(MethodType::HostKey, &algorithms)
+                    .map_err(ssh_error)?;
+            }
+        }
+        session.set_tcp_stream(tcp);
+        session.handshake().map_err(|e| {
+            if known.is_empty() {
+                ssh_error(e)
+            } else {
+                // The server offers no key of the types known for it: a changed key.
+                TransportError::ChangedHostKey {
+                    host: name.clone(),
+                    known_hosts: options.known_hosts.display().to_string(),
+                    fingerprint: format!(
+                        "no key of type {}",
+                        known
+                            .iter()
+                            .map(|k| k.key_type.as_str())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    ),
+                }
+            }
+        })?;
+        let (blob, key_type) = session.host_key().ok_or_else(|| TransportError::Ssh {
+            host: name.clone(),
+            message: "the server sent no host key".into(),
+        })?;
+        let fingerprint = known_hosts::fingerprint(blob);
+        let shown = options.known_hosts.display().to_string();
+        if known.is_empty() {
+            match host.host_key_checking {
+                HostKeyChecking::Strict => {
+                    return Err(TransportError::UnknownHostKey {
+                        host: name,
+                        known_hosts: shown,
+                        fingerprint,
+                    });
+                }
+                HostKeyChecking::AcceptNew => {
+                    let type_name = match key_type {
+                        ssh2::HostKeyType::Rsa => "ssh-rsa",
+                        ssh2::HostKeyType::Ed25519 => "ssh-ed25519",
+                        ssh2::HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+                        ssh2::HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+                        ssh2::HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+                        _ => {
+                            return Err(TransportError::Ssh {
+                                host: name,
+                                message: "unsupported host key type".into(),
+                            });
+                        }
+                    };
+                    known_hosts::append(
+                        &options.known_hosts,
+                        &host.address,
+                        host.port,
+                        type_name,
+                        blob,
+                    )
+                    .map_err(|e| TransportError::Io {
+                        host: name.clone(),
+                        message: format!("cannot record the host key in {shown}: {e}"),
+                    })?;
+                }
+            }
+        } else if !known.iter().any(|k| k.blob == blob) {
+            return Err(TransportError::ChangedHostKey {
+                host: name,
+                known_hosts: shown,
+                fingerprint,
+            });
+        }
+
+        Self::authenticate(&session, host)?;
+        session.set_timeout(options.command_timeout.as_millis() as u32);
+        session.set_keepalive(true, 15);
+        Ok(SshConnection {
+            host: host.name.clone(),
+            session,
+            user: host.user.clone(),
+            become_root: host.become_root,
+        })
+    }
+
+    fn authenticate(session: &Session, host: &Host) -> Result<(), TransportError> {
+        let mut tried = Vec::new();
+        if let Some(identity) = &host.identity_file {
+            let path = expand_home(identity);
+            match session.userauth_pubkey_file(&host.user, None, &path, None) {
+                Ok(()) if session.authenticated() => return Ok(()),
+                Ok(()) => tried.push(format!("key {}", path.display())),
+                Err(e) => tried.push(format!("key {}: {}", path.display(), e.message())),
+            }
+        } else if let Ok(mut agent) = session.agent() {
+            if agent.connect().is_ok() && agent.list_identities().is_ok() {
+                // Each identity in turn (libssh2 would only try the first), staying under
+                // the server's MaxAuthTries.
+                for identity in agent.identities().unwrap_or_default().iter().take(5) {
+                    if agent.userauth(&host.user, identity).is_ok() && session.authenticated() {
+                        return Ok(());
+                    }
+                    tried.push(format!("agent key {}", identity.comment()));
+                }
+            } else {
+                tried.push("no ssh-agent (SSH_AUTH_SOCK)".into());
+            }
+        }
+        if tried.is_empty() {
+            tried.push("no identity_file and no agent key".into());
+        }
+        Err(TransportError::Auth {
+            host: host.name.clone(),
+            user: host.user.clone(),
+            tried: tried.join("; "),
+        })
+    }
+
+    pub fn needs_sudo(&self) -> bool {
+        self.become_root && self.user != "root"
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> TransportError {
+        TransportError::Ssh {
+            host: self.host.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
+        let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
+        channel.exec(command).map_err(|e| self.error(e))?;
+        std::io::copy(stdin, &mut channel)
+            .map_err(|e| self.error(format!("sending input: {e}")))?;
+        channel.send_eof().map_err(|e| self.error(e))?;
+        let mut stdout = Vec::new();
+        channel
+            .read_to_end(&mut stdout)
+            .map_err(|e| self.error(format!("reading output: {e}")))?;
+        let mut stderr = Vec::new();
+        channel
+            .stderr()
+            .read_to_end(&mut stderr)
+            .map_err(|e| self.error(format!("reading errors: {e}")))?;
+        channel.wait_close().map_err(|e| self.error(e))?;
+        if let Ok(signal) = channel.exit_signal()
+            && let Some(name) = signal.exit_signal
+        {
+            return Err(self.error(format!("`{command}` was killed by signal {name}")));
+        }
+        let status = channel.exit_status().map_err(|e| self.error(e))?;
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {
+        let channel = self
+            .session
+            .channel_direct_streamlocal(path, None)
+            .map_err(|e| self.error(format!("cannot open {path}: {e}")))?;
+        Ok(Box::new(SocketChannel(channel)))
+    }
+
+    pub fn hold(&self, command: &str) -> Result<Option<LockGuard>, TransportError> {
+        let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
+        channel.exec(command).map_err(|e| self.error(e))?;
+        let mut line = String::new();
+        let _ = BufReader::new(&mut channel).read_line(&mut line);
+        if line.trim() == "locked" {
+            Ok(Some(LockGuard {
+                _inner: Box::new(HeldChannel(channel)),
+            }))
+        } else {
+            let _ = channel.wait_close();
+            Ok(None)
+        }
+    }
+}
