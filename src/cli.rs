@@ -12,6 +12,12 @@ Examples:
       Write every file of every host to rendered/HOST/DEPLOYMENT/.
   synprov render inventory/fleet.toml --out rendered --host hs2
       Only the files of host hs2.
+  synprov plan inventory/example.toml
+      Connect, and show per host what would change (exit 0: nothing, 2: changes pending).
+  synprov apply inventory/example.toml
+      Deploy, then verify /health of every Synapse listener.
+  synprov rollback inventory/example.toml --host hs1
+      Put back the files the last apply replaced, and restart on them.
 
 Secrets are derived from a master key kept beside the inventory (NAME.master-key, mode
 0600, created on first use) or given in SYNPROV_MASTER_KEY.";
@@ -49,4 +55,54 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         roles: Option<PathBuf>,
     },
+    /// Connect to the hosts and show what `apply` would change, changing nothing.
+    /// Exit status: 0 nothing to change, 2 changes pending, 1 error.
+    #[command(after_help = "Example:\n  synprov plan inventory/example.toml --host hs1")]
+    Plan {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Deploy: install Docker where missing, write the files, bring the stacks up, verify
+    /// the health of every Synapse listener.
+    #[command(
+        after_help = "Examples:\n  synprov apply inventory/example.toml\n  synprov apply inventory/example.toml --dry-run   (same as plan)"
+    )]
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        /// Only show the plan (exit 0 when nothing would change, 2 when changes are pending).
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the files only: no Docker, no images, no Compose, no health checks.
+        #[arg(long)]
+        files_only: bool,
+    },
+    /// Restore the files the last apply on a host replaced, and restart the stack on them.
+    #[command(after_help = "Example:\n  synprov rollback inventory/example.toml --host hs1")]
+    Rollback {
+        /// The inventory file (TOML).
+        inventory: PathBuf,
+        /// The host to roll back.
+        #[arg(long, required = true)]
+        host: String,
+        /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
+        #[arg(long, value_name = "FILE")]
+        known_hosts: Option<PathBuf>,
+    },
+}
+
+/// Which inventory and hosts a connecting command works on.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// A directory whose ROLE/templates/FILE.hbs files replace the built-in templates.
+    #[arg(long, value_name = "DIR")]
+    pub roles: Option<PathBuf>,
 }

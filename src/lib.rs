@@ -4,10 +4,14 @@
 //! [`topology`] (which processes exist, where, with which sockets) -> [`render`] (templates to
 //! files), with [`secrets`] deriving every secret from one master key.
 
+pub mod apply;
 pub mod facts;
 pub mod inventory;
+pub mod plan;
 pub mod render;
 pub mod secrets;
 pub mod shell;
 pub mod topology;
 pub mod transport;
+pub mod ui;
+pub mod verify;

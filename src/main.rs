@@ -23,6 +23,20 @@ fn main() -> ExitCode {
             host,
             roles,
         } => command::render::run(&inventory, &out, host.as_deref(), roles.as_deref()),
+        cli::Command::Plan { target } => command::plan::run(&target),
+        cli::Command::Apply {
+            target,
+            dry_run: true,
+            ..
+        } => command::plan::run(&target),
+        cli::Command::Apply {
+            target, files_only, ..
+        } => command::apply::run(&target, files_only),
+        cli::Command::Rollback {
+            inventory,
+            host,
+            known_hosts,
+        } => command::rollback::run(&inventory, &host, known_hosts),
     };
     match result {
         Ok(code) => code,

@@ -103,10 +103,19 @@ pub struct Host {
 /// Images of the four kinds of container.
 #[derive(Debug, Clone)]
 pub struct Images {
+    /// Stream the images from this machine over the SSH session (`docker save | docker
+    /// load`) instead of letting the host pull them: for hosts without a registry.
+    pub preload: bool,
     pub synapse: String,
     pub postgres: String,
     pub redis: String,
     pub nginx: String,
+}
+
+impl Images {
+    pub fn all(&self) -> [&String; 4] {
+        [&self.synapse, &self.postgres, &self.redis, &self.nginx]
+    }
 }
 
 /// The guide's two `postgresql.conf` sizes.

@@ -96,6 +96,7 @@ pub struct RawPlacement {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawImages {
+    pub preload: Option<bool>,
     pub synapse: Option<String>,
     pub postgres: Option<String>,
     pub redis: Option<String>,

@@ -399,6 +399,7 @@ impl Checker<'_> {
             workers,
             placement,
             images: Images {
+                preload: raw.images.preload.unwrap_or(false),
                 synapse: raw
                     .images
                     .synapse

@@ -62,6 +62,17 @@ pub struct RenderedFile {
     pub keep_existing: bool,
     /// uid and gid to own it, when not root: Synapse reads its files as the guide's 1000:1000.
     pub owner: Option<(u32, u32)>,
+    /// Compose services that read it from a mounted directory, and so must be restarted
+    /// when it changes (Compose itself only tracks the compose file and env files).
+    pub used_by: Vec<String>,
+}
+
+/// A directory the containers need before they start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedDir {
+    pub path: String,
+    pub mode: u32,
+    pub owner: Option<(u32, u32)>,
 }
 
 /// The files of one deployment on one host.
@@ -71,6 +82,7 @@ pub struct DeploymentFiles {
     pub server_name: String,
     pub deploy_dir: String,
     pub files: Vec<RenderedFile>,
+    pub dirs: Vec<RenderedDir>,
     pub secrets: DeploymentSecrets,
 }
 
@@ -115,6 +127,7 @@ pub fn render(
                 server_name: deployment.server_name.clone(),
                 deploy_dir: deployment.deploy_dir.clone(),
                 files,
+                dirs: dirs(deployment, &topology, host),
                 secrets,
             });
         }
@@ -219,6 +232,7 @@ pub fn render_deployment(
             Ok(RenderedFile {
                 keep_existing: path == signing_key,
                 owner,
+                used_by: used_by(&path, topology, host),
                 mode: if secret { 0o600 } else { 0o644 },
                 secret,
                 path,
@@ -226,6 +240,60 @@ pub fn render_deployment(
             })
         })
         .collect()
+}
+
+/// The services that read `path` through a mounted directory.
+fn used_by(path: &str, topology: &Topology, host: &str) -> Vec<String> {
+    let synapse = topology.on_host(host);
+    let services: Vec<String> =
+        if path == "synapse/homeserver.yaml" || path.ends_with(".signing.key") {
+            synapse.map(|p| p.service.clone()).collect()
+        } else if let Some(worker) = path
+            .strip_prefix("synapse/workers/")
+            .and_then(|p| p.strip_suffix(".yaml"))
+        {
+            synapse
+                .filter(|p| p.name == worker)
+                .map(|p| p.service.clone())
+                .collect()
+        } else if let Some(kind) = path
+            .strip_prefix("synapse/log.config/")
+            .and_then(|p| p.strip_suffix(".log.config"))
+        {
+            synapse
+                .filter(|p| p.log_type() == kind)
+                .map(|p| p.service.clone())
+                .collect()
+        } else if path.starts_with("nginx/") {
+            vec!["nginx".into()]
+        } else if path.starts_with("postgres/") {
+            vec!["db".into()]
+        } else {
+            Vec::new()
+        };
+    services
+}
+
+/// The directories of the deployment on `host`: the sockets directory (every process, and
+/// synprov's health checks, reach it), one logs directory per process, the data directories.
+fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<RenderedDir> {
+    let synapse = Some((compose::UID, compose::GID));
+    let dir = |path: &str, mode, owner| RenderedDir {
+        path: path.to_string(),
+        mode,
+        owner,
+    };
+    let mut out = vec![dir("sockets", 0o777, None), dir("media", 0o750, synapse)];
+    out.extend(
+        topology
+            .on_host(host)
+            .map(|p| dir(&format!("logs/{}", p.name), 0o750, synapse)),
+    );
+    if host == deployment.host {
+        out.push(dir("redis", 0o750, synapse));
+        out.push(dir("logs/nginx", 0o755, None));
+    }
+    out
 }
 
 /// Merges the inventory's `homeserver` table over the rendered homeserver.yaml: its keys

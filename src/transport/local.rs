@@ -79,6 +79,19 @@ impl LocalConnection {
         Ok(Box::new(stream))
     }
 
+    pub fn open_tcp(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<Box<dyn SocketStream>, TransportError> {
+        let stream = std::net::TcpStream::connect((address, port))
+            .map_err(|e| self.error(format!("cannot open {address}:{port}: {e}")))?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .map_err(|e| self.error(e))?;
+        Ok(Box::new(stream))
+    }
+
     pub fn hold(&self, command: &str) -> Result<Option<LockGuard>, TransportError> {
         let mut child = Command::new("sh")
             .arg("-c")

@@ -193,6 +193,19 @@ impl Connection {
         }
     }
 
+    /// Opens a TCP connection from the host to `address:port` (a listener on its private
+    /// address).
+    pub fn open_tcp(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<Box<dyn SocketStream>, TransportError> {
+        match self {
+            Connection::Ssh(c) => c.open_tcp(address, port),
+            Connection::Local(c) => c.open_tcp(address, port),
+        }
+    }
+
     /// Takes the exclusive lock `lock_file` on the host, or fails at once when another run
     /// holds it.
     pub fn lock(&self, lock_file: &str) -> Result<Option<LockGuard>, TransportError> {

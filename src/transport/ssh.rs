@@ -252,6 +252,18 @@ impl SshConnection {
         Ok(Box::new(SocketChannel(channel)))
     }
 
+    pub fn open_tcp(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<Box<dyn SocketStream>, TransportError> {
+        let channel = self
+            .session
+            .channel_direct_tcpip(address, port, None)
+            .map_err(|e| self.error(format!("cannot open {address}:{port}: {e}")))?;
+        Ok(Box::new(SocketChannel(channel)))
+    }
+
     pub fn hold(&self, command: &str) -> Result<Option<LockGuard>, TransportError> {
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;

@@ -1,0 +1,74 @@
+//! Docker and Compose on the host: the install script, starting the daemon with the host's
+//! init system, and the Compose v2 plugin shipped from this machine when the host lacks it.
+
+use std::path::PathBuf;
+
+use crate::inventory::DockerSource;
+
+/// Where the host gets the Compose plugin binary streamed from this machine.
+pub const COMPOSE_PLUGIN_PATH: &str = "/usr/local/lib/docker/cli-plugins/docker-compose";
+
+/// Installs Docker (when `install`) and starts it. Package output goes to a log on the host,
+/// whose tail is shown on failure.
+pub fn install_script(source: DockerSource, install: bool) -> String {
+    let mut s = String::from(
+        "set -e\nexport DEBIAN_FRONTEND=noninteractive\nlog=/var/log/synprov-docker-install.log\n. /etc/os-release\n",
+    );
+    if install {
+        s.push_str("command -v apt-get >/dev/null || { echo \"synprov installs Docker on Debian and Ubuntu only (this is $ID); install Docker yourself\" >&2; exit 4; }\n");
+        s.push_str("apt-get update -q >>$log 2>&1 || { tail -n 20 $log >&2; exit 1; }\n");
+        match source {
+            DockerSource::Distribution => s.push_str("apt-get install -y -q docker.io >>$log 2>&1 || { tail -n 20 $log >&2; exit 1; }\n"),
+            DockerSource::DockerRepository => s.push_str(
+                "apt-get install -y -q ca-certificates curl >>$log 2>&1\n\
+install -m 0755 -d /etc/apt/keyrings\n\
+curl -fsSL \"https://download.docker.com/linux/$ID/gpg\" -o /etc/apt/keyrings/docker.asc\n\
+echo \"deb [signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/$ID $VERSION_CODENAME stable\" > /etc/apt/sources.list.d/docker.list\n\
+apt-get update -q >>$log 2>&1 && apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin >>$log 2>&1 || { tail -n 20 $log >&2; exit 1; }\n",
+            ),
+        }
+    }
+    // Start it the way the host starts services; with no init system (a container), run
+    // the daemon detached and say so.
+    s.push_str(
+        "if docker info >/dev/null 2>&1; then exit 0; fi\n\
+if [ -d /run/systemd/system ]; then systemctl enable --now docker >>$log 2>&1\n\
+elif ! service docker start >>$log 2>&1; then echo 'no init system could start Docker: started dockerd directly (log in /var/log/dockerd.log)'; setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null & fi\n\
+for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done\n\
+echo 'Docker did not start within 60 s' >&2; tail -n 20 /var/log/dockerd.log $log >&2 2>/dev/null; exit 1\n",
+    );
+    s
+}
+
+/// Receives the Compose plugin on standard input and installs it atomically.
+pub fn compose_plugin_install_command() -> String {
+    let dir = COMPOSE_PLUGIN_PATH.rsplit_once('/').map_or("", |(d, _)| d);
+    format!(
+        "sh -c 'mkdir -p {dir} && cat > {COMPOSE_PLUGIN_PATH}.new && chmod 755 {COMPOSE_PLUGIN_PATH}.new && mv -f {COMPOSE_PLUGIN_PATH}.new {COMPOSE_PLUGIN_PATH} && docker compose version --short'"
+    )
+}
+
+/// Installs the legacy docker-compose v1 from the distribution, when no plugin can be sent.
+pub fn compose_v1_install_script() -> String {
+    "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get install -y -q docker-compose >/var/log/synprov-compose-install.log 2>&1 || { tail -n 20 /var/log/synprov-compose-install.log >&2; exit 1; }\n".into()
+}
+
+/// This machine's Compose v2 plugin binary, to ship to hosts that lack one
+/// (`SYNPROV_COMPOSE_PLUGIN` overrides the search).
+pub fn local_compose_plugin() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SYNPROV_COMPOSE_PLUGIN") {
+        return Some(PathBuf::from(path));
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    [
+        home.join(".docker/cli-plugins/docker-compose"),
+        PathBuf::from(COMPOSE_PLUGIN_PATH),
+        PathBuf::from("/usr/libexec/docker/cli-plugins/docker-compose"),
+        PathBuf::from("/usr/lib/docker/cli-plugins/docker-compose"),
+    ]
+    .into_iter()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .find(|p| p.is_file())
+}

@@ -1,0 +1,325 @@
+//! The steps on one host: gather facts and plan; then, unless it is a dry run, take the
+//! host's lock, install and start Docker, send images and the Compose plugin, write the
+//! files, bring the stack up and verify every process's health.
+
+pub mod compose;
+pub mod docker;
+pub mod files;
+pub mod images;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::facts::{self, Compose, DeploymentQuery, Facts};
+use crate::inventory::{Host, Inventory};
+use crate::plan::{self, Change, HostPlan};
+use crate::render::HostFiles;
+use crate::transport::{Connection, TransportError};
+use crate::verify::{self, HealthTarget};
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ApplyError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Transport(#[from] TransportError),
+
+    #[error(
+        "{host}: another synprov run is applying to {dir} (its lock {dir}/.synprov/lock is held)"
+    )]
+    #[diagnostic(help(
+        "wait for it to finish; the lock is released as soon as that run ends or loses its connection"
+    ))]
+    Locked { host: String, dir: String },
+
+    #[error("{host}: {step} failed:\n{tail}")]
+    Step {
+        host: String,
+        step: String,
+        tail: String,
+    },
+
+    #[error("image {image} is not on this machine, so it cannot be preloaded")]
+    #[diagnostic(help(
+        "build or pull it here first (`docker image inspect {image}`), or set `preload = false`"
+    ))]
+    MissingImage { image: String },
+
+    #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
+    #[diagnostic(help("the failing workers and their last log lines are shown above"))]
+    Unhealthy { host: String, count: usize },
+}
+
+/// What was found on a host and what would change there.
+pub struct Prepared {
+    pub facts: Facts,
+    pub plan: HostPlan,
+    /// Current contents of the files that would change or go, by (deployment, path).
+    pub old: BTreeMap<(String, String), String>,
+}
+
+/// Progress, as the engine reports it: the host and a short description of the step.
+pub type Report<'a> = &'a dyn Fn(&str, &str);
+
+/// Facts and plan of one host, in two round trips (facts and hashes; the current contents
+/// of the files that change, for the diff).
+pub fn prepare(
+    connection: &Connection,
+    files: &HostFiles,
+    local_images: &BTreeMap<String, String>,
+) -> Result<Prepared, ApplyError> {
+    let queries: Vec<DeploymentQuery> = files
+        .deployments
+        .iter()
+        .map(|d| DeploymentQuery {
+            name: &d.deployment,
+            dir: &d.deploy_dir,
+            paths: d.files.iter().map(|f| f.path.as_str()).collect(),
+        })
+        .collect();
+    let images: Vec<String> = local_images.keys().cloned().collect();
+    let output = connection.run_script(&facts::script(&queries, &images))?;
+    let facts = facts::parse(&output.stdout_text());
+    let plan = plan::plan_host(files, &facts, local_images);
+    let mut old = BTreeMap::new();
+    let mut fetch = String::new();
+    for deployment in &plan.deployments {
+        let paths: Vec<&str> = deployment
+            .changes
+            .iter()
+            .filter(|c| c.change != Change::Create)
+            .map(|c| c.path.as_str())
+            .collect();
+        if !paths.is_empty() {
+            fetch.push_str(&format!("echo '### {}'\n", deployment.deployment));
+            fetch.push_str(&files::fetch_script(&deployment.dir, &paths).replace("exit 0\n", ""));
+        }
+    }
+    if !fetch.is_empty() {
+        let output = connection.run_script(&fetch)?.stdout_text();
+        for section in output.split("### ").skip(1) {
+            let (name, rest) = section.split_once('\n').unwrap_or((section, ""));
+            for (path, contents) in files::parse_fetch(rest) {
+                old.insert((name.to_string(), path), contents);
+            }
+        }
+    }
+    Ok(Prepared { facts, plan, old })
+}
+
+/// Settings of one apply.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Write files only: no Docker install, no images, no Compose, no health checks.
+    pub files_only: bool,
+    pub health_timeout: Duration,
+}
+
+/// How an apply ended on a host.
+#[derive(Debug)]
+pub struct Outcome {
+    pub changes: usize,
+    pub healthy: usize,
+}
+
+fn step(connection: &Connection, name: &str, script: &str) -> Result<String, ApplyError> {
+    let output = connection.run_script(script)?;
+    if output.success() {
+        Ok(output.stdout_text())
+    } else {
+        Err(ApplyError::Step {
+            host: connection.host_name().to_string(),
+            step: name.to_string(),
+            tail: output.tail(20),
+        })
+    }
+}
+
+/// Carries out `prepared.plan` on the host, then verifies it.
+pub fn apply(
+    connection: &Connection,
+    host: &Host,
+    inventory: &Inventory,
+    files: &HostFiles,
+    prepared: &Prepared,
+    options: &Options,
+    report: Report,
+) -> Result<Outcome, ApplyError> {
+    let name = host.name.as_str();
+    let plan = &prepared.plan;
+    let mut locks = Vec::new();
+    for deployment in &plan.deployments {
+        let lock = connection.lock(&format!("{}/.synprov/lock", deployment.dir))?;
+        locks.push(lock.ok_or_else(|| ApplyError::Locked {
+            host: name.to_string(),
+            dir: deployment.dir.clone(),
+        })?);
+    }
+
+    let mut compose = prepared.facts.compose.clone();
+    if !options.files_only {
+        if plan.install_docker || plan.start_docker {
+            report(
+                name,
+                if plan.install_docker {
+                    "installing Docker"
+                } else {
+                    "starting Docker"
+                },
+            );
+            let said = step(
+                connection,
+                "installing Docker",
+                &docker::install_script(host.docker_source, plan.install_docker),
+            )?;
+            if !said.trim().is_empty() {
+                report(name, said.trim());
+            }
+        }
+        if plan.install_compose {
+            compose = install_compose(connection, report)?;
+        }
+        for image in &plan.load_images {
+            report(name, &format!("loading image {image}"));
+            images::load(connection, image)?;
+        }
+    }
+
+    for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        if !deployment.changes.is_empty() {
+            report(
+                name,
+                &format!(
+                    "{}: writing {} file(s)",
+                    deployment.deployment,
+                    deployment.changes.len()
+                ),
+            );
+            step(
+                connection,
+                "writing files",
+                &files::write_script(deployment_files, deployment),
+            )?;
+        }
+        if !options.files_only
+            && (!deployment.changes.is_empty()
+                || plan.install_docker
+                || !plan.load_images.is_empty())
+        {
+            report(
+                name,
+                &format!("{}: bringing the stack up", deployment.deployment),
+            );
+            step(
+                connection,
+                "docker compose up",
+                &compose::up_script(&deployment.dir, &compose, &deployment.restart),
+            )?;
+        }
+    }
+
+    let mut healthy = 0;
+    if !options.files_only {
+        let targets = verify::targets(inventory, name);
+        report(
+            name,
+            &format!("verifying /health of {} listener(s)", targets.len()),
+        );
+        let failing = verify::wait_healthy(connection, &targets, options.health_timeout);
+        healthy = targets.len() - failing.len();
+        if !failing.is_empty() {
+            report_failures(connection, &compose, &failing, report);
+            return Err(ApplyError::Unhealthy {
+                host: name.to_string(),
+                count: failing.len(),
+            });
+        }
+    }
+    drop(locks);
+    Ok(Outcome {
+        changes: plan.change_count(),
+        healthy,
+    })
+}
+
+fn install_compose(connection: &Connection, report: Report) -> Result<Compose, ApplyError> {
+    let name = connection.host_name().to_string();
+    if let Some(plugin) = docker::local_compose_plugin() {
+        report(
+            &name,
+            &format!("sending the Compose v2 plugin ({})", plugin.display()),
+        );
+        let mut file = std::fs::File::open(&plugin).map_err(|e| ApplyError::Step {
+            host: name.clone(),
+            step: "reading the Compose plugin".into(),
+            tail: e.to_string(),
+        })?;
+        let output = connection.exec(
+            &connection.privileged(&docker::compose_plugin_install_command()),
+            &mut file,
+        )?;
+        if output.success() {
+            return Ok(Compose::V2(output.stdout_text().trim().to_string()));
+        }
+        report(
+            &name,
+            &format!(
+                "the Compose plugin did not run there ({}); installing docker-compose v1",
+                output.tail(1)
+            ),
+        );
+    }
+    report(
+        &name,
+        "installing docker-compose (v1) from the distribution",
+    );
+    step(
+        connection,
+        "installing docker-compose",
+        &docker::compose_v1_install_script(),
+    )?;
+    Ok(Compose::V1(String::new()))
+}
+
+/// Names the failing workers with the tail of their logs.
+fn report_failures(
+    connection: &Connection,
+    compose: &Compose,
+    failing: &[(HealthTarget, String)],
+    report: Report,
+) {
+    let name = connection.host_name();
+    let mut by_deployment: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (target, error) in failing {
+        report(
+            name,
+            &format!(
+                "UNHEALTHY {} ({}): {} at {}",
+                target.process,
+                target.deployment,
+                error,
+                target.host_location()
+            ),
+        );
+        let services = by_deployment.entry(&target.deploy_dir).or_default();
+        if !services.contains(&target.service) {
+            services.push(target.service.clone());
+        }
+    }
+    for (dir, services) in by_deployment {
+        if let Ok(output) =
+            connection.run_script(&compose::logs_script(dir, compose, &services, 15))
+        {
+            report(
+                name,
+                &format!(
+                    "last log lines of {}:\n{}",
+                    services.join(", "),
+                    output.stdout_text().trim_end()
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Desired state against what a host has: which files change, what must be installed and
+//! loaded, which services must be recreated. Pure: facts and rendered files in, a plan out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::facts::{Compose, Facts};
+use crate::render::{DeploymentFiles, HostFiles};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    pub path: String,
+    pub change: Change,
+}
+
+/// What changes in one deployment directory.
+#[derive(Debug, Clone)]
+pub struct DeploymentPlan {
+    pub deployment: String,
+    pub dir: String,
+    pub changes: Vec<FileChange>,
+    pub unchanged: usize,
+    /// Services to recreate because a file they read changed.
+    pub restart: BTreeSet<String>,
+}
+
+impl DeploymentPlan {
+    pub fn compose_changed(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.path == "docker-compose.yml" || c.path.ends_with(".env"))
+    }
+}
+
+/// Everything one host needs.
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    pub host: String,
+    pub install_docker: bool,
+    pub start_docker: bool,
+    pub install_compose: bool,
+    /// Images to stream from this machine because the host lacks them (or has another ID).
+    pub load_images: Vec<String>,
+    pub deployments: Vec<DeploymentPlan>,
+}
+
+impl HostPlan {
+    /// The number of changes: each file, each install, each image.
+    pub fn change_count(&self) -> usize {
+        self.deployments
+            .iter()
+            .map(|d| d.changes.len())
+            .sum::<usize>()
+            + usize::from(self.install_docker)
+            + usize::from(self.start_docker)
+            + usize::from(self.install_compose)
+            + self.load_images.len()
+    }
+}
+
+pub fn sha256_hex(contents: &str) -> String {
+    hex::encode(Sha256::digest(contents.as_bytes()))
+}
+
+/// The plan of one host. `local_images` maps each image to preload to its ID on this
+/// machine.
+pub fn plan_host(
+    files: &HostFiles,
+    facts: &Facts,
+    local_images: &BTreeMap<String, String>,
+) -> HostPlan {
+    let install_docker = facts.docker.is_none();
+    HostPlan {
+        host: files.host.clone(),
+        install_docker,
+        start_docker: !install_docker && !facts.docker_running,
+        install_compose: facts.compose == Compose::Missing,
+        load_images: local_images
+            .iter()
+            .filter(|(image, id)| facts.images.get(*image) != Some(id))
+            .map(|(image, _)| image.clone())
+            .collect(),
+        deployments: files
+            .deployments
+            .iter()
+            .map(|d| plan_deployment(d, facts))
+            .collect(),
+    }
+}
+
+fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
+    let state = facts
+        .deployments
+        .get(&files.deployment)
+        .cloned()
+        .unwrap_or_default();
+    let mut changes = Vec::new();
+    let mut restart = BTreeSet::new();
+    let mut unchanged = 0;
+    for file in &files.files {
+        let change = match state.hashes.get(&file.path) {
+            None => Some(Change::Create),
+            Some(_) if file.keep_existing => None,
+            Some(hash) if *hash == sha256_hex(&file.contents) => None,
+            Some(_) => Some(Change::Update),
+        };
+        match change {
+            Some(change) => {
+                restart.extend(file.used_by.iter().cloned());
+                changes.push(FileChange {
+                    path: file.path.clone(),
+                    change,
+                });
+            }
+            None => unchanged += 1,
+        }
+    }
+    let desired: BTreeSet<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+    for path in &state.manifest {
+        if !desired.contains(path.as_str()) && state.hashes.contains_key(path) {
+            changes.push(FileChange {
+                path: path.clone(),
+                change: Change::Delete,
+            });
+        }
+    }
+    DeploymentPlan {
+        deployment: files.deployment.clone(),
+        dir: files.deploy_dir.clone(),
+        changes,
+        unchanged,
+        restart,
+    }
+}
+
+/// Services added, changed and removed between two compose files (after YAML merge keys
+/// are applied), for the plan's "recreated" list.
+pub fn compose_service_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let services = |text: &str| -> BTreeMap<String, serde_norway::Value> {
+        let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
+            return BTreeMap::new();
+        };
+        let _ = value.apply_merge();
+        let Some(map) = value.get("services").and_then(|s| s.as_mapping()) else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .filter_map(|(k, v)| {
+                let mut v = v.clone();
+                let _ = v.apply_merge();
+                Some((k.as_str()?.to_string(), v))
+            })
+            .collect()
+    };
+    let (old, new) = (services(old), services(new));
+    let added = new
+        .keys()
+        .filter(|k| !old.contains_key(*k))
+        .cloned()
+        .collect();
+    let changed = new
+        .iter()
+        .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    (added, changed, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_changes_see_through_anchors() {
+        let old = "x: &t\n  image: a\nservices:\n  one:\n    <<: *t\n  two:\n    image: b\n  gone:\n    image: c\n";
+        let new = "x: &t\n  image: a2\nservices:\n  one:\n    <<: *t\n  two:\n    image: b\n  three:\n    image: d\n";
+        let (added, changed, removed) = compose_service_changes(old, new);
+        assert_eq!(
+            (added, changed, removed),
+            (
+                vec!["three".to_string()],
+                vec!["one".to_string()],
+                vec!["gone".to_string()]
+            )
+        );
+    }
+}

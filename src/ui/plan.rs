@@ -1,0 +1,110 @@
+//! A host's plan as the user reads it: installs, images, each file created, changed or
+//! removed (with its masked diff), services recreated.
+
+use std::fmt::Write;
+
+use crate::apply::Prepared;
+use crate::plan::{Change, compose_service_changes};
+use crate::render::HostFiles;
+
+pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
+    let plan = &prepared.plan;
+    let mut out = String::new();
+    let count = plan.change_count();
+    let _ = writeln!(
+        out,
+        "host {}: {}",
+        plan.host,
+        if count == 0 {
+            "no changes".to_string()
+        } else {
+            format!("{count} change(s)")
+        }
+    );
+    if plan.install_docker {
+        let _ = writeln!(out, "  + install Docker");
+    } else if plan.start_docker {
+        let _ = writeln!(out, "  ~ start Docker");
+    }
+    if plan.install_compose {
+        let _ = writeln!(out, "  + install Compose");
+    }
+    for image in &plan.load_images {
+        let _ = writeln!(out, "  + load image {image}");
+    }
+    for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        if deployment.changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {} ({}): {} file(s) unchanged",
+                deployment.deployment, deployment.dir, deployment.unchanged
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} ({}): {} to change, {} unchanged",
+            deployment.deployment,
+            deployment.dir,
+            deployment.changes.len(),
+            deployment.unchanged
+        );
+        let secrets = deployment_files.secrets.all();
+        for change in &deployment.changes {
+            let (sign, word) = match change.change {
+                Change::Create => ("+", "create"),
+                Change::Update => ("~", "change"),
+                Change::Delete => ("-", "remove"),
+            };
+            let _ = writeln!(out, "    {sign} {word} {}", change.path);
+            let new = deployment_files
+                .files
+                .iter()
+                .find(|f| f.path == change.path);
+            if new.is_some_and(|f| f.keep_existing) {
+                continue;
+            }
+            if change.path.ends_with(".signing.key") {
+                let _ = writeln!(out, "      (signing key: contents hidden)");
+                continue;
+            }
+            let old = prepared
+                .old
+                .get(&(deployment.deployment.clone(), change.path.clone()))
+                .map_or("", String::as_str);
+            let new_text = new.map_or("", |f| f.contents.as_str());
+            if change.change == Change::Update {
+                for line in
+                    super::diff::unified(&change.path, old, new_text, &secrets, color).lines()
+                {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+            if change.path == "docker-compose.yml" && change.change == Change::Update {
+                let (added, changed, removed) = compose_service_changes(old, new_text);
+                for (label, list) in [
+                    ("new services", added),
+                    ("services recreated", changed),
+                    ("services removed", removed),
+                ] {
+                    if !list.is_empty() {
+                        let _ = writeln!(out, "      {label}: {}", list.join(", "));
+                    }
+                }
+            }
+        }
+        if !deployment.restart.is_empty() {
+            let _ = writeln!(
+                out,
+                "    services recreated for changed files: {}",
+                deployment
+                    .restart
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    out
+}
