@@ -19,6 +19,11 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     apt_install nginx
 fi
 
+if [ ! -x /usr/sbin/sshd ]; then
+    log "installing openssh-server (the SSH tests start their own sshd on loopback)"
+    apt_install openssh-server openssh-client
+fi
+
 compose_v2() {
     { docker compose version 2>/dev/null || docker-compose version 2>/dev/null; } | grep -q 'v2\.'
 }

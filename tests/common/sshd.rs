@@ -1,0 +1,102 @@
+//! A real OpenSSH server on a loopback port, with its own host key and one authorized
+//! client key, started for one test and stopped when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new(super::require(
+        "ssh-keygen",
+        "apt-get install openssh-client",
+    ))
+    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+    .arg(path)
+    .status()
+    .unwrap();
+    assert!(status.success());
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = super::require("sshd", "apt-get install openssh-server");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        keygen(&d.join("other_key"));
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nMaxStartups 100\nLogLevel ERROR\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sshd = Sshd { dir, port, child };
+        sshd.write_known_hosts(&sshd.path("host_key.pub"));
+        sshd
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Makes `known_hosts` hold the public key in `public_key` for this server.
+    pub fn write_known_hosts(&self, public_key: &Path) {
+        let key = std::fs::read_to_string(public_key).unwrap();
+        let mut fields = key.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        );
+        std::fs::write(self.path("known_hosts"), line).unwrap();
+    }
+
+    /// An inventory for this server whose one deployment lives in `deploy_dir`.
+    pub fn inventory(&self, deploy_dir: &Path, key: &str, extra_host: &str) -> PathBuf {
+        let text = format!(
+            "[hosts.loop]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nidentity_file = \"{}\"\n{extra_host}\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"loop\"\ndeploy_dir = \"{}\"\n",
+            self.port,
+            self.path(key).display(),
+            deploy_dir.display()
+        );
+        let path = self.path("inventory.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}

@@ -1,0 +1,346 @@
+//! plan and apply over a real OpenSSH server on loopback: authentication, host keys, a plan
+//! that changes nothing, an idempotent apply, scripts cut short in transit, the host lock.
+//! (`--files-only`: the Docker steps are covered by the end-to-end test.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use common::sshd::Sshd;
+use common::{files, synprov};
+use synprov::inventory;
+use synprov::transport::{ConnectOptions, Connection};
+
+fn run(sshd: &Sshd, args: &[&str], inventory: &Path) -> Output {
+    synprov(sshd.dir.path())
+        .args(args)
+        .arg(inventory)
+        .arg("--known-hosts")
+        .arg(sshd.path("known_hosts"))
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file under `dir` with its contents and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    if !dir.exists() {
+        return BTreeMap::new();
+    }
+    files(dir)
+        .into_iter()
+        .map(|f| {
+            let path = dir.join(&f);
+            (
+                f.display().to_string(),
+                (
+                    std::fs::read(&path).unwrap(),
+                    std::fs::metadata(&path).unwrap().modified().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+
+    let plan = run(&sshd, &["plan"], &inventory);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "changes pending: {}",
+        stderr(&plan)
+    );
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("+ create synapse/homeserver.yaml"));
+    assert!(!deploy.exists(), "plan changed nothing");
+
+    let apply = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(
+        files(&deploy)
+            .iter()
+            .filter(|f| !f.starts_with(".synprov"))
+            .count(),
+        31
+    );
+    let before = snapshot(&deploy);
+
+    let again = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        out.contains("host loop: no changes") && out.contains("0 change(s) applied"),
+        "{out}"
+    );
+    assert_eq!(snapshot(&deploy), before, "no file touched");
+
+    let plan = run(&sshd, &["plan"], &inventory);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "nothing pending: {}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn plan_shows_a_masked_diff_and_changes_nothing() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    assert!(
+        run(&sshd, &["apply", "--files-only"], &inventory)
+            .status
+            .success()
+    );
+    let homeserver = deploy.join("synapse/homeserver.yaml");
+    let text = std::fs::read_to_string(&homeserver).unwrap();
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("macaroon_secret_key: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    std::fs::write(
+        &homeserver,
+        text.replace("enable_registration: false", "enable_registration: true"),
+    )
+    .unwrap();
+    let before = snapshot(&deploy);
+
+    let plan = run(&sshd, &["plan"], &inventory);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(
+        out.contains("~ change synapse/homeserver.yaml")
+            && out.contains("-enable_registration: true")
+            && out.contains("+enable_registration: false"),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "no secret printed");
+    assert_eq!(snapshot(&deploy), before, "plan changed nothing");
+
+    let dry = run(&sshd, &["apply", "--dry-run"], &inventory);
+    assert_eq!(dry.status.code(), Some(2));
+    assert_eq!(snapshot(&deploy), before, "a dry run changed nothing");
+}
+
+#[test]
+fn a_wrong_key_is_refused() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "other_key", "");
+    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("loop: authentication as root failed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!deploy.exists());
+}
+
+#[test]
+fn a_changed_host_key_is_refused_before_anything_is_sent() {
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&sshd.path("other_key.pub"));
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        err.contains("loop: THE HOST KEY HAS CHANGED") && err.contains("SHA256:"),
+        "{err}"
+    );
+    assert!(!deploy.exists(), "nothing changed");
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
+    let sshd = Sshd::start();
+    std::fs::write(sshd.path("known_hosts"), "").unwrap();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    let output = run(&sshd, &["plan"], &inventory);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the host key is not in"),
+        "{}",
+        stderr(&output)
+    );
+
+    let inventory = sshd.inventory(&deploy, "client_key", "host_key_checking = \"accept-new\"");
+    let output = run(&sshd, &["plan"], &inventory);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let recorded = std::fs::read_to_string(sshd.path("known_hosts")).unwrap();
+    let host_key = std::fs::read_to_string(sshd.path("host_key.pub")).unwrap();
+    assert!(
+        recorded.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port))
+            && recorded.contains(host_key.split_whitespace().nth(1).unwrap()),
+        "{recorded}"
+    );
+}
+
+fn connect(sshd: &Sshd, inventory_path: &Path) -> Connection {
+    let inventory = inventory::load(inventory_path).unwrap();
+    let options = ConnectOptions {
+        known_hosts: sshd.path("known_hosts"),
+        ..ConnectOptions::default()
+    };
+    Connection::open(&inventory.hosts["loop"], &options).unwrap()
+}
+
+#[test]
+fn a_write_cut_short_in_transit_changes_no_file() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory_path = sshd.inventory(&deploy, "client_key", "");
+    assert!(
+        run(&sshd, &["apply", "--files-only"], &inventory_path)
+            .status
+            .success()
+    );
+    let before = snapshot(&deploy);
+
+    // The script of a real change, cut at many points as a dropped connection would.
+    let changed = sshd.path("changed.toml");
+    std::fs::write(
+        &changed,
+        format!(
+            "{}[deployments.d.workers]\nrooms = 6\n",
+            std::fs::read_to_string(&inventory_path).unwrap()
+        ),
+    )
+    .unwrap();
+    let inventory = inventory::load(&changed).unwrap();
+    let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
+    let templates = synprov::render::Templates::load(None).unwrap();
+    let host_files = synprov::render::render(&inventory, &key, &templates, Some("loop")).unwrap();
+    let connection = connect(&sshd, &changed);
+    let prepared = synprov::apply::prepare(&connection, &host_files[0], &BTreeMap::new()).unwrap();
+    let plan = &prepared.plan.deployments[0];
+    assert!(
+        plan.changes.len() >= 4,
+        "rooms5, rooms6 and the shared files change"
+    );
+    let script = synprov::apply::files::write_script(&host_files[0].deployments[0], plan);
+    for cut in [
+        10,
+        script.len() / 4,
+        script.len() / 2,
+        script.len() - 20,
+        script.len() - 14,
+    ] {
+        let output = connection.run_script(&script[..cut]).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("synprov-written"),
+            "cut at {cut} ran"
+        );
+        assert_eq!(
+            snapshot(&deploy),
+            before,
+            "a script cut at byte {cut} of {} changed files",
+            script.len()
+        );
+    }
+    let output = connection.run_script(&script).unwrap();
+    assert!(
+        output.success() && String::from_utf8_lossy(&output.stdout).contains("synprov-written")
+    );
+    assert!(deploy.join("synapse/workers/rooms6.yaml").exists());
+}
+
+#[test]
+fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    let connection = connect(&sshd, &inventory);
+    let lock = connection
+        .lock(&format!("{}/.synprov/lock", deploy.display()))
+        .unwrap();
+    assert!(lock.is_some());
+
+    let started = std::time::Instant::now();
+    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("another synprov run is applying to"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "it does not wait for the lock"
+    );
+    assert!(!deploy.join("synapse").exists(), "nothing written");
+
+    drop(lock);
+    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(
+        output.status.success(),
+        "the lock is free once its holder is gone: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn rollback_restores_the_files_the_last_apply_replaced() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    assert!(
+        run(&sshd, &["apply", "--files-only"], &inventory)
+            .status
+            .success()
+    );
+    let first = snapshot(&deploy);
+    let changed = sshd.path("inventory.toml");
+    std::fs::write(
+        &changed,
+        format!(
+            "{}[deployments.d.workers]\nrooms = 5\n",
+            std::fs::read_to_string(&inventory).unwrap()
+        ),
+    )
+    .unwrap();
+    assert!(
+        run(&sshd, &["apply", "--files-only"], &changed)
+            .status
+            .success()
+    );
+    assert!(deploy.join("synapse/workers/rooms5.yaml").exists());
+
+    let connection = connect(&sshd, &changed);
+    let output = connection
+        .run_script(&synprov::apply::files::rollback_script(
+            deploy.to_str().unwrap(),
+        ))
+        .unwrap();
+    assert!(output.success(), "{}", output.tail(5));
+    assert!(
+        !deploy.join("synapse/workers/rooms5.yaml").exists(),
+        "the created file is gone"
+    );
+    let contents = |s: &BTreeMap<String, (Vec<u8>, std::time::SystemTime)>| {
+        s.iter()
+            .filter(|(k, _)| !k.starts_with(".synprov"))
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        contents(&snapshot(&deploy)),
+        contents(&first),
+        "every file is as the first apply left it"
+    );
+}
