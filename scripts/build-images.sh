@@ -7,6 +7,8 @@
 #   scripts/build-images.sh synapse nginx   # only these (and the base, if needed)
 #   FORCE=1 scripts/build-images.sh         # rebuild even up-to-date images
 #   VERBOSE=1 scripts/build-images.sh       # stream build output instead of logging it
+#   SERIAL=1 scripts/build-images.sh        # one image at a time (default: the images on
+#                                           # top of the base build in parallel)
 #
 # Images (the Dockerfiles and entry scripts are under tests/bed/<name>/):
 #   synprov/debian-base:bookworm  debootstrap --variant=minbase bookworm, `docker import`ed
@@ -86,7 +88,11 @@ run_logged() {
     fi
 }
 
-declare -A TIMES=()
+# Build times, one file per tag (derived images build in background subshells).
+TIMES_DIR="$WORK/times"
+mkdir -p "$TIMES_DIR"
+set_time() { printf '%s\n' "$2" >"$TIMES_DIR/${1//\//_}"; }
+get_time() { cat "$TIMES_DIR/${1//\//_}" 2>/dev/null || echo '-'; }
 
 # --- synprov/debian-base:bookworm ------------------------------------------------------------
 
@@ -133,7 +139,7 @@ build_base() {
     hash=$(printf '%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$(declare -f customize_rootfs)" | sha256sum | cut -c1-16)
     if [ -z "${FORCE:-}" ] && [ "$(image_hash "$BASE_TAG")" = "$hash" ]; then
         log "$BASE_TAG: up to date, reused"
-        TIMES[$BASE_TAG]=reused
+        set_time "$BASE_TAG" reused
         return
     fi
     start=$SECONDS
@@ -152,8 +158,8 @@ build_base() {
         --change "LABEL $LABEL.name=debian-base $LABEL.hash=$hash" \
         - "$BASE_TAG" >/dev/null
     rm -rf "$rootfs"
-    TIMES[$BASE_TAG]="$((SECONDS - start))s"
-    log "$BASE_TAG: built in ${TIMES[$BASE_TAG]}"
+    set_time "$BASE_TAG" "$((SECONDS - start))s"
+    log "$BASE_TAG: built in $((SECONDS - start))s"
 }
 
 # --- derived images ---------------------------------------------------------------------------
@@ -173,7 +179,7 @@ build_image() {
     hash=$({ context_hash "$dir"; image_id "$BASE_TAG"; printf '%s\n' "${args[@]}"; } | sha256sum | cut -c1-16)
     if [ -z "${FORCE:-}" ] && [ "$(image_hash "$tag")" = "$hash" ]; then
         log "$tag: up to date, reused"
-        TIMES[$tag]=reused
+        set_time "$tag" reused
         return
     fi
     start=$SECONDS
@@ -192,15 +198,28 @@ build_image() {
     rm -rf "$ctx"
     # The image this tag named before, if any, is now dangling.
     docker image prune -f --filter "label=$LABEL.name=$name" >/dev/null 2>&1 || true
-    TIMES[$tag]="$((SECONDS - start))s"
-    log "$tag: built in ${TIMES[$tag]}"
+    set_time "$tag" "$((SECONDS - start))s"
+    log "$tag: built in $((SECONDS - start))s"
 }
 
 total_start=$SECONDS
 build_base
-for name in "${wanted[@]}"; do
-    build_image "$name"
-done
+failed=()
+if [ -n "${SERIAL:-}${VERBOSE:-}" ]; then
+    for name in "${wanted[@]}"; do
+        build_image "$name" || failed+=("$name")
+    done
+else
+    declare -A pids=()
+    for name in "${wanted[@]}"; do
+        build_image "$name" &
+        pids[$name]=$!
+    done
+    for name in "${wanted[@]}"; do
+        wait "${pids[$name]}" || failed+=("$name")
+    done
+fi
+[ ${#failed[@]} -eq 0 ] || die "failed to build: ${failed[*]} (logs in $LOGS)"
 
 synapse_version=
 if [[ " ${wanted[*]} " == *" synapse "* ]]; then
@@ -211,7 +230,7 @@ fi
 printf '\n%-32s %-10s %s\n' IMAGE BUILD SIZE
 for tag in "$BASE_TAG" $(for n in "${wanted[@]}"; do echo "${TAGS[$n]}"; done); do
     size=$(docker image inspect --format '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1000000 }')
-    printf '%-32s %-10s %s\n' "$tag" "${TIMES[$tag]}" "$size"
+    printf '%-32s %-10s %s\n' "$tag" "$(get_time "$tag")" "$size"
 done
 [ -z "$synapse_version" ] || printf 'Synapse in %s: %s\n' "${TAGS[synapse]}" "$synapse_version"
 printf 'total: %ss\n' "$((SECONDS - total_start))"

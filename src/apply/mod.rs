@@ -236,12 +236,67 @@ pub fn apply(
                 count: failing.len(),
             });
         }
+        for deployment in &plan.deployments {
+            let unhealthy = wait_containers_healthy(
+                connection,
+                &compose,
+                &deployment.dir,
+                options.health_timeout,
+            )?;
+            if !unhealthy.is_empty() {
+                report(
+                    name,
+                    &format!(
+                        "{}: containers not healthy: {}",
+                        deployment.deployment,
+                        unhealthy.join(", ")
+                    ),
+                );
+                if let Ok(output) = connection.run_script(&compose::logs_script(
+                    &deployment.dir,
+                    &compose,
+                    &unhealthy,
+                    15,
+                )) {
+                    report(name, output.stdout_text().trim_end());
+                }
+                return Err(ApplyError::Unhealthy {
+                    host: name.to_string(),
+                    count: unhealthy.len(),
+                });
+            }
+        }
     }
     drop(locks);
     Ok(Outcome {
         changes: plan.change_count(),
         healthy,
     })
+}
+
+/// Waits until Docker reports every container of the stack healthy (Postgres, Redis and
+/// Nginx included); returns the services still not healthy at the deadline.
+fn wait_containers_healthy(
+    connection: &Connection,
+    compose: &Compose,
+    dir: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, ApplyError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let output = connection
+            .run_script(&compose::status_script(dir, compose))?
+            .stdout_text();
+        let unhealthy: Vec<String> = output
+            .lines()
+            .filter(|line| !line.ends_with(" healthy"))
+            .filter_map(|line| line.split_whitespace().next().map(String::from))
+            .collect();
+        if unhealthy.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(unhealthy);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 fn install_compose(connection: &Connection, report: Report) -> Result<Compose, ApplyError> {

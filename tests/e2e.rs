@@ -1,0 +1,433 @@
+//! End to end: a bare Debian host (a container booting systemd and sshd, no Docker) gets the
+//! guide's whole stack from `synprov apply`, with the images streamed over SSH. Then a real
+//! Matrix client conversation goes through its Nginx, and one more room worker is rolled
+//! out: the plan shows exactly that, the apply recreates only what changed.
+//!
+//! Needs a Docker engine and the locally built images: `scripts/build-images.sh` (which
+//! starts dockerd when needed). Run alone with `scripts/test.sh e2e`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::synprov;
+use serde_json::{Value, json};
+
+const NETWORK: &str = "synprov-e2e";
+const SUBNET: &str = "172.31.240.0/24";
+const HOST_IP: &str = "172.31.240.10";
+const CONTAINER: &str = "synprov-e2e-host";
+const IMAGES: [&str; 5] = [
+    "synprov/host:bookworm",
+    "synprov/synapse:1.163",
+    "synprov/postgres:15",
+    "synprov/redis:7",
+    "synprov/nginx:1.22",
+];
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn on_host(script: &str) -> String {
+    docker(&["exec", CONTAINER, "sh", "-c", script])
+}
+
+/// Removes the test host, its Docker volume and network, also when a test fails.
+struct Bed;
+
+impl Bed {
+    fn clean() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", CONTAINER])
+            .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", "synprov-e2e-docker"])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", NETWORK])
+            .output();
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if std::env::var_os("SYNPROV_E2E_KEEP").is_none() {
+            Bed::clean();
+        }
+    }
+}
+
+fn start_host(dir: &Path) -> Bed {
+    let running = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        running,
+        "the end-to-end test needs a running Docker engine: run scripts/start-dockerd.sh (scripts/test.sh does)"
+    );
+    for image in IMAGES {
+        let present = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            present,
+            "image {image} is missing: build the test images with scripts/build-images.sh (scripts/test.sh does)"
+        );
+    }
+    Bed::clean();
+    let bed = Bed;
+    docker(&["network", "create", "--subnet", SUBNET, NETWORK]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        CONTAINER,
+        "--hostname",
+        "e2e-host",
+        "--network",
+        NETWORK,
+        "--ip",
+        HOST_IP,
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "MKNOD",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--cgroupns=host",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "-v",
+        "synprov-e2e-docker:/var/lib/docker",
+        "synprov/host:bookworm",
+    ]);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    docker(&[
+        "cp",
+        dir.join("key.pub").to_str().unwrap(),
+        &format!("{CONTAINER}:/root/.ssh/authorized_keys"),
+    ]);
+    on_host("chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(Command::new("docker").args(["exec", CONTAINER, "systemctl", "is-active", "ssh"]).output(), Ok(o) if o.status.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the host's sshd did not start under systemd"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bed
+}
+
+fn inventory(dir: &Path, rooms: u32) -> std::path::PathBuf {
+    let path = dir.join("e2e.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[hosts.e2e]\naddress = \"{HOST_IP}\"\nuser = \"root\"\nidentity_file = \"{key}\"\nhost_key_checking = \"accept-new\"\n\n\
+[deployments.e2e]\nserver_name = \"e2e.example\"\npublic_baseurl = \"http://{HOST_IP}:8008/\"\nhost = \"e2e\"\ndeploy_dir = \"/opt/synapse/e2e\"\n\
+[deployments.e2e.workers]\nrooms = {rooms}\n\
+[deployments.e2e.images]\npreload = true\nsynapse = \"synprov/synapse:1.163\"\npostgres = \"synprov/postgres:15\"\nredis = \"synprov/redis:7\"\nnginx = \"synprov/nginx:1.22\"\n\
+[deployments.e2e.nginx]\nadmin_allow = [\"172.16.0.0/12\", \"127.0.0.1\"]\n\
+[deployments.e2e.postgres]\nmax_connections = 200\n",
+            key = dir.join("key").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn synprov_run(dir: &Path, args: &[&str], inventory: &Path) -> (i32, String) {
+    let output = synprov(dir)
+        .args(args)
+        .arg(inventory)
+        .arg("--known-hosts")
+        .arg(dir.join("known_hosts"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("synprov {args:?}:\n{text}");
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// Container ID and start time of each service, to see what an apply recreated.
+fn containers() -> std::collections::BTreeMap<String, String> {
+    on_host("cd /opt/synapse/e2e && docker compose ps -a --format '{{.Service}} {{.ID}}'")
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(s, id)| (s.to_string(), id.to_string()))
+        })
+        .collect()
+}
+
+struct Client {
+    base: String,
+    token: String,
+}
+
+fn base() -> String {
+    format!("http://{HOST_IP}:8008")
+}
+
+fn register(name: &str, shared_secret: &str) -> Client {
+    use hmac::{Hmac, Mac};
+    let url = format!("{}/_synapse/admin/v1/register", base());
+    let nonce: Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+    let nonce = nonce["nonce"].as_str().unwrap();
+    let password = format!("{name}-password");
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(shared_secret.as_bytes()).unwrap();
+    mac.update(format!("{nonce}\0{name}\0{password}\0notadmin").as_bytes());
+    let body = json!({ "nonce": nonce, "username": name, "password": password, "admin": false, "mac": hex::encode(mac.finalize().into_bytes()) });
+    let registered: Value = ureq::post(&url)
+        .send_json(body)
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert!(registered["access_token"].is_string(), "{registered}");
+    // A real login, as a client does.
+    let login: Value = ureq::post(&format!("{}/_matrix/client/v3/login", base()))
+        .send_json(json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": password }))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    Client {
+        base: base(),
+        token: login["access_token"]
+            .as_str()
+            .expect("login token")
+            .to_string(),
+    }
+}
+
+impl Client {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let request = ureq::request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        let response = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        match response {
+            Ok(r) => r.into_json().unwrap_or(Value::Null),
+            Err(ureq::Error::Status(code, r)) => panic!(
+                "{method} {path}: {code} {}",
+                r.into_string().unwrap_or_default()
+            ),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_room_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let _bed = start_host(dir.path());
+    assert!(
+        on_host("command -v docker || echo none").ends_with("none"),
+        "the host starts without Docker"
+    );
+    let first = inventory(dir.path(), 4);
+
+    let (code, out) = synprov_run(dir.path(), &["plan"], &first);
+    assert_eq!(code, 2, "changes pending");
+    assert!(
+        out.contains("+ install Docker") && out.contains("+ load image synprov/synapse:1.163"),
+        "{out}"
+    );
+
+    let (code, out) = synprov_run(dir.path(), &["apply"], &first);
+    assert_eq!(code, 0, "apply failed");
+    assert!(
+        out.contains("installing Docker") && out.contains("16 listener(s) healthy"),
+        "{out}"
+    );
+    assert_eq!(
+        on_host("systemctl is-active docker"),
+        "active",
+        "Docker runs under systemd"
+    );
+    let status =
+        on_host("cd /opt/synapse/e2e && docker compose ps -a --format '{{.Service}} {{.Health}}'");
+    let services: Vec<&str> = status.lines().collect();
+    assert_eq!(services.len(), 16, "{status}");
+    assert!(
+        services.iter().all(|l| l.ends_with(" healthy")),
+        "every container healthy:\n{status}"
+    );
+
+    // A client conversation through Nginx.
+    let hs: Value =
+        serde_norway::from_str(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml")).unwrap();
+    let secret = hs["registration_shared_secret"].as_str().unwrap();
+    let alice = register("alice", secret);
+    let bob = register("bob", secret);
+    let whoami = alice.call("GET", "/_matrix/client/v3/account/whoami", None);
+    assert_eq!(whoami["user_id"], "@alice:e2e.example");
+    let room = alice.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(json!({ "invite": ["@bob:e2e.example"], "name": "e2e" })),
+    );
+    let room_id = room["room_id"].as_str().unwrap().to_string();
+    let encoded = room_id.replace('!', "%21").replace(':', "%3A");
+    bob.call(
+        "POST",
+        &format!("/_matrix/client/v3/join/{encoded}"),
+        Some(json!({})),
+    );
+    alice.call(
+        "PUT",
+        &format!("/_matrix/client/v3/rooms/{encoded}/typing/%40alice%3Ae2e.example"),
+        Some(json!({ "typing": true, "timeout": 10000 })),
+    );
+    let sent = alice.call(
+        "PUT",
+        &format!("/_matrix/client/v3/rooms/{encoded}/send/m.room.message/t1"),
+        Some(json!({ "msgtype": "m.text", "body": "hello bob" })),
+    );
+    let event_id = sent["event_id"].as_str().unwrap().to_string();
+    bob.call(
+        "POST",
+        &format!(
+            "/_matrix/client/v3/rooms/{encoded}/receipt/m.read/{}",
+            event_id.replace('$', "%24")
+        ),
+        Some(json!({})),
+    );
+    let messages = bob.call(
+        "GET",
+        &format!("/_matrix/client/v3/rooms/{encoded}/messages?dir=b&limit=20"),
+        None,
+    );
+    assert!(
+        messages["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["content"]["body"] == "hello bob"),
+        "{messages}"
+    );
+    let upload = ureq::post(&format!(
+        "{}/_matrix/media/v3/upload?filename=hello.txt",
+        base()
+    ))
+    .set("Authorization", &format!("Bearer {}", alice.token))
+    .set("Content-Type", "text/plain")
+    .send_bytes(b"media through the media worker")
+    .unwrap()
+    .into_json::<Value>()
+    .unwrap();
+    let mxc = upload["content_uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("mxc://")
+        .to_string();
+    let download = ureq::get(&format!(
+        "{}/_matrix/client/v1/media/download/{mxc}",
+        base()
+    ))
+    .set("Authorization", &format!("Bearer {}", bob.token))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    assert_eq!(download, "media through the media worker");
+    let sync = bob.call("GET", "/_matrix/client/v3/sync?timeout=0", None);
+    let timeline = &sync["rooms"]["join"][&room_id]["timeline"]["events"];
+    assert!(
+        timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["content"]["body"] == "hello bob"),
+        "sync shows the message: {sync}"
+    );
+    let receipts = sync["rooms"]["join"][&room_id]["ephemeral"]["events"].to_string();
+    assert!(
+        receipts.contains("m.receipt"),
+        "sync shows bob's receipt: {receipts}"
+    );
+
+    // Nothing changed: nothing to do.
+    let before = containers();
+    let (code, out) = synprov_run(dir.path(), &["apply"], &first);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("host e2e: no changes") && out.contains("0 change(s) applied"),
+        "{out}"
+    );
+    assert_eq!(containers(), before, "no container touched");
+
+    // One more room worker.
+    let second = inventory(dir.path(), 5);
+    let (code, out) = synprov_run(dir.path(), &["plan"], &second);
+    assert_eq!(code, 2);
+    for expected in [
+        "+ create synapse/workers/rooms5.yaml",
+        "~ change docker-compose.yml",
+        "new services: rooms5",
+        "~ change nginx/upstreams.conf",
+    ] {
+        assert!(out.contains(expected), "plan lacks {expected:?}:\n{out}");
+    }
+    assert!(
+        !out.contains("homeserver.yaml"),
+        "the shared config does not change"
+    );
+    let (code, out) = synprov_run(dir.path(), &["apply"], &second);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("17 listener(s) healthy"), "{out}");
+    let after = containers();
+    assert!(after.contains_key("rooms5"));
+    for (service, id) in &before {
+        if service == "nginx" {
+            assert_ne!(
+                after[service], *id,
+                "nginx is recreated for its new upstream"
+            );
+        } else {
+            assert_eq!(after[service], *id, "{service} was not touched");
+        }
+    }
+    let status =
+        on_host("cd /opt/synapse/e2e && docker compose ps -a --format '{{.Service}} {{.Health}}'");
+    assert!(
+        status.lines().count() == 17 && status.lines().all(|l| l.ends_with(" healthy")),
+        "{status}"
+    );
+}
