@@ -6,6 +6,8 @@
 #   scripts/smoke-images.sh postgres host    # only these
 #   NESTED_DOCKER=1 scripts/smoke-images.sh host   # also install docker.io in the host over
 #                                            # SSH and check the nested engine (slower, apt)
+# `COND && pass ... || fail ...` below is an if-then-else: pass always succeeds.
+# shellcheck disable=SC2015
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
@@ -38,11 +40,11 @@ done
 
 WORK=$(mktemp -d /var/tmp/synprov-smoke.XXXXXX)
 cleanup() {
-    local ids
-    ids=$(docker ps -aq --filter "label=$LABEL" 2>/dev/null || true)
-    [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
-    ids=$(docker volume ls -q --filter "label=$LABEL" 2>/dev/null || true)
-    [ -z "$ids" ] || docker volume rm -f $ids >/dev/null 2>&1 || true
+    local -a ids
+    mapfile -t ids < <(docker ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+    [ ${#ids[@]} -eq 0 ] || docker rm -f -v "${ids[@]}" >/dev/null 2>&1 || true
+    mapfile -t ids < <(docker volume ls -q --filter "label=$LABEL" 2>/dev/null || true)
+    [ ${#ids[@]} -eq 0 ] || docker volume rm -f "${ids[@]}" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -186,7 +188,7 @@ smoke_synapse() {
     if [ -f "$dir/data/homeserver.yaml" ] && [ -f "$dir/data/smoke.test.signing.key" ]; then
         pass synapse "generate wrote homeserver.yaml and smoke.test.signing.key"
     else
-        fail synapse "generate: files missing ($(ls "$dir/data" | tr '\n' ' '))"
+        fail synapse "generate: files missing (found: $(cd "$dir/data" && echo *))"
         return
     fi
     docker run --rm --label "$LABEL" -v "$dir/data:/data" --entrypoint /opt/venv/bin/python "$img" -c '

@@ -10,12 +10,10 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::synprov;
 use serde_json::{Value, json};
 
-const NETWORK: &str = "synprov-e2e";
 const SUBNET: &str = "172.31.240.0/24";
 const HOST_IP: &str = "172.31.240.10";
 const CONTAINER: &str = "synprov-e2e-host";
@@ -49,15 +47,10 @@ struct Bed;
 
 impl Bed {
     fn clean() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", CONTAINER])
-            .output();
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", "synprov-e2e-docker"])
-            .output();
-        let _ = Command::new("docker")
-            .args(["network", "rm", NETWORK])
-            .output();
+        let volume = format!("{CONTAINER}-docker");
+        for args in [["rm", "-f", "-v", CONTAINER].as_slice(), &["volume", "rm", "-f", &volume], &["network", "rm", CONTAINER]] {
+            let _ = Command::new("docker").args(args).output();
+        }
     }
 }
 
@@ -90,62 +83,16 @@ fn start_host(dir: &Path) -> Bed {
             "image {image} is missing: build the test images with scripts/build-images.sh (scripts/test.sh does)"
         );
     }
-    Bed::clean();
     let bed = Bed;
-    docker(&["network", "create", "--subnet", SUBNET, NETWORK]);
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        CONTAINER,
-        "--hostname",
-        "e2e-host",
-        "--network",
-        NETWORK,
-        "--ip",
-        HOST_IP,
-        "--cap-add",
-        "SYS_ADMIN",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cap-add",
-        "MKNOD",
-        "--security-opt",
-        "seccomp=unconfined",
-        "--security-opt",
-        "apparmor=unconfined",
-        "-v",
-        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "--cgroupns=host",
-        "--tmpfs",
-        "/run",
-        "--tmpfs",
-        "/run/lock",
-        "-v",
-        "synprov-e2e-docker:/var/lib/docker",
-        "synprov/host:bookworm",
-    ]);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(dir.join("key"))
+    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join("key")).status().unwrap();
+    assert!(status.success());
+    let started = Command::new("bash")
+        .arg(common::root().join("scripts/start-host.sh"))
+        .args([CONTAINER, HOST_IP, SUBNET])
+        .arg(dir.join("key.pub"))
         .status()
         .unwrap();
-    assert!(status.success());
-    docker(&[
-        "cp",
-        dir.join("key.pub").to_str().unwrap(),
-        &format!("{CONTAINER}:/root/.ssh/authorized_keys"),
-    ]);
-    on_host("chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(Command::new("docker").args(["exec", CONTAINER, "systemctl", "is-active", "ssh"]).output(), Ok(o) if o.status.success())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the host's sshd did not start under systemd"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert!(started.success(), "scripts/start-host.sh failed");
     bed
 }
 

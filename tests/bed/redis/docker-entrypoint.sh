@@ -17,7 +17,7 @@ if [ "$1" = redis-server ]; then
     protected=
     for arg in "$@"; do
         case "$arg" in
-            --protected-mode|*.conf) protected=set ;;
+            --protected-mode|*.conf) protected=1 ;;
         esac
     done
     if [ -z "$protected" ]; then

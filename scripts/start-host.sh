@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Starts a disposable target host: a container booting systemd and sshd (no Docker), on its
+# own Docker network with a fixed address, reachable as root with the given SSH key.
+#
+#   scripts/start-host.sh NAME ADDRESS SUBNET PUBLIC_KEY_FILE
+#   scripts/start-host.sh synprov-demo 172.31.241.10 172.31.241.0/24 ~/.ssh/id_ed25519.pub
+#
+# Remove it with: docker rm -f -v NAME; docker volume rm NAME-docker; docker network rm NAME
+# Needs the synprov/host:bookworm image (scripts/build-images.sh).
+set -euo pipefail
+name=$1 address=$2 subnet=$3 key=$4
+
+docker rm -f -v "$name" >/dev/null 2>&1 || true
+docker volume rm -f "$name-docker" >/dev/null 2>&1 || true
+docker network rm "$name" >/dev/null 2>&1 || true
+docker network create --subnet "$subnet" "$name" >/dev/null
+# systemd as PID 1 needs these (TESTBED.md: --privileged fails here); the volume gives the
+# nested Docker engine overlay2 instead of vfs.
+docker run -d --name "$name" --hostname "$name" --network "$name" --ip "$address" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add MKNOD \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host --tmpfs /run --tmpfs /run/lock \
+    -v "$name-docker:/var/lib/docker" synprov/host:bookworm >/dev/null
+docker cp "$key" "$name:/root/.ssh/authorized_keys"
+docker exec "$name" sh -c 'chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys'
+for _ in $(seq 120); do
+    if docker exec "$name" systemctl is-active ssh >/dev/null 2>&1; then
+        echo "$name is up at $address (sshd under systemd)"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "$name: sshd did not start" >&2
+exit 1
