@@ -14,10 +14,11 @@ docker rm -f -v "$name" >/dev/null 2>&1 || true
 docker volume rm -f "$name-docker" >/dev/null 2>&1 || true
 docker network rm "$name" >/dev/null 2>&1 || true
 docker network create --subnet "$subnet" "$name" >/dev/null
-# systemd as PID 1 needs these (TESTBED.md: --privileged fails here); the volume gives the
+# systemd as PID 1 needs these (TESTBED.md: --privileged fails here). SYS_PTRACE lets the
+# nested engine exec (healthchecks) into containers whose process is not root. The volume gives the
 # nested Docker engine overlay2 instead of vfs.
 docker run -d --name "$name" --hostname "$name" --network "$name" --ip "$address" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add MKNOD \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add MKNOD --cap-add SYS_PTRACE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" synprov/host:bookworm >/dev/null

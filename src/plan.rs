@@ -114,7 +114,11 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         };
         match change {
             Some(change) => {
-                restart.extend(file.used_by.iter().cloned());
+                // A created file belongs to a service that starts anyway (new worker, first
+                // deploy); an updated one needs its readers recreated.
+                if change == Change::Update {
+                    restart.extend(file.used_by.iter().cloned());
+                }
                 changes.push(FileChange {
                     path: file.path.clone(),
                     change,

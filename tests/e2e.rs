@@ -48,7 +48,11 @@ struct Bed;
 impl Bed {
     fn clean() {
         let volume = format!("{CONTAINER}-docker");
-        for args in [["rm", "-f", "-v", CONTAINER].as_slice(), &["volume", "rm", "-f", &volume], &["network", "rm", CONTAINER]] {
+        for args in [
+            ["rm", "-f", "-v", CONTAINER].as_slice(),
+            &["volume", "rm", "-f", &volume],
+            &["network", "rm", CONTAINER],
+        ] {
             let _ = Command::new("docker").args(args).output();
         }
     }
@@ -84,7 +88,11 @@ fn start_host(dir: &Path) -> Bed {
         );
     }
     let bed = Bed;
-    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join("key")).status().unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("key"))
+        .status()
+        .unwrap();
     assert!(status.success());
     let started = Command::new("bash")
         .arg(common::root().join("scripts/start-host.sh"))

@@ -106,6 +106,24 @@ pub fn prepare(
             }
         }
     }
+    // Services whose definition changes are recreated by Compose itself: not twice.
+    let mut plan = plan;
+    for deployment in &mut plan.deployments {
+        if let Some(new) = files
+            .deployments
+            .iter()
+            .find(|d| d.deployment == deployment.deployment)
+            .and_then(|d| d.files.iter().find(|f| f.path == "docker-compose.yml"))
+        {
+            let old_compose = old
+                .get(&(deployment.deployment.clone(), new.path.clone()))
+                .map_or("", String::as_str);
+            let (added, changed, _) = plan::compose_service_changes(old_compose, &new.contents);
+            for service in added.iter().chain(&changed) {
+                deployment.restart.remove(service);
+            }
+        }
+    }
     Ok(Prepared { facts, plan, old })
 }
 

@@ -1,7 +1,9 @@
 //! The SSH transport on libssh2 (the ssh2 crate), shaped by PITFALLS.md: TCP_NODELAY set
 //! before the handshake, host-key algorithms limited to the types known_hosts holds, the
 //! key compared before authenticating, every blocking call under a timeout, stderr read so
-//! chatty commands never stall.
+//! chatty commands never stall. No libssh2 keepalive: with one set, libssh2 fails any
+//! blocking wait longer than its interval ("Timed out waiting on socket"), e.g. a quiet
+//! `docker load`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -162,7 +164,6 @@ impl SshConnection {
 
         Self::authenticate(&session, host)?;
         session.set_timeout(options.command_timeout.as_millis() as u32);
-        session.set_keepalive(true, 15);
         Ok(SshConnection {
             host: host.name.clone(),
             session,
