@@ -385,4 +385,13 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         status.lines().count() == 17 && status.lines().all(|l| l.ends_with(" healthy")),
         "{status}"
     );
+
+    // Roll the last apply back (with the inventory of before): rooms5 is gone, the stack is
+    // healthy on the old files, and the first inventory has nothing left to change.
+    let (code, out) = synprov_run(dir.path(), &["rollback", "--host", "e2e"], &first);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("16 listener(s) healthy"), "{out}");
+    assert!(!containers().contains_key("rooms5"));
+    let (code, out) = synprov_run(dir.path(), &["plan"], &first);
+    assert_eq!(code, 0, "nothing to change after the rollback: {out}");
 }

@@ -32,6 +32,16 @@ pub fn up_script(dir: &str, compose: &Compose, restart: &BTreeSet<String>) -> St
     s
 }
 
+/// Recreates every service (after a rollback put other files in place), and removes those
+/// no longer in the file.
+pub fn recreate_script(dir: &str, compose: &Compose) -> String {
+    format!(
+        "set -e\ncd {}\n{} up -d --remove-orphans --force-recreate 2>&1\n",
+        quote(dir),
+        program(compose)
+    )
+}
+
 /// Prints `service state health` for each container of the stack.
 pub fn status_script(dir: &str, compose: &Compose) -> String {
     format!(

@@ -238,58 +238,70 @@ pub fn apply(
         }
     }
 
-    let mut healthy = 0;
-    if !options.files_only {
-        let targets = verify::targets(inventory, name);
-        report(
-            name,
-            &format!("verifying /health of {} listener(s)", targets.len()),
-        );
-        let failing = verify::wait_healthy(connection, &targets, options.health_timeout);
-        healthy = targets.len() - failing.len();
-        if !failing.is_empty() {
-            report_failures(connection, &compose, &failing, report);
-            return Err(ApplyError::Unhealthy {
-                host: name.to_string(),
-                count: failing.len(),
-            });
-        }
-        for deployment in &plan.deployments {
-            let unhealthy = wait_containers_healthy(
-                connection,
-                &compose,
-                &deployment.dir,
-                options.health_timeout,
-            )?;
-            if !unhealthy.is_empty() {
-                report(
-                    name,
-                    &format!(
-                        "{}: containers not healthy: {}",
-                        deployment.deployment,
-                        unhealthy.join(", ")
-                    ),
-                );
-                if let Ok(output) = connection.run_script(&compose::logs_script(
-                    &deployment.dir,
-                    &compose,
-                    &unhealthy,
-                    15,
-                )) {
-                    report(name, output.stdout_text().trim_end());
-                }
-                return Err(ApplyError::Unhealthy {
-                    host: name.to_string(),
-                    count: unhealthy.len(),
-                });
-            }
-        }
-    }
+    let healthy = if options.files_only {
+        0
+    } else {
+        let dirs: Vec<&str> = plan.deployments.iter().map(|d| d.dir.as_str()).collect();
+        verify_host(
+            connection,
+            inventory,
+            &compose,
+            &dirs,
+            options.health_timeout,
+            report,
+        )?
+    };
     drop(locks);
     Ok(Outcome {
         changes: plan.change_count(),
         healthy,
     })
+}
+
+/// Verifies a host: `/health` of every Synapse listener, then every container healthy
+/// (Postgres, Redis and Nginx included). On failure, names the failing workers with the last
+/// lines of their logs. Returns the number of healthy listeners.
+pub fn verify_host(
+    connection: &Connection,
+    inventory: &Inventory,
+    compose: &Compose,
+    dirs: &[&str],
+    timeout: Duration,
+    report: Report,
+) -> Result<usize, ApplyError> {
+    let name = connection.host_name();
+    let targets = verify::targets(inventory, name);
+    report(
+        name,
+        &format!("verifying /health of {} listener(s)", targets.len()),
+    );
+    let failing = verify::wait_healthy(connection, &targets, timeout);
+    if !failing.is_empty() {
+        report_failures(connection, compose, &failing, report);
+        return Err(ApplyError::Unhealthy {
+            host: name.to_string(),
+            count: failing.len(),
+        });
+    }
+    for dir in dirs {
+        let unhealthy = wait_containers_healthy(connection, compose, dir, timeout)?;
+        if !unhealthy.is_empty() {
+            report(
+                name,
+                &format!("{dir}: containers not healthy: {}", unhealthy.join(", ")),
+            );
+            if let Ok(output) =
+                connection.run_script(&compose::logs_script(dir, compose, &unhealthy, 15))
+            {
+                report(name, output.stdout_text().trim_end());
+            }
+            return Err(ApplyError::Unhealthy {
+                host: name.to_string(),
+                count: unhealthy.len(),
+            });
+        }
+    }
+    Ok(targets.len())
 }
 
 /// Waits until Docker reports every container of the stack healthy (Postgres, Redis and

@@ -1,15 +1,15 @@
-//! `synprov rollback --host NAME`: the files the last apply replaced go back, the stack
-//! restarts on them, and its health is verified.
+//! `synprov rollback --host NAME`: the files the last apply replaced go back, the stack is
+//! recreated on them, and its health is verified. Give the inventory as it was before that
+//! apply, so that verification expects the workers that are back.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use synprov::apply::{ApplyError, compose, files};
-use synprov::facts::Compose;
+use synprov::apply::{self, ApplyError, compose, files};
+use synprov::facts;
 use synprov::inventory;
 use synprov::transport::Connection;
-use synprov::verify;
 
 pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette::Result<ExitCode> {
     let inventory = inventory::load(path)?;
@@ -20,69 +20,55 @@ pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette
         )
     })?;
     let connection = Connection::open(host, &super::connect_options(known_hosts))?;
+    let compose_kind = facts::parse(
+        &connection
+            .run_script(&facts::script(&[], &[]))?
+            .stdout_text(),
+    )
+    .compose;
+    let step = |name: String, script: String| -> miette::Result<()> {
+        let output = connection.run_script(&script)?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(ApplyError::Step {
+                host: host_name.into(),
+                step: name,
+                tail: output.tail(20),
+            }
+            .into())
+        }
+    };
+    let mut dirs = Vec::new();
     for deployment in inventory.deployments_on(host_name) {
-        let dir = &deployment.deploy_dir;
+        let dir = deployment.deploy_dir.as_str();
         let _lock = connection
             .lock(&format!("{dir}/.synprov/lock"))?
             .ok_or_else(|| ApplyError::Locked {
                 host: host_name.into(),
-                dir: dir.clone(),
+                dir: dir.into(),
             })?;
-        let output = connection.run_script(&files::rollback_script(dir))?;
-        if !output.success() {
-            return Err(ApplyError::Step {
-                host: host_name.into(),
-                step: format!("rolling back {}", deployment.name),
-                tail: output.tail(5),
-            }
-            .into());
-        }
+        step(
+            format!("rolling back {}", deployment.name),
+            files::rollback_script(dir),
+        )?;
         println!("[{host_name}] {}: files restored", deployment.name);
-        let compose_kind = if connection
-            .run_script("docker compose version >/dev/null 2>&1")?
-            .success()
-        {
-            Compose::V2(String::new())
-        } else {
-            Compose::V1(String::new())
-        };
-        let up = compose::up_script(dir, &compose_kind, &Default::default()).replace(
-            "up -d --remove-orphans",
-            "up -d --remove-orphans --force-recreate",
-        );
-        let output = connection.run_script(&up)?;
-        if !output.success() {
-            return Err(ApplyError::Step {
-                host: host_name.into(),
-                step: "docker compose up".into(),
-                tail: output.tail(20),
-            }
-            .into());
-        }
+        step(
+            "docker compose up".into(),
+            compose::recreate_script(dir, &compose_kind),
+        )?;
+        dirs.push(dir);
     }
-    let targets = verify::targets(&inventory, host_name);
-    let failing = verify::wait_healthy(
+    let report = |host: &str, message: &str| println!("[{host}] {message}");
+    let timeout = Duration::from_secs(inventory.rollout.health_timeout_secs);
+    let healthy = apply::verify_host(
         &connection,
-        &targets,
-        Duration::from_secs(inventory.rollout.health_timeout_secs),
-    );
-    for (target, error) in &failing {
-        eprintln!(
-            "[{host_name}] UNHEALTHY {} ({}): {error}",
-            target.process, target.deployment
-        );
-    }
-    if failing.is_empty() {
-        println!(
-            "[{host_name}] rolled back; {} listener(s) healthy",
-            targets.len()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(ApplyError::Unhealthy {
-            host: host_name.into(),
-            count: failing.len(),
-        }
-        .into())
-    }
+        &inventory,
+        &compose_kind,
+        &dirs,
+        timeout,
+        &report,
+    )?;
+    println!("[{host_name}] rolled back; {healthy} listener(s) healthy");
+    Ok(ExitCode::SUCCESS)
 }
