@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a disposable target host: a container booting systemd and sshd (no Docker), on its
-# own Docker network with a fixed address, reachable as root with the given SSH key.
+# own Docker network with a fixed address, reachable as root and as `deploy` (sudo) with the
+# given SSH key.
 #
 #   scripts/start-host.sh NAME ADDRESS SUBNET PUBLIC_KEY_FILE
 #   scripts/start-host.sh synprov-demo 172.31.241.10 172.31.241.0/24 ~/.ssh/id_ed25519.pub
@@ -22,8 +23,10 @@ docker run -d --name "$name" --hostname "$name" --network "$name" --ip "$address
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host --tmpfs /run --tmpfs /run/lock \
     -v "$name-docker:/var/lib/docker" synprov/host:bookworm >/dev/null
+# The key logs in as root and as `deploy` (a user with passwordless sudo, for `become`).
 docker cp "$key" "$name:/root/.ssh/authorized_keys"
-docker exec "$name" sh -c 'chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys'
+docker exec "$name" sh -c 'chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys &&
+    cp /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys && chown deploy:deploy /home/deploy/.ssh/authorized_keys'
 for _ in $(seq 120); do
     if docker exec "$name" systemctl is-active ssh >/dev/null 2>&1; then
         echo "$name is up at $address (sshd under systemd)"

@@ -1,5 +1,6 @@
 //! End to end: a bare Debian host (a container booting systemd and sshd, no Docker) gets the
-//! guide's whole stack from `synprov apply`, with the images streamed over SSH. Then a real
+//! guide's whole stack from `synprov apply`, as a user other than root (every step through
+//! sudo), with the images streamed over SSH. Then a real
 //! Matrix client conversation goes through its Nginx, and one more room worker is rolled
 //! out: the plan shows exactly that, the apply recreates only what changed.
 //!
@@ -105,11 +106,11 @@ fn start_host(dir: &Path) -> Bed {
 }
 
 fn inventory(dir: &Path, rooms: u32) -> std::path::PathBuf {
-    let path = dir.join("e2e.toml");
+    let path = dir.join(format!("e2e-{rooms}-rooms.toml"));
     std::fs::write(
         &path,
         format!(
-            "[hosts.e2e]\naddress = \"{HOST_IP}\"\nuser = \"root\"\nidentity_file = \"{key}\"\nhost_key_checking = \"accept-new\"\n\n\
+            "[hosts.e2e]\naddress = \"{HOST_IP}\"\n# Not root: every step goes through sudo.\nuser = \"deploy\"\nbecome = true\nidentity_file = \"{key}\"\nhost_key_checking = \"accept-new\"\n\n\
 [deployments.e2e]\nserver_name = \"e2e.example\"\npublic_baseurl = \"http://{HOST_IP}:8008/\"\nhost = \"e2e\"\ndeploy_dir = \"/opt/synapse/e2e\"\n\
 [deployments.e2e.workers]\nrooms = {rooms}\n\
 [deployments.e2e.images]\npreload = true\nsynapse = \"synprov/synapse:1.163\"\npostgres = \"synprov/postgres:15\"\nredis = \"synprov/redis:7\"\nnginx = \"synprov/nginx:1.22\"\n\
@@ -394,4 +395,24 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert!(!containers().contains_key("rooms5"));
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 0, "nothing to change after the rollback: {out}");
+
+    // A worker that is down fails the apply: named, with the tail of its log, exit 1.
+    on_host("docker stop e2e-tasks1-1");
+    let impatient = dir.path().join("impatient.toml");
+    std::fs::write(
+        &impatient,
+        format!(
+            "{}[rollout]\nhealth_timeout = 10\n",
+            std::fs::read_to_string(&first).unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, out) = synprov_run(dir.path(), &["apply"], &impatient);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("UNHEALTHY tasks1")
+            && out.contains("last log lines of tasks1")
+            && out.contains("1 listener(s) unhealthy"),
+        "{out}"
+    );
 }
