@@ -16,6 +16,10 @@ Examples:
       Connect, and show per host what would change (exit 0: nothing, 2: changes pending).
   synprov apply inventory/example.toml
       Deploy, then verify /health of every Synapse listener.
+  synprov apply inventory/fleet.toml --parallel 20 --limit eu
+      Hosts of group eu, 20 at a time, in the batches [rollout] sets.
+  synprov plan inventory/fleet.toml --json
+      One JSON event per line, for CI.
   synprov rollback inventory/example.toml --host hs1
       Put back the files the last apply replaced, and restart on them.
 
@@ -96,9 +100,15 @@ pub enum Command {
 pub struct Target {
     /// The inventory file (TOML).
     pub inventory: PathBuf,
-    /// Only this host.
+    /// Only these hosts or groups (comma-separated names).
+    #[arg(long, alias = "host", value_name = "NAMES", value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// Hosts worked on at once (default: `[rollout] parallel`, 10).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<u32>,
+    /// One JSON object per line for each event, for CI systems.
     #[arg(long)]
-    pub host: Option<String>,
+    pub json: bool,
     /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,

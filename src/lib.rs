@@ -9,6 +9,7 @@ pub mod facts;
 pub mod inventory;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod secrets;
 pub mod shell;
 pub mod topology;

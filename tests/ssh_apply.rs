@@ -344,3 +344,70 @@ fn rollback_restores_the_files_the_last_apply_replaced() {
         "every file is as the first apply left it"
     );
 }
+
+#[test]
+fn the_ssh_agent_authenticates_when_no_identity_file_is_given() {
+    let sshd = Sshd::start();
+    let agent_socket = sshd.path("agent.sock");
+    let agent = std::process::Command::new(common::require(
+        "ssh-agent",
+        "apt-get install openssh-client",
+    ))
+    .arg("-D")
+    .arg("-a")
+    .arg(&agent_socket)
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !agent_socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Another key first: synprov must try the agent's keys in turn, not only the first.
+    for key in ["other_key", "client_key"] {
+        let added = std::process::Command::new("ssh-add")
+            .arg(sshd.path(key))
+            .env("SSH_AUTH_SOCK", &agent_socket)
+            .output()
+            .unwrap();
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    let deploy = sshd.path("deploy");
+    let inventory = sshd
+        .inventory(&deploy, "client_key", "")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let without_key: String = text
+        .lines()
+        .filter(|l| !l.starts_with("identity_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&inventory, without_key).unwrap();
+    let output = synprov(sshd.dir.path())
+        .env("SSH_AUTH_SOCK", &agent_socket)
+        .arg("plan")
+        .arg(&inventory)
+        .arg("--known-hosts")
+        .arg(sshd.path("known_hosts"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}

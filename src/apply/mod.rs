@@ -258,6 +258,47 @@ pub fn apply(
     })
 }
 
+/// Puts back the files the last apply replaced on every deployment of the host, recreates
+/// the stacks on them and verifies them. The inventory should be the one of before that
+/// apply, so that verification expects the workers that are back.
+pub fn rollback(
+    connection: &Connection,
+    inventory: &Inventory,
+    timeout: Duration,
+    report: Report,
+) -> Result<usize, ApplyError> {
+    let name = connection.host_name().to_string();
+    let compose_kind = facts::parse(
+        &connection
+            .run_script(&facts::script(&[], &[]))?
+            .stdout_text(),
+    )
+    .compose;
+    let mut dirs = Vec::new();
+    for deployment in inventory.deployments_on(&name) {
+        let dir = deployment.deploy_dir.as_str();
+        let _lock = connection
+            .lock(&format!("{dir}/.synprov/lock"))?
+            .ok_or_else(|| ApplyError::Locked {
+                host: name.clone(),
+                dir: dir.into(),
+            })?;
+        step(
+            connection,
+            &format!("rolling back {}", deployment.name),
+            &files::rollback_script(dir),
+        )?;
+        report(&name, &format!("{}: files restored", deployment.name));
+        step(
+            connection,
+            "docker compose up",
+            &compose::recreate_script(dir, &compose_kind),
+        )?;
+        dirs.push(dir);
+    }
+    verify_host(connection, inventory, &compose_kind, &dirs, timeout, report)
+}
+
 /// Verifies a host: `/health` of every Synapse listener, then every container healthy
 /// (Postgres, Redis and Nginx included). On failure, names the failing workers with the last
 /// lines of their logs. Returns the number of healthy listeners.

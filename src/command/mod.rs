@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use synprov::apply::Prepared;
-use synprov::inventory::{self, Inventory};
+use synprov::inventory::{self, Amount, Inventory};
 use synprov::render::{HostFiles, Templates};
+use synprov::rollout;
 use synprov::secrets::MasterKey;
 use synprov::transport::{ConnectOptions, Connection};
+use synprov::ui::progress::{self, Mode};
 
 use crate::cli::Target;
 
@@ -27,14 +29,59 @@ pub struct Loaded {
 
 pub fn load(target: &Target) -> miette::Result<Loaded> {
     let inventory = inventory::load(&target.inventory)?;
+    let selected = inventory.select(&target.limit).map_err(|message| {
+        miette::miette!(help = "`synprov check` lists the hosts", "{message}")
+    })?;
     let key = MasterKey::for_inventory(&target.inventory)?;
     let templates = Templates::load(target.roles.as_deref())?;
-    let hosts = synprov::render::render(&inventory, &key, &templates, target.host.as_deref())?;
+    let hosts = synprov::render::render(&inventory, &key, &templates, None)?
+        .into_iter()
+        .filter(|h| selected.contains(&h.host))
+        .collect();
     Ok(Loaded {
         inventory,
         hosts,
         options: connect_options(target.known_hosts.clone()),
     })
+}
+
+/// Runs `work` on the loaded hosts as `[rollout]` and the flags say, showing progress;
+/// returns the results after the display has finished.
+pub fn roll_out(
+    loaded: &Loaded,
+    target: &Target,
+    batched: bool,
+    work: &rollout::Work,
+) -> Vec<rollout::HostResult> {
+    let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
+    let policy = &loaded.inventory.rollout;
+    let parallel = target.parallel.unwrap_or(policy.parallel).max(1) as usize;
+    let (batch, max_failures) = if batched {
+        (policy.batch, policy.max_failures)
+    } else {
+        (None, Amount::Percent(100))
+    };
+    let (events, received) = std::sync::mpsc::channel();
+    let mode = Mode::choose(target.json);
+    let display = std::thread::spawn(move || progress::show(received, mode));
+    let results = rollout::run(&hosts, batch, parallel, max_failures, work, &events);
+    drop(events);
+    let _ = display.join();
+    if mode != Mode::Json {
+        print!("{}", progress::recap(&results));
+        for result in &results {
+            if let rollout::Status::Failed(report) = &result.status {
+                eprintln!("{report}");
+            }
+        }
+    }
+    results
+}
+
+/// A failure as a host's result: the whole report (location, cause, fix); the recap shows
+/// its first line, and it is printed in full on stderr at the end.
+pub fn failed(report: miette::Report) -> String {
+    format!("{report:?}").trim_end().to_string()
 }
 
 pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {

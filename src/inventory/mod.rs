@@ -209,6 +209,8 @@ pub struct Rollout {
     pub batch: Option<Amount>,
     pub max_failures: Amount,
     pub health_timeout_secs: u64,
+    /// Roll a host back when it fails its health check after an apply.
+    pub rollback_on_failure: bool,
 }
 
 /// A validated inventory.
@@ -222,6 +224,31 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The hosts named by `names` (host or group names), in inventory order; all hosts when
+    /// `names` is empty. An unknown name is an error naming the known ones.
+    pub fn select(&self, names: &[String]) -> Result<Vec<String>, String> {
+        for name in names {
+            if !self.hosts.contains_key(name)
+                && !self.hosts.values().any(|h| h.groups.contains(name))
+            {
+                return Err(format!(
+                    "`{name}` is neither a host nor a group of the inventory (hosts: {})",
+                    self.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(self
+            .hosts
+            .values()
+            .filter(|h| {
+                names.is_empty()
+                    || names.contains(&h.name)
+                    || h.groups.iter().any(|g| names.contains(g))
+            })
+            .map(|h| h.name.clone())
+            .collect())
+    }
+
     /// Deployments that put something on `host`.
     pub fn deployments_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Deployment> {
         self.deployments

@@ -126,4 +126,5 @@ pub struct RawRollout {
     pub batch: Option<Spanned<toml::Value>>,
     pub max_failures: Option<Spanned<toml::Value>>,
     pub health_timeout: Option<Spanned<u64>>,
+    pub rollback_on_failure: Option<bool>,
 }

@@ -527,6 +527,7 @@ impl Checker<'_> {
             batch,
             max_failures,
             health_timeout_secs: r.health_timeout.as_ref().map_or(300, |t| *t.get_ref()),
+            rollback_on_failure: r.rollback_on_failure.unwrap_or(false),
         })
     }
 

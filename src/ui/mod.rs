@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod plan;
+pub mod progress;
 
 /// Whether to colour output: a terminal, and no NO_COLOR.
 pub fn color() -> bool {

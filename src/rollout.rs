@@ -1,0 +1,277 @@
+//! Many hosts: in batches, several at once, stopping when too many fail.
+//!
+//! Hosts of a batch run in parallel, up to `parallel` at a time, one OS thread per host (each
+//! owns its SSH session: PITFALLS.md). The next batch starts only when every host of the
+//! current one has finished; once more hosts have failed than `max_failures` allows, the
+//! hosts not yet started are left untouched. The engine reports [`Event`]s; it never prints.
+
+use std::sync::Mutex;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use crate::inventory::Amount;
+
+/// What happened on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Done, with this many changes (0: nothing to do).
+    Done {
+        changes: usize,
+        unchanged: usize,
+    },
+    Failed(String),
+    /// Not started: the rollout stopped before reaching it.
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostResult {
+    pub host: String,
+    pub status: Status,
+    pub duration: Duration,
+}
+
+/// Progress of a rollout, for the display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Batch {
+        index: usize,
+        count: usize,
+        hosts: Vec<String>,
+    },
+    Started {
+        host: String,
+    },
+    Step {
+        host: String,
+        message: String,
+    },
+    /// Text to show as is (a host's plan).
+    Output {
+        host: String,
+        text: String,
+    },
+    Finished(HostResult),
+    Stopped {
+        failed: usize,
+        allowed: usize,
+        skipped: Vec<String>,
+    },
+}
+
+/// Splits `hosts` into batches of `batch` (all at once when unset).
+pub fn batches(hosts: &[String], batch: Option<Amount>) -> Vec<Vec<String>> {
+    let size = match batch {
+        None => hosts.len(),
+        Some(Amount::Count(n)) => n as usize,
+        Some(Amount::Percent(p)) => (hosts.len() * p as usize).div_ceil(100),
+    }
+    .max(1);
+    hosts.chunks(size).map(<[String]>::to_vec).collect()
+}
+
+/// How many failed hosts are tolerated among `total`.
+pub fn allowed_failures(total: usize, max_failures: Amount) -> usize {
+    match max_failures {
+        Amount::Count(n) => n as usize,
+        Amount::Percent(p) => total * p as usize / 100,
+    }
+}
+
+/// What a rollout does to one host: returns (changes, unchanged files) or an error message.
+/// `step` reports progress.
+pub type Work<'a> = dyn Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), String> + Sync + 'a;
+
+/// Runs `work` on every host, batch after batch; returns one result per host, in order.
+pub fn run(
+    hosts: &[String],
+    batch: Option<Amount>,
+    parallel: usize,
+    max_failures: Amount,
+    work: &Work,
+    events: &Sender<Event>,
+) -> Vec<HostResult> {
+    let allowed = allowed_failures(hosts.len(), max_failures);
+    let batches = batches(hosts, batch);
+    let count = batches.len();
+    let mut results: Vec<HostResult> = Vec::new();
+    for (index, batch) in batches.into_iter().enumerate() {
+        let failed = results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Failed(_)))
+            .count();
+        if failed > allowed {
+            let skipped: Vec<String> = hosts
+                .iter()
+                .filter(|h| !results.iter().any(|r| &r.host == *h))
+                .cloned()
+                .collect();
+            let _ = events.send(Event::Stopped {
+                failed,
+                allowed,
+                skipped: skipped.clone(),
+            });
+            results.extend(skipped.into_iter().map(|host| HostResult {
+                host,
+                status: Status::Skipped,
+                duration: Duration::ZERO,
+            }));
+            break;
+        }
+        let _ = events.send(Event::Batch {
+            index: index + 1,
+            count,
+            hosts: batch.clone(),
+        });
+        results.extend(run_batch(&batch, parallel, work, events));
+    }
+    results.sort_by_key(|r| hosts.iter().position(|h| *h == r.host));
+    results
+}
+
+fn run_batch(
+    batch: &[String],
+    parallel: usize,
+    work: &Work,
+    events: &Sender<Event>,
+) -> Vec<HostResult> {
+    let queue = Mutex::new(batch.iter());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1).min(batch.len()) {
+            let events = events.clone();
+            scope.spawn(|| {
+                let events = events;
+                loop {
+                    let Some(host) = queue.lock().expect("queue").next().cloned() else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    let _ = events.send(Event::Started { host: host.clone() });
+                    let step = |message: String| {
+                        let _ = events.send(Event::Step {
+                            host: host.clone(),
+                            message,
+                        });
+                    };
+                    let status = match work(&host, &step) {
+                        Ok((changes, unchanged)) => Status::Done { changes, unchanged },
+                        Err(message) => Status::Failed(message),
+                    };
+                    let result = HostResult {
+                        host,
+                        status,
+                        duration: started.elapsed(),
+                    };
+                    let _ = events.send(Event::Finished(result.clone()));
+                    results.lock().expect("results").push(result);
+                }
+            });
+        }
+    });
+    results.into_inner().expect("results")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("h{i}")).collect()
+    }
+
+    #[test]
+    fn batches_by_count_and_percent() {
+        assert_eq!(
+            batches(&hosts(7), Some(Amount::Count(3)))
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        assert_eq!(
+            batches(&hosts(8), Some(Amount::Percent(25)))
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            [2, 2, 2, 2]
+        );
+        assert_eq!(batches(&hosts(3), None).len(), 1);
+    }
+
+    #[test]
+    fn a_failure_past_the_threshold_stops_before_the_next_batch() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let work = |host: &str, _: &dyn Fn(String)| {
+            if host == "h2" {
+                Err("boom".to_string())
+            } else {
+                Ok((1, 0))
+            }
+        };
+        let results = run(
+            &hosts(6),
+            Some(Amount::Count(2)),
+            4,
+            Amount::Count(0),
+            &work,
+            &tx,
+        );
+        let statuses: Vec<_> = results
+            .iter()
+            .map(|r| (r.host.as_str(), r.status.clone()))
+            .collect();
+        assert_eq!(statuses[1], ("h2", Status::Failed("boom".into())));
+        assert_eq!(
+            statuses[0].1,
+            Status::Done {
+                changes: 1,
+                unchanged: 0
+            }
+        );
+        assert!(
+            statuses[2..].iter().all(|(_, s)| *s == Status::Skipped),
+            "{statuses:?}"
+        );
+        drop(tx);
+        assert!(rx.iter().any(|e| matches!(
+            e,
+            Event::Stopped {
+                failed: 1,
+                allowed: 0,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn failures_within_the_threshold_go_on_and_hosts_run_in_parallel() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let running = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        let work = |host: &str, _: &dyn Fn(String)| {
+            let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            if host == "h1" {
+                Err("down".to_string())
+            } else {
+                Ok((0, 3))
+            }
+        };
+        let results = run(&hosts(6), None, 3, Amount::Percent(20), &work, &tx);
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| matches!(r.status, Status::Done { .. }))
+                .count(),
+            5
+        );
+        assert_eq!(
+            peak.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "three hosts at once"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The live display of a rollout: a line per host with its current step and elapsed time,
+//! and the batch progress (indicatif) on a terminal; plain lines otherwise or with
+//! NO_COLOR; one JSON object per line with `--json`. It only reads the engine's events.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::rollout::{Event, HostResult, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Plain,
+    Json,
+}
+
+impl Mode {
+    pub fn choose(json: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if super::color() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Mode::Live
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+/// One event as a JSON line.
+pub fn json_line(event: &Event) -> String {
+    let value = match event {
+        Event::Batch {
+            index,
+            count,
+            hosts,
+        } => json!({ "event": "batch", "index": index, "count": count, "hosts": hosts }),
+        Event::Started { host } => json!({ "event": "started", "host": host }),
+        Event::Step { host, message } => {
+            json!({ "event": "step", "host": host, "message": message })
+        }
+        Event::Output { host, text } => json!({ "event": "plan", "host": host, "text": text }),
+        Event::Finished(result) => {
+            let (status, changes, unchanged, error) = match &result.status {
+                Status::Done { changes, unchanged } => ("ok", *changes, *unchanged, None),
+                Status::Failed(message) => ("failed", 0, 0, Some(message.as_str())),
+                Status::Skipped => ("skipped", 0, 0, None),
+            };
+            json!({ "event": "finished", "host": result.host, "status": status, "changes": changes, "unchanged": unchanged, "error": error, "seconds": result.duration.as_secs_f64() })
+        }
+        Event::Stopped {
+            failed,
+            allowed,
+            skipped,
+        } => {
+            json!({ "event": "stopped", "failed": failed, "allowed": allowed, "skipped": skipped })
+        }
+    };
+    value.to_string()
+}
+
+/// Shows events until the engine drops its sender.
+pub fn show(events: Receiver<Event>, mode: Mode) {
+    match mode {
+        Mode::Json => {
+            for event in events {
+                println!("{}", json_line(&event));
+            }
+        }
+        Mode::Plain => {
+            for event in events {
+                match event {
+                    Event::Batch {
+                        index,
+                        count,
+                        hosts,
+                    } => println!("batch {index}/{count}: {}", hosts.join(", ")),
+                    Event::Started { host } => println!("[{host}] started"),
+                    Event::Step { host, message } => println!("[{host}] {message}"),
+                    Event::Output { text, .. } => print!("{text}"),
+                    Event::Finished(result) => println!("[{}] {}", result.host, summary(&result)),
+                    Event::Stopped {
+                        failed,
+                        allowed,
+                        skipped,
+                    } => println!(
+                        "stopping: {failed} host(s) failed, {allowed} allowed; not started: {}",
+                        skipped.join(", ")
+                    ),
+                }
+            }
+        }
+        Mode::Live => live(events),
+    }
+}
+
+fn live(events: Receiver<Event>) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {msg}")
+        .expect("valid template");
+    let batch = multi.add(ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} hosts").expect("valid template"),
+    ));
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    for event in events {
+        match event {
+            Event::Batch {
+                index,
+                count,
+                hosts,
+            } => {
+                batch.set_length(batch.length().unwrap_or(0) + hosts.len() as u64);
+                batch.set_message(format!("batch {index}/{count}"));
+            }
+            Event::Started { host } => {
+                let bar = multi.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(host.clone()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(host, bar);
+            }
+            Event::Step { host, message } => {
+                if let Some(bar) = bars.get(&host) {
+                    bar.set_message(message.lines().next().unwrap_or_default().to_string());
+                }
+                if message.contains('\n') || message.starts_with("UNHEALTHY") {
+                    let _ = multi.println(format!("[{host}] {message}"));
+                }
+            }
+            Event::Output { text, .. } => {
+                let _ = multi.println(text.trim_end());
+            }
+            Event::Finished(result) => {
+                batch.inc(1);
+                if let Some(bar) = bars.get(&result.host) {
+                    bar.finish_with_message(summary(&result));
+                }
+            }
+            Event::Stopped {
+                failed,
+                allowed,
+                skipped,
+            } => {
+                let _ = multi.println(format!(
+                    "stopping: {failed} host(s) failed, {allowed} allowed; not started: {}",
+                    skipped.join(", ")
+                ));
+            }
+        }
+    }
+    batch.finish();
+}
+
+fn summary(result: &HostResult) -> String {
+    match &result.status {
+        Status::Done { changes: 0, .. } => "ok, no changes".into(),
+        Status::Done { changes, .. } => format!("ok, {changes} change(s)"),
+        Status::Failed(message) => {
+            format!("FAILED: {}", message.lines().next().unwrap_or_default())
+        }
+        Status::Skipped => "skipped".into(),
+    }
+}
+
+/// The table printed at the end: host, changed, unchanged, failed, duration, and why a host
+/// failed.
+pub fn recap(results: &[HostResult]) -> String {
+    let width = results
+        .iter()
+        .map(|r| r.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "\n{:<width$}  {:>7}  {:>9}  {:>7}  {:>8}\n",
+        "host", "changed", "unchanged", "failed", "duration"
+    );
+    for r in results {
+        let (changed, unchanged, failed, why) = match &r.status {
+            Status::Done { changes, unchanged } => (
+                changes.to_string(),
+                unchanged.to_string(),
+                "-",
+                String::new(),
+            ),
+            Status::Failed(message) => (
+                "-".into(),
+                "-".into(),
+                "yes",
+                message
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches(['×', ' '])
+                    .to_string(),
+            ),
+            Status::Skipped => (
+                "-".into(),
+                "-".into(),
+                "skipped",
+                "not started: the rollout stopped".into(),
+            ),
+        };
+        let line = format!(
+            "{:<width$}  {changed:>7}  {unchanged:>9}  {failed:>7}  {:>7.1}s  {why}",
+            r.host,
+            r.duration.as_secs_f64()
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_become_one_json_object_per_line() {
+        let line = json_line(&Event::Finished(HostResult {
+            host: "h1".into(),
+            status: Status::Failed("down\nmore".into()),
+            duration: Duration::from_millis(1500),
+        }));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["status"], "failed");
+        assert_eq!(value["error"], "down\nmore");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_recap_names_each_host_and_why_it_failed() {
+        let table = recap(&[
+            HostResult {
+                host: "a".into(),
+                status: Status::Done {
+                    changes: 3,
+                    unchanged: 28,
+                },
+                duration: Duration::from_secs(2),
+            },
+            HostResult {
+                host: "bb".into(),
+                status: Status::Failed("unreachable".into()),
+                duration: Duration::from_secs(1),
+            },
+        ]);
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[1], "a           3         28        -      2.0s");
+        assert_eq!(
+            lines[2],
+            "bb          -          -      yes      1.0s  unreachable"
+        );
+    }
+}
