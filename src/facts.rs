@@ -15,12 +15,13 @@ pub enum Init {
     None,
 }
 
-/// Which Compose the host has.
+/// Which Compose the host has (found by its file: running it would cost a Go start-up on
+/// every host of every plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compose {
-    /// The `docker compose` plugin.
+    /// The `docker compose` plugin, at this path.
     V2(String),
-    /// The legacy `docker-compose` program.
+    /// The legacy `docker-compose` program, at this path.
     V1(String),
     Missing,
 }
@@ -42,7 +43,7 @@ pub struct Facts {
     pub init: Init,
     /// The Docker client's version, when installed.
     pub docker: Option<String>,
-    /// Whether the Docker daemon answers.
+    /// Whether the Docker daemon runs (a `dockerd` process and its socket).
     pub docker_running: bool,
     pub compose: Compose,
     pub free_kb: u64,
@@ -70,8 +71,9 @@ echo "arch=$(uname -m)"
 for pm in apt-get dnf yum apk; do command -v $pm >/dev/null && { echo "pm=$pm"; break; }; done
 if [ -d /run/systemd/system ]; then echo init=systemd; elif [ -x /etc/init.d/docker ] || command -v service >/dev/null && [ "$(cat /proc/1/comm)" = init ]; then echo init=sysv; else echo init=none; fi
 command -v docker >/dev/null && echo "docker=$(docker --version | sed 's/^Docker version //; s/,.*//')"
-docker info >/dev/null && echo docker_running=yes
-v=$(docker compose version --short) && echo "compose_v2=$v" || { v=$(docker-compose version --short) && echo "compose_v1=$v"; }
+grep -qx dockerd /proc/[0-9]*/comm && [ -S /var/run/docker.sock ] && echo docker_running=yes
+for d in "$HOME/.docker/cli-plugins" /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do [ -x "$d/docker-compose" ] && { echo "compose_v2=$d/docker-compose"; break; }; done
+command -v docker-compose >/dev/null && echo "compose_v1=$(command -v docker-compose)"
 echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 "#,
     );
@@ -132,7 +134,9 @@ pub fn parse(output: &str) -> Facts {
             "docker" => facts.docker = Some(value.to_string()),
             "docker_running" => facts.docker_running = true,
             "compose_v2" => facts.compose = Compose::V2(value.to_string()),
-            "compose_v1" => facts.compose = Compose::V1(value.to_string()),
+            "compose_v1" if facts.compose == Compose::Missing => {
+                facts.compose = Compose::V1(value.to_string())
+            }
             "free_kb" => facts.free_kb = value.parse().unwrap_or(0),
             "image" => {
                 if let Some((image, id)) = value.split_once(' ') {

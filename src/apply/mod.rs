@@ -167,8 +167,9 @@ pub fn apply(
 ) -> Result<Outcome, ApplyError> {
     let name = host.name.as_str();
     let plan = &prepared.plan;
+    // Nothing to change, nothing to lock: a no-op apply costs what a plan costs.
     let mut locks = Vec::new();
-    for deployment in &plan.deployments {
+    for deployment in plan.deployments.iter().filter(|_| plan.change_count() > 0) {
         let lock = connection.lock(&format!("{}/.synprov/lock", deployment.dir))?;
         locks.push(lock.ok_or_else(|| ApplyError::Locked {
             host: name.to_string(),
