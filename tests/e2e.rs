@@ -44,15 +44,15 @@ fn on_host(script: &str) -> String {
 }
 
 /// Removes the test host, its Docker volume and network, also when a test fails.
-struct Bed;
+struct Bed(&'static str);
 
 impl Bed {
-    fn clean() {
-        let volume = format!("{CONTAINER}-docker");
+    fn clean(name: &str) {
+        let volume = format!("{name}-docker");
         for args in [
-            ["rm", "-f", "-v", CONTAINER].as_slice(),
+            ["rm", "-f", "-v", name].as_slice(),
             &["volume", "rm", "-f", &volume],
-            &["network", "rm", CONTAINER],
+            &["network", "rm", name],
         ] {
             let _ = Command::new("docker").args(args).output();
         }
@@ -62,12 +62,12 @@ impl Bed {
 impl Drop for Bed {
     fn drop(&mut self) {
         if std::env::var_os("SYNPROV_E2E_KEEP").is_none() {
-            Bed::clean();
+            Bed::clean(self.0);
         }
     }
 }
 
-fn start_host(dir: &Path) -> Bed {
+fn start_host(dir: &Path, name: &'static str, address: &str, subnet: &str) -> Bed {
     let running = Command::new("docker")
         .arg("info")
         .output()
@@ -88,7 +88,7 @@ fn start_host(dir: &Path) -> Bed {
             "image {image} is missing: build the test images with scripts/build-images.sh (scripts/test.sh does)"
         );
     }
-    let bed = Bed;
+    let bed = Bed(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(dir.join("key"))
@@ -97,7 +97,7 @@ fn start_host(dir: &Path) -> Bed {
     assert!(status.success());
     let started = Command::new("bash")
         .arg(common::root().join("scripts/start-host.sh"))
-        .args([CONTAINER, HOST_IP, SUBNET])
+        .args([name, address, subnet])
         .arg(dir.join("key.pub"))
         .status()
         .unwrap();
@@ -212,7 +212,7 @@ impl Client {
 #[test]
 fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_room_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let _bed = start_host(dir.path());
+    let _bed = start_host(dir.path(), CONTAINER, HOST_IP, SUBNET);
     assert!(
         on_host("command -v docker || echo none").ends_with("none"),
         "the host starts without Docker"
@@ -415,4 +415,40 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
             && out.contains("1 listener(s) unhealthy"),
         "{out}"
     );
+}
+
+/// A host whose only Compose is the distribution's legacy docker-compose v1: synprov
+/// installs it (no v2 plugin to send) and deploys and verifies through it.
+#[test]
+fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
+    const NAME: &str = "synprov-e2e-v1";
+    const ADDRESS: &str = "172.31.242.10";
+    let dir = tempfile::tempdir().unwrap();
+    let _bed = start_host(dir.path(), NAME, ADDRESS, "172.31.242.0/24");
+    let inventory = dir.path().join("v1.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[hosts.v1]\naddress = \"{ADDRESS}\"\nidentity_file = \"{}\"\nhost_key_checking = \"accept-new\"\n\n\
+[deployments.v1]\nserver_name = \"v1.example\"\nhost = \"v1\"\n\
+[deployments.v1.workers]\nrooms = 1\nsender = 1\n\
+[deployments.v1.images]\npreload = true\nsynapse = \"synprov/synapse:1.163\"\npostgres = \"synprov/postgres:15\"\nredis = \"synprov/redis:7\"\nnginx = \"synprov/nginx:1.22\"\n",
+            dir.path().join("key").display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let output = synprov(dir.path()).env("SYNPROV_COMPOSE_PLUGIN", "none").arg("apply").arg(&inventory).arg("--known-hosts").arg(dir.path().join("known_hosts")).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        println!("{text}");
+        (output.status.code(), text)
+    };
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("installing docker-compose (v1)") && out.contains("10 listener(s) healthy"), "{out}");
+    let version = docker(&["exec", NAME, "docker-compose", "version", "--short"]);
+    assert!(version.starts_with("1."), "legacy Compose: {version}");
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 change(s) applied"), "{out}");
 }

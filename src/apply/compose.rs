@@ -42,10 +42,11 @@ pub fn recreate_script(dir: &str, compose: &Compose) -> String {
     )
 }
 
-/// Prints `service state health` for each container of the stack.
+/// Prints `service state health` for each container of the stack. Through `docker
+/// inspect`, since the legacy v1 has no `ps --format`.
 pub fn status_script(dir: &str, compose: &Compose) -> String {
     format!(
-        "cd {} && {} ps -a --format '{{{{.Service}}}} {{{{.State}}}} {{{{.Health}}}}'\n",
+        "cd {} && ids=$({} ps -aq) && [ -n \"$ids\" ] && docker inspect --format '{{{{index .Config.Labels \"com.docker.compose.service\"}}}} {{{{.State.Status}}}} {{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}' $ids\n",
         quote(dir),
         program(compose)
     )

@@ -53,11 +53,14 @@ pub fn compose_v1_install_script() -> String {
     "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get install -y -q docker-compose >/var/log/synprov-compose-install.log 2>&1 || { tail -n 20 /var/log/synprov-compose-install.log >&2; exit 1; }\n".into()
 }
 
-/// This machine's Compose v2 plugin binary, to ship to hosts that lack one
-/// (`SYNPROV_COMPOSE_PLUGIN` overrides the search).
+/// This machine's Compose v2 plugin binary, to ship to hosts that lack one.
+/// `SYNPROV_COMPOSE_PLUGIN` overrides the search; `none` ships nothing (the host then gets
+/// its distribution's docker-compose v1).
 pub fn local_compose_plugin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SYNPROV_COMPOSE_PLUGIN") {
-        return Some(PathBuf::from(path));
+    match std::env::var_os("SYNPROV_COMPOSE_PLUGIN") {
+        Some(value) if value == "none" => return None,
+        Some(path) => return Some(PathBuf::from(path)),
+        None => {}
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
