@@ -438,14 +438,28 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
     )
     .unwrap();
     let run = || {
-        let output = synprov(dir.path()).env("SYNPROV_COMPOSE_PLUGIN", "none").arg("apply").arg(&inventory).arg("--known-hosts").arg(dir.path().join("known_hosts")).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let output = synprov(dir.path())
+            .env("SYNPROV_COMPOSE_PLUGIN", "none")
+            .arg("apply")
+            .arg(&inventory)
+            .arg("--known-hosts")
+            .arg(dir.path().join("known_hosts"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         println!("{text}");
         (output.status.code(), text)
     };
     let (code, out) = run();
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("installing docker-compose (v1)") && out.contains("10 listener(s) healthy"), "{out}");
+    assert!(
+        out.contains("installing docker-compose (v1)") && out.contains("10 listener(s) healthy"),
+        "{out}"
+    );
     let version = docker(&["exec", NAME, "docker-compose", "version", "--short"]);
     assert!(version.starts_with("1."), "legacy Compose: {version}");
     let (code, out) = run();

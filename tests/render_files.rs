@@ -38,6 +38,7 @@ fn the_example_renders_every_file_of_the_guides_topology() {
         .map(|p| p.display().to_string())
         .collect();
     let mut expected = vec![
+        ".env",
         ".postgres.env",
         ".synapse.env",
         "docker-compose.yml",

@@ -149,7 +149,7 @@ fn limit_picks_hosts_or_groups_and_json_reports_every_event() {
     assert!(
         finished
             .iter()
-            .all(|e| e["status"] == "ok" && e["changes"] == 31),
+            .all(|e| e["status"] == "ok" && e["changes"] == 32),
         "{finished:?}"
     );
     assert!(

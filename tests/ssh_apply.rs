@@ -70,7 +70,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
             .iter()
             .filter(|f| !f.starts_with(".synprov"))
             .count(),
-        31
+        32
     );
     let before = snapshot(&deploy);
 
@@ -191,6 +191,16 @@ fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
     );
 }
 
+/// Writes `to`: the inventory `from` with `rooms` room workers.
+fn with_rooms(from: &Path, to: &Path, rooms: u32) {
+    let text = std::fs::read_to_string(from).unwrap();
+    std::fs::write(
+        to,
+        format!("{text}[deployments.d.workers]\nrooms = {rooms}\n"),
+    )
+    .unwrap();
+}
+
 fn connect(sshd: &Sshd, inventory_path: &Path) -> Connection {
     let inventory = inventory::load(inventory_path).unwrap();
     let options = ConnectOptions {
@@ -214,14 +224,7 @@ fn a_write_cut_short_in_transit_changes_no_file() {
 
     // The script of a real change, cut at many points as a dropped connection would.
     let changed = sshd.path("changed.toml");
-    std::fs::write(
-        &changed,
-        format!(
-            "{}[deployments.d.workers]\nrooms = 6\n",
-            std::fs::read_to_string(&inventory_path).unwrap()
-        ),
-    )
-    .unwrap();
+    with_rooms(&inventory_path, &changed, 6);
     let inventory = inventory::load(&changed).unwrap();
     let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
     let templates = synprov::render::Templates::load(None).unwrap();
@@ -306,14 +309,7 @@ fn rollback_restores_the_files_the_last_apply_replaced() {
     );
     let first = snapshot(&deploy);
     let changed = sshd.path("inventory.toml");
-    std::fs::write(
-        &changed,
-        format!(
-            "{}[deployments.d.workers]\nrooms = 5\n",
-            std::fs::read_to_string(&inventory).unwrap()
-        ),
-    )
-    .unwrap();
+    with_rooms(&inventory, &changed, 5);
     assert!(
         run(&sshd, &["apply", "--files-only"], &changed)
             .status

@@ -20,14 +20,7 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
     };
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     let work = |host: &str, step: &dyn Fn(String)| {
-        let files = loaded
-            .hosts
-            .iter()
-            .find(|h| h.host == host)
-            .expect("selected host");
-        step("gathering facts".into());
-        let (connection, prepared) =
-            super::connect_and_prepare(&loaded, files).map_err(|report| super::failed(report))?;
+        let (connection, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
         step(
             ui::plan::show(files, &prepared, color)
                 .trim_end()

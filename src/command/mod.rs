@@ -106,15 +106,25 @@ fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
     images
 }
 
-/// Connects to a host and prepares its plan.
-pub fn connect_and_prepare(
-    loaded: &Loaded,
-    files: &HostFiles,
-) -> miette::Result<(Connection, Prepared)> {
-    let host = &loaded.inventory.hosts[&files.host];
-    let local_images: BTreeMap<String, String> =
-        synprov::apply::images::local_ids(&preload_images(&loaded.inventory, files))?;
-    let connection = Connection::open(host, &loaded.options)?;
-    let prepared = synprov::apply::prepare(&connection, files, &local_images)?;
-    Ok((connection, prepared))
+/// Connects to a loaded host and prepares its plan; a failure is the host's result.
+pub fn connect_and_prepare<'a>(
+    loaded: &'a Loaded,
+    host: &str,
+    step: &dyn Fn(String),
+) -> Result<(Connection, Prepared, &'a HostFiles), String> {
+    let files = loaded
+        .hosts
+        .iter()
+        .find(|h| h.host == host)
+        .expect("a selected host");
+    step("gathering facts".into());
+    let prepare = || -> miette::Result<(Connection, Prepared)> {
+        let local_images: BTreeMap<String, String> =
+            synprov::apply::images::local_ids(&preload_images(&loaded.inventory, files))?;
+        let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
+        let prepared = synprov::apply::prepare(&connection, files, &local_images)?;
+        Ok((connection, prepared))
+    };
+    let (connection, prepared) = prepare().map_err(failed)?;
+    Ok((connection, prepared, files))
 }

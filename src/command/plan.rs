@@ -17,14 +17,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
     let (output, printed) = std::sync::mpsc::channel::<Event>();
     let output = std::sync::Mutex::new(output);
     let work = |host: &str, step: &dyn Fn(String)| {
-        let files = loaded
-            .hosts
-            .iter()
-            .find(|h| h.host == host)
-            .expect("selected host");
-        step("gathering facts".into());
-        let (_, prepared) =
-            super::connect_and_prepare(&loaded, files).map_err(|report| super::failed(report))?;
+        let (_, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
         let _ = output.lock().expect("plan output").send(Event::Output {
             host: host.into(),
             text: ui::plan::show(files, &prepared, color),

@@ -184,6 +184,11 @@ pub fn render_deployment(
         &compose::compose(deployment, topology, secrets, host),
     )?;
     let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
+    add(
+        ".env".into(),
+        "compose/env",
+        &json!({ "project": deployment.name }),
+    )?;
     add(".synapse.env".into(), "synapse/synapse.env", &env)?;
     if main_host {
         add(".postgres.env".into(), "postgres/postgres.env", &env)?;
