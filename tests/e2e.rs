@@ -415,6 +415,24 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
             && out.contains("1 listener(s) unhealthy"),
         "{out}"
     );
+
+    // A change that breaks Synapse (a config value it refuses), with rollback_on_failure: the
+    // host fails its health check, is rolled back at once, and is healthy on the old files.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("{}[deployments.e2e.homeserver]\nevent_cache_size = \"lots\"\n[rollout]\nhealth_timeout = 30\nrollback_on_failure = true\n", std::fs::read_to_string(&first).unwrap()),
+    )
+    .unwrap();
+    let (code, out) = synprov_run(dir.path(), &["apply"], &broken);
+    assert_eq!(code, 1, "a rolled-back apply still fails: {out}");
+    assert!(
+        out.contains("unhealthy: rolling back")
+            && out.contains("rolled back, 16 listener(s) healthy"),
+        "{out}"
+    );
+    let (code, out) = synprov_run(dir.path(), &["plan"], &first);
+    assert_eq!(code, 0, "the old files are back: {out}");
 }
 
 /// A host whose only Compose is the distribution's legacy docker-compose v1: synprov
