@@ -124,7 +124,18 @@ fn inventory(dir: &Path, rooms: u32) -> std::path::PathBuf {
 }
 
 fn synprov_run(dir: &Path, args: &[&str], inventory: &Path) -> (i32, String) {
+    synprov_run_with(dir, &[], args, inventory)
+}
+
+/// `synprov ARGS INVENTORY` with extra environment variables; prints and returns its output.
+fn synprov_run_with(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    inventory: &Path,
+) -> (i32, String) {
     let output = synprov(dir)
+        .envs(env.iter().copied())
         .args(args)
         .arg(inventory)
         .arg("--known-hosts")
@@ -456,24 +467,15 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
     )
     .unwrap();
     let run = || {
-        let output = synprov(dir.path())
-            .env("SYNPROV_COMPOSE_PLUGIN", "none")
-            .arg("apply")
-            .arg(&inventory)
-            .arg("--known-hosts")
-            .arg(dir.path().join("known_hosts"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        println!("{text}");
-        (output.status.code(), text)
+        synprov_run_with(
+            dir.path(),
+            &[("SYNPROV_COMPOSE_PLUGIN", "none")],
+            &["apply"],
+            &inventory,
+        )
     };
     let (code, out) = run();
-    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("installing docker-compose (v1)") && out.contains("10 listener(s) healthy"),
         "{out}"
@@ -481,6 +483,6 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
     let version = docker(&["exec", NAME, "docker-compose", "version", "--short"]);
     assert!(version.starts_with("1."), "legacy Compose: {version}");
     let (code, out) = run();
-    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 change(s) applied"), "{out}");
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::sshd::Sshd;
@@ -94,14 +94,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
 
 #[test]
 fn plan_shows_a_masked_diff_and_changes_nothing() {
-    let sshd = Sshd::start();
-    let deploy = sshd.path("deploy");
-    let inventory = sshd.inventory(&deploy, "client_key", "");
-    assert!(
-        run(&sshd, &["apply", "--files-only"], &inventory)
-            .status
-            .success()
-    );
+    let (sshd, deploy, inventory) = deployed();
     let homeserver = deploy.join("synapse/homeserver.yaml");
     let text = std::fs::read_to_string(&homeserver).unwrap();
     let secret = text
@@ -191,6 +184,17 @@ fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
     );
 }
 
+/// An sshd whose host has had a first `apply --files-only`: the server, the deploy
+/// directory and the inventory.
+fn deployed() -> (Sshd, PathBuf, PathBuf) {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(output.status.success(), "{}", stderr(&output));
+    (sshd, deploy, inventory)
+}
+
 /// Writes `to`: the inventory `from` with `rooms` room workers.
 fn with_rooms(from: &Path, to: &Path, rooms: u32) {
     let text = std::fs::read_to_string(from).unwrap();
@@ -212,14 +216,7 @@ fn connect(sshd: &Sshd, inventory_path: &Path) -> Connection {
 
 #[test]
 fn a_write_cut_short_in_transit_changes_no_file() {
-    let sshd = Sshd::start();
-    let deploy = sshd.path("deploy");
-    let inventory_path = sshd.inventory(&deploy, "client_key", "");
-    assert!(
-        run(&sshd, &["apply", "--files-only"], &inventory_path)
-            .status
-            .success()
-    );
+    let (sshd, deploy, inventory_path) = deployed();
     let before = snapshot(&deploy);
 
     // The script of a real change, cut at many points as a dropped connection would.
@@ -299,14 +296,7 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
 
 #[test]
 fn rollback_restores_the_files_the_last_apply_replaced() {
-    let sshd = Sshd::start();
-    let deploy = sshd.path("deploy");
-    let inventory = sshd.inventory(&deploy, "client_key", "");
-    assert!(
-        run(&sshd, &["apply", "--files-only"], &inventory)
-            .status
-            .success()
-    );
+    let (sshd, deploy, inventory) = deployed();
     let first = snapshot(&deploy);
     let changed = sshd.path("inventory.toml");
     with_rooms(&inventory, &changed, 5);
