@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use synprov::inventory;
+use synprov::plugins::Plugins;
 use synprov::render::{self, Templates};
 use synprov::secrets::MasterKey;
 
@@ -47,7 +48,7 @@ fn main() {
             inventory::parse(Path::new("bench.toml"), text.clone()).expect("valid")
         });
         let (render, hosts) = fastest(runs, || {
-            render::render(&inventory, &key, &templates, None).expect("renders")
+            render::render(&inventory, &key, &templates, &Plugins::none(), None).expect("renders")
         });
         let files: Vec<_> = hosts
             .iter()

@@ -17,6 +17,7 @@
 #   synprov/postgres:15           Debian's PostgreSQL 15, official image's entrypoint behaviour
 #   synprov/redis:7               Debian's Redis 7
 #   synprov/nginx:1.22            Debian's Nginx 1.22
+#   synprov/coturn:4.6            Debian's coturn 4.6 (the turn example plugin's TURN server)
 #
 # An image is reused when its tag exists and carries the label org.synprov.bed.hash of the
 # current recipe (its build context, its build arguments and the ID of the base it is built
@@ -43,8 +44,9 @@ declare -A TAGS=(
     [postgres]=synprov/postgres:15
     [redis]=synprov/redis:7
     [nginx]=synprov/nginx:1.22
+    [coturn]=synprov/coturn:4.6
 )
-ORDER=(host synapse postgres redis nginx)
+ORDER=(host synapse postgres redis nginx coturn)
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -22,6 +22,8 @@ Examples:
       One JSON event per line, for CI.
   synprov rollback inventory/example.toml --host hs1
       Put back the files the last apply replaced, and restart on them.
+  synprov plugins check inventory/demo.toml
+      Load the inventory's plugins, check their configs and what they would add.
 
 Secrets are derived from a master key kept beside the inventory (NAME.master-key, mode
 0600, created on first use) or given in SYNPROV_MASTER_KEY.";
@@ -81,6 +83,11 @@ pub enum Command {
         #[arg(long)]
         files_only: bool,
     },
+    /// The inventory's WebAssembly plugins (`[[plugins]]`): custom roles.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginsCommand,
+    },
     /// Restore the files the last apply on a host replaced, and restart the stack on them.
     #[command(after_help = "Example:\n  synprov rollback inventory/example.toml --host hs1")]
     Rollback {
@@ -92,6 +99,23 @@ pub enum Command {
         /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
         #[arg(long, value_name = "FILE")]
         known_hosts: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Load every plugin of the inventory and show what it is and where it applies.
+    #[command(after_help = "Example:\n  synprov plugins list inventory/demo.toml")]
+    List {
+        /// The inventory file (TOML).
+        inventory: PathBuf,
+    },
+    /// Load every plugin, check its config, and run it for each deployment it applies to
+    /// (without host facts), checking what it returns. Exit 1 on the first problem.
+    #[command(after_help = "Example:\n  synprov plugins check inventory/demo.toml")]
+    Check {
+        /// The inventory file (TOML).
+        inventory: PathBuf,
     },
 }
 

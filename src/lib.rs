@@ -8,6 +8,7 @@ pub mod apply;
 pub mod facts;
 pub mod inventory;
 pub mod plan;
+pub mod plugins;
 pub mod render;
 pub mod rollout;
 pub mod secrets;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Apply {
             target, files_only, ..
         } => command::apply::run(&target, files_only),
+        cli::Command::Plugins { action } => command::plugins::run(action),
         cli::Command::Rollback {
             inventory,
             host,

@@ -76,6 +76,7 @@ pub enum SecretError {
 }
 
 /// The key every secret is derived from.
+#[derive(Clone)]
 pub struct MasterKey(Vec<u8>);
 
 impl fmt::Debug for MasterKey {
@@ -164,9 +165,14 @@ impl MasterKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// The secret called `name` of the homeserver called `server_name`, as URL-safe text.
+    pub fn derive(&self, server_name: &str, name: &str) -> Secret {
+        Secret(URL_SAFE_NO_PAD.encode(self.mac(server_name, name)))
+    }
+
     /// All secrets of the homeserver called `server_name`.
     pub fn secrets_for(&self, server_name: &str) -> DeploymentSecrets {
-        let text = |name: &str| Secret(URL_SAFE_NO_PAD.encode(self.mac(server_name, name)));
+        let text = |name: &str| self.derive(server_name, name);
         let key_id = hex::encode(&self.mac(server_name, "signing_key_id")[..2]);
         let seed = STANDARD_NO_PAD.encode(self.mac(server_name, "signing_key"));
         DeploymentSecrets {
@@ -177,6 +183,7 @@ impl MasterKey {
             postgres_password: text("postgres_password"),
             redis_password: text("redis_password"),
             signing_key: Secret(format!("ed25519 a_{key_id} {seed}")),
+            plugins: Vec::new(),
         }
     }
 }
@@ -192,12 +199,14 @@ pub struct DeploymentSecrets {
     pub redis_password: Secret,
     /// Synapse's signing key file contents: `ed25519 <key id> <base64 seed>`.
     pub signing_key: Secret,
+    /// Secrets the deployment's plugins derived (`derive-secret`).
+    pub plugins: Vec<Secret>,
 }
 
 impl DeploymentSecrets {
     /// Every secret value, for masking output.
-    pub fn all(&self) -> [&Secret; 7] {
-        [
+    pub fn all(&self) -> Vec<&Secret> {
+        let mut all = vec![
             &self.registration_shared_secret,
             &self.macaroon_secret_key,
             &self.form_secret,
@@ -205,7 +214,9 @@ impl DeploymentSecrets {
             &self.postgres_password,
             &self.redis_password,
             &self.signing_key,
-        ]
+        ];
+        all.extend(&self.plugins);
+        all
     }
 }
 

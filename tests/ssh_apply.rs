@@ -225,7 +225,14 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let inventory = inventory::load(&changed).unwrap();
     let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
     let templates = synprov::render::Templates::load(None).unwrap();
-    let host_files = synprov::render::render(&inventory, &key, &templates, Some("loop")).unwrap();
+    let host_files = synprov::render::render(
+        &inventory,
+        &key,
+        &templates,
+        &synprov::plugins::Plugins::none(),
+        Some("loop"),
+    )
+    .unwrap();
     let connection = connect(&sshd, &changed);
     let prepared = synprov::apply::prepare(&connection, &host_files[0], &BTreeMap::new()).unwrap();
     let plan = &prepared.plan.deployments[0];

@@ -246,6 +246,7 @@ pub fn apply(
         verify_host(
             connection,
             inventory,
+            &verify::plugin_targets(files),
             &compose,
             &dirs,
             options.health_timeout,
@@ -297,22 +298,35 @@ pub fn rollback(
         )?;
         dirs.push(dir);
     }
-    verify_host(connection, inventory, &compose_kind, &dirs, timeout, report)
+    // The plugins' checks are not repeated: what the plugins added before is not known
+    // without rendering the old inventory with them.
+    verify_host(
+        connection,
+        inventory,
+        &[],
+        &compose_kind,
+        &dirs,
+        timeout,
+        report,
+    )
 }
 
-/// Verifies a host: `/health` of every Synapse listener, then every container healthy
-/// (Postgres, Redis and Nginx included). On failure, names the failing workers with the last
-/// lines of their logs. Returns the number of healthy listeners.
+/// Verifies a host: `/health` of every Synapse listener and the plugins' checks
+/// (`plugin_checks`), then every container healthy (Postgres, Redis and Nginx included). On
+/// failure, names the failing workers with the last lines of their logs. Returns the number
+/// of healthy checks.
 pub fn verify_host(
     connection: &Connection,
     inventory: &Inventory,
+    plugin_checks: &[HealthTarget],
     compose: &Compose,
     dirs: &[&str],
     timeout: Duration,
     report: Report,
 ) -> Result<usize, ApplyError> {
     let name = connection.host_name();
-    let targets = verify::targets(inventory, name);
+    let mut targets = verify::targets(inventory, name);
+    targets.extend_from_slice(plugin_checks);
     report(
         name,
         &format!("verifying /health of {} listener(s)", targets.len()),
@@ -359,10 +373,18 @@ fn wait_containers_healthy(
         let output = connection
             .run_script(&compose::status_script(dir, compose))?
             .stdout_text();
+        // `SERVICE STATUS [HEALTH]`: a container without a healthcheck (a plugin's, say)
+        // counts when it runs.
         let unhealthy: Vec<String> = output
             .lines()
-            .filter(|line| !line.ends_with(" healthy"))
-            .filter_map(|line| line.split_whitespace().next().map(String::from))
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let service = words.next()?;
+                match (words.next(), words.next()) {
+                    (_, Some("healthy")) | (Some("running"), None) => None,
+                    _ => Some(service.to_string()),
+                }
+            })
             .collect();
         if unhealthy.is_empty() || std::time::Instant::now() >= deadline {
             return Ok(unhealthy);
@@ -431,8 +453,8 @@ fn report_failures(
             ),
         );
         let services = by_deployment.entry(&target.deploy_dir).or_default();
-        if !services.contains(&target.service) {
-            services.push(target.service.clone());
+        if let Some(service) = target.service.as_ref().filter(|s| !services.contains(s)) {
+            services.push(service.clone());
         }
     }
     for (dir, services) in by_deployment {

@@ -22,7 +22,7 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
     let work = |host: &str, step: &dyn Fn(String)| {
         let (connection, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
         step(
-            ui::plan::show(files, &prepared, color)
+            ui::plan::show(&files, &prepared, color)
                 .trim_end()
                 .to_string(),
         );
@@ -32,7 +32,7 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
             &connection,
             &loaded.inventory.hosts[host],
             &loaded.inventory,
-            files,
+            &files,
             &prepared,
             &options,
             &report,

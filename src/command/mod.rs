@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod plan;
+pub mod plugins;
 pub mod render;
 pub mod rollback;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use synprov::apply::Prepared;
 use synprov::inventory::{self, Amount, Inventory};
+use synprov::plugins::{Limits, Plugins};
 use synprov::render::{HostFiles, Templates};
 use synprov::rollout;
 use synprov::secrets::MasterKey;
@@ -25,6 +27,9 @@ pub struct Loaded {
     pub inventory: Inventory,
     pub hosts: Vec<HostFiles>,
     pub options: ConnectOptions,
+    key: MasterKey,
+    templates: Templates,
+    plugins: Plugins,
 }
 
 pub fn load(target: &Target) -> miette::Result<Loaded> {
@@ -34,7 +39,8 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
     })?;
     let key = MasterKey::for_inventory(&target.inventory)?;
     let templates = Templates::load(target.roles.as_deref())?;
-    let hosts = synprov::render::render(&inventory, &key, &templates, None)?
+    let plugins = Plugins::load(&inventory, Limits::default())?;
+    let hosts = synprov::render::render(&inventory, &key, &templates, &plugins, None)?
         .into_iter()
         .filter(|h| selected.contains(&h.host))
         .collect();
@@ -42,6 +48,9 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
         inventory,
         hosts,
         options: connect_options(target.known_hosts.clone()),
+        key,
+        templates,
+        plugins,
     })
 }
 
@@ -97,34 +106,57 @@ fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
     let mut images: Vec<String> = files
         .deployments
         .iter()
-        .map(|d| &inventory.deployments[&d.deployment])
-        .filter(|d| d.images.preload)
-        .flat_map(|d| d.images.all().map(String::clone))
+        .filter(|d| inventory.deployments[&d.deployment].images.preload)
+        .flat_map(|d| {
+            let own = inventory.deployments[&d.deployment].images.all();
+            own.into_iter().chain(&d.plugin_images).cloned()
+        })
         .collect();
     images.sort();
     images.dedup();
     images
 }
 
-/// Connects to a loaded host and prepares its plan; a failure is the host's result.
-pub fn connect_and_prepare<'a>(
-    loaded: &'a Loaded,
+/// Connects to a loaded host and prepares its plan; a failure is the host's result. When
+/// plugins add to the host, its files are rendered again with the host's facts, which the
+/// plugins are told.
+pub fn connect_and_prepare(
+    loaded: &Loaded,
     host: &str,
     step: &dyn Fn(String),
-) -> Result<(Connection, Prepared, &'a HostFiles), String> {
+) -> Result<(Connection, Prepared, HostFiles), String> {
     let files = loaded
         .hosts
         .iter()
         .find(|h| h.host == host)
         .expect("a selected host");
     step("gathering facts".into());
-    let prepare = || -> miette::Result<(Connection, Prepared)> {
+    let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
         let local_images: BTreeMap<String, String> =
             synprov::apply::images::local_ids(&preload_images(&loaded.inventory, files))?;
         let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
         let prepared = synprov::apply::prepare(&connection, files, &local_images)?;
-        Ok((connection, prepared))
+        if !files.deployments.iter().any(|d| {
+            loaded.plugins.loaded.iter().any(|p| {
+                p.spec.applies_to(
+                    &loaded.inventory,
+                    &loaded.inventory.deployments[&d.deployment],
+                )
+            })
+        }) {
+            return Ok((connection, prepared, files.clone()));
+        }
+        step("running plugins with the host's facts".into());
+        let files = synprov::render::render_host(
+            &loaded.inventory,
+            &loaded.key,
+            &loaded.templates,
+            &loaded.plugins,
+            host,
+            Some(&prepared.facts),
+        )?;
+        let prepared = synprov::apply::prepare(&connection, &files, &local_images)?;
+        Ok((connection, prepared, files))
     };
-    let (connection, prepared) = prepare().map_err(failed)?;
-    Ok((connection, prepared, files))
+    prepare().map_err(failed)
 }

@@ -20,7 +20,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
         let (_, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
         let _ = output.lock().expect("plan output").send(Event::Output {
             host: host.into(),
-            text: ui::plan::show(files, &prepared, color),
+            text: ui::plan::show(&files, &prepared, color),
         });
         let unchanged = prepared.plan.deployments.iter().map(|d| d.unchanged).sum();
         Ok((prepared.plan.change_count(), unchanged))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use miette::{Context, IntoDiagnostic};
 use synprov::inventory;
+use synprov::plugins::{Limits, Plugins};
 use synprov::render::{self, Templates};
 use synprov::secrets::MasterKey;
 
@@ -20,7 +21,8 @@ pub fn run(
     let key = MasterKey::for_inventory(path)?;
     let templates = Templates::load(roles)?;
     // Everything is rendered before anything is written: an error leaves no partial output.
-    let hosts = render::render(&inventory, &key, &templates, only_host)?;
+    let plugins = Plugins::load(&inventory, Limits::default())?;
+    let hosts = render::render(&inventory, &key, &templates, &plugins, only_host)?;
     let mut count = 0;
     for host in &hosts {
         for deployment in &host.deployments {

@@ -213,6 +213,32 @@ pub struct Rollout {
     pub rollback_on_failure: bool,
 }
 
+/// A plugin of the inventory (`[[plugins]]`), before it is loaded.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Its name in errors and output: `name`, or the file's stem.
+    pub name: String,
+    /// The component, resolved against the inventory's directory.
+    pub path: PathBuf,
+    /// Hosts or groups whose deployments it applies to (by their main host); all if empty.
+    pub hosts: Vec<String>,
+    /// Deployments it applies to; all if empty.
+    pub deployments: Vec<String>,
+    /// Its `config` table, as the plugin receives it (JSON).
+    pub config: serde_json::Value,
+}
+
+impl PluginSpec {
+    /// Whether the plugin adds to `deployment` (on every host the deployment uses).
+    pub fn applies_to(&self, inventory: &Inventory, deployment: &Deployment) -> bool {
+        let main = &inventory.hosts[&deployment.host];
+        (self.deployments.is_empty() || self.deployments.contains(&deployment.name))
+            && (self.hosts.is_empty()
+                || self.hosts.contains(&main.name)
+                || main.groups.iter().any(|g| self.hosts.contains(g)))
+    }
+}
+
 /// A validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -221,6 +247,7 @@ pub struct Inventory {
     pub hosts: BTreeMap<String, Host>,
     pub deployments: BTreeMap<String, Deployment>,
     pub rollout: Rollout,
+    pub plugins: Vec<PluginSpec>,
 }
 
 impl Inventory {

@@ -23,6 +23,19 @@ pub struct RawInventory {
     pub deployments: BTreeMap<Spanned<String>, RawDeployment>,
     #[serde(default)]
     pub rollout: RawRollout,
+    #[serde(default)]
+    pub plugins: Vec<RawPlugin>,
+}
+
+/// One `[[plugins]]` entry: a WebAssembly component and where it applies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub path: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub deployments: Option<Vec<Spanned<String>>>,
+    pub config: Option<toml::Table>,
 }
 
 /// Connection settings. The same table shape serves `[defaults]`, `[groups.NAME]` and

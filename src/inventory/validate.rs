@@ -10,7 +10,7 @@ use super::error::{InventoryError, Source, did_you_mean};
 use super::raw::{RawDeployment, RawHostSettings, RawInventory};
 use super::{
     Amount, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory, NginxSettings,
-    PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
+    PluginSpec, PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
 };
 
 const REFERENCE: &str = "see the inventory reference in README.md";
@@ -29,11 +29,13 @@ pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryErro
     let hosts = checker.hosts(&raw)?;
     let deployments = checker.deployments(&raw, &hosts)?;
     let rollout = checker.rollout(&raw)?;
+    let plugins = checker.plugins(path, &raw, &hosts, &deployments)?;
     Ok(Inventory {
         path: path.to_path_buf(),
         hosts,
         deployments,
         rollout,
+        plugins,
     })
 }
 
@@ -550,6 +552,102 @@ impl Checker<'_> {
                 .ok_or_else(bad),
             _ => Err(bad()),
         }
+    }
+}
+
+impl Checker<'_> {
+    /// `[[plugins]]`: the component exists, names are unique, hosts and deployments exist.
+    /// The plugin itself (and its config) is checked when it is loaded.
+    fn plugins(
+        &self,
+        inventory: &Path,
+        raw: &RawInventory,
+        hosts: &BTreeMap<String, Host>,
+        deployments: &BTreeMap<String, Deployment>,
+    ) -> Result<Vec<PluginSpec>, InventoryError> {
+        let mut out: Vec<PluginSpec> = Vec::new();
+        for plugin in &raw.plugins {
+            let path = inventory
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(plugin.path.get_ref());
+            if !path.is_file() {
+                return Err(self.at(
+                    &plugin.path,
+                    format!("plugin file {} does not exist", path.display()),
+                    "no such file",
+                    "give the path of a .wasm component, relative to the inventory's directory",
+                ));
+            }
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let name = plugin
+                .name
+                .as_ref()
+                .map_or(stem.unwrap_or_default(), |n| n.get_ref().clone());
+            let span = plugin.name.as_ref().unwrap_or(&plugin.path);
+            check_name(&name).map_err(|why| {
+                self.at(
+                    span,
+                    format!("invalid plugin name `{name}`: {why}"),
+                    "invalid name",
+                    "set `name` to letters, digits, `-`, `_` and `.`",
+                )
+            })?;
+            if out.iter().any(|p| p.name == name) {
+                return Err(self.at(
+                    span,
+                    format!("two plugins are named `{name}`"),
+                    "defined twice",
+                    "give one of them another `name`",
+                ));
+            }
+            let groups: Vec<&str> = hosts
+                .values()
+                .flat_map(|h| h.groups.iter().map(String::as_str))
+                .collect();
+            for host in plugin.hosts.iter().flatten() {
+                if !hosts.contains_key(host.get_ref()) && !groups.contains(&host.get_ref().as_str())
+                {
+                    let mut known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                    known.extend(&groups);
+                    return Err(self.at(
+                        host,
+                        format!(
+                            "plugin `{name}` names `{}`, which is neither a host nor a group",
+                            host.get_ref()
+                        ),
+                        "unknown host",
+                        suggestion("host", host.get_ref(), &known),
+                    ));
+                }
+            }
+            for deployment in plugin.deployments.iter().flatten() {
+                if !deployments.contains_key(deployment.get_ref()) {
+                    let known: Vec<&str> = deployments.keys().map(String::as_str).collect();
+                    return Err(self.at(
+                        deployment,
+                        format!(
+                            "plugin `{name}` names deployment `{}`, which is not defined",
+                            deployment.get_ref()
+                        ),
+                        "unknown deployment",
+                        suggestion("deployment", deployment.get_ref(), &known),
+                    ));
+                }
+            }
+            let names = |list: &Option<Vec<Spanned<String>>>| {
+                list.iter().flatten().map(|s| s.get_ref().clone()).collect()
+            };
+            out.push(PluginSpec {
+                name,
+                path,
+                hosts: names(&plugin.hosts),
+                deployments: names(&plugin.deployments),
+                config: serde_json::to_value(plugin.config.clone().unwrap_or_default())
+                    .expect("a TOML table is JSON"),
+            });
+        }
+        Ok(out)
     }
 }
 

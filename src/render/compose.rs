@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::inventory::{Deployment, PostgresProfile, WorkerKind};
+use crate::plugins::Contribution;
 use crate::secrets::DeploymentSecrets;
 use crate::topology::{Endpoint, Process, Role, Topology};
 
@@ -50,6 +51,7 @@ pub fn compose(
     topology: &Topology,
     secrets: &DeploymentSecrets,
     host: &str,
+    contributions: &[Contribution],
 ) -> Value {
     let socket = "/sockets/synapse_redis.sock";
     let (redis_command, redis_health) = match &topology.redis {
@@ -93,5 +95,6 @@ pub fn compose(
         "redis_command": redis_command,
         "redis_health": redis_health,
         "processes": topology.on_host(host).map(service).collect::<Vec<_>>(),
+        "plugin_services": super::plugins::compose_services(contributions),
     })
 }

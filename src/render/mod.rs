@@ -5,7 +5,9 @@
 //! same inventory and master key always give byte-identical files.
 
 mod compose;
+mod merge;
 mod nginx;
+mod plugins;
 mod postgres;
 mod synapse;
 mod templates;
@@ -20,7 +22,9 @@ pub use compose::health_command;
 pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
 
+use crate::facts::Facts;
 use crate::inventory::{Deployment, Inventory};
+use crate::plugins::{Contribution, PluginCheck, PluginError, Plugins, Scope};
 use crate::secrets::{DeploymentSecrets, MasterKey};
 use crate::topology::Topology;
 
@@ -43,6 +47,10 @@ pub enum RenderError {
         "a template produced broken YAML: check your own templates (--roles) or the `homeserver` table of the deployment"
     ))]
     InvalidYaml { path: String, message: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plugin(#[from] PluginError),
 
     #[error("host `{host}` is not in the inventory")]
     #[diagnostic(help("known hosts: {known}"))]
@@ -84,6 +92,18 @@ pub struct DeploymentFiles {
     pub files: Vec<RenderedFile>,
     pub dirs: Vec<RenderedDir>,
     pub secrets: DeploymentSecrets,
+    /// Health checks the plugins ask for, verified with Synapse's.
+    pub checks: Vec<CheckTarget>,
+    /// Images of the plugins' services (preloaded like the deployment's own).
+    pub plugin_images: Vec<String>,
+}
+
+/// A plugin's health check, with the plugin and the service to show logs of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTarget {
+    pub plugin: String,
+    pub service: Option<String>,
+    pub check: PluginCheck,
 }
 
 /// Everything one host gets.
@@ -93,11 +113,13 @@ pub struct HostFiles {
     pub deployments: Vec<DeploymentFiles>,
 }
 
-/// Renders the files of every host, or of `only_host`.
+/// Renders the files of every host, or of `only_host`, without the hosts' facts (plugins
+/// are told none).
 pub fn render(
     inventory: &Inventory,
     key: &MasterKey,
     templates: &Templates,
+    plugins: &Plugins,
     only_host: Option<&str>,
 ) -> Result<Vec<HostFiles>, RenderError> {
     if let Some(host) = only_host.filter(|h| !inventory.hosts.contains_key(*h)) {
@@ -111,32 +133,58 @@ pub fn render(
                 .join(", "),
         });
     }
-    let mut out = Vec::new();
-    for host in inventory
+    inventory
         .hosts
         .keys()
         .filter(|h| only_host.is_none_or(|only| only == *h))
-    {
-        let mut deployments = Vec::new();
-        for deployment in inventory.deployments_on(host) {
-            let topology = Topology::resolve(deployment, &inventory.hosts);
-            let secrets = key.secrets_for(&deployment.server_name);
-            let files = render_deployment(deployment, &topology, &secrets, templates, host)?;
-            deployments.push(DeploymentFiles {
-                deployment: deployment.name.clone(),
-                server_name: deployment.server_name.clone(),
-                deploy_dir: deployment.deploy_dir.clone(),
-                files,
-                dirs: dirs(deployment, &topology, host),
-                secrets,
-            });
-        }
-        out.push(HostFiles {
-            host: host.clone(),
-            deployments,
+        .map(|host| render_host(inventory, key, templates, plugins, host, None))
+        .collect()
+}
+
+/// Renders what `host` gets; plugins are told its `facts` when given.
+pub fn render_host(
+    inventory: &Inventory,
+    key: &MasterKey,
+    templates: &Templates,
+    plugins: &Plugins,
+    host: &str,
+    facts: Option<&Facts>,
+) -> Result<HostFiles, RenderError> {
+    let mut deployments = Vec::new();
+    for deployment in inventory.deployments_on(host) {
+        let topology = Topology::resolve(deployment, &inventory.hosts);
+        let mut secrets = key.secrets_for(&deployment.server_name);
+        let scope = Scope {
+            inventory,
+            deployment,
+            topology: &topology,
+            host,
+            facts,
+        };
+        let contributions = plugins.contribute(&scope, key, &mut secrets.plugins)?;
+        let files = render_deployment(
+            deployment,
+            &topology,
+            &secrets,
+            templates,
+            host,
+            &contributions,
+        )?;
+        deployments.push(DeploymentFiles {
+            deployment: deployment.name.clone(),
+            server_name: deployment.server_name.clone(),
+            deploy_dir: deployment.deploy_dir.clone(),
+            files,
+            dirs: dirs(deployment, &topology, host),
+            secrets,
+            checks: plugins::checks(&contributions),
+            plugin_images: plugins::images(&contributions),
         });
     }
-    Ok(out)
+    Ok(HostFiles {
+        host: host.to_string(),
+        deployments,
+    })
 }
 
 /// The files of `deployment` that belong on `host`.
@@ -146,8 +194,10 @@ pub fn render_deployment(
     secrets: &DeploymentSecrets,
     templates: &Templates,
     host: &str,
+    contributions: &[Contribution],
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let main_host = host == deployment.host;
+    plugins::check_names(topology, contributions)?;
     let mut files: Vec<(String, String)> = Vec::new();
     let mut add =
         |path: String, template: &str, context: &serde_json::Value| -> Result<(), RenderError> {
@@ -181,7 +231,7 @@ pub fn render_deployment(
     add(
         "docker-compose.yml".into(),
         "compose/docker-compose.yml",
-        &compose::compose(deployment, topology, secrets, host),
+        &compose::compose(deployment, topology, secrets, host, contributions),
     )?;
     let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
     add(
@@ -204,6 +254,7 @@ pub fn render_deployment(
             "room_patterns": nginx::room_patterns(),
             "trusted_proxies": deployment.nginx.trusted_proxies,
             "admin_allow": deployment.nginx.admin_allow,
+            "plugin_locations": plugins::locations(contributions),
         });
         for file in [
             "nginx.conf",
@@ -222,11 +273,9 @@ pub fn render_deployment(
         signing_key.clone(),
         format!("{}\n", secrets.signing_key.expose()),
     ));
-    if !deployment.homeserver_extra.is_empty() {
-        merge_homeserver_extra(&mut files[0].1, &deployment.homeserver_extra)?;
-    }
+    merge::homeserver(&mut files[0].1, contributions, &deployment.homeserver_extra)?;
 
-    files
+    let mut rendered = files
         .into_iter()
         .map(|(path, contents)| {
             check_yaml(&path, &contents)?;
@@ -244,7 +293,9 @@ pub fn render_deployment(
                 contents,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, RenderError>>()?;
+    plugins::add_files(&mut rendered, contributions, topology, host, secrets)?;
+    Ok(rendered)
 }
 
 /// The services that read `path` through a mounted directory.
@@ -299,43 +350,6 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
         out.push(dir("logs/nginx", 0o755, None));
     }
     out
-}
-
-/// Merges the inventory's `homeserver` table over the rendered homeserver.yaml: its keys
-/// win, tables merge key by key.
-fn merge_homeserver_extra(
-    yaml: &mut String,
-    extra: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), RenderError> {
-    let invalid = |e: &dyn std::fmt::Display| RenderError::InvalidYaml {
-        path: "synapse/homeserver.yaml".into(),
-        message: e.to_string(),
-    };
-    let mut base: serde_json::Value = serde_norway::from_str(yaml).map_err(|e| invalid(&e))?;
-    fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
-        match (base, extra) {
-            (serde_json::Value::Object(base), serde_json::Value::Object(extra)) => {
-                for (key, value) in extra {
-                    merge(
-                        base.entry(key.clone()).or_insert(serde_json::Value::Null),
-                        value,
-                    );
-                }
-            }
-            (base, extra) => *base = extra.clone(),
-        }
-    }
-    merge(&mut base, &serde_json::Value::Object(extra.clone()));
-    let header: String = yaml
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    *yaml = format!(
-        "{header}# Settings from the inventory's `homeserver` table are merged in.\n{}",
-        serde_norway::to_string(&base).map_err(|e| invalid(&e))?
-    );
-    Ok(())
 }
 
 /// Every YAML file must parse: a broken one would only fail on the host.
