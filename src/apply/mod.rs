@@ -34,7 +34,9 @@ pub enum ApplyError {
     ))]
     Locked { host: String, dir: String },
 
-    #[error("{host}: {step} failed:\n{tail}")]
+    /// The first line ends with the output's last line, usually the reason (the recap of a
+    /// rollout shows only the first line).
+    #[error("{host}: {step} failed: {}\n{tail}", last_line(.tail))]
     Step {
         host: String,
         step: String,
@@ -50,6 +52,16 @@ pub enum ApplyError {
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
     Unhealthy { host: String, count: usize },
+}
+
+/// The last non-empty line of a command's output.
+fn last_line(output: &str) -> &str {
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
 }
 
 /// What was found on a host and what would change there.
@@ -118,10 +130,7 @@ pub fn prepare(
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
                 .map_or("", String::as_str);
-            let (added, changed, _) = plan::compose_service_changes(old_compose, &new.contents);
-            for service in added.iter().chain(&changed) {
-                deployment.restart.remove(service);
-            }
+            deployment.leave_recreations_to_compose(old_compose, &new.contents);
         }
     }
     Ok(Prepared { facts, plan, old })
@@ -448,5 +457,25 @@ fn report_failures(
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_says_why_in_its_first_line() {
+        let error = ApplyError::Step {
+            host: "h1".into(),
+            step: "docker compose up".into(),
+            tail: " Container d-synapse-1  Error\ndependency failed to start: container d-synapse-1 is unhealthy\n\n".into(),
+        };
+        assert_eq!(
+            error.to_string().lines().next(),
+            Some(
+                "h1: docker compose up failed: dependency failed to start: container d-synapse-1 is unhealthy"
+            )
+        );
     }
 }
