@@ -52,6 +52,25 @@ pub enum ApplyError {
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
     Unhealthy { host: String, count: usize },
+
+    /// Compose could not bring the stack up on the new files: typically a Synapse process
+    /// that exits on them, which the workers that depend on it wait for in vain.
+    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", last_line(.tail))]
+    #[diagnostic(help(
+        "`synprov rollback --host {host}` puts the previous files back (`rollback_on_failure = true` does it at once)"
+    ))]
+    NotUp { host: String, tail: String },
+}
+
+impl ApplyError {
+    /// The host is left on the new files with processes that do not run healthy on them:
+    /// what `rollback_on_failure` undoes.
+    pub fn left_unhealthy(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Unhealthy { .. } | ApplyError::NotUp { .. }
+        )
+    }
 }
 
 /// The last non-empty line of a command's output.
@@ -240,11 +259,17 @@ pub fn apply(
                 name,
                 &format!("{}: bringing the stack up", deployment.deployment),
             );
-            step(
-                connection,
-                "docker compose up",
-                &compose::up_script(&deployment.dir, &compose, &deployment.restart),
-            )?;
+            let output = connection.run_script(&compose::up_script(
+                &deployment.dir,
+                &compose,
+                &deployment.restart,
+            ))?;
+            if !output.success() {
+                return Err(ApplyError::NotUp {
+                    host: name.to_string(),
+                    tail: output.tail(20),
+                });
+            }
         }
     }
 
