@@ -33,6 +33,24 @@ pub struct DeploymentPlan {
 }
 
 impl DeploymentPlan {
+    /// Leaves out of `restart` the services Compose recreates by itself: those added or
+    /// changed in `docker-compose.yml`, whose current contents are `old_compose`. When the
+    /// file does not change, Compose recreates nothing and `restart` stays whole.
+    pub fn leave_recreations_to_compose(&mut self, old_compose: &str, new_compose: &str) {
+        let Some(change) = self.changes.iter().find(|c| c.path == "docker-compose.yml") else {
+            return;
+        };
+        let old = if change.change == Change::Create {
+            ""
+        } else {
+            old_compose
+        };
+        let (added, changed, _) = compose_service_changes(old, new_compose);
+        for service in added.iter().chain(&changed) {
+            self.restart.remove(service);
+        }
+    }
+
     pub fn compose_changed(&self) -> bool {
         self.changes
             .iter()
@@ -199,6 +217,42 @@ mod tests {
                 vec!["one".to_string()],
                 vec!["gone".to_string()]
             )
+        );
+    }
+
+    fn plan(changes: &[(&str, Change)]) -> DeploymentPlan {
+        DeploymentPlan {
+            deployment: "d".into(),
+            dir: "/opt/d".into(),
+            changes: changes
+                .iter()
+                .map(|(path, change)| FileChange {
+                    path: path.to_string(),
+                    change: *change,
+                })
+                .collect(),
+            unchanged: 0,
+            restart: ["synapse".to_string(), "rooms1".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn a_shared_config_change_alone_restarts_every_process_that_reads_it() {
+        let compose = "services:\n  synapse:\n    image: s\n  rooms1:\n    image: s\n";
+        let mut config_only = plan(&[("synapse/homeserver.yaml", Change::Update)]);
+        config_only.leave_recreations_to_compose("", compose);
+        assert_eq!(config_only.restart.len(), 2, "{:?}", config_only.restart);
+
+        let mut both = plan(&[
+            ("synapse/homeserver.yaml", Change::Update),
+            ("docker-compose.yml", Change::Update),
+        ]);
+        let old = "services:\n  synapse:\n    image: s\n  rooms1:\n    image: r\n";
+        both.leave_recreations_to_compose(old, compose);
+        assert_eq!(
+            both.restart,
+            ["synapse".to_string()].into(),
+            "Compose recreates rooms1 itself"
         );
     }
 }

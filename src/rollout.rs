@@ -4,6 +4,10 @@
 //! owns its SSH session: PITFALLS.md). The next batch starts only when every host of the
 //! current one has finished; once more hosts have failed than `max_failures` allows, the
 //! hosts not yet started are left untouched. The engine reports [`Event`]s; it never prints.
+//!
+//! A host that depends on others (its workers need the Postgres and Redis of a spread
+//! deployment's main host) comes in a later stage: stages run one after the other, each in
+//! its batches, so such a host starts only once the hosts it needs have finished.
 
 use std::sync::Mutex;
 use std::sync::mpsc::Sender;
@@ -70,6 +74,40 @@ pub fn batches(hosts: &[String], batch: Option<Amount>) -> Vec<Vec<String>> {
     hosts.chunks(size).map(<[String]>::to_vec).collect()
 }
 
+/// Orders `hosts` into stages: a host comes after every host of `hosts` it depends on
+/// (`prerequisites`). Hosts that depend on one another in a cycle share a stage.
+pub fn stages(hosts: &[String], prerequisites: impl Fn(&str) -> Vec<String>) -> Vec<Vec<String>> {
+    let needs: Vec<Vec<usize>> = hosts
+        .iter()
+        .map(|host| {
+            prerequisites(host)
+                .into_iter()
+                .filter_map(|p| hosts.iter().position(|h| *h == p))
+                .collect()
+        })
+        .collect();
+    // Each pass moves a host behind its prerequisites; a cycle stops at the cap.
+    let mut stage = vec![0; hosts.len()];
+    for _ in 0..hosts.len() {
+        for (host, needs) in needs.iter().enumerate() {
+            let after = needs.iter().map(|&p| stage[p] + 1).max().unwrap_or(0);
+            stage[host] = after.min(hosts.len()).max(stage[host]);
+        }
+    }
+    let last = stage.iter().copied().max().unwrap_or(0);
+    (0..=last)
+        .map(|n| {
+            hosts
+                .iter()
+                .zip(&stage)
+                .filter(|(_, s)| **s == n)
+                .map(|(h, _)| h.clone())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// How many failed hosts are tolerated among `total`.
 pub fn allowed_failures(total: usize, max_failures: Amount) -> usize {
     match max_failures {
@@ -82,17 +120,19 @@ pub fn allowed_failures(total: usize, max_failures: Amount) -> usize {
 /// `step` reports progress.
 pub type Work<'a> = dyn Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), String> + Sync + 'a;
 
-/// Runs `work` on every host, batch after batch; returns one result per host, in order.
+/// Runs `work` on every host, stage after stage (see [`stages`]) and batch after batch;
+/// returns one result per host, in the order of `stages`.
 pub fn run(
-    hosts: &[String],
+    stages: &[Vec<String>],
     batch: Option<Amount>,
     parallel: usize,
     max_failures: Amount,
     work: &Work,
     events: &Sender<Event>,
 ) -> Vec<HostResult> {
+    let hosts: Vec<String> = stages.concat();
     let allowed = allowed_failures(hosts.len(), max_failures);
-    let batches = batches(hosts, batch);
+    let batches: Vec<Vec<String>> = stages.iter().flat_map(|s| batches(s, batch)).collect();
     let count = batches.len();
     let mut results: Vec<HostResult> = Vec::new();
     for (index, batch) in batches.into_iter().enumerate() {
@@ -210,7 +250,7 @@ mod tests {
             }
         };
         let results = run(
-            &hosts(6),
+            &[hosts(6)],
             Some(Amount::Count(2)),
             4,
             Amount::Count(0),
@@ -260,7 +300,7 @@ mod tests {
                 Ok((0, 3))
             }
         };
-        let results = run(&hosts(6), None, 3, Amount::Percent(20), &work, &tx);
+        let results = run(&[hosts(6)], None, 3, Amount::Percent(20), &work, &tx);
         assert_eq!(
             results
                 .iter()
@@ -273,5 +313,44 @@ mod tests {
             3,
             "three hosts at once"
         );
+    }
+
+    #[test]
+    fn hosts_come_after_the_hosts_they_depend_on() {
+        let all = hosts(4);
+        // h1 runs workers of a deployment whose main is on h3; h2 depends on h1.
+        let staged = stages(&all, |host| match host {
+            "h1" => vec!["h3".to_string()],
+            "h2" => vec!["h1".to_string(), "elsewhere".to_string()],
+            _ => vec![],
+        });
+        assert_eq!(staged, [vec!["h3", "h4"], vec!["h1"], vec!["h2"]]);
+        assert_eq!(stages(&all, |_| vec![]), std::slice::from_ref(&all));
+        let cycle = stages(&hosts(2), |host| {
+            vec![if host == "h1" { "h2" } else { "h1" }.to_string()]
+        });
+        assert_eq!(cycle, [hosts(2)], "a cycle shares one stage");
+    }
+
+    #[test]
+    fn a_stage_starts_only_when_the_one_before_has_finished() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let work = |_: &str, _: &dyn Fn(String)| Ok((1, 0));
+        let staged = vec![
+            vec!["h1".to_string(), "h2".to_string()],
+            vec!["h3".to_string()],
+        ];
+        run(&staged, None, 10, Amount::Count(0), &work, &tx);
+        drop(tx);
+        let order: Vec<String> = rx
+            .iter()
+            .filter_map(|e| match e {
+                Event::Batch { hosts, .. } => Some(format!("batch {}", hosts.join(","))),
+                Event::Finished(r) => Some(r.host),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order[0], "batch h1,h2");
+        assert_eq!(order[3..], ["batch h3", "h3"]);
     }
 }

@@ -34,7 +34,9 @@ pub enum ApplyError {
     ))]
     Locked { host: String, dir: String },
 
-    #[error("{host}: {step} failed:\n{tail}")]
+    /// The first line ends with the output's last line, usually the reason (the recap of a
+    /// rollout shows only the first line).
+    #[error("{host}: {step} failed: {}\n{tail}", last_line(.tail))]
     Step {
         host: String,
         step: String,
@@ -50,6 +52,35 @@ pub enum ApplyError {
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
     Unhealthy { host: String, count: usize },
+
+    /// Compose could not bring the stack up on the new files: typically a Synapse process
+    /// that exits on them, which the workers that depend on it wait for in vain.
+    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", last_line(.tail))]
+    #[diagnostic(help(
+        "`synprov rollback --host {host}` puts the previous files back (`rollback_on_failure = true` does it at once)"
+    ))]
+    NotUp { host: String, tail: String },
+}
+
+impl ApplyError {
+    /// The host is left on the new files with processes that do not run healthy on them:
+    /// what `rollback_on_failure` undoes.
+    pub fn left_unhealthy(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Unhealthy { .. } | ApplyError::NotUp { .. }
+        )
+    }
+}
+
+/// The last non-empty line of a command's output.
+fn last_line(output: &str) -> &str {
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
 }
 
 /// What was found on a host and what would change there.
@@ -118,10 +149,7 @@ pub fn prepare(
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
                 .map_or("", String::as_str);
-            let (added, changed, _) = plan::compose_service_changes(old_compose, &new.contents);
-            for service in added.iter().chain(&changed) {
-                deployment.restart.remove(service);
-            }
+            deployment.leave_recreations_to_compose(old_compose, &new.contents);
         }
     }
     Ok(Prepared { facts, plan, old })
@@ -231,11 +259,17 @@ pub fn apply(
                 name,
                 &format!("{}: bringing the stack up", deployment.deployment),
             );
-            step(
-                connection,
-                "docker compose up",
-                &compose::up_script(&deployment.dir, &compose, &deployment.restart),
-            )?;
+            let output = connection.run_script(&compose::up_script(
+                &deployment.dir,
+                &compose,
+                &deployment.restart,
+            ))?;
+            if !output.success() {
+                return Err(ApplyError::NotUp {
+                    host: name.to_string(),
+                    tail: output.tail(20),
+                });
+            }
         }
     }
 
@@ -470,5 +504,25 @@ fn report_failures(
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_says_why_in_its_first_line() {
+        let error = ApplyError::Step {
+            host: "h1".into(),
+            step: "docker compose up".into(),
+            tail: " Container d-synapse-1  Error\ndependency failed to start: container d-synapse-1 is unhealthy\n\n".into(),
+        };
+        assert_eq!(
+            error.to_string().lines().next(),
+            Some(
+                "h1: docker compose up failed: dependency failed to start: container d-synapse-1 is unhealthy"
+            )
+        );
     }
 }

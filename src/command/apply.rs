@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use synprov::apply::{self, ApplyError, Options};
+use synprov::apply::{self, Options};
 use synprov::rollout::Status;
 use synprov::transport::Connection;
 use synprov::ui;
@@ -44,8 +44,8 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
                 ));
                 Ok((outcome.changes, unchanged))
             }
-            Err(error @ ApplyError::Unhealthy { .. })
-                if loaded.inventory.rollout.rollback_on_failure =>
+            Err(error)
+                if error.left_unhealthy() && loaded.inventory.rollout.rollback_on_failure =>
             {
                 step("unhealthy: rolling back".into());
                 let rolled = rollback(&connection, &loaded, timeout, &report);

@@ -65,15 +65,16 @@ pub fn roll_out(
     let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
     let policy = &loaded.inventory.rollout;
     let parallel = target.parallel.unwrap_or(policy.parallel).max(1) as usize;
-    let (batch, max_failures) = if batched {
-        (policy.batch, policy.max_failures)
+    let (stages, batch, max_failures) = if batched {
+        let stages = rollout::stages(&hosts, |host| loaded.inventory.prerequisites(host));
+        (stages, policy.batch, policy.max_failures)
     } else {
-        (None, Amount::Percent(100))
+        (vec![hosts], None, Amount::Percent(100))
     };
     let (events, received) = std::sync::mpsc::channel();
     let mode = Mode::choose(target.json);
     let display = std::thread::spawn(move || progress::show(received, mode));
-    let results = rollout::run(&hosts, batch, parallel, max_failures, work, &events);
+    let results = rollout::run(&stages, batch, parallel, max_failures, work, &events);
     drop(events);
     let _ = display.join();
     if mode != Mode::Json {
@@ -101,14 +102,15 @@ pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {
     options
 }
 
-/// Images to stream to `files.host`: those of its deployments that ask for preloading.
+/// Images to stream to `files.host`: those its part of each deployment that asks for
+/// preloading runs.
 fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
     let mut images: Vec<String> = files
         .deployments
         .iter()
         .filter(|d| inventory.deployments[&d.deployment].images.preload)
         .flat_map(|d| {
-            let own = inventory.deployments[&d.deployment].images.all();
+            let own = inventory.deployments[&d.deployment].images_on(&files.host);
             own.into_iter().chain(&d.plugin_images).cloned()
         })
         .collect();

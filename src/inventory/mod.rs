@@ -185,6 +185,16 @@ impl Deployment {
         hosts
     }
 
+    /// The images the part of this deployment on `host` runs: all four on the main host,
+    /// only Synapse's on a host of workers alone (no need to stream the others there).
+    pub fn images_on(&self, host: &str) -> Vec<&String> {
+        if host == self.host {
+            self.images.all().to_vec()
+        } else {
+            vec![&self.images.synapse]
+        }
+    }
+
     /// Whether workers run on more than one host (listeners then use TCP).
     pub fn is_spread(&self) -> bool {
         self.hosts().len() > 1
@@ -282,6 +292,20 @@ impl Inventory {
             .values()
             .filter(move |d| d.hosts().contains(&host))
     }
+
+    /// The hosts that must be up before `host`: the main hosts of the spread deployments
+    /// that have workers on `host`. Those workers reach Postgres and Redis there, and
+    /// Synapse refuses to start without them.
+    pub fn prerequisites(&self, host: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .deployments_on(host)
+            .filter(|d| d.host != host)
+            .map(|d| d.host.clone())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Reads and validates the inventory at `path`.
@@ -300,4 +324,29 @@ pub fn parse(path: &Path, text: String) -> Result<Inventory, InventoryError> {
         text,
     };
     validate::validate(path, &source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread() -> Inventory {
+        let text = "[hosts.a]\naddress = \"10.0.0.1\"\nprivate_address = \"10.1.0.1\"\n\
+[hosts.b]\naddress = \"10.0.0.2\"\nprivate_address = \"10.1.0.2\"\n\
+[hosts.c]\naddress = \"10.0.0.3\"\n\
+[deployments.d]\nserver_name = \"example.org\"\nhost = \"b\"\n[deployments.d.placement]\nrooms = \"a\"\n\
+[deployments.e]\nserver_name = \"example.com\"\nhost = \"c\"\n";
+        parse(Path::new("t.toml"), text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_host_of_workers_needs_the_main_host_and_only_the_synapse_image() {
+        let inventory = spread();
+        assert_eq!(inventory.prerequisites("a"), ["b"]);
+        assert!(inventory.prerequisites("b").is_empty());
+        assert!(inventory.prerequisites("c").is_empty());
+        let d = &inventory.deployments["d"];
+        assert_eq!(d.images_on("a"), [&d.images.synapse]);
+        assert_eq!(d.images_on("b").len(), 4);
+    }
 }

@@ -2,6 +2,8 @@
 //! and requiring the real tools the tests drive.
 #![allow(dead_code)]
 
+pub mod bed;
+pub mod matrix;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
