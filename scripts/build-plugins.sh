@@ -23,6 +23,7 @@ component() { # PACKAGE OUTPUT [FEATURE]
 
 component turn turn
 component well-known well-known
+component echo echo
 for feature in infinite-loop memory-bomb trap path-traversal oversized-output service-collision; do
     component hostile "hostile-$feature" "$feature"
 done
