@@ -169,6 +169,22 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
         out.contains("host calls: no changes"),
         "a second apply changes nothing: {out}"
     );
+
+    // The plugin's health check is verified: with coturn stopped, the apply fails naming it.
+    host.exec(&format!("cd {DIR} && docker compose stop coturn"));
+    let impatient = dir.path().join("calls-impatient.toml");
+    let text = std::fs::read_to_string(&second).unwrap();
+    std::fs::write(
+        &impatient,
+        format!("[rollout]\nhealth_timeout = 5\n\n{text}"),
+    )
+    .unwrap();
+    let (code, out) = common::bed::run(dir.path(), &[], &["apply"], &impatient);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("UNHEALTHY plugin turn (calls)") && out.contains("127.0.0.1:3478"),
+        "{out}"
+    );
 }
 
 /// Just enough of TURN (RFC 5766) over TCP to ask for a relay allocation with long-term
