@@ -58,7 +58,7 @@ fn started(host: &Host, service: &str) -> String {
 
 #[test]
 fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_known_delegation() {
-    common::bed::docker(&["image", "inspect", "synprov/coturn:4.6"]);
+    common::bed::require_image("synprov/coturn:4.6");
     let dir = tempfile::tempdir().unwrap();
     let bed = Bed::start(dir.path(), CONTAINER, SUBNET, &[(CONTAINER, HOST_IP)]);
     let host = &bed.hosts[0];

@@ -41,6 +41,14 @@ fn succeeds(args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
+/// Fails the test, saying how to build it, when `image` is not in the Docker engine.
+pub fn require_image(image: &str) {
+    assert!(
+        succeeds(&["image", "inspect", image]),
+        "image {image} is missing: build the test images with scripts/build-images.sh (scripts/test.sh does)"
+    );
+}
+
 /// One target host: a container with a fixed address.
 pub struct Host {
     pub name: String,
@@ -84,10 +92,7 @@ impl Bed {
             "the end-to-end tests need a running Docker engine: run scripts/start-dockerd.sh (scripts/test.sh does)"
         );
         for image in IMAGES {
-            assert!(
-                succeeds(&["image", "inspect", image]),
-                "image {image} is missing: build the test images with scripts/build-images.sh (scripts/test.sh does)"
-            );
+            require_image(image);
         }
         let bed = Bed {
             hosts: hosts
