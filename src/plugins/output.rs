@@ -238,7 +238,7 @@ fn is_service_name(name: &str) -> bool {
         && name.len() <= 63
 }
 
-pub fn is_yaml(path: &str) -> bool {
+fn is_yaml(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
@@ -277,6 +277,57 @@ mod tests {
         assert!(check_location("= /x", "} location / { return 404;").is_err());
         assert!(check_location("= /x {", "return 200;").is_err());
         assert!(check_location("= /x", "{").is_err());
+    }
+
+    fn contribution() -> types::Contribution {
+        types::Contribution {
+            files: Vec::new(),
+            services: Vec::new(),
+            homeserver: String::new(),
+            locations: Vec::new(),
+            health_checks: Vec::new(),
+        }
+    }
+
+    fn refusal(raw: types::Contribution) -> String {
+        check("p", raw).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn yaml_must_parse_where_yaml_is_expected() {
+        let mut raw = contribution();
+        raw.files.push(types::File {
+            path: "x.yaml".into(),
+            contents: "a: [1, 2".into(),
+            mode: None,
+            owner: None,
+            used_by: Vec::new(),
+        });
+        assert!(refusal(raw).contains("file x.yaml is not valid YAML"));
+
+        let mut raw = contribution();
+        raw.homeserver = "- a list".into();
+        assert!(refusal(raw).contains("settings are not a YAML mapping"));
+
+        let mut raw = contribution();
+        raw.services.push(types::Service {
+            name: "bridge".into(),
+            definition: "just text".into(),
+        });
+        assert!(refusal(raw).contains("service bridge is not a YAML mapping"));
+    }
+
+    #[test]
+    fn modes_are_permission_bits_only() {
+        let mut raw = contribution();
+        raw.files.push(types::File {
+            path: "x".into(),
+            contents: String::new(),
+            mode: Some(0o4755),
+            owner: None,
+            used_by: Vec::new(),
+        });
+        assert!(refusal(raw).contains("only permission bits"));
     }
 
     #[test]

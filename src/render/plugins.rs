@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CheckTarget, RenderError, RenderedFile, check_yaml, nginx};
+use super::{CheckTarget, RenderError, RenderedFile, nginx};
 use crate::plugins::{Contribution, PluginError};
 use crate::secrets::DeploymentSecrets;
 use crate::topology::Topology;
@@ -146,7 +146,6 @@ pub fn add_files(
                     ),
                 ));
             }
-            check_yaml(&file.path, &file.contents)?;
             let secret = all_secrets
                 .iter()
                 .any(|s| file.contents.contains(s.expose()));
