@@ -56,6 +56,7 @@ fn fleet_inventory(dir: &Path, name: &str, rollout: &str, homeserver: &[&str; 3]
 [deployments.{host}.workers]\nrooms = 1\nsender = 1\n\
 [deployments.{host}.images]\n{PRELOADED_IMAGES}\
 [deployments.{host}.postgres]\nmax_connections = 100\n\
+[deployments.{host}.nginx]\nadmin_allow = [\"172.16.0.0/12\"]\n\
 [deployments.{host}.homeserver]\n{extra}\n\n"
         );
     }
@@ -130,25 +131,28 @@ fn recap_line<'a>(output: &'a str, host: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no recap line for {host}:\n{output}"))
 }
 
-/// The homeserver on `host` answers a client through its Nginx.
-fn serves(host: &Host) -> bool {
-    ureq::get(&format!("{}/_matrix/client/versions", host.url(8008)))
-        .call()
-        .ok()
-        .and_then(|r| r.into_json::<Value>().ok())
-        .is_some_and(|v| v["versions"].is_array())
+/// A user of the homeserver on `host`, registered through its Nginx.
+fn user(host: &Host, deployment: &str) -> matrix::Client {
+    let config = host.exec(&format!(
+        "cat /opt/synapse/{deployment}/synapse/homeserver.yaml"
+    ));
+    matrix::register(&host.url(8008), "probe", &matrix::shared_secret(&config))
 }
+
+/// The upload limit the running homeserver announces to clients (from its media worker):
+/// shows that a config change reached the processes, not just the file.
+fn upload_limit(user: &matrix::Client) -> u64 {
+    user.call("GET", "/_matrix/client/v1/media/config", None)["m.upload.size"]
+        .as_u64()
+        .expect("m.upload.size")
+}
+
+const MIB: u64 = 1024 * 1024;
 
 /// IDs of the containers of the deployment on `host`, to see that nothing touched them.
 fn containers(host: &Host, deployment: &str) -> String {
     host.exec(&format!(
         "cd /opt/synapse/{deployment} && docker compose ps -aq | sort"
-    ))
-}
-
-fn upload_size(host: &Host, deployment: &str) -> String {
-    host.exec(&format!(
-        "grep '^max_upload_size' /opt/synapse/{deployment}/synapse/homeserver.yaml"
     ))
 }
 
@@ -158,7 +162,7 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let bed = start(dir, "synprov-fleet", "172.31.243.0/24", FLEET);
-    let [fleet1, fleet2, fleet3] = [&bed.hosts[0], &bed.hosts[1], &bed.hosts[2]];
+    let (fleet2, fleet3) = (&bed.hosts[1], &bed.hosts[2]);
     let run = |args: &[&str], inventory: &Path| common::bed::run(dir, &[], args, inventory);
 
     // (a) Batches of one: each host is deployed and verified before the next one starts.
@@ -167,14 +171,23 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     assert_eq!(code, 0, "{out}");
     let first_events = events(&out);
     assert_eq!(sequence(&first_events), one_after_the_other());
-    for ((host, _, _), container) in FLEET.iter().zip(&bed.hosts) {
+    for (host, _, _) in FLEET {
         assert!(
             steps(&first_events, host)
                 .iter()
                 .any(|s| s.ends_with("change(s) applied, 10 listener(s) healthy")),
             "{host} verified"
         );
-        assert!(serves(container), "{host} serves clients");
+    }
+    // Each homeserver serves a client (Synapse's default upload limit: 50M).
+    let users: Vec<matrix::Client> = FLEET
+        .iter()
+        .zip(&bed.hosts)
+        .map(|((host, _, _), container)| user(container, host))
+        .collect();
+    let [user1, user2, user3] = [&users[0], &users[1], &users[2]];
+    for user in &users {
+        assert_eq!(upload_limit(user), 50 * MIB);
     }
 
     // A config change, rolled out the same way: every host reports it and is healthy.
@@ -184,7 +197,7 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     assert_eq!(code, 0, "{out}");
     let second_events = events(&out);
     assert_eq!(sequence(&second_events), one_after_the_other());
-    for ((host, _, _), container) in FLEET.iter().zip(&bed.hosts) {
+    for ((host, _, _), user) in FLEET.iter().zip(&users) {
         let steps = steps(&second_events, host);
         assert!(
             steps
@@ -198,8 +211,7 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
                 .any(|s| s.ends_with("change(s) applied, 10 listener(s) healthy")),
             "{host} verified: {steps:?}"
         );
-        assert_eq!(upload_size(container, host), "max_upload_size: 20M");
-        assert!(serves(container), "{host} serves clients");
+        assert_eq!(upload_limit(user), 20 * MIB, "{host} runs with the change");
     }
 
     // Once more: nothing changed anywhere.
@@ -211,9 +223,9 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
         assert_eq!(changes(&third_events, host), 0, "{host}: nothing to do");
     }
 
-    // (c) A host stopped in the middle of a rollout. As soon as fleet1 has finished,
-    // fleet2 (the next batch) is stopped; with max_failures = 0 the rollout stops there and
-    // fleet3 is left untouched.
+    // (c) A host stopped in the middle of a rollout: fleet2 is stopped while synprov brings
+    // its stack up. With max_failures = 0 the rollout stops there and fleet3 is left
+    // untouched.
     let fleet3_before = containers(fleet3, "fleet3");
     let third = fleet_inventory(
         dir,
@@ -229,7 +241,7 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     let mut out = String::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if line.starts_with("[fleet1] ok") {
+        if line == "[fleet2] fleet2: bringing the stack up" {
             common::bed::docker(&["stop", &fleet2.name]);
         }
         out += &line;
@@ -249,20 +261,19 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
         "fleet3 was not started"
     );
     assert!(out.contains("stopping: 1 host(s) failed, 0 allowed; not started: fleet3"));
-    assert_eq!(upload_size(fleet1, "fleet1"), "max_upload_size: 30M");
-    assert!(serves(fleet1), "fleet1 is healthy with the change");
-    assert_eq!(
-        upload_size(fleet3, "fleet3"),
-        "max_upload_size: 20M",
-        "fleet3 untouched"
-    );
+    assert_eq!(upload_limit(user1), 30 * MIB, "fleet1 runs with the change");
     assert_eq!(
         containers(fleet3, "fleet3"),
         fleet3_before,
         "fleet3 untouched"
     );
-    assert!(serves(fleet3), "fleet3 still serves clients");
+    assert_eq!(upload_limit(user3), 20 * MIB, "fleet3 untouched, serving");
+    // Once the host is back, the same apply completes it.
     fleet2.start();
+    let (code, out) = run(&["apply", "--limit", "fleet2"], &third);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[fleet2] ok"), "{out}");
+    assert_eq!(upload_limit(user2), 30 * MIB, "fleet2 runs with the change");
 
     // A host whose Synapse fails its health check after the apply (a config value it
     // refuses, on fleet2 only). With max_failures = 1 the rollout goes on to fleet3; fleet2
@@ -293,9 +304,9 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
         !recap_line(&out, "fleet3").contains("skipped"),
         "the rollout went on to fleet3"
     );
-    assert_eq!(upload_size(fleet3, "fleet3"), "max_upload_size: 30M");
-    for host in [fleet1, fleet2, fleet3] {
-        assert!(serves(host), "{} serves clients", host.name);
+    // fleet1 and fleet3 with the change, fleet2 rolled back to it: all serve.
+    for user in &users {
+        assert_eq!(upload_limit(user), 30 * MIB);
     }
 }
 

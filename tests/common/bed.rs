@@ -109,11 +109,14 @@ impl Bed {
             docker(&["network", "create", "--subnet", subnet, network]);
         }
         let key = dir.join("key");
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .expect("ssh-keygen (openssh-client)");
+        let status = Command::new(super::require(
+            "ssh-keygen",
+            "apt-get install openssh-client",
+        ))
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
         assert!(status.success());
         let starting: Vec<_> = bed
             .hosts
