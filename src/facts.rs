@@ -33,6 +33,9 @@ pub struct DeployedState {
     pub manifest: Vec<String>,
     /// SHA-256 of each managed file present, by path.
     pub hashes: BTreeMap<String, String>,
+    /// Set when an apply wrote files but stopped before the stack was up on them: the
+    /// services it was to recreate.
+    pub pending: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +65,10 @@ pub struct DeploymentQuery<'a> {
 /// The manifest of managed files inside a deploy directory.
 pub const MANIFEST: &str = ".synprov/manifest";
 
+/// Written with the files, removed once the stack is up on them: while it exists, an apply
+/// was interrupted in between (its first line is `up`, then the services to recreate).
+pub const PENDING: &str = ".synprov/pending";
+
 /// The script that gathers the facts (run with `sh -s`, as root when needed).
 pub fn script(deployments: &[DeploymentQuery<'_>], images: &[String]) -> String {
     let mut s = String::from(
@@ -89,6 +96,7 @@ echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
         let dir = quote(d.dir);
         let _ = writeln!(s, "echo {}", quote(&format!("deployment={}", d.name)));
         let _ = writeln!(s, "if cd {dir}; then sed 's/^/manifest=/' {MANIFEST}");
+        let _ = writeln!(s, "  [ -f {PENDING} ] && sed 's/^/pending=/' {PENDING}");
         let paths: Vec<String> = d.paths.iter().map(|p| quote(p)).collect();
         let _ = writeln!(
             s,
@@ -146,6 +154,14 @@ pub fn parse(output: &str) -> Facts {
             "deployment" => {
                 facts.deployments.entry(value.to_string()).or_default();
                 current = Some(value.to_string());
+            }
+            "pending" => {
+                if let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c)) {
+                    let services = state.pending.get_or_insert_with(Vec::new);
+                    if value != "up" {
+                        services.push(value.to_string());
+                    }
+                }
             }
             "manifest" | "hash" => {
                 let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c))

@@ -30,6 +30,9 @@ pub struct DeploymentPlan {
     pub unchanged: usize,
     /// Services to recreate because a file they read changed.
     pub restart: BTreeSet<String>,
+    /// The last apply wrote files but stopped before the stack was up on them: it must be
+    /// brought up (and `restart` recreated) even if no file changes now.
+    pub interrupted: bool,
 }
 
 impl DeploymentPlan {
@@ -75,7 +78,7 @@ impl HostPlan {
     pub fn change_count(&self) -> usize {
         self.deployments
             .iter()
-            .map(|d| d.changes.len())
+            .map(|d| d.changes.len() + usize::from(d.interrupted))
             .sum::<usize>()
             + usize::from(self.install_docker)
             + usize::from(self.start_docker)
@@ -121,7 +124,7 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         .cloned()
         .unwrap_or_default();
     let mut changes = Vec::new();
-    let mut restart = BTreeSet::new();
+    let mut restart: BTreeSet<String> = state.pending.iter().flatten().cloned().collect();
     let mut unchanged = 0;
     for file in &files.files {
         let change = match state.hashes.get(&file.path) {
@@ -160,6 +163,7 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         changes,
         unchanged,
         restart,
+        interrupted: state.pending.is_some(),
     }
 }
 
@@ -233,6 +237,7 @@ mod tests {
                 .collect(),
             unchanged: 0,
             restart: ["synapse".to_string(), "rooms1".to_string()].into(),
+            interrupted: false,
         }
     }
 

@@ -240,7 +240,8 @@ fn a_write_cut_short_in_transit_changes_no_file() {
         plan.changes.len() >= 4,
         "rooms5, rooms6 and the shared files change"
     );
-    let script = synprov::apply::files::write_script(&host_files[0].deployments[0], plan);
+    // As `apply` writes them: marked pending until the stack is up on them.
+    let script = synprov::apply::files::write_script(&host_files[0].deployments[0], plan, true);
     for cut in [
         10,
         script.len() / 4,
@@ -265,6 +266,20 @@ fn a_write_cut_short_in_transit_changes_no_file() {
         output.success() && String::from_utf8_lossy(&output.stdout).contains("synprov-written")
     );
     assert!(deploy.join("synapse/workers/rooms6.yaml").exists());
+
+    // The files are in place but the stack was never brought up on them (an apply cut
+    // there): the next plan says so, with the services still to recreate, and exits 2.
+    let plan = run(&sshd, &["plan"], &changed);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{out}{}", stderr(&plan));
+    let pending = std::fs::read_to_string(deploy.join(".synprov/pending")).unwrap();
+    let mut expected =
+        "~ d: bring the stack up: the last apply wrote files but stopped before".to_string();
+    let services: Vec<&str> = pending.lines().skip(1).collect();
+    if !services.is_empty() {
+        expected.push_str(&format!(" (recreating {})", services.join(", ")));
+    }
+    assert!(out.contains(&expected), "{out}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::facts::Compose;
+use crate::facts::{Compose, PENDING};
 use crate::shell::quote;
 
 fn program(compose: &Compose) -> &'static str {
@@ -29,6 +29,7 @@ pub fn up_script(dir: &str, compose: &Compose, restart: &BTreeSet<String>) -> St
             services.join(" ")
         ));
     }
+    s.push_str(&format!("rm -f {PENDING}\n"));
     s
 }
 
@@ -36,7 +37,7 @@ pub fn up_script(dir: &str, compose: &Compose, restart: &BTreeSet<String>) -> St
 /// no longer in the file.
 pub fn recreate_script(dir: &str, compose: &Compose) -> String {
     format!(
-        "set -e\ncd {}\n{} up -d --remove-orphans --force-recreate 2>&1\n",
+        "set -e\ncd {}\n{} up -d --remove-orphans --force-recreate 2>&1\nrm -f {PENDING}\n",
         quote(dir),
         program(compose)
     )
@@ -68,12 +69,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn up_recreates_only_the_services_whose_files_changed() {
+    fn up_recreates_only_the_services_whose_files_changed_then_clears_the_pending_mark() {
         let restart: BTreeSet<String> = ["rooms5".to_string(), "synapse".to_string()].into();
         let script = up_script("/opt/s", &Compose::V2("2.40".into()), &restart);
         assert_eq!(
             script,
-            "set -e\ncd '/opt/s'\ndocker compose up -d --remove-orphans 2>&1\ndocker compose up -d --no-deps --force-recreate 'rooms5' 'synapse' 2>&1\n"
+            "set -e\ncd '/opt/s'\ndocker compose up -d --remove-orphans 2>&1\ndocker compose up -d --no-deps --force-recreate 'rooms5' 'synapse' 2>&1\nrm -f .synprov/pending\n"
         );
         assert!(
             up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new())

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::facts::MANIFEST;
+use crate::facts::{MANIFEST, PENDING};
 use crate::plan::{Change, DeploymentPlan};
 use crate::render::DeploymentFiles;
 use crate::shell::quote;
@@ -44,7 +44,9 @@ fn base64_lines(data: &[u8]) -> String {
 }
 
 /// Writes the changed files of `plan`, keeps the replaced versions, updates the manifest.
-pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan) -> String {
+/// With `mark_pending`, it first records that the stack must be brought up on them
+/// ([`PENDING`]), so that an apply interrupted before that is finished by the next one.
+pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending: bool) -> String {
     let mut s = String::from("trap '' HUP PIPE\nsynprov_write() {\nset -e\n");
     let _ = writeln!(
         s,
@@ -85,6 +87,15 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan) -> String {
         if let Some((uid, gid)) = file.owner {
             let _ = writeln!(s, "chown {uid}:{gid} {target}");
         }
+    }
+    if mark_pending {
+        let mut lines = vec!["up".to_string()];
+        lines.extend(plan.restart.iter().cloned());
+        let _ = writeln!(
+            s,
+            "printf '%s\\n' {} > {PENDING}.new && mv -f {PENDING}.new {PENDING}",
+            lines.iter().map(|l| quote(l)).collect::<Vec<_>>().join(" ")
+        );
     }
     s.push_str("sync\n");
     // The versions about to be replaced or removed, and the manifest, become the rollback.

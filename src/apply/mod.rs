@@ -247,11 +247,12 @@ pub fn apply(
             step(
                 connection,
                 "writing files",
-                &files::write_script(deployment_files, deployment),
+                &files::write_script(deployment_files, deployment, !options.files_only),
             )?;
         }
         if !options.files_only
             && (!deployment.changes.is_empty()
+                || deployment.interrupted
                 || plan.install_docker
                 || !plan.load_images.is_empty())
         {

@@ -33,6 +33,19 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
         let _ = writeln!(out, "  + load image {image}");
     }
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        if deployment.interrupted {
+            let recreate: Vec<&str> = deployment.restart.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "  ~ {}: bring the stack up: the last apply wrote files but stopped before{}",
+                deployment.deployment,
+                if recreate.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (recreating {})", recreate.join(", "))
+                }
+            );
+        }
         if deployment.changes.is_empty() {
             let _ = writeln!(
                 out,
