@@ -262,7 +262,7 @@ mod turn_client {
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         let udp = (REQUESTED_TRANSPORT, vec![17, 0, 0, 0]);
-        let (_, challenge) = exchange(&mut stream, &message(&[udp.clone()], None));
+        let (_, challenge) = exchange(&mut stream, &message(std::slice::from_ref(&udp), None));
         let find = |kind| {
             challenge
                 .iter()
