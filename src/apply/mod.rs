@@ -155,6 +155,12 @@ pub fn prepare(
     Ok(Prepared { facts, plan, old })
 }
 
+/// The host's facts alone (no deployment files hashed), in one round trip.
+pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
+    let output = connection.run_script(&facts::script(&[], &[]))?;
+    Ok(facts::parse(&output.stdout_text()))
+}
+
 /// Settings of one apply.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -305,12 +311,7 @@ pub fn rollback(
     report: Report,
 ) -> Result<usize, ApplyError> {
     let name = connection.host_name().to_string();
-    let compose_kind = facts::parse(
-        &connection
-            .run_script(&facts::script(&[], &[]))?
-            .stdout_text(),
-    )
-    .compose;
+    let compose_kind = host_facts(connection)?.compose;
     let mut dirs = Vec::new();
     for deployment in inventory.deployments_on(&name) {
         let dir = deployment.deploy_dir.as_str();

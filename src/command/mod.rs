@@ -120,8 +120,8 @@ fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
 }
 
 /// Connects to a loaded host and prepares its plan; a failure is the host's result. When
-/// plugins add to the host, its files are rendered again with the host's facts, which the
-/// plugins are told.
+/// plugins add to the host, its files are first rendered again with the host's facts, which
+/// the plugins are told (one more round trip, for the facts alone).
 pub fn connect_and_prepare(
     loaded: &Loaded,
     host: &str,
@@ -137,26 +137,26 @@ pub fn connect_and_prepare(
         let local_images: BTreeMap<String, String> =
             synprov::apply::images::local_ids(&preload_images(&loaded.inventory, files))?;
         let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
-        let prepared = synprov::apply::prepare(&connection, files, &local_images)?;
-        if !files.deployments.iter().any(|d| {
-            loaded.plugins.loaded.iter().any(|p| {
-                p.spec.applies_to(
-                    &loaded.inventory,
-                    &loaded.inventory.deployments[&d.deployment],
-                )
-            })
-        }) {
-            return Ok((connection, prepared, files.clone()));
-        }
-        step("running plugins with the host's facts".into());
-        let files = synprov::render::render_host(
-            &loaded.inventory,
-            &loaded.key,
-            &loaded.templates,
-            &loaded.plugins,
-            host,
-            Some(&prepared.facts),
-        )?;
+        let plugins_apply = files.deployments.iter().any(|d| {
+            (loaded.plugins).apply_to(
+                &loaded.inventory,
+                &loaded.inventory.deployments[&d.deployment],
+            )
+        });
+        let files = if plugins_apply {
+            step("running plugins with the host's facts".into());
+            let facts = synprov::apply::host_facts(&connection)?;
+            synprov::render::render_host(
+                &loaded.inventory,
+                &loaded.key,
+                &loaded.templates,
+                &loaded.plugins,
+                host,
+                Some(&facts),
+            )?
+        } else {
+            files.clone()
+        };
         let prepared = synprov::apply::prepare(&connection, &files, &local_images)?;
         Ok((connection, prepared, files))
     };

@@ -161,6 +161,13 @@ impl Plugins {
         })
     }
 
+    /// Whether any plugin adds to `deployment`.
+    pub fn apply_to(&self, inventory: &Inventory, deployment: &Deployment) -> bool {
+        self.loaded
+            .iter()
+            .any(|p| p.spec.applies_to(inventory, deployment))
+    }
+
     /// What every plugin applying to the deployment adds on the host of `scope`, checked;
     /// secrets the plugins derived are pushed to `secrets` (for masking and 0600 modes).
     pub fn contribute(

@@ -294,7 +294,14 @@ pub fn render_deployment(
             })
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
-    plugins::add_files(&mut rendered, contributions, topology, host, secrets)?;
+    plugins::add_files(
+        &mut rendered,
+        contributions,
+        topology,
+        host,
+        main_host,
+        secrets,
+    )?;
     Ok(rendered)
 }
 

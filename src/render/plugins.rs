@@ -9,9 +9,12 @@ use crate::plugins::{Contribution, PluginError};
 use crate::secrets::DeploymentSecrets;
 use crate::topology::Topology;
 
+/// The services of a deployment's main host besides Synapse's.
+const MAIN_HOST_SERVICES: [&str; 3] = ["db", "redis", "nginx"];
+
 /// Compose services synprov itself may define for a deployment, on any of its hosts.
 fn builtin_services(topology: &Topology) -> Vec<String> {
-    let mut names: Vec<String> = ["db", "redis", "nginx"].map(String::from).to_vec();
+    let mut names: Vec<String> = MAIN_HOST_SERVICES.map(String::from).to_vec();
     names.extend(topology.processes.iter().map(|p| p.service.clone()));
     names
 }
@@ -114,6 +117,7 @@ pub fn add_files(
     contributions: &[Contribution],
     topology: &Topology,
     host: &str,
+    main_host: bool,
     secrets: &DeploymentSecrets,
 ) -> Result<(), RenderError> {
     let mut services: Vec<String> = topology.on_host(host).map(|p| p.service.clone()).collect();
@@ -122,8 +126,8 @@ pub fn add_files(
             .iter()
             .flat_map(|c| c.services.iter().map(|(name, _)| name.clone())),
     );
-    if files.iter().any(|f| f.path == "nginx/nginx.conf") {
-        services.extend(["db", "redis", "nginx"].map(String::from));
+    if main_host {
+        services.extend(MAIN_HOST_SERVICES.map(String::from));
     }
     let all_secrets = secrets.all();
     for contribution in contributions {
