@@ -116,7 +116,8 @@ impl Topology {
         let mut endpoint = |host: &str, purpose: &str, name: &str| {
             if spread {
                 let port = next_port;
-                next_port = next_port.wrapping_add(1);
+                // The inventory keeps port_base + listener_count within u16.
+                next_port = next_port.saturating_add(1);
                 Endpoint::Tcp {
                     address: private(host),
                     port,
@@ -140,19 +141,8 @@ impl Topology {
             let host = deployment.host_of(kind);
             for index in 1..=deployment.count(kind) {
                 let name = format!("{}{index}", kind.stem());
-                let replicates = match kind {
-                    // Only the first sync worker is the stream writer; the others serve sync.
-                    WorkerKind::ClientSync => index == 1,
-                    WorkerKind::Media | WorkerKind::Sender | WorkerKind::Tasks => true,
-                    WorkerKind::FederationReader | WorkerKind::Rooms => false,
-                };
-                let inbound = matches!(
-                    kind,
-                    WorkerKind::ClientSync
-                        | WorkerKind::FederationReader
-                        | WorkerKind::Media
-                        | WorkerKind::Rooms
-                );
+                let replicates = kind.replicates(index);
+                let inbound = kind.serves_clients();
                 processes.push(Process {
                     role: Role::Worker(kind),
                     service: name.replace('_', "-"),

@@ -64,7 +64,7 @@ pub fn targets(inventory: &Inventory, host: &str) -> Vec<HealthTarget> {
             {
                 out.push(HealthTarget {
                     deployment: deployment.name.clone(),
-                    deploy_dir: deployment.deploy_dir.clone(),
+                    deploy_dir: deployment.deploy_dir.to_string(),
                     process: process.name.clone(),
                     service: Some(process.service.clone()),
                     probe: Probe::Synapse(endpoint.clone()),

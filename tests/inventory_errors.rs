@@ -177,3 +177,207 @@ fn check_reports_the_same_errors() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `address`?"));
 }
+
+/// A deployment on hs1 with `extra` added to its table (and `tail` after it).
+fn deployment(extra: &str, tail: &str) -> String {
+    format!("{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n{extra}\n{tail}")
+}
+
+#[test]
+fn a_deploy_dir_with_shell_syntax_is_refused_before_any_command_is_built() {
+    let stderr = render_fails(&deployment(
+        "deploy_dir = \"/opt/x;touch${IFS}/tmp/pwned;\"",
+        "",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:7:", "invalid deploy_dir", "';'"]);
+    let stderr = render_fails(&deployment("deploy_dir = \"/opt/it's\"", ""));
+    assert_mentions(&stderr, &["invalid deploy_dir", "'\\''"]);
+}
+
+#[test]
+fn system_directories_are_not_deploy_directories() {
+    for dir in ["/etc", "/.", "/", "/opt", "/usr/lib/synapse"] {
+        let stderr = render_fails(&deployment(&format!("deploy_dir = \"{dir}\""), ""));
+        assert_mentions(&stderr, &["inventory.toml:7:", "invalid deploy_dir"]);
+    }
+}
+
+#[test]
+fn two_spellings_of_one_deploy_dir_are_one_directory() {
+    for (a, b) in [
+        ("/opt/s/a", "/opt/s//a"),
+        ("/opt/s/a", "/opt/s/./a"),
+        ("/opt/s", "/opt/s/a"),
+    ] {
+        let stderr = render_fails(&format!(
+            "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\ndeploy_dir = \"{a}\"\n\n\
+             [deployments.e]\nserver_name = \"example.com\"\nhost = \"hs1\"\ndeploy_dir = \"{b}\"\n[deployments.e.nginx]\nhttp_port = 8009\n"
+        ));
+        assert_mentions(
+            &stderr,
+            &["inventory.toml:12:", "overlaps", "deployment `d`"],
+        );
+    }
+}
+
+#[test]
+fn admin_allow_and_trusted_proxies_take_addresses_only() {
+    let stderr = render_fails(&deployment(
+        "[deployments.d.nginx]\nadmin_allow = [\"all; allow 0.0.0.0/0\"]",
+        "",
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:8:", "invalid admin_allow", "CIDR"],
+    );
+    let stderr = render_fails(&deployment(
+        "[deployments.d.nginx]\ntrusted_proxies = [\"10.0.0.1;\\nallow all\"]",
+        "",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:8:", "invalid trusted_proxies"]);
+}
+
+#[test]
+fn trusting_every_proxy_is_a_located_warning_not_an_error() {
+    let (dir, path) = inventory(&deployment(
+        "[deployments.d.nginx]\ntrusted_proxies = [\"0.0.0.0/0\"]",
+        "",
+    ));
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:",
+            "warning",
+            "X-Forwarded-For",
+            "admin_allow",
+        ],
+    );
+}
+
+#[test]
+fn a_time_zone_is_an_iana_name_and_nothing_more() {
+    let stderr = render_fails(&deployment(
+        "timezone = \"Etc/UTC'\\narchive_command = 'touch /tmp/pwned\"",
+        "",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:7:", "invalid timezone", "IANA"]);
+    let stderr = render_fails(&deployment("timezone = \"UTC\\nLD_PRELOAD=/x.so\"", ""));
+    assert_mentions(&stderr, &["invalid timezone"]);
+}
+
+#[test]
+fn image_references_follow_the_oci_grammar_so_compose_interpolates_nothing() {
+    let stderr = render_fails(&deployment(
+        "[deployments.d.images]\nsynapse = \"evil/${HOME}:latest\"",
+        "",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:8:", "invalid image", "e.g."]);
+}
+
+#[test]
+fn numbers_that_would_wrap_or_panic_are_refused_with_their_range() {
+    let stderr = render_fails(&deployment(
+        "[deployments.d.postgres]\ncp_max = 330382100",
+        "",
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:8:", "cp_max = 330382100", "1-1000"],
+    );
+    let stderr = render_fails(&format!(
+        "{}\n[rollout]\nhealth_timeout = 18446744073709551615\n",
+        deployment("", "")
+    ));
+    assert_mentions(&stderr, &["health_timeout", "outside 1-86400"]);
+    let stderr = render_fails(&format!("{}\n[rollout]\nbatch = 0\n", deployment("", "")));
+    assert_mentions(&stderr, &["batch of 0"]);
+}
+
+/// Two hosts with private addresses and a deployment `d` spread over them, plus `extra`.
+fn spread(extra: &str) -> String {
+    format!(
+        "[hosts.a]\naddress = \"203.0.113.1\"\nprivate_address = \"10.0.0.1\"\n\
+         [hosts.b]\naddress = \"203.0.113.2\"\nprivate_address = \"10.0.0.2\"\n\
+         [deployments.d]\nserver_name = \"example.org\"\nhost = \"a\"\n{extra}\n[deployments.d.placement]\nrooms = \"b\"\n"
+    )
+}
+
+#[test]
+fn listener_ports_stay_in_range_and_clear_of_other_services() {
+    let stderr = render_fails(&spread("port_base = 65530"));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:10:", "outside 1024-65535", "port_base"],
+    );
+    let stderr = render_fails(&spread("port_base = 5420"));
+    assert_mentions(&stderr, &["overlaps Postgres", "port 5432"]);
+    let stderr = render_fails(&format!(
+        "{}[deployments.e]\nserver_name = \"example.com\"\nhost = \"b\"\nport_base = 9110\n[deployments.e.placement]\nmedia = \"a\"\n",
+        spread("")
+    ));
+    assert_mentions(
+        &stderr,
+        &["overlaps the listeners of deployment `d`", "ports 9100-"],
+    );
+}
+
+#[test]
+fn names_that_escape_a_directory_or_that_compose_refuses_are_refused() {
+    let stderr = render_fails("[hosts.\"..\"]\naddress = \"203.0.113.10\"\n");
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:1:",
+            "invalid host name",
+            "start with a letter",
+        ],
+    );
+    for name in ["-x", "_x"] {
+        let stderr = render_fails(&format!(
+            "{HOST}[deployments.\"{name}\"]\nserver_name = \"example.org\"\nhost = \"hs1\"\n"
+        ));
+        assert_mentions(&stderr, &["inventory.toml:4:", "invalid deployment name"]);
+    }
+}
+
+#[test]
+fn homeserver_values_yaml_or_synapse_would_misread_are_refused() {
+    for (setting, needle) in [
+        ("\"<<\" = { a = 1 }", "merge key"),
+        ("when = 1979-05-27T07:32:00Z", "date or time"),
+        ("ratio = nan", "NaN"),
+    ] {
+        let stderr = render_fails(&deployment(
+            &format!("[deployments.d.homeserver]\n{setting}"),
+            "",
+        ));
+        assert_mentions(&stderr, &["inventory.toml:7:", needle]);
+    }
+}
+
+#[test]
+fn a_fifo_as_the_inventory_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("inventory.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo (coreutils) is needed for this test");
+    // A hang here would be the bug: nextest's slow-timeout ends it.
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_mentions(&stderr, &["not a regular file"]);
+}

@@ -314,7 +314,7 @@ pub fn rollback(
     let compose_kind = host_facts(connection)?.compose;
     let mut dirs = Vec::new();
     for deployment in inventory.deployments_on(&name) {
-        let dir = deployment.deploy_dir.as_str();
+        let dir: &str = &deployment.deploy_dir;
         let _lock = connection
             .lock(&format!("{dir}/.synprov/lock"))?
             .ok_or_else(|| ApplyError::Locked {

@@ -4,11 +4,11 @@ use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use synprov::inventory::{self, Inventory, Transport, WorkerKind};
+use synprov::inventory::{Inventory, Transport, WorkerKind};
 use synprov::topology::Topology;
 
 pub fn run(path: &Path) -> miette::Result<ExitCode> {
-    let inventory = inventory::load(path)?;
+    let inventory = super::load_inventory(path)?;
     print!("{}", summary(&inventory));
     Ok(ExitCode::SUCCESS)
 }

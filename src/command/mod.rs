@@ -32,8 +32,17 @@ pub struct Loaded {
     plugins: Plugins,
 }
 
+/// Loads the inventory and shows its warnings (valid but dangerous values) on stderr.
+pub fn load_inventory(path: &std::path::Path) -> miette::Result<Inventory> {
+    let mut inventory = inventory::load(path)?;
+    for warning in std::mem::take(&mut inventory.warnings) {
+        eprintln!("{:?}", miette::Report::new(warning));
+    }
+    Ok(inventory)
+}
+
 pub fn load(target: &Target) -> miette::Result<Loaded> {
-    let inventory = inventory::load(&target.inventory)?;
+    let inventory = load_inventory(&target.inventory)?;
     let selected = inventory.select(&target.limit).map_err(|message| {
         miette::miette!(help = "`synprov check` lists the hosts", "{message}")
     })?;
@@ -111,7 +120,9 @@ fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
         .filter(|d| inventory.deployments[&d.deployment].images.preload)
         .flat_map(|d| {
             let own = inventory.deployments[&d.deployment].images_on(&files.host);
-            own.into_iter().chain(&d.plugin_images).cloned()
+            own.into_iter()
+                .map(ToString::to_string)
+                .chain(d.plugin_images.iter().cloned())
         })
         .collect();
     images.sort();

@@ -13,7 +13,7 @@ use crate::cli::PluginsCommand;
 pub fn run(action: PluginsCommand) -> miette::Result<ExitCode> {
     let (PluginsCommand::List { inventory: path } | PluginsCommand::Check { inventory: path }) =
         &action;
-    let inventory = inventory::load(path)?;
+    let inventory = super::load_inventory(path)?;
     let plugins = Plugins::load(&inventory, Limits::default())?;
     if plugins.loaded.is_empty() {
         println!("{}: no [[plugins]]", path.display());

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use miette::{Context, IntoDiagnostic};
-use synprov::inventory;
 use synprov::plugins::{Limits, Plugins};
 use synprov::render::{self, Templates};
 use synprov::secrets::MasterKey;
@@ -17,7 +16,7 @@ pub fn run(
     only_host: Option<&str>,
     roles: Option<&Path>,
 ) -> miette::Result<ExitCode> {
-    let inventory = inventory::load(path)?;
+    let inventory = super::load_inventory(path)?;
     let key = MasterKey::for_inventory(path)?;
     let templates = Templates::load(roles)?;
     // Everything is rendered before anything is written: an error leaves no partial output.

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use synprov::apply;
-use synprov::inventory;
 use synprov::transport::Connection;
 
 pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette::Result<ExitCode> {
-    let inventory = inventory::load(path)?;
+    let inventory = super::load_inventory(path)?;
     let host = inventory.hosts.get(host_name).ok_or_else(|| {
         miette::miette!(
             help = "see `synprov check` for the hosts",

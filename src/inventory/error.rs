@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, NamedSource, Severity, SourceSpan};
 use thiserror::Error;
 
 /// Why an inventory cannot be used. Every variant names the file; those about a value also
@@ -17,18 +17,60 @@ pub enum InventoryError {
         source: std::io::Error,
     },
 
-    #[error("{location}: {message}")]
-    Located {
-        location: String,
-        message: String,
-        #[source_code]
-        src: NamedSource<String>,
-        #[label("{label}")]
-        span: SourceSpan,
-        label: String,
-        #[help]
-        help: Option<String>,
-    },
+    #[error("inventory {path} is not a regular file")]
+    #[diagnostic(help(
+        "give the path of a TOML file; to read a generated inventory, write it to a file first"
+    ))]
+    NotAFile { path: String },
+
+    #[error("inventory {path} is larger than {limit} bytes")]
+    #[diagnostic(help(
+        "an inventory of thousands of hosts fits in a few MiB: is this the right file?"
+    ))]
+    TooLarge { path: String, limit: u64 },
+
+    /// Boxed: it carries the whole source text, and results pass it around.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Located(Box<Located>),
+}
+
+/// A problem at a place in the inventory: the message, the text it is about, and the fix.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{location}: {message}")]
+pub struct Located {
+    location: String,
+    message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("{label}")]
+    span: SourceSpan,
+    label: String,
+    #[help]
+    help: Option<String>,
+}
+
+/// A value that is valid but dangerous, located like an error; shown, never fatal.
+#[derive(Debug, Error)]
+#[error("warning: {0}")]
+pub struct InventoryWarning(Located);
+
+impl Diagnostic for InventoryWarning {
+    fn severity(&self) -> Option<Severity> {
+        Some(Severity::Warning)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.help()
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
 }
 
 /// The inventory's text and name, so that errors can be located in it.
@@ -47,11 +89,32 @@ impl Source {
         label: impl Into<String>,
         help: impl Into<String>,
     ) -> InventoryError {
+        InventoryError::Located(Box::new(self.located(span, message, label, help)))
+    }
+
+    /// A warning about the text at `span`, shaped like [`Source::error`].
+    pub fn warning(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> InventoryWarning {
+        InventoryWarning(self.located(span, message, label, help))
+    }
+
+    fn located(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Located {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
         let (line, column) = self.line_column(start);
         let help = help.into();
-        InventoryError::Located {
+        Located {
             location: format!("{}:{line}:{column}", self.name),
             message: message.into(),
             src: NamedSource::new(&self.name, self.text.clone()),

@@ -7,11 +7,13 @@
 mod error;
 mod raw;
 mod validate;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use error::InventoryError;
+pub use error::{InventoryError, InventoryWarning};
+pub use values::{AddressRange, DeployDir, ImageRef, TimeZone, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
 /// is always exactly one.
@@ -55,6 +57,28 @@ impl WorkerKind {
             _ => 1,
         }
     }
+
+    /// Whether worker number `index` (from 1) of this kind has a replication listener:
+    /// those that write a stream. Only the first sync worker is the stream writer; the
+    /// others serve sync.
+    pub fn replicates(self, index: u32) -> bool {
+        match self {
+            WorkerKind::ClientSync => index == 1,
+            WorkerKind::Media | WorkerKind::Sender | WorkerKind::Tasks => true,
+            WorkerKind::FederationReader | WorkerKind::Rooms => false,
+        }
+    }
+
+    /// Whether workers of this kind serve requests that Nginx routes to them.
+    pub fn serves_clients(self) -> bool {
+        matches!(
+            self,
+            WorkerKind::ClientSync
+                | WorkerKind::FederationReader
+                | WorkerKind::Media
+                | WorkerKind::Rooms
+        )
+    }
 }
 
 /// How synprov reaches a host.
@@ -91,7 +115,7 @@ pub struct Host {
     /// The address other hosts of a spread deployment use to reach this one.
     pub private_address: Option<String>,
     pub port: u16,
-    pub user: String,
+    pub user: UserName,
     pub identity_file: Option<PathBuf>,
     pub become_root: bool,
     pub transport: Transport,
@@ -106,14 +130,14 @@ pub struct Images {
     /// Stream the images from this machine over the SSH session (`docker save | docker
     /// load`) instead of letting the host pull them: for hosts without a registry.
     pub preload: bool,
-    pub synapse: String,
-    pub postgres: String,
-    pub redis: String,
-    pub nginx: String,
+    pub synapse: ImageRef,
+    pub postgres: ImageRef,
+    pub redis: ImageRef,
+    pub nginx: ImageRef,
 }
 
 impl Images {
-    pub fn all(&self) -> [&String; 4] {
+    pub fn all(&self) -> [&ImageRef; 4] {
         [&self.synapse, &self.postgres, &self.redis, &self.nginx]
     }
 }
@@ -140,9 +164,9 @@ pub struct NginxSettings {
     /// Port on the host that Nginx's plain-HTTP listener is published on.
     pub http_port: u16,
     /// Addresses of TLS proxies in front of Nginx, trusted for X-Forwarded-For.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<AddressRange>,
     /// Client addresses allowed to reach `/_synapse/admin`.
-    pub admin_allow: Vec<String>,
+    pub admin_allow: Vec<AddressRange>,
 }
 
 /// One homeserver and where its pieces run.
@@ -154,8 +178,8 @@ pub struct Deployment {
     pub admin_contact: Option<String>,
     /// Runs main, Postgres, Redis, Nginx, and every worker not placed elsewhere.
     pub host: String,
-    pub deploy_dir: String,
-    pub timezone: String,
+    pub deploy_dir: DeployDir,
+    pub timezone: TimeZone,
     /// First TCP port of the listeners used when the deployment spans several hosts.
     pub port_base: u16,
     pub workers: BTreeMap<WorkerKind, u32>,
@@ -187,7 +211,7 @@ impl Deployment {
 
     /// The images the part of this deployment on `host` runs: all four on the main host,
     /// only Synapse's on a host of workers alone (no need to stream the others there).
-    pub fn images_on(&self, host: &str) -> Vec<&String> {
+    pub fn images_on(&self, host: &str) -> Vec<&ImageRef> {
         if host == self.host {
             self.images.all().to_vec()
         } else {
@@ -202,6 +226,18 @@ impl Deployment {
 
     pub fn count(&self, kind: WorkerKind) -> u32 {
         self.workers[&kind]
+    }
+
+    /// How many listeners the processes have (main's two, and each worker's): the TCP
+    /// ports from `port_base` a spread deployment uses.
+    pub fn listener_count(&self) -> u32 {
+        let mut count = 2;
+        for (kind, workers) in &self.workers {
+            for index in 1..=*workers {
+                count += u32::from(kind.replicates(index)) + u32::from(kind.serves_clients());
+            }
+        }
+        count
     }
 }
 
@@ -250,7 +286,7 @@ impl PluginSpec {
 }
 
 /// A validated inventory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Inventory {
     /// The file it came from, as the user named it.
     pub path: PathBuf,
@@ -258,6 +294,8 @@ pub struct Inventory {
     pub deployments: BTreeMap<String, Deployment>,
     pub rollout: Rollout,
     pub plugins: Vec<PluginSpec>,
+    /// Values that are valid but dangerous, for the commands to show before they act.
+    pub warnings: Vec<InventoryWarning>,
 }
 
 impl Inventory {
@@ -309,13 +347,37 @@ impl Inventory {
 }
 
 /// Reads and validates the inventory at `path`.
+/// Only a regular file is read (a FIFO or a device would block or never end), and at most
+/// [`MAX_INVENTORY_BYTES`] of it.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+    let read_error = |source| InventoryError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    // Asked before opening: opening a FIFO blocks until someone writes to it.
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(InventoryError::NotAFile {
+            path: path.display().to_string(),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_INVENTORY_BYTES + 1),
+        &mut text,
+    )
+    .map_err(read_error)?;
+    if text.len() as u64 > MAX_INVENTORY_BYTES {
+        return Err(InventoryError::TooLarge {
+            path: path.display().to_string(),
+            limit: MAX_INVENTORY_BYTES,
+        });
+    }
     parse(path, text)
 }
+
+/// The largest inventory read: thousands of hosts fit in a few MiB.
+pub const MAX_INVENTORY_BYTES: u64 = 16 << 20;
 
 /// Validates inventory text; `path` names it in errors.
 pub fn parse(path: &Path, text: String) -> Result<Inventory, InventoryError> {

@@ -47,8 +47,8 @@ pub struct RawHostSettings {
     pub address: Option<Spanned<String>>,
     pub private_address: Option<Spanned<String>>,
     pub groups: Option<Vec<Spanned<String>>>,
-    pub port: Option<u16>,
-    pub user: Option<String>,
+    pub port: Option<Spanned<u16>>,
+    pub user: Option<Spanned<String>>,
     pub identity_file: Option<String>,
     #[serde(rename = "become")]
     pub become_root: Option<bool>,
@@ -63,10 +63,10 @@ pub struct RawHostSettings {
 pub struct RawDeployment {
     pub server_name: Spanned<String>,
     pub public_baseurl: Option<Spanned<String>>,
-    pub admin_contact: Option<String>,
+    pub admin_contact: Option<Spanned<String>>,
     pub host: Spanned<String>,
     pub deploy_dir: Option<Spanned<String>>,
-    pub timezone: Option<String>,
+    pub timezone: Option<Spanned<String>>,
     pub port_base: Option<Spanned<u16>>,
     #[serde(default)]
     pub workers: RawWorkerCounts,
@@ -79,7 +79,7 @@ pub struct RawDeployment {
     #[serde(default)]
     pub nginx: RawNginx,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
-    pub homeserver: Option<toml::Table>,
+    pub homeserver: Option<Spanned<toml::Table>>,
 }
 
 /// Worker counts per kind; absent means the guide's default.
@@ -110,10 +110,10 @@ pub struct RawPlacement {
 #[serde(deny_unknown_fields)]
 pub struct RawImages {
     pub preload: Option<bool>,
-    pub synapse: Option<String>,
-    pub postgres: Option<String>,
-    pub redis: Option<String>,
-    pub nginx: Option<String>,
+    pub synapse: Option<Spanned<String>>,
+    pub postgres: Option<Spanned<String>>,
+    pub redis: Option<Spanned<String>>,
+    pub nginx: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,8 +128,8 @@ pub struct RawPostgres {
 #[serde(deny_unknown_fields)]
 pub struct RawNginx {
     pub http_port: Option<Spanned<u16>>,
-    pub trusted_proxies: Option<Vec<String>>,
-    pub admin_allow: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub admin_allow: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

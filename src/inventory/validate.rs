@@ -1,13 +1,19 @@
 //! From the raw TOML to a validated [`Inventory`]: defaults applied, references resolved,
 //! every value checked. The first problem found is reported with its position.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::error::{InventoryError, Source, did_you_mean};
+use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
 use super::raw::{RawDeployment, RawHostSettings, RawInventory};
+use super::values::{
+    AddressRange, DeployDir, DeploymentName, HostName, ImageRef, TimeZone, UserName, admin_contact,
+    check_homeserver_table, public_baseurl,
+};
 use super::{
     Amount, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory, NginxSettings,
     PluginSpec, PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
@@ -22,10 +28,29 @@ const MAX_WORKERS: u32 = 1000;
 /// Connections Postgres keeps free for superusers, maintenance and replication.
 pub const CONNECTION_HEADROOM: u32 = 10;
 
+/// Postgres' own ceiling on `max_connections`.
+const MAX_CONNECTIONS: u32 = 262_143;
+
+/// Largest connection pool of one Synapse process.
+const MAX_CP: u32 = 1000;
+
+/// Bounds of `health_timeout`, in seconds: a day is longer than any migration.
+const HEALTH_TIMEOUT: Range<u64> = 1..86_401;
+
+/// Most hosts worked on at once.
+const MAX_PARALLEL: u32 = 4096;
+
+/// Ports a deployment's own main host uses besides Synapse's listeners: Postgres and Redis
+/// (reached over the private network in a spread deployment).
+const SERVICE_PORTS: [(u16, &str); 2] = [(5432, "Postgres"), (6379, "Redis")];
+
 pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryError> {
     let raw: RawInventory =
         toml::from_str(&source.text).map_err(|e| deserialize_error(source, &e))?;
-    let checker = Checker { source };
+    let checker = Checker {
+        source,
+        warnings: RefCell::default(),
+    };
     let hosts = checker.hosts(&raw)?;
     let deployments = checker.deployments(&raw, &hosts)?;
     let rollout = checker.rollout(&raw)?;
@@ -36,6 +61,7 @@ pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryErro
         deployments,
         rollout,
         plugins,
+        warnings: checker.warnings.into_inner(),
     })
 }
 
@@ -92,6 +118,7 @@ fn deserialize_error(source: &Source, error: &toml::de::Error) -> InventoryError
 
 struct Checker<'a> {
     source: &'a Source,
+    warnings: RefCell<Vec<InventoryWarning>>,
 }
 
 impl Checker<'_> {
@@ -105,17 +132,44 @@ impl Checker<'_> {
         self.source.error(value.span(), message, label, help)
     }
 
+    /// Parses `value` with `parse`, or fails pointing at it with the parser's reason.
+    fn parsed<T>(
+        &self,
+        value: &Spanned<String>,
+        what: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        help: &str,
+    ) -> Result<T, InventoryError> {
+        parse(value.get_ref()).map_err(|why| {
+            self.at(
+                value,
+                format!("invalid {what} {:?}: {why}", value.get_ref()),
+                &format!("invalid {what}"),
+                help,
+            )
+        })
+    }
+
+    fn warn<T>(&self, value: &Spanned<T>, message: String, label: &str, help: &str) {
+        self.warnings
+            .borrow_mut()
+            .push(self.source.warning(value.span(), message, label, help));
+    }
+
     fn hosts(&self, raw: &RawInventory) -> Result<BTreeMap<String, Host>, InventoryError> {
         let mut hosts = BTreeMap::new();
-        for (name, settings) in &raw.hosts {
-            check_name(name.get_ref()).map_err(|why| {
-                self.at(
-                    name,
-                    format!("invalid host name `{}`: {why}", name.get_ref()),
+        for name in raw.groups.keys() {
+            HostName::parse(name).map_err(|why| {
+                self.source.error(
+                    self.source.table_span("groups", name),
+                    format!("invalid group name {name:?}: {why}"),
                     "invalid name",
-                    "use letters, digits, `-`, `_` and `.`",
+                    NAME_HELP,
                 )
             })?;
+        }
+        for (name, settings) in &raw.hosts {
+            self.parsed(name, "host name", HostName::parse, NAME_HELP)?;
             let mut merged = raw.defaults.clone();
             for group in settings.groups.iter().flatten() {
                 let group_settings = raw.groups.get(group.get_ref()).ok_or_else(|| {
@@ -201,12 +255,33 @@ impl Checker<'_> {
                 )
             })?;
         }
+        let port = match &s.port {
+            Some(port) if *port.get_ref() == 0 => {
+                return Err(self.at(
+                    port,
+                    "port 0 is not a port",
+                    "invalid port",
+                    "give the port sshd listens on (22 by default)",
+                ));
+            }
+            Some(port) => *port.get_ref(),
+            None => 22,
+        };
+        let user = match &s.user {
+            Some(user) => self.parsed(
+                user,
+                "user",
+                UserName::parse,
+                "give the login name on the host, e.g. \"root\" or \"deploy\"",
+            )?,
+            None => UserName::root(),
+        };
         Ok(Host {
             name: name.get_ref().clone(),
             address,
             private_address: s.private_address.map(Spanned::into_inner),
-            port: s.port.unwrap_or(22),
-            user: s.user.unwrap_or_else(|| "root".into()),
+            port,
+            user,
             identity_file: s.identity_file.map(PathBuf::from),
             become_root: s.become_root.unwrap_or(false),
             transport,
@@ -228,8 +303,8 @@ impl Checker<'_> {
     ) -> Result<BTreeMap<String, Deployment>, InventoryError> {
         let mut deployments = BTreeMap::new();
         let mut server_names: HashMap<String, String> = HashMap::new();
-        let mut dirs: HashMap<(String, String), String> = HashMap::new();
-        let mut ports: HashMap<(String, u16), String> = HashMap::new();
+        let mut dirs: Vec<(String, DeployDir, String)> = Vec::new();
+        let mut ports: Vec<PortClaim> = Vec::new();
         for (name, raw_deployment) in &raw.deployments {
             let deployment = self.deployment(name, raw_deployment, hosts)?;
             if let Some(other) =
@@ -246,35 +321,40 @@ impl Checker<'_> {
                 ));
             }
             for host in deployment.hosts() {
-                if let Some(other) = dirs.insert(
-                    (host.to_string(), deployment.deploy_dir.clone()),
-                    deployment.name.clone(),
-                ) {
+                let dir = &deployment.deploy_dir;
+                // One inside the other counts too: `destroy` of one would remove the other.
+                let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+                if let Some((_, other_dir, other)) = dirs
+                    .iter()
+                    .find(|(h, d, _)| h == host && (nested(dir, d) || nested(d, dir)))
+                {
                     let span = raw_deployment
                         .deploy_dir
                         .as_ref()
                         .map_or_else(|| raw_deployment.host.span(), |d| d.span());
-                    return Err(self.source.error(span, format!("deploy_dir `{}` on host `{host}` is already used by deployment `{other}`", deployment.deploy_dir), "duplicate deploy_dir", "give each deployment on a host its own deploy_dir"));
+                    return Err(self.source.error(span, format!("deploy_dir `{dir}` on host `{host}` overlaps `{other_dir}` of deployment `{other}`"), "shared deploy_dir", "give each deployment on a host a directory of its own, neither inside the other"));
                 }
+                dirs.push((host.to_string(), dir.clone(), deployment.name.clone()));
             }
-            if let Some(other) = ports.insert(
-                (deployment.host.clone(), deployment.nginx.http_port),
-                deployment.name.clone(),
-            ) {
-                let span = raw_deployment
-                    .nginx
-                    .http_port
-                    .as_ref()
-                    .map_or_else(|| raw_deployment.host.span(), |p| p.span());
-                return Err(self.source.error(
-                    span,
-                    format!(
-                        "Nginx port {} on host `{}` is already used by deployment `{other}`",
-                        deployment.nginx.http_port, deployment.host
-                    ),
-                    "duplicate port",
-                    "set `[deployments.NAME.nginx] http_port` to a free port",
-                ));
+            for claim in port_claims(raw_deployment, &deployment) {
+                if let Some(other) = ports
+                    .iter()
+                    .find(|c| c.host == claim.host && c.overlaps(&claim))
+                {
+                    return Err(self.source.error(
+                        claim.span.clone(),
+                        format!(
+                            "{} on host `{}` overlaps {} ({})",
+                            claim.describe(),
+                            claim.host,
+                            other.describe(),
+                            other.range()
+                        ),
+                        "port in use",
+                        "give each listener its own ports: set `[deployments.NAME] port_base` (the listeners of a spread deployment take consecutive ports from it) or `[deployments.NAME.nginx] http_port`",
+                    ));
+                }
+                ports.push(claim);
             }
             deployments.insert(deployment.name.clone(), deployment);
         }
@@ -305,41 +385,35 @@ impl Checker<'_> {
         hosts: &BTreeMap<String, Host>,
     ) -> Result<Deployment, InventoryError> {
         let name_text = name.get_ref();
-        if name_text.is_empty()
-            || !name_text
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            return Err(self.at(
-                name,
-                format!("invalid deployment name `{name_text}`"),
-                "invalid name",
-                "use lowercase letters, digits, `-` and `_` (it names the Compose project)",
-            ));
-        }
+        self.parsed(
+            name,
+            "deployment name",
+            DeploymentName::parse,
+            "use lowercase letters, digits, `-` and `_`, starting with a letter or digit (it names the Compose project)",
+        )?;
         let server_name = raw.server_name.get_ref();
         check_server_name(server_name).map_err(|why| self.at(&raw.server_name, format!("invalid server_name `{server_name}`: {why}"), "invalid server_name", "give the domain of the Matrix IDs, e.g. \"example.org\" (a port may follow: \"example.org:8448\")"))?;
         let public_baseurl = match &raw.public_baseurl {
-            Some(url) => {
-                let text = url.get_ref();
-                if !(text.starts_with("https://") || text.starts_with("http://"))
-                    || text.contains(char::is_whitespace)
-                {
-                    return Err(self.at(
-                        url,
-                        format!("invalid public_baseurl `{text}`"),
-                        "not an http(s) URL",
-                        "give the URL clients use, e.g. \"https://matrix.example.org/\"",
-                    ));
-                }
-                if text.ends_with('/') {
-                    text.clone()
-                } else {
-                    format!("{text}/")
-                }
-            }
+            Some(url) => self.parsed(
+                url,
+                "public_baseurl",
+                public_baseurl,
+                "give the URL clients use, e.g. \"https://matrix.example.org/\"",
+            )?,
             None => format!("https://{server_name}/"),
         };
+        let admin_contact = raw
+            .admin_contact
+            .as_ref()
+            .map(|contact| {
+                self.parsed(
+                    contact,
+                    "admin_contact",
+                    admin_contact,
+                    "give an email address, e.g. \"mailto:admin@example.org\"",
+                )
+            })
+            .transpose()?;
         let host = self.host_ref(&raw.host, hosts)?;
 
         let mut workers = BTreeMap::new();
@@ -374,18 +448,68 @@ impl Checker<'_> {
         }
 
         let deploy_dir = match &raw.deploy_dir {
-            Some(dir) => {
-                let text = dir.get_ref().trim_end_matches('/');
-                if !text.starts_with('/')
-                    || text.split('/').any(|part| part == "..")
-                    || text.is_empty()
-                    || text.contains(char::is_whitespace)
-                {
-                    return Err(self.at(dir, format!("invalid deploy_dir `{}`", dir.get_ref()), "not an absolute path", "give an absolute path without `..` or spaces, e.g. \"/opt/synapse/example\""));
-                }
-                text.to_string()
+            Some(dir) => self.parsed(
+                dir,
+                "deploy_dir",
+                DeployDir::parse,
+                "give an absolute directory of its own, e.g. \"/opt/synapse/example\"",
+            )?,
+            None => DeployDir::default_for(name_text).map_err(|why| {
+                self.at(
+                    name,
+                    format!(
+                        "the default deploy_dir of deployment `{name_text}` is not usable: {why}"
+                    ),
+                    "name too long for the default directory",
+                    "set `deploy_dir` to a shorter absolute directory",
+                )
+            })?,
+        };
+        let timezone = match &raw.timezone {
+            Some(zone) => self.parsed(
+                zone,
+                "timezone",
+                TimeZone::parse,
+                "give an IANA zone name, e.g. \"Etc/UTC\" or \"Europe/Berlin\"",
+            )?,
+            None => TimeZone::utc(),
+        };
+        let image = |value: &Option<Spanned<String>>, default: &'static str| match value {
+            Some(image) => self.parsed(
+                image,
+                "image",
+                ImageRef::parse,
+                "give an image reference, e.g. \"registry.example.org/synapse:v1.163.0\"",
+            ),
+            None => Ok(ImageRef::builtin(default)),
+        };
+        let images = Images {
+            preload: raw.images.preload.unwrap_or(false),
+            synapse: image(&raw.images.synapse, "matrixdotorg/synapse:latest")?,
+            postgres: image(&raw.images.postgres, "postgres:16-alpine")?,
+            redis: image(&raw.images.redis, "redis:alpine")?,
+            nginx: image(&raw.images.nginx, "nginx:mainline-alpine-slim")?,
+        };
+        let nginx = self.nginx(raw)?;
+        let homeserver_extra = match &raw.homeserver {
+            Some(table) => {
+                check_homeserver_table(table.get_ref()).map_err(|refusal| {
+                    self.at(
+                        table,
+                        format!(
+                            "homeserver setting `{}` cannot be used: {}",
+                            refusal.path, refusal.why
+                        ),
+                        "refused setting",
+                        "change or remove that setting",
+                    )
+                })?;
+                serde_json::to_value(table.get_ref())
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .unwrap_or_default()
             }
-            None => format!("/opt/synapse/{name_text}"),
+            None => serde_json::Map::new(),
         };
 
         let postgres = self.postgres(raw, &workers)?;
@@ -393,54 +517,21 @@ impl Checker<'_> {
             name: name_text.clone(),
             server_name: server_name.clone(),
             public_baseurl,
-            admin_contact: raw.admin_contact.clone(),
+            admin_contact,
             host,
             deploy_dir,
-            timezone: raw.timezone.clone().unwrap_or_else(|| "Etc/UTC".into()),
+            timezone,
             port_base: raw.port_base.as_ref().map_or(9100, |p| *p.get_ref()),
             workers,
             placement,
-            images: Images {
-                preload: raw.images.preload.unwrap_or(false),
-                synapse: raw
-                    .images
-                    .synapse
-                    .clone()
-                    .unwrap_or_else(|| "matrixdotorg/synapse:latest".into()),
-                postgres: raw
-                    .images
-                    .postgres
-                    .clone()
-                    .unwrap_or_else(|| "postgres:16-alpine".into()),
-                redis: raw
-                    .images
-                    .redis
-                    .clone()
-                    .unwrap_or_else(|| "redis:alpine".into()),
-                nginx: raw
-                    .images
-                    .nginx
-                    .clone()
-                    .unwrap_or_else(|| "nginx:mainline-alpine-slim".into()),
-            },
+            images,
             postgres,
-            nginx: NginxSettings {
-                http_port: raw.nginx.http_port.as_ref().map_or(8008, |p| *p.get_ref()),
-                trusted_proxies: raw.nginx.trusted_proxies.clone().unwrap_or_default(),
-                admin_allow: raw
-                    .nginx
-                    .admin_allow
-                    .clone()
-                    .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()]),
-            },
-            homeserver_extra: match &raw.homeserver {
-                Some(table) => serde_json::to_value(table)
-                    .ok()
-                    .and_then(|v| v.as_object().cloned())
-                    .unwrap_or_default(),
-                None => serde_json::Map::new(),
-            },
+            nginx,
+            homeserver_extra,
         };
+        if deployment.is_spread() {
+            self.port_base(raw, &deployment)?;
+        }
         if deployment.is_spread() {
             for host in deployment.hosts() {
                 if hosts[host].private_address.is_none() {
@@ -449,6 +540,90 @@ impl Checker<'_> {
             }
         }
         Ok(deployment)
+    }
+
+    fn nginx(&self, raw: &RawDeployment) -> Result<NginxSettings, InventoryError> {
+        let proxies = self.addresses(&raw.nginx.trusted_proxies, "trusted_proxies")?;
+        for (entry, range) in &proxies {
+            if range.is_everyone() {
+                self.warn(entry, format!("trusted_proxies {range} trusts every address: anyone can forge X-Forwarded-For, and so pass admin_allow"), "trusts everyone", "list only the addresses of your TLS proxies");
+            }
+        }
+        let admin = self.addresses(&raw.nginx.admin_allow, "admin_allow")?;
+        for (entry, range) in &admin {
+            if range.is_everyone() {
+                self.warn(
+                    entry,
+                    format!("admin_allow {range} opens the admin API to every address"),
+                    "open to everyone",
+                    "list only the addresses of your administrators",
+                );
+            }
+        }
+        let http_port = match &raw.nginx.http_port {
+            Some(port) if *port.get_ref() == 0 => {
+                return Err(self.at(
+                    port,
+                    "port 0 is not a port",
+                    "invalid port",
+                    "give the port Nginx is published on, e.g. 8008",
+                ));
+            }
+            Some(port) => *port.get_ref(),
+            None => 8008,
+        };
+        Ok(NginxSettings {
+            http_port,
+            trusted_proxies: proxies.into_iter().map(|(_, r)| r).collect(),
+            admin_allow: if raw.nginx.admin_allow.is_some() {
+                admin.into_iter().map(|(_, r)| r).collect()
+            } else {
+                ["127.0.0.1", "::1"]
+                    .iter()
+                    .filter_map(|a| AddressRange::parse(a).ok())
+                    .collect()
+            },
+        })
+    }
+
+    /// Each entry of an address list, parsed, beside its text.
+    fn addresses<'r>(
+        &self,
+        list: &'r Option<Vec<Spanned<String>>>,
+        key: &str,
+    ) -> Result<Vec<(&'r Spanned<String>, AddressRange)>, InventoryError> {
+        list.iter()
+            .flatten()
+            .map(|entry| {
+                let range = self.parsed(
+                    entry,
+                    key,
+                    AddressRange::parse,
+                    "give IP addresses or CIDR ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]",
+                )?;
+                Ok((entry, range))
+            })
+            .collect()
+    }
+
+    /// The listeners of a spread deployment take consecutive ports from `port_base`: all of
+    /// them unprivileged and within 65535.
+    fn port_base(
+        &self,
+        raw: &RawDeployment,
+        deployment: &Deployment,
+    ) -> Result<(), InventoryError> {
+        let first = u32::from(deployment.port_base);
+        let count = deployment.listener_count();
+        let last = first + count - 1;
+        if first < 1024 || last > u32::from(u16::MAX) {
+            let span = raw
+                .port_base
+                .as_ref()
+                .map_or_else(|| raw.host.span(), |p| p.span());
+            return Err(self.source.error(span, format!("the {count} listeners of deployment `{}` would take ports {first}-{last}, outside 1024-65535", deployment.name), "ports out of range", format!("set `port_base` between 1024 and {}", u32::from(u16::MAX) + 1 - count)));
+        }
+        Ok(())
     }
 
     fn postgres(
@@ -468,31 +643,61 @@ impl Checker<'_> {
                 ));
             }
         };
-        let max_connections = raw
-            .postgres
-            .max_connections
-            .as_ref()
-            .map_or(500, |m| *m.get_ref());
-        let cp_max = raw.postgres.cp_max.as_ref().map_or(6, |c| *c.get_ref());
-        if cp_max == 0 {
-            let span = raw.postgres.cp_max.as_ref().map_or(0..0, |c| c.span());
-            return Err(self.source.error(
-                span,
-                "cp_max must be at least 1",
-                "must be 1 or more",
-                "the guide suggests 6 per process with many workers",
-            ));
-        }
-        let processes = 1 + workers.values().sum::<u32>();
-        let needed = processes * cp_max + CONNECTION_HEADROOM;
-        if needed > max_connections {
+        let max_connections = match &raw.postgres.max_connections {
+            Some(m) if !(CONNECTION_HEADROOM + 1..=MAX_CONNECTIONS).contains(m.get_ref()) => {
+                return Err(self.at(
+                    m,
+                    format!(
+                        "max_connections = {} is outside what Postgres takes",
+                        m.get_ref()
+                    ),
+                    "out of range",
+                    format!(
+                        "give a number from {} to {MAX_CONNECTIONS}",
+                        CONNECTION_HEADROOM + 1
+                    ),
+                ));
+            }
+            Some(m) => *m.get_ref(),
+            None => 500,
+        };
+        let cp_max = match &raw.postgres.cp_max {
+            Some(c) if !(1..=MAX_CP).contains(c.get_ref()) => {
+                return Err(self.at(
+                    c,
+                    format!("cp_max = {} is outside 1-{MAX_CP}", c.get_ref()),
+                    "out of range",
+                    "the guide suggests 6 per process with many workers",
+                ));
+            }
+            Some(c) => *c.get_ref(),
+            None => 6,
+        };
+        // In u64: 6001 processes times cp_max 1000 stays far from overflow.
+        let processes = 1 + u64::from(workers.values().sum::<u32>());
+        let opened = processes * u64::from(cp_max);
+        let needed = opened + u64::from(CONNECTION_HEADROOM);
+        if needed > u64::from(max_connections) {
             let span = raw
                 .postgres
                 .max_connections
                 .as_ref()
                 .or(raw.postgres.cp_max.as_ref())
                 .map_or_else(|| raw.host.span(), |s| s.span());
-            return Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {} Postgres connections, more than max_connections = {max_connections} allows ({CONNECTION_HEADROOM} are kept for maintenance)", processes * cp_max), "connection budget exceeded", format!("set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {} or less", (max_connections.saturating_sub(CONNECTION_HEADROOM) / processes).max(1))));
+            let fix = if needed <= u64::from(MAX_CONNECTIONS) {
+                format!(
+                    "set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {} or less",
+                    (u64::from(max_connections.saturating_sub(CONNECTION_HEADROOM)) / processes)
+                        .max(1)
+                )
+            } else {
+                format!(
+                    "lower cp_max to {} or less",
+                    (u64::from(max_connections.saturating_sub(CONNECTION_HEADROOM)) / processes)
+                        .max(1)
+                )
+            };
+            return Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {opened} Postgres connections, more than max_connections = {max_connections} allows ({CONNECTION_HEADROOM} are kept for maintenance)"), "connection budget exceeded", fix));
         }
         Ok(PostgresSettings {
             profile,
@@ -503,32 +708,52 @@ impl Checker<'_> {
 
     fn rollout(&self, raw: &RawInventory) -> Result<Rollout, InventoryError> {
         let r = &raw.rollout;
-        let parallel = r.parallel.as_ref().map_or(Ok(10), |p| {
-            if *p.get_ref() == 0 {
-                Err(self.at(
+        let parallel = match &r.parallel {
+            Some(p) if !(1..=MAX_PARALLEL).contains(p.get_ref()) => {
+                return Err(self.at(
                     p,
-                    "parallel must be at least 1",
-                    "must be 1 or more",
+                    format!("parallel = {} is outside 1-{MAX_PARALLEL}", p.get_ref()),
+                    "out of range",
                     "set how many hosts synprov works on at once, e.g. `parallel = 10`",
-                ))
-            } else {
-                Ok(*p.get_ref())
+                ));
             }
-        })?;
+            Some(p) => *p.get_ref(),
+            None => 10,
+        };
         let batch = r
             .batch
             .as_ref()
-            .map(|b| self.amount(b, "batch"))
+            .map(|b| match self.amount(b, "batch")? {
+                Amount::Count(0) => Err(self.at(
+                    b,
+                    "a batch of 0 hosts never ends",
+                    "must be 1 or more",
+                    "give how many hosts (`batch = 3`) or which share (`batch = \"25%\"`) change at once",
+                )),
+                amount => Ok(amount),
+            })
             .transpose()?;
         let max_failures = r
             .max_failures
             .as_ref()
             .map_or(Ok(Amount::Count(0)), |m| self.amount(m, "max_failures"))?;
+        let health_timeout_secs = match &r.health_timeout {
+            Some(t) if !HEALTH_TIMEOUT.contains(t.get_ref()) => {
+                return Err(self.at(
+                    t,
+                    format!("health_timeout = {} seconds is outside 1-{}", t.get_ref(), HEALTH_TIMEOUT.end - 1),
+                    "out of range",
+                    "give the seconds to wait for the stack to become healthy, e.g. `health_timeout = 300`",
+                ));
+            }
+            Some(t) => *t.get_ref(),
+            None => 300,
+        };
         Ok(Rollout {
             parallel,
             batch,
             max_failures,
-            health_timeout_secs: r.health_timeout.as_ref().map_or(300, |t| *t.get_ref()),
+            health_timeout_secs,
             rollback_on_failure: r.rollback_on_failure.unwrap_or(false),
         })
     }
@@ -651,6 +876,77 @@ impl Checker<'_> {
     }
 }
 
+/// Ports that one deployment takes on one host, and the text that set them.
+struct PortClaim {
+    host: String,
+    deployment: String,
+    what: &'static str,
+    first: u32,
+    last: u32,
+    span: Range<usize>,
+}
+
+impl PortClaim {
+    fn overlaps(&self, other: &PortClaim) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+
+    fn describe(&self) -> String {
+        format!("{} of deployment `{}`", self.what, self.deployment)
+    }
+
+    fn range(&self) -> String {
+        if self.first == self.last {
+            format!("port {}", self.first)
+        } else {
+            format!("ports {}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// The host ports `deployment` uses: Nginx's published port on its main host and, when it
+/// is spread over several hosts, Postgres', Redis' and its listeners' ports (host
+/// networking) on each host.
+fn port_claims(raw: &RawDeployment, deployment: &Deployment) -> Vec<PortClaim> {
+    let claim = |host: &str, what, first: u32, last: u32, span: Range<usize>| PortClaim {
+        host: host.to_string(),
+        deployment: deployment.name.clone(),
+        what,
+        first,
+        last,
+        span,
+    };
+    let http_span = raw
+        .nginx
+        .http_port
+        .as_ref()
+        .map_or_else(|| raw.host.span(), |p| p.span());
+    let http = u32::from(deployment.nginx.http_port);
+    let mut claims = vec![claim(
+        &deployment.host,
+        "Nginx's port",
+        http,
+        http,
+        http_span,
+    )];
+    if deployment.is_spread() {
+        let base_span = raw
+            .port_base
+            .as_ref()
+            .map_or_else(|| raw.host.span(), |p| p.span());
+        for (port, what) in SERVICE_PORTS {
+            let port = u32::from(port);
+            claims.push(claim(&deployment.host, what, port, port, base_span.clone()));
+        }
+        let first = u32::from(deployment.port_base);
+        let last = first + deployment.listener_count() - 1;
+        for host in deployment.hosts() {
+            claims.push(claim(host, "the listeners", first, last, base_span.clone()));
+        }
+    }
+    claims
+}
+
 fn worker_fields(
     raw: &RawDeployment,
     kind: WorkerKind,
@@ -700,17 +996,12 @@ fn suggestion(what: &str, name: &str, known: &[&str]) -> String {
     }
 }
 
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("it is empty");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err("it has characters other than letters, digits, `-`, `_` and `.`");
-    }
-    Ok(())
+/// How to write a host, group or plugin name.
+const NAME_HELP: &str =
+    "use 1 to 63 letters, digits, `-`, `_` and `.`, starting with a letter or a digit";
+
+fn check_name(name: &str) -> Result<(), String> {
+    HostName::parse(name).map(|_| ())
 }
 
 fn check_address(address: &str) -> Result<(), &'static str> {

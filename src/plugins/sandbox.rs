@@ -303,7 +303,7 @@ fn input(scope: &Scope<'_>, spec: &PluginSpec) -> types::Input {
             name: deployment.name.clone(),
             server_name: deployment.server_name.clone(),
             public_baseurl: deployment.public_baseurl.clone(),
-            deploy_dir: deployment.deploy_dir.clone(),
+            deploy_dir: deployment.deploy_dir.to_string(),
             host: host.to_string(),
             address: machine.address.clone(),
             private_address: machine.private_address.clone(),

@@ -173,7 +173,7 @@ pub fn render_host(
         deployments.push(DeploymentFiles {
             deployment: deployment.name.clone(),
             server_name: deployment.server_name.clone(),
-            deploy_dir: deployment.deploy_dir.clone(),
+            deploy_dir: deployment.deploy_dir.to_string(),
             files,
             dirs: dirs(deployment, &topology, host),
             secrets,

@@ -167,7 +167,7 @@ impl SshConnection {
         Ok(SshConnection {
             host: host.name.clone(),
             session,
-            user: host.user.clone(),
+            user: host.user.to_string(),
             become_root: host.become_root,
         })
     }
@@ -200,7 +200,7 @@ impl SshConnection {
         }
         Err(TransportError::Auth {
             host: host.name.clone(),
-            user: host.user.clone(),
+            user: host.user.to_string(),
             tried: tried.join("; "),
         })
     }
