@@ -2,9 +2,12 @@
 //! deployment the files synprov manages there (their hashes) and the images present.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use crate::shell::quote;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::sh;
+use crate::shell::{Script, print_nul_terminated};
 
 /// The host's init system, which decides how Docker is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,17 +65,36 @@ pub struct DeploymentQuery<'a> {
     pub paths: Vec<&'a str>,
 }
 
-/// The manifest of managed files inside a deploy directory.
+/// The manifest of managed files inside a deploy directory: their paths, each followed by a
+/// NUL (so that any path reads back as itself). Read too when written by an older synprov,
+/// one path per line ([`nul_paths`]).
 pub const MANIFEST: &str = ".synprov/manifest";
 
 /// Written with the files, removed once the stack is up on them: while it exists, an apply
-/// was interrupted in between (its first line is `up`, then the services to recreate).
+/// was interrupted in between. NUL-terminated words (one per line when written by an older
+/// synprov): `up`, then the services to recreate.
 pub const PENDING: &str = ".synprov/pending";
 
-/// The script that gathers the facts (run with `sh -s`, as root when needed).
-pub fn script(deployments: &[DeploymentQuery<'_>], images: &[String]) -> String {
-    let mut s = String::from(
-        r#"exec 2>/dev/null
+/// Prints the paths listed in `file`, each followed by a NUL, whichever way the file was
+/// written: NUL-terminated, or one path per line by an older synprov (a file without a
+/// NUL). An empty or missing file lists nothing.
+pub fn nul_paths(file: &str) -> Script {
+    sh!(
+        "{ if tr -d '\\000' < {} | cmp -s - {}; then tr '\\n' '\\000' < {}; else cat < {}; fi; }",
+        file,
+        file,
+        file,
+        file
+    )
+}
+
+/// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
+/// came from the inventory or a plugin is a quoted word of it; whatever it prints back that
+/// could hold any byte (names, paths, the manifest, the pending mark) is base64, so that no
+/// value can forge a line of the output.
+pub fn script(deployments: &[DeploymentQuery<'_>], images: &[String]) -> Script {
+    let mut s = sh!(r#"exec 2>/dev/null
+umask 077
 . /etc/os-release && echo "os=$ID $VERSION_ID"
 echo "arch=$(uname -m)"
 for pm in apt-get dnf yum apk; do command -v $pm >/dev/null && { echo "pm=$pm"; break; }; done
@@ -82,34 +104,78 @@ grep -qx dockerd /proc/[0-9]*/comm && [ -S /var/run/docker.sock ] && echo docker
 for d in "$HOME/.docker/cli-plugins" /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do [ -x "$d/docker-compose" ] && { echo "compose_v2=$d/docker-compose"; break; }; done
 command -v docker-compose >/dev/null && echo "compose_v1=$(command -v docker-compose)"
 echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
-"#,
-    );
-    if !images.is_empty() {
-        let list: Vec<String> = images.iter().map(|i| quote(i)).collect();
-        let _ = writeln!(
-            s,
-            "for i in {}; do id=$(docker image inspect --format '{{{{.Id}}}}' \"$i\") && echo \"image=$i $id\"; done",
-            list.join(" ")
-        );
+"#);
+    for image in images {
+        s.push(sh!(
+            "id=$(docker image inspect --format '{{.Id}}' -- {}) && echo {}\"$id\"\n",
+            image,
+            format!("image={} ", STANDARD.encode(image))
+        ));
     }
     for d in deployments {
-        let dir = quote(d.dir);
-        let _ = writeln!(s, "echo {}", quote(&format!("deployment={}", d.name)));
-        let _ = writeln!(s, "if cd {dir}; then sed 's/^/manifest=/' {MANIFEST}");
-        let _ = writeln!(s, "  [ -f {PENDING} ] && sed 's/^/pending=/' {PENDING}");
-        let paths: Vec<String> = d.paths.iter().map(|p| quote(p)).collect();
-        let _ = writeln!(
-            s,
-            "  {{ sha256sum -- {}; [ -f {MANIFEST} ] && xargs -d '\\n' sha256sum -- < {MANIFEST}; }} | sort -u -k2 | sed 's/^/hash=/'",
-            paths.join(" ")
-        );
-        let _ = writeln!(s, "fi");
+        s.push(sh!(
+            "echo {}\n(\ncd -- {} || exit 0\n\
+             [ -f {} ] && base64 < {} | sed 's/^/manifest=/'\n\
+             [ -f {} ] && base64 < {} | sed 's/^/pending=/'\n{ ",
+            format!("deployment={}", STANDARD.encode(d.name)),
+            d.dir,
+            MANIFEST,
+            MANIFEST,
+            PENDING,
+            PENDING
+        ));
+        s.push(print_nul_terminated(&d.paths));
+        s.push(sh!("; [ -f {} ] && ", MANIFEST));
+        s.push(nul_paths(MANIFEST));
+        s.push(sh!(
+            "; } | xargs -0 -r sha256sum -- | sort -u -k2 | sed 's/^/hash=/'\n)\n"
+        ));
     }
-    s.push_str("exit 0\n");
+    s.push(sh!("exit 0\n"));
     s
 }
 
-/// Reads the script's output.
+/// Splits a list of words as [`MANIFEST`] and [`PENDING`] hold them: NUL-terminated, or
+/// one per line when written by an older synprov.
+fn words(bytes: &[u8]) -> Vec<String> {
+    let separator = if bytes.contains(&0) { 0 } else { b'\n' };
+    bytes
+        .split(|b| *b == separator)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// A path as `sha256sum` prints it: a line starting with `\` has `\\`, `\n` and `\r`
+/// escaped in its path.
+fn unescape_sum(line: &str) -> Option<(&str, String)> {
+    let (escaped, line) = match line.strip_prefix('\\') {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
+    let (hash, path) = line.split_once("  ")?;
+    if !escaped {
+        return Some((hash, path.to_string()));
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    Some((hash, out))
+}
+
+/// Reads the script's output. The host's output is not trusted to be well formed: lines
+/// that do not parse are skipped, missing facts keep their defaults.
 pub fn parse(output: &str) -> Facts {
     let mut facts = Facts {
         os: String::new(),
@@ -123,6 +189,9 @@ pub fn parse(output: &str) -> Facts {
         images: BTreeMap::new(),
         deployments: BTreeMap::new(),
     };
+    let decode = |text: &str| STANDARD.decode(text.trim()).ok();
+    // The manifest and pending mark of each deployment, base64 in lines.
+    let mut encoded: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -145,37 +214,58 @@ pub fn parse(output: &str) -> Facts {
             "compose_v1" if facts.compose == Compose::Missing => {
                 facts.compose = Compose::V1(value.to_string())
             }
-            "free_kb" => facts.free_kb = value.parse().unwrap_or(0),
+            "free_kb" => facts.free_kb = value.trim().parse().unwrap_or(0),
             "image" => {
-                if let Some((image, id)) = value.split_once(' ') {
-                    facts.images.insert(image.to_string(), id.to_string());
+                if let Some((image, id)) = value.split_once(' ')
+                    && let Some(image) = decode(image)
+                {
+                    let image = String::from_utf8_lossy(&image).into_owned();
+                    facts.images.insert(image, id.trim().to_string());
                 }
             }
             "deployment" => {
-                facts.deployments.entry(value.to_string()).or_default();
-                current = Some(value.to_string());
-            }
-            "pending" => {
-                if let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c)) {
-                    let services = state.pending.get_or_insert_with(Vec::new);
-                    if value != "up" {
-                        services.push(value.to_string());
-                    }
+                current = decode(value).map(|n| String::from_utf8_lossy(&n).into_owned());
+                if let Some(name) = &current {
+                    facts.deployments.entry(name.clone()).or_default();
+                    encoded.entry(name.clone()).or_default();
                 }
             }
-            "manifest" | "hash" => {
+            "manifest" | "pending" => {
+                let Some((manifest, pending)) = current.as_ref().and_then(|c| encoded.get_mut(c))
+                else {
+                    continue;
+                };
+                let into = if key == "manifest" {
+                    manifest
+                } else {
+                    pending.get_or_insert_with(String::new)
+                };
+                into.push_str(value.trim());
+            }
+            "hash" => {
                 let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c))
                 else {
                     continue;
                 };
-                if key == "manifest" {
-                    state.manifest.push(value.to_string());
-                } else if let Some((hash, path)) = value.split_once("  ") {
-                    state.hashes.insert(path.to_string(), hash.to_string());
+                if let Some((hash, path)) = unescape_sum(value) {
+                    state.hashes.insert(path, hash.to_string());
                 }
             }
             _ => {}
         }
+    }
+    for (name, (manifest, pending)) in encoded {
+        let Some(state) = facts.deployments.get_mut(&name) else {
+            continue;
+        };
+        state.manifest = words(&decode(&manifest).unwrap_or_default());
+        state.pending = pending.map(|p| {
+            let mut words = words(&decode(&p).unwrap_or_default());
+            if words.first().is_some_and(|w| w == "up") {
+                words.remove(0);
+            }
+            words
+        });
     }
     facts
 }
@@ -184,13 +274,28 @@ pub fn parse(output: &str) -> Facts {
 mod tests {
     use super::*;
 
+    fn run(script: &Script) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script.text())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sha256(data: &[u8]) -> String {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+    }
+
     #[test]
     fn the_script_runs_and_its_output_parses() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".synprov")).unwrap();
         std::fs::write(dir.path().join("a.yaml"), "x\n").unwrap();
         std::fs::write(dir.path().join("old.yaml"), "y\n").unwrap();
+        // One path per line: a manifest written by an older synprov.
         std::fs::write(dir.path().join(MANIFEST), "a.yaml\nold.yaml\n").unwrap();
+        std::fs::write(dir.path().join(PENDING), "up\nsynapse\n").unwrap();
         let d = dir.path().to_str().unwrap();
         let query = [
             DeploymentQuery {
@@ -204,12 +309,7 @@ mod tests {
                 paths: vec!["a"],
             },
         ];
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script(&query, &[]))
-            .output()
-            .unwrap();
-        let facts = parse(&String::from_utf8_lossy(&out.stdout));
+        let facts = parse(&run(&script(&query, &[])));
         assert!(!facts.arch.is_empty());
         let state = &facts.deployments["d"];
         assert_eq!(state.manifest, ["a.yaml", "old.yaml"]);
@@ -217,10 +317,88 @@ mod tests {
             state.hashes.keys().collect::<Vec<_>>(),
             ["a.yaml", "old.yaml"]
         );
-        assert_eq!(
-            state.hashes["a.yaml"],
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"x\n"))
-        );
+        assert_eq!(state.hashes["a.yaml"], sha256(b"x\n"));
+        assert_eq!(state.pending.as_deref(), Some(&["synapse".to_string()][..]));
         assert!(facts.deployments["new"].hashes.is_empty());
+    }
+
+    #[test]
+    fn hostile_names_and_paths_read_back_as_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ["a\nb", "back\\slash", "-x", "$(touch z)", "sp  ace"];
+        std::fs::create_dir_all(dir.path().join(".synprov")).unwrap();
+        let mut manifest = Vec::new();
+        for path in paths {
+            std::fs::write(dir.path().join(path), path).unwrap();
+            manifest.extend_from_slice(path.as_bytes());
+            manifest.push(0);
+        }
+        std::fs::write(dir.path().join("gone\nx"), "").unwrap();
+        manifest.extend_from_slice(b"gone\nx\0");
+        std::fs::write(dir.path().join(MANIFEST), &manifest).unwrap();
+        std::fs::write(dir.path().join(PENDING), b"up\0s\nv\0").unwrap();
+        let name = "d\nhash=0000  forged";
+        let query = [DeploymentQuery {
+            name,
+            dir: dir.path().to_str().unwrap(),
+            paths: paths.to_vec(),
+        }];
+        let facts = parse(&run(&script(&query, &[])));
+        assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), [name]);
+        let state = &facts.deployments[name];
+        let mut expected: Vec<&str> = paths.to_vec();
+        expected.push("gone\nx");
+        assert_eq!(state.manifest, expected);
+        for path in paths {
+            assert_eq!(state.hashes[path], sha256(path.as_bytes()), "{path:?}");
+        }
+        assert_eq!(state.hashes.len(), paths.len() + 1);
+        assert_eq!(state.pending.as_deref(), Some(&["s\nv".to_string()][..]));
+        assert!(!dir.path().join("z").exists());
+    }
+
+    #[test]
+    fn the_script_quotes_each_query_and_prints_names_in_base64() {
+        let query = [DeploymentQuery {
+            name: "d'1",
+            dir: "/opt/$(x)",
+            paths: vec!["-a", "b c"],
+        }];
+        let text = script(&query, &["img;rm -rf /".to_string()]);
+        let prefix = script(&[], &[]);
+        let prefix = prefix.text().strip_suffix("exit 0\n").unwrap();
+        assert_eq!(
+            text.text().strip_prefix(prefix).unwrap(),
+            "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
+             echo 'deployment=ZCcx'\n(\ncd -- '/opt/$(x)' || exit 0\n\
+             [ -f .synprov/manifest ] && base64 < .synprov/manifest | sed 's/^/manifest=/'\n\
+             [ -f .synprov/pending ] && base64 < .synprov/pending | sed 's/^/pending=/'\n\
+             { printf '%s\\0' -a 'b c'; [ -f .synprov/manifest ] && \
+             { if tr -d '\\000' < .synprov/manifest | cmp -s - .synprov/manifest; \
+             then tr '\\n' '\\000' < .synprov/manifest; else cat < .synprov/manifest; fi; }; } \
+             | xargs -0 -r sha256sum -- | sort -u -k2 | sed 's/^/hash=/'\n)\nexit 0\n"
+        );
+    }
+
+    #[test]
+    fn output_that_is_not_well_formed_leaves_defaults_and_never_panics() {
+        let mut hostile = Vec::new();
+        hostile.extend_from_slice(b"os=\xff\xfe\nfree_kb=99999999999999999999999\n");
+        hostile.extend_from_slice(b"manifest=YQ==\nhash=abc  orphan\npending=dXA=\n");
+        hostile.extend_from_slice(b"deployment=!!!\nmanifest=YQ==\n");
+        hostile.extend_from_slice(b"image=no-space\nimage=!!! id\n==\n=\nnoequals\n");
+        hostile.extend_from_slice(b"deployment=ZA==\nhash=\\\nhash=nospaces\nhash=\\h  a\\\n");
+        hostile.extend_from_slice(b"manifest=%%%\npending=\n");
+        hostile.extend_from_slice(format!("arch={}\n", "x".repeat(1 << 20)).as_bytes());
+        let facts = parse(&String::from_utf8_lossy(&hostile));
+        assert_eq!(facts.free_kb, 0);
+        assert!(facts.images.is_empty());
+        assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), ["d"]);
+        let state = &facts.deployments["d"];
+        assert!(state.manifest.is_empty());
+        assert_eq!(state.hashes.len(), 1, "{:?}", state.hashes);
+        assert_eq!(state.hashes["a\\"], "h");
+        assert_eq!(state.pending.as_deref(), Some(&[][..]));
+        assert_eq!(facts.arch.len(), 1 << 20);
     }
 }

@@ -92,6 +92,19 @@ pub fn plugin_targets(files: &HostFiles) -> Vec<HealthTarget> {
         .collect()
 }
 
+/// The request of a check: `GET path` with a `Host` header. The path and the host come from
+/// plugins (checked there too): a space, a line break or any other byte that is not a
+/// visible ASCII character could add headers or a second request, so it is refused here.
+fn health_request(path: &str, host: &str) -> Result<String, String> {
+    let plain = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+    if !path.starts_with('/') || !plain(path) || !plain(host) {
+        return Err(format!(
+            "not checked: the path {path:?} or the Host {host:?} is not plain text"
+        ));
+    }
+    Ok(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n"))
+}
+
 /// One check: a `GET` answering `200 OK`, or for a plugin's TCP check, a connection.
 pub fn check(connection: &Connection, target: &HealthTarget) -> Result<(), String> {
     const LOOPBACK: &str = "127.0.0.1";
@@ -120,10 +133,10 @@ pub fn check(connection: &Connection, target: &HealthTarget) -> Result<(), Strin
             host_header.as_deref(),
         ),
     };
+    let request = health_request(path, host.unwrap_or("localhost"))?;
     let mut stream = stream.map_err(|e| e.to_string())?;
-    let host = host.unwrap_or("localhost");
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     stream
@@ -139,6 +152,28 @@ pub fn check(connection: &Connection, target: &HealthTarget) -> Result<(), Strin
     }
 }
 
+/// When waiting stops: `timeout` from now, or never when that lies beyond what the clock
+/// can hold (a timeout near `u64::MAX` seconds waits as long as it says, it does not panic).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    pub fn passed(&self) -> bool {
+        self.0.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// The time left, at most `cap`.
+    pub fn left(&self, cap: Duration) -> Duration {
+        self.0.map_or(cap, |at| {
+            cap.min(at.saturating_duration_since(Instant::now()))
+        })
+    }
+}
+
 /// Checks every target until all answer or `timeout` passes; returns those still failing,
 /// with the last error of each.
 pub fn wait_healthy(
@@ -146,7 +181,7 @@ pub fn wait_healthy(
     targets: &[HealthTarget],
     timeout: Duration,
 ) -> Vec<(HealthTarget, String)> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline::after(timeout);
     let mut pending: Vec<HealthTarget> = targets.to_vec();
     let mut delay = Duration::from_millis(250);
     loop {
@@ -156,11 +191,57 @@ pub fn wait_healthy(
                 failing.push((target, error));
             }
         }
-        if failing.is_empty() || Instant::now() >= deadline {
+        if failing.is_empty() || deadline.passed() {
             return failing;
         }
-        std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+        std::thread::sleep(deadline.left(delay));
         delay = (delay * 2).min(Duration::from_secs(5));
         pending = failing.into_iter().map(|(t, _)| t).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_request_is_one_request_whatever_the_path_and_host() {
+        assert_eq!(
+            health_request("/health", "localhost").unwrap(),
+            "GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n"
+        );
+        for (path, host) in [
+            ("/a HTTP/1.0\r\nX-Evil: 1\r\n\r\nGET /b", "h"),
+            ("/a", "h\r\nX-Evil: 1"),
+            ("/a b", "h"),
+            ("a", "h"),
+            ("/a", ""),
+            ("/\u{e9}", "h"),
+        ] {
+            assert!(health_request(path, host).is_err(), "{path:?} {host:?}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_of_u64_max_seconds_waits_without_panicking() {
+        let deadline = Deadline::after(Duration::from_secs(u64::MAX));
+        assert!(!deadline.passed());
+        assert_eq!(
+            deadline.left(Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
+        assert!(Deadline::after(Duration::ZERO).passed());
+
+        let inventory = crate::inventory::parse(
+            std::path::Path::new("inventory.toml"),
+            "[hosts.here]\ntransport = \"local\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"here\"\ndeploy_dir = \"/opt/d\"\n".into(),
+        )
+        .unwrap();
+        let connection = Connection::open(
+            &inventory.hosts["here"],
+            &crate::transport::ConnectOptions::default(),
+        )
+        .unwrap();
+        assert!(wait_healthy(&connection, &[], Duration::from_secs(u64::MAX)).is_empty());
     }
 }

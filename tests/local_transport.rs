@@ -40,3 +40,38 @@ fn a_local_apply_writes_the_files_and_a_second_changes_nothing() {
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(out.contains("32 file(s) unchanged"), "{out}");
 }
+
+/// The deploy directory reaches the lock as data: quotes, `;`, `$(...)` and a line break in
+/// it run nothing, and the lock file is created at that exact path.
+#[test]
+fn a_hostile_deploy_dir_is_locked_at_its_exact_path_and_runs_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let (_dir, path) = inventory(
+        "[hosts.here]\ntransport = \"local\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"here\"\ndeploy_dir = \"/opt/d\"\n",
+    );
+    let loaded = synprov::inventory::load(&path).unwrap();
+    let connection = synprov::transport::Connection::open(
+        &loaded.hosts["here"],
+        &synprov::transport::ConnectOptions::default(),
+    )
+    .unwrap();
+    let marker = base.path().join("pwned");
+    let m = marker.display();
+    for hostile in [
+        format!("x;touch${{IFS}}{m};"),
+        format!("x'; touch {m}; '"),
+        format!("x$(touch {m})`touch {m}`"),
+        format!("x\ntouch {m}\n"),
+        format!("x\"; touch {m}; \""),
+    ] {
+        let dir = base.path().join("sub").join(&hostile);
+        let lock = connection.lock(dir.to_str().unwrap()).unwrap();
+        assert!(lock.is_some(), "{hostile:?}");
+        assert!(dir.join(".synprov/lock").is_file(), "{hostile:?}");
+        assert!(!marker.exists(), "{hostile:?} ran a command");
+        // Held: a second lock of the same directory fails at once.
+        assert!(connection.lock(dir.to_str().unwrap()).unwrap().is_none());
+        drop(lock);
+        assert!(connection.lock(dir.to_str().unwrap()).unwrap().is_some());
+    }
+}

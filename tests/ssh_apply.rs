@@ -244,12 +244,14 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let script = synprov::apply::files::write_script(&host_files[0].deployments[0], plan, true);
     for cut in [
         10,
-        script.len() / 4,
-        script.len() / 2,
-        script.len() - 20,
-        script.len() - 14,
+        script.text().len() / 4,
+        script.text().len() / 2,
+        script.text().len() - 20,
+        script.text().len() - 14,
     ] {
-        let output = connection.run_script(&script[..cut]).unwrap();
+        let output = connection
+            .exec(&connection.shell(), &mut &script.as_bytes()[..cut])
+            .unwrap();
         assert!(
             !String::from_utf8_lossy(&output.stdout).contains("synprov-written"),
             "cut at {cut} ran"
@@ -258,7 +260,7 @@ fn a_write_cut_short_in_transit_changes_no_file() {
             snapshot(&deploy),
             before,
             "a script cut at byte {cut} of {} changed files",
-            script.len()
+            script.text().len()
         );
     }
     let output = connection.run_script(&script).unwrap();
@@ -288,9 +290,7 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "client_key", "");
     let connection = connect(&sshd, &inventory);
-    let lock = connection
-        .lock(&format!("{}/.synprov/lock", deploy.display()))
-        .unwrap();
+    let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
     assert!(lock.is_some());
 
     let started = std::time::Instant::now();
@@ -314,6 +314,23 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
         "the lock is free once its holder is gone: {}",
         stderr(&output)
     );
+}
+
+#[test]
+fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
+    let sshd = Sshd::start();
+    let inventory = sshd.inventory(&sshd.path("deploy"), "client_key", "");
+    let connection = connect(&sshd, &inventory);
+    let marker = sshd.path("pwned");
+    let hostile = sshd.path(&format!(
+        "x';touch${{IFS}}{m};'$(touch {m})\n-x;touch${{IFS}}{m};",
+        m = marker.display()
+    ));
+    let lock = connection.lock(hostile.to_str().unwrap()).unwrap();
+    assert!(lock.is_some());
+    assert!(hostile.join(".synprov/lock").is_file());
+    assert!(!marker.exists(), "a command in the deploy directory ran");
+    drop(lock);
 }
 
 #[test]

@@ -1,67 +1,94 @@
 //! Compose command lines for a deployment directory, for Compose v2 (`docker compose`) or
 //! the legacy v1 (`docker-compose`).
+//!
+//! Always with the file named (`-f docker-compose.yml`): without it, Compose would prefer a
+//! `compose.yaml` and merge a `docker-compose.override.yml` found in the directory, so any
+//! file of those names there would replace or change synprov's stack. The project directory
+//! is the one of that file (the `cd`), whose `.env`, written by synprov, names the project.
 
 use std::collections::BTreeSet;
 
 use crate::facts::{Compose, PENDING};
-use crate::shell::quote;
+use crate::sh;
+use crate::shell::{Command, Script};
 
-fn program(compose: &Compose) -> &'static str {
-    match compose {
-        Compose::V1(_) => "docker-compose",
-        _ => "docker compose",
-    }
+/// The one Compose file of a deployment, relative to its directory.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+
+/// `docker compose -f docker-compose.yml` (or `docker-compose -f ...` for v1).
+fn compose(compose: &Compose) -> Command {
+    let program = match compose {
+        Compose::V1(_) => Command::new("docker-compose"),
+        _ => Command::new("docker").arg("compose"),
+    };
+    program.arg("-f").arg(COMPOSE_FILE)
 }
 
 /// Brings the stack up: creates what is missing, recreates what Compose sees changed,
 /// removes services no longer in the file (workers removed from the inventory); then
 /// recreates `restart`, the services whose mounted files changed.
-pub fn up_script(dir: &str, compose: &Compose, restart: &BTreeSet<String>) -> String {
-    let compose = program(compose);
-    let mut s = format!(
-        "set -e\ncd {}\n{compose} up -d --remove-orphans 2>&1\n",
-        quote(dir)
+pub fn up_script(dir: &str, kind: &Compose, restart: &BTreeSet<String>) -> Script {
+    let mut s = sh!(
+        "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
+        dir,
+        compose(kind).arg("up").arg("-d").arg("--remove-orphans")
     );
     if !restart.is_empty() {
-        let services: Vec<String> = restart.iter().map(|s| quote(s)).collect();
-        s.push_str(&format!(
-            "{compose} up -d --no-deps --force-recreate {} 2>&1\n",
-            services.join(" ")
-        ));
+        let mut recreate = compose(kind)
+            .arg("up")
+            .arg("-d")
+            .arg("--no-deps")
+            .arg("--force-recreate")
+            .arg("--");
+        for service in restart {
+            recreate = recreate.arg(service);
+        }
+        s.push(sh!("{} 2>&1\n", recreate));
     }
-    s.push_str(&format!("rm -f {PENDING}\n"));
+    s.push(sh!("rm -f {}\n", PENDING));
     s
 }
 
 /// Recreates every service (after a rollback put other files in place), and removes those
 /// no longer in the file.
-pub fn recreate_script(dir: &str, compose: &Compose) -> String {
-    format!(
-        "set -e\ncd {}\n{} up -d --remove-orphans --force-recreate 2>&1\nrm -f {PENDING}\n",
-        quote(dir),
-        program(compose)
+pub fn recreate_script(dir: &str, kind: &Compose) -> Script {
+    sh!(
+        "set -e\numask 077\ncd -- {}\n{} 2>&1\nrm -f {}\n",
+        dir,
+        compose(kind)
+            .arg("up")
+            .arg("-d")
+            .arg("--remove-orphans")
+            .arg("--force-recreate"),
+        PENDING
     )
 }
 
 /// Prints `service state health` for each container of the stack. Through `docker
 /// inspect`, since the legacy v1 has no `ps --format`.
-pub fn status_script(dir: &str, compose: &Compose) -> String {
-    format!(
-        "cd {} && ids=$({} ps -aq) && [ -n \"$ids\" ] && docker inspect --format '{{{{index .Config.Labels \"com.docker.compose.service\"}}}} {{{{.State.Status}}}} {{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}' $ids\n",
-        quote(dir),
-        program(compose)
+pub fn status_script(dir: &str, kind: &Compose) -> Script {
+    sh!(
+        "umask 077\ncd -- {} && {} | xargs -r {}\n",
+        dir,
+        compose(kind).arg("ps").arg("-aq"),
+        Command::new("docker").arg("inspect").arg("--format").arg(
+            "{{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+        )
     )
 }
 
 /// The last log lines of some services.
-pub fn logs_script(dir: &str, compose: &Compose, services: &[String], lines: usize) -> String {
-    let services: Vec<String> = services.iter().map(|s| quote(s)).collect();
-    format!(
-        "cd {} && {} logs --no-color --tail {lines} {} 2>&1\n",
-        quote(dir),
-        program(compose),
-        services.join(" ")
-    )
+pub fn logs_script(dir: &str, kind: &Compose, services: &[String], lines: usize) -> Script {
+    let mut logs = compose(kind)
+        .arg("logs")
+        .arg("--no-color")
+        .arg("--tail")
+        .arg(lines.to_string())
+        .arg("--");
+    for service in services {
+        logs = logs.arg(service);
+    }
+    sh!("umask 077\ncd -- {} && {} 2>&1\n", dir, logs)
 }
 
 #[cfg(test)]
@@ -71,14 +98,103 @@ mod tests {
     #[test]
     fn up_recreates_only_the_services_whose_files_changed_then_clears_the_pending_mark() {
         let restart: BTreeSet<String> = ["rooms5".to_string(), "synapse".to_string()].into();
-        let script = up_script("/opt/s", &Compose::V2("2.40".into()), &restart);
         assert_eq!(
-            script,
-            "set -e\ncd '/opt/s'\ndocker compose up -d --remove-orphans 2>&1\ndocker compose up -d --no-deps --force-recreate 'rooms5' 'synapse' 2>&1\nrm -f .synprov/pending\n"
+            up_script("/opt/s", &Compose::V2("2.40".into()), &restart).text(),
+            "set -e\numask 077\ncd -- /opt/s\n\
+             docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
+             docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- rooms5 synapse 2>&1\n\
+             rm -f .synprov/pending\n"
         );
+        assert_eq!(
+            up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new()).text(),
+            "set -e\numask 077\ncd -- /opt/s\n\
+             docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
+             rm -f .synprov/pending\n"
+        );
+    }
+
+    #[test]
+    fn every_compose_script_names_the_file_and_quotes_hostile_values() {
+        let v2 = Compose::V2(String::new());
+        let dir = "/opt/x;touch${IFS}/tmp/pwned;'";
+        let quoted = "'/opt/x;touch${IFS}/tmp/pwned;'\\'''";
+        let restart: BTreeSet<String> = ["-rf".to_string(), "$(id)".to_string()].into();
+        assert_eq!(
+            up_script(dir, &v2, &restart).text(),
+            format!(
+                "set -e\numask 077\ncd -- {quoted}\n\
+                 docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
+                 docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n\
+                 rm -f .synprov/pending\n"
+            )
+        );
+        assert_eq!(
+            recreate_script(dir, &v2).text(),
+            format!(
+                "set -e\numask 077\ncd -- {quoted}\n\
+                 docker compose -f docker-compose.yml up -d --remove-orphans --force-recreate 2>&1\n\
+                 rm -f .synprov/pending\n"
+            )
+        );
+        assert_eq!(
+            status_script(dir, &Compose::V1(String::new())).text(),
+            format!(
+                "umask 077\ncd -- {quoted} && docker-compose -f docker-compose.yml ps -aq \
+                 | xargs -r docker inspect --format '{{{{index .Config.Labels \"com.docker.compose.service\"}}}} \
+                 {{{{.State.Status}}}} {{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}'\n"
+            )
+        );
+        assert_eq!(
+            logs_script(dir, &v2, &["a b".to_string(), "-f".to_string()], 15).text(),
+            format!(
+                "umask 077\ncd -- {quoted} && docker compose -f docker-compose.yml logs --no-color --tail 15 -- 'a b' -f 2>&1\n"
+            )
+        );
+    }
+
+    /// What `docker compose config --services` lists in `dir`, run as `command`.
+    fn services(dir: &std::path::Path, command: Command) -> String {
+        let script = sh!("cd -- {} && {}", dir.to_str().unwrap(), command);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script.text())
+            .output()
+            .unwrap();
         assert!(
-            up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new())
-                .contains("docker-compose up -d --remove-orphans")
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn compose_reads_synprovs_file_only_not_an_override_or_compose_yaml_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(COMPOSE_FILE, "services:\n  synapse:\n    image: synapse\n");
+        write(
+            "docker-compose.override.yml",
+            "services:\n  evil:\n    image: evil\n    privileged: true\n",
+        );
+        write(".env", "COMPOSE_PROJECT_NAME=named\n");
+        let config = Command::new("docker").arg("compose").arg("config");
+        assert_eq!(
+            services(dir.path(), config.clone().arg("--services")),
+            "evil\nsynapse\n",
+            "without -f, Compose merges the override: the hazard this guards against"
+        );
+        let synprovs = || compose(&Compose::V2(String::new())).arg("config");
+        assert_eq!(
+            services(dir.path(), synprovs().arg("--services")),
+            "synapse\n"
+        );
+        write("compose.yaml", "services:\n  other:\n    image: other\n");
+        assert_eq!(
+            services(dir.path(), synprovs().arg("--services")),
+            "synapse\n"
+        );
+        // The project keeps the name synprov's `.env` gives it.
+        assert!(services(dir.path(), synprovs()).starts_with("name: named\n"));
     }
 }

@@ -1,5 +1,5 @@
 //! The scripts that write a deployment's files on a host, fetch their current contents,
-//! and roll them back. Pure: each is a string built from values, run by the transport.
+//! and roll them back. Pure: each is a [`Script`] built from values, run by the transport.
 //!
 //! The write script is one shell function called on its last line: a script cut short in
 //! transit defines nothing and runs nothing. Inside, every file is first staged beside its
@@ -7,19 +7,19 @@
 //! or new, never partial. The versions it replaces are kept in `.synprov/previous` for
 //! `synprov rollback`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::facts::{MANIFEST, PENDING};
+use crate::facts::{MANIFEST, PENDING, nul_paths};
 use crate::plan::{Change, DeploymentPlan};
 use crate::render::DeploymentFiles;
-use crate::shell::quote;
+use crate::sh;
+use crate::shell::{Mode, Script, make_dirs, print_nul_terminated, with_base64_input};
 
 const PREVIOUS: &str = ".synprov/previous";
-const END: &str = "SYNPROV_EOF";
+const PREVIOUS_NEW: &str = ".synprov/previous.new";
 
 fn staged(path: &str) -> String {
     match path.rsplit_once('/') {
@@ -32,40 +32,40 @@ fn parent(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(dir, _)| dir)
 }
 
-/// Base64 in 76-column lines, for a heredoc.
-fn base64_lines(data: &[u8]) -> String {
-    let encoded = STANDARD.encode(data);
-    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
-    for chunk in encoded.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out
+/// Every directory above `path` (relative), outermost first.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .map(move |(at, _)| &path[..at])
+        .filter(|dir| !dir.is_empty() && !dir.ends_with('/'))
+}
+
+/// Writes `paths` to a file (`redirect`), NUL-terminated: never as lines of a
+/// here-document, which a path could end.
+fn write_paths(paths: &[&str], redirect: Script) -> Script {
+    let mut s = print_nul_terminated(paths);
+    s.push(redirect);
+    s
 }
 
 /// Writes the changed files of `plan`, keeps the replaced versions, updates the manifest.
 /// With `mark_pending`, it first records that the stack must be brought up on them
 /// ([`PENDING`]), so that an apply interrupted before that is finished by the next one.
-pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending: bool) -> String {
-    let mut s = String::from("trap '' HUP PIPE\nsynprov_write() {\nset -e\n");
-    let _ = writeln!(
-        s,
-        "mkdir -p {dir} && cd {dir}",
-        dir = quote(&files.deploy_dir)
-    );
-    s.push_str("mkdir -p .synprov && chmod 700 .synprov\n");
-    for dir in &files.dirs {
-        let _ = write!(
-            s,
-            "mkdir -p {p} && chmod {:o} {p}",
-            dir.mode,
-            p = quote(&dir.path)
-        );
-        if let Some((uid, gid)) = dir.owner {
-            let _ = write!(s, " && chown {uid}:{gid} {}", quote(&dir.path));
-        }
-        s.push('\n');
-    }
+///
+/// Under `umask 077`, every file and directory is created private and then given its final
+/// mode, which is never narrower: a file holding a secret (mode 0600) is never readable by
+/// others, not even for an instant. The deploy directory and the directories synprov
+/// creates on the way get 0755, as before (the containers and the SSH user reach into
+/// them); the directories the deployment declares get their own mode from the start.
+pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending: bool) -> Script {
+    let mut s = sh!("trap '' HUP PIPE\nsynprov_write() {\nset -e\numask 077\n");
+    s.push(make_dirs(&files.deploy_dir, Mode(0o755)));
+    s.push(sh!(
+        "cd -- {}\nmkdir -p .synprov && chmod 700 .synprov\n",
+        files.deploy_dir
+    ));
+    // Each directory after the one above it: declared ones with their mode, the others
+    // (parents of files) with 0755.
+    let declared: BTreeMap<&str, _> = files.dirs.iter().map(|d| (d.path.as_str(), d)).collect();
     let by_path: BTreeMap<&str, _> = files.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let writes: Vec<_> = plan
         .changes
@@ -73,128 +73,277 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
         .filter(|c| c.change != Change::Delete)
         .filter_map(|c| by_path.get(c.path.as_str()))
         .collect();
-    for file in &writes {
-        let target = quote(&staged(&file.path));
-        if let Some(dir) = parent(&file.path) {
-            let _ = writeln!(s, "mkdir -p {}", quote(dir));
+    let mut dirs: BTreeSet<&str> = declared.keys().flat_map(|d| ancestors(d)).collect();
+    dirs.extend(declared.keys());
+    dirs.extend(writes.iter().flat_map(|f| ancestors(&f.path)));
+    for dir in dirs {
+        match declared.get(dir) {
+            Some(d) => {
+                s.push(sh!(
+                    "mkdir -p -m {} -- {} && chmod {} -- {}",
+                    Mode(d.mode),
+                    d.path,
+                    Mode(d.mode),
+                    d.path
+                ));
+                if let Some((uid, gid)) = d.owner {
+                    s.push(sh!(" && chown {} -- {}", format!("{uid}:{gid}"), d.path));
+                }
+                s.push(sh!("\n"));
+            }
+            None => s.push(sh!("mkdir -p -m 755 -- {}\n", dir)),
         }
-        let _ = write!(
-            s,
-            "base64 -d > {target} <<'{END}'\n{}{END}\nchmod {:o} {target}\n",
-            base64_lines(file.contents.as_bytes()),
-            file.mode
-        );
+    }
+    for file in &writes {
+        let target = staged(&file.path);
+        // A leftover staged file would keep its old, maybe wider, mode: start afresh.
+        s.push(sh!("rm -f -- {}\n", target));
+        s.push(with_base64_input(
+            sh!("base64 -d > {}", target),
+            file.contents.as_bytes(),
+        ));
+        s.push(sh!("chmod {} -- {}\n", Mode(file.mode), target));
         if let Some((uid, gid)) = file.owner {
-            let _ = writeln!(s, "chown {uid}:{gid} {target}");
+            s.push(sh!("chown {} -- {}\n", format!("{uid}:{gid}"), target));
         }
     }
     if mark_pending {
-        let mut lines = vec!["up".to_string()];
-        lines.extend(plan.restart.iter().cloned());
-        let _ = writeln!(
-            s,
-            "printf '%s\\n' {} > {PENDING}.new && mv -f {PENDING}.new {PENDING}",
-            lines.iter().map(|l| quote(l)).collect::<Vec<_>>().join(" ")
-        );
+        let mut lines = vec!["up"];
+        lines.extend(plan.restart.iter().map(String::as_str));
+        s.push(write_paths(
+            &lines,
+            sh!(" > {}.new && mv -f {}.new {}\n", PENDING, PENDING, PENDING),
+        ));
     }
-    s.push_str("sync\n");
+    s.push(sh!("sync\n"));
     // The versions about to be replaced or removed, and the manifest, become the rollback.
-    let _ = writeln!(
-        s,
-        "rm -rf {PREVIOUS}.new && mkdir -p {PREVIOUS}.new && : > {PREVIOUS}.new/.created"
-    );
-    let _ = writeln!(
-        s,
-        "[ -f {MANIFEST} ] && cp -p {MANIFEST} {PREVIOUS}.new/.manifest"
-    );
+    s.push(sh!(
+        "rm -rf {} && mkdir -p {}\n[ -f {} ] && cp -p {} {}/.manifest\n",
+        PREVIOUS_NEW,
+        PREVIOUS_NEW,
+        MANIFEST,
+        MANIFEST,
+        PREVIOUS_NEW
+    ));
+    let created: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.change == Change::Create)
+        .map(|c| c.path.as_str())
+        .collect();
+    s.push(write_paths(&created, sh!(" > {}/.created\n", PREVIOUS_NEW)));
+    for change in plan.changes.iter().filter(|c| c.change != Change::Create) {
+        let copy = format!("{PREVIOUS_NEW}/{}", change.path);
+        if let Some(dir) = parent(&change.path) {
+            s.push(sh!("mkdir -p -- {} && ", format!("{PREVIOUS_NEW}/{dir}")));
+        }
+        s.push(sh!("cp -p -- {} {}\n", change.path, copy));
+    }
+    s.push(sh!(
+        "rm -rf {} && mv {} {}\n",
+        PREVIOUS,
+        PREVIOUS_NEW,
+        PREVIOUS
+    ));
     for change in &plan.changes {
-        let path = quote(&change.path);
         match change.change {
-            Change::Create => {
-                let _ = writeln!(s, "echo {path} >> {PREVIOUS}.new/.created");
-            }
-            Change::Update | Change::Delete => {
-                let _ = writeln!(
-                    s,
-                    "mkdir -p \"$(dirname {PREVIOUS}.new/{path})\" && cp -p {path} {PREVIOUS}.new/{path}"
-                );
-            }
+            Change::Delete => s.push(sh!("rm -f -- {}\n", change.path)),
+            _ => s.push(sh!("mv -f -- {} {}\n", staged(&change.path), change.path)),
         }
     }
-    let _ = writeln!(s, "rm -rf {PREVIOUS} && mv {PREVIOUS}.new {PREVIOUS}");
-    for change in &plan.changes {
-        let path = quote(&change.path);
-        match change.change {
-            Change::Delete => {
-                let _ = writeln!(s, "rm -f {path}");
-            }
-            _ => {
-                let _ = writeln!(s, "mv -f {} {path}", quote(&staged(&change.path)));
-            }
-        }
-    }
-    let manifest: Vec<String> = files.files.iter().map(|f| f.path.clone()).collect();
-    let _ = write!(
-        s,
-        "cat > {MANIFEST}.new <<'{END}'\n{}\n{END}\nmv -f {MANIFEST}.new {MANIFEST}\nsync\necho synprov-written\n}}\nsynprov_write\n",
-        manifest.join("\n")
-    );
+    let manifest: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+    s.push(write_paths(
+        &manifest,
+        sh!(
+            " > {}.new && mv -f {}.new {}\n",
+            MANIFEST,
+            MANIFEST,
+            MANIFEST
+        ),
+    ));
+    s.push(sh!("sync\necho synprov-written\n}\nsynprov_write\n"));
     s
 }
 
-/// Prints the current contents of `paths` in `dir`, base64, each after a `=== path` line.
-pub fn fetch_script(dir: &str, paths: &[&str]) -> String {
-    let mut s = format!("cd {} || exit 0\n", quote(dir));
-    for path in paths {
-        let _ = writeln!(
-            s,
-            "[ -f {p} ] && {{ echo {}; base64 {p}; }}",
-            quote(&format!("=== {path}")),
-            p = quote(path)
-        );
+/// One deployment directory and the files of it to fetch.
+pub struct Fetch<'a> {
+    pub dir: &'a str,
+    pub paths: Vec<&'a str>,
+}
+
+/// Prints the current contents of the files of `fetches`, for the diff: a `### N` line
+/// before the files of the `N`th, then for each file present a `=== ` line with its path
+/// and its contents, both base64 (so that no path or contents can pass for a marker).
+pub fn fetch_script(fetches: &[Fetch]) -> Script {
+    let mut s = Script::new();
+    for (index, fetch) in fetches.iter().enumerate() {
+        s.push(sh!(
+            "echo {}\n(\ncd -- {} || exit 0\n",
+            format!("### {index}"),
+            fetch.dir
+        ));
+        for path in &fetch.paths {
+            s.push(sh!(
+                "[ -f {} ] && { echo {}; base64 < {}; }\n",
+                path,
+                format!("=== {}", STANDARD.encode(path)),
+                path
+            ));
+        }
+        s.push(sh!(")\n"));
     }
-    s.push_str("exit 0\n");
+    s.push(sh!("exit 0\n"));
     s
 }
 
-/// Reads `fetch_script`'s output.
-pub fn parse_fetch(output: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// Reads `fetch_script`'s output: the contents by path, by index of the fetch. Anything
+/// else in it (a host's noise, broken base64) is skipped.
+pub fn parse_fetch(output: &str) -> BTreeMap<usize, BTreeMap<String, String>> {
+    let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section: Option<usize> = None;
     let mut current: Option<(String, String)> = None;
-    let finish = |entry: Option<(String, String)>, out: &mut BTreeMap<String, String>| {
-        if let Some((path, data)) = entry {
-            let bytes = STANDARD.decode(data.as_bytes()).unwrap_or_default();
-            out.insert(path, String::from_utf8_lossy(&bytes).into_owned());
+    let mut finish = |section: Option<usize>, entry: Option<(String, String)>| {
+        if let (Some(index), Some((path, data))) = (section, entry)
+            && let Ok(bytes) = STANDARD.decode(data.as_bytes())
+        {
+            out.entry(index)
+                .or_default()
+                .insert(path, String::from_utf8_lossy(&bytes).into_owned());
         }
     };
     for line in output.lines() {
-        if let Some(path) = line.strip_prefix("=== ") {
-            finish(current.take(), &mut out);
-            current = Some((path.to_string(), String::new()));
+        if let Some(index) = line.strip_prefix("### ") {
+            finish(section, current.take());
+            section = index.trim().parse().ok();
+        } else if let Some(path) = line.strip_prefix("=== ") {
+            finish(section, current.take());
+            current = STANDARD
+                .decode(path.trim())
+                .ok()
+                .map(|p| (String::from_utf8_lossy(&p).into_owned(), String::new()));
         } else if let Some((_, data)) = current.as_mut() {
             data.push_str(line.trim());
         }
     }
-    finish(current, &mut out);
+    finish(section, current);
     out
 }
 
 /// Puts back the files the last apply replaced and removes those it created. Fails when
-/// there is nothing to roll back.
-pub fn rollback_script(dir: &str) -> String {
-    format!(
-        "trap '' HUP PIPE\nsynprov_rollback() {{\nset -e\ncd {dir}\n[ -d {PREVIOUS} ] || {{ echo 'nothing to roll back: no previous apply changed files here' >&2; exit 3; }}\n\
-while IFS= read -r f; do [ -n \"$f\" ] && rm -f \"$f\"; done < {PREVIOUS}/.created\n\
-(cd {PREVIOUS} && find . -type f ! -name .created ! -name .manifest -print) | while IFS= read -r f; do mkdir -p \"$(dirname \"$f\")\" && cp -p {PREVIOUS}/\"$f\" \"$f.synprov-new\" && mv -f \"$f.synprov-new\" \"$f\"; done\n\
-if [ -f {PREVIOUS}/.manifest ]; then cp -p {PREVIOUS}/.manifest {MANIFEST}; fi\n\
-rm -rf {PREVIOUS}\nsync\necho synprov-rolled-back\n}}\nsynprov_rollback\n",
-        dir = quote(dir)
-    )
+/// there is nothing to roll back. The list of created files is read whichever way it was
+/// written ([`nul_paths`]), and the files to put back reach the shell that copies them as
+/// arguments (`find -print0 | xargs -0`), never as lines.
+pub fn rollback_script(dir: &str) -> Script {
+    let mut s = sh!(
+        "trap '' HUP PIPE\nsynprov_rollback() {\nset -e\numask 077\ncd -- {}\n\
+         [ -d .synprov/previous ] || { echo 'nothing to roll back: no previous apply changed files here' >&2; exit 3; }\n",
+        dir
+    );
+    s.push(nul_paths(".synprov/previous/.created"));
+    s.push(sh!(
+        " | xargs -0 -r rm -f --\n\
+         find .synprov/previous -type f ! -path .synprov/previous/.created ! -path .synprov/previous/.manifest -print0 \
+         | xargs -0 -r sh -c 'set -e; for p; do f=${p#.synprov/previous/}; case $f in */*) mkdir -p -- \"${f%/*}\";; esac; \
+         rm -f -- \"$f.synprov-new\"; cp -p -- \"$p\" \"$f.synprov-new\"; mv -f -- \"$f.synprov-new\" \"$f\"; done' sh\n\
+         if [ -f .synprov/previous/.manifest ]; then cp -p .synprov/previous/.manifest {}; fi\n\
+         rm -rf .synprov/previous\nsync\necho synprov-rolled-back\n}\nsynprov_rollback\n",
+        MANIFEST
+    ));
+    s
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
     use super::*;
+    use crate::plan::FileChange;
+    use crate::render::{RenderedDir, RenderedFile};
+
+    fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+            secret: mode == 0o600,
+            keep_existing: false,
+            owner: None,
+            used_by: Vec::new(),
+        }
+    }
+
+    fn deployment(dir: &str, files: Vec<RenderedFile>, dirs: Vec<RenderedDir>) -> DeploymentFiles {
+        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        DeploymentFiles {
+            deployment: "d".into(),
+            server_name: "example.org".into(),
+            deploy_dir: dir.into(),
+            files,
+            dirs,
+            secrets: key.secrets_for("example.org"),
+            checks: Vec::new(),
+            plugin_images: Vec::new(),
+        }
+    }
+
+    fn plan(dir: &str, changes: &[(&str, Change)], restart: &[&str]) -> DeploymentPlan {
+        DeploymentPlan {
+            deployment: "d".into(),
+            dir: dir.into(),
+            changes: changes
+                .iter()
+                .map(|(path, change)| FileChange {
+                    path: path.to_string(),
+                    change: *change,
+                })
+                .collect(),
+            unchanged: 0,
+            restart: restart.iter().map(|s| s.to_string()).collect(),
+            interrupted: false,
+        }
+    }
+
+    /// Runs `script` as the transport does (`sh -s`, the script on standard input) in `cwd`,
+    /// with `path` first on PATH when given.
+    fn run(script: &Script, cwd: &Path, path: Option<&Path>) -> std::process::Output {
+        use std::io::Write;
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-s")
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(dir) = path {
+            let old = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![dir.to_path_buf()];
+            paths.extend(std::env::split_paths(&old));
+            command.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// [`run`], which must succeed.
+    fn run_ok(script: &Script, cwd: &Path, path: Option<&Path>) {
+        let out = run(script, cwd, path);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
 
     #[test]
     fn staged_files_sit_beside_their_target() {
@@ -209,17 +358,290 @@ mod tests {
     }
 
     #[test]
-    fn fetched_contents_round_trip() {
+    fn the_write_script_quotes_every_value_and_writes_under_umask_077() {
+        let mut secret = file("a;b", "k", 0o600);
+        secret.owner = Some((1000, 1000));
+        let files = deployment(
+            "/opt/it's",
+            vec![secret, file("sub/$(x)", "c", 0o644)],
+            vec![RenderedDir {
+                path: "logs/-n".into(),
+                mode: 0o750,
+                owner: Some((1000, 1000)),
+            }],
+        );
+        let plan = plan(
+            "/opt/it's",
+            &[
+                ("a;b", Change::Create),
+                ("sub/$(x)", Change::Update),
+                ("old'", Change::Delete),
+            ],
+            &["s v"],
+        );
+        assert_eq!(
+            write_script(&files, &plan, true).text(),
+            "trap '' HUP PIPE\nsynprov_write() {\nset -e\numask 077\n\
+             mkdir -p -m 755 -- /opt '/opt/it'\\''s'\n\
+             cd -- '/opt/it'\\''s'\nmkdir -p .synprov && chmod 700 .synprov\n\
+             mkdir -p -m 755 -- logs\n\
+             mkdir -p -m 750 -- logs/-n && chmod 750 -- logs/-n && chown 1000:1000 -- logs/-n\n\
+             mkdir -p -m 755 -- sub\n\
+             rm -f -- '.a;b.synprov-new'\n\
+             base64 -d > '.a;b.synprov-new' <<'SYNPROV_EOF'\naw==\nSYNPROV_EOF\n\
+             chmod 600 -- '.a;b.synprov-new'\n\
+             chown 1000:1000 -- '.a;b.synprov-new'\n\
+             rm -f -- 'sub/.$(x).synprov-new'\n\
+             base64 -d > 'sub/.$(x).synprov-new' <<'SYNPROV_EOF'\nYw==\nSYNPROV_EOF\n\
+             chmod 644 -- 'sub/.$(x).synprov-new'\n\
+             printf '%s\\0' up 's v' > .synprov/pending.new && mv -f .synprov/pending.new .synprov/pending\n\
+             sync\n\
+             rm -rf .synprov/previous.new && mkdir -p .synprov/previous.new\n\
+             [ -f .synprov/manifest ] && cp -p .synprov/manifest .synprov/previous.new/.manifest\n\
+             printf '%s\\0' 'a;b' > .synprov/previous.new/.created\n\
+             mkdir -p -- .synprov/previous.new/sub && cp -p -- 'sub/$(x)' '.synprov/previous.new/sub/$(x)'\n\
+             cp -p -- 'old'\\''' '.synprov/previous.new/old'\\'''\n\
+             rm -rf .synprov/previous && mv .synprov/previous.new .synprov/previous\n\
+             mv -f -- '.a;b.synprov-new' 'a;b'\n\
+             mv -f -- 'sub/.$(x).synprov-new' 'sub/$(x)'\n\
+             rm -f -- 'old'\\'''\n\
+             printf '%s\\0' 'a;b' 'sub/$(x)' > .synprov/manifest.new && mv -f .synprov/manifest.new .synprov/manifest\n\
+             sync\necho synprov-written\n}\nsynprov_write\n"
+        );
+    }
+
+    /// Paths no plugin may give today (render refuses them), but the scripts must not
+    /// depend on that: the heredoc delimiter, a line break, command substitutions, quotes,
+    /// a leading dash.
+    const HOSTILE: [&str; 6] = [
+        "SYNPROV_EOF",
+        "a\nb",
+        "$(touch x)",
+        "-rf",
+        "sub/`touch y`",
+        "p'q",
+    ];
+
+    #[test]
+    fn hostile_paths_are_written_listed_and_rolled_back_exactly_and_run_nothing() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("d'ir;$(touch M)\n -x");
+        let dir_text = dir.to_str().unwrap();
+        let first: Vec<RenderedFile> = HOSTILE
+            .iter()
+            .map(|p| file(p, &format!("first {p}\n"), 0o644))
+            .collect();
+        let files = deployment(dir_text, first.clone(), Vec::new());
+        let creates: Vec<(&str, Change)> = HOSTILE.iter().map(|p| (*p, Change::Create)).collect();
+        run_ok(
+            &write_script(&files, &plan(dir_text, &creates, &[]), true),
+            base.path(),
+            None,
+        );
+        let listed: Vec<u8> = HOSTILE
+            .iter()
+            .flat_map(|p| [p.as_bytes(), b"\0"].concat())
+            .collect();
+        assert_eq!(std::fs::read(dir.join(MANIFEST)).unwrap(), listed);
+        for path in HOSTILE {
+            assert_eq!(
+                std::fs::read_to_string(dir.join(path)).unwrap(),
+                format!("first {path}\n")
+            );
+        }
+        let nothing_ran = || {
+            let names: Vec<_> = std::fs::read_dir(base.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                names,
+                [dir.file_name().unwrap()],
+                "only the deploy directory"
+            );
+            for marker in ["x", "y", "M", "sub/x", "sub/y"] {
+                assert!(!dir.join(marker).exists(), "{marker} was created");
+            }
+        };
+        nothing_ran();
+
+        // A second apply changes one file and removes another; rollback puts both back.
+        let mut second = first.clone();
+        second[2].contents = "second\n".into();
+        second.remove(1);
+        let files = deployment(dir_text, second, Vec::new());
+        let changes = [(HOSTILE[2], Change::Update), (HOSTILE[1], Change::Delete)];
+        run_ok(
+            &write_script(&files, &plan(dir_text, &changes, &[]), true),
+            base.path(),
+            None,
+        );
+        assert!(!dir.join(HOSTILE[1]).exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join(HOSTILE[2])).unwrap(),
+            "second\n"
+        );
+
+        run_ok(&rollback_script(dir_text), base.path(), None);
+        for path in HOSTILE {
+            assert_eq!(
+                std::fs::read_to_string(dir.join(path)).unwrap(),
+                format!("first {path}\n")
+            );
+        }
+        assert_eq!(std::fs::read(dir.join(MANIFEST)).unwrap(), listed);
+        nothing_ran();
+    }
+
+    #[test]
+    fn a_secret_file_is_never_readable_by_others_not_even_before_its_chmod() {
+        let base = tempfile::tempdir().unwrap();
+        // A `chmod` that first records the mode of each file it is about to change.
+        let bin = base.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("chmod"))
+            .find(|p| p.is_file())
+            .unwrap();
+        let log = base.path().join("modes");
+        std::fs::write(
+            bin.join("chmod"),
+            format!(
+                "#!/bin/sh\nfor a; do [ -f \"$a\" ] && stat -c '%a %n' -- \"$a\" >> '{}'; done\nexec '{}' \"$@\"\n",
+                log.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(bin.join("chmod"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let dir = base.path().join("d");
+        let dir_text = dir.to_str().unwrap();
+        // A world-readable staged file left by an interrupted run.
+        std::fs::create_dir_all(dir.join("synapse")).unwrap();
+        let leftover = dir.join("synapse/.key.synprov-new");
+        std::fs::write(&leftover, "old").unwrap();
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let files = deployment(
+            dir_text,
+            vec![
+                file("synapse/key", "secret", 0o600),
+                file("new/public", "p", 0o644),
+            ],
+            vec![RenderedDir {
+                path: "media".into(),
+                mode: 0o750,
+                owner: None,
+            }],
+        );
+        let changes = [
+            ("synapse/key", Change::Create),
+            ("new/public", Change::Create),
+        ];
+        run_ok(
+            &write_script(&files, &plan(dir_text, &changes, &[]), false),
+            base.path(),
+            Some(&bin),
+        );
+        let modes = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            modes
+                .lines()
+                .filter(|l| l.ends_with(".key.synprov-new"))
+                .collect::<Vec<_>>(),
+            ["600 synapse/.key.synprov-new"],
+            "{modes}"
+        );
+        assert_eq!(mode(&dir.join("synapse/key")), 0o600);
+        assert_eq!(mode(&dir.join("new/public")), 0o644);
+        assert_eq!(mode(&dir.join("new")), 0o755);
+        assert_eq!(mode(&dir.join("media")), 0o750);
+        assert_eq!(mode(&dir.join(".synprov")), 0o700);
+        assert_eq!(mode(&dir.join(MANIFEST)), 0o600);
+    }
+
+    #[test]
+    fn the_fetch_script_quotes_paths_and_frames_them_in_base64() {
+        let fetches = [Fetch {
+            dir: "/opt/it's",
+            paths: vec!["a\n=== b", "-x"],
+        }];
+        assert_eq!(
+            fetch_script(&fetches).text(),
+            "echo '### 0'\n(\ncd -- '/opt/it'\\''s' || exit 0\n\
+             [ -f 'a\n=== b' ] && { echo '=== YQo9PT0gYg=='; base64 < 'a\n=== b'; }\n\
+             [ -f -x ] && { echo '=== LXg='; base64 < -x; }\n)\nexit 0\n"
+        );
+    }
+
+    #[test]
+    fn fetched_contents_round_trip_whatever_the_paths() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "one\ntwo\n").unwrap();
-        let script = fetch_script(dir.path().to_str().unwrap(), &["a", "missing"]);
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
+        std::fs::write(dir.path().join("b\n### 1\n=== x"), "three").unwrap();
+        let d = dir.path().to_str().unwrap();
+        let fetches = [
+            Fetch {
+                dir: d,
+                paths: vec!["a", "missing"],
+            },
+            Fetch {
+                dir: "/nonexistent",
+                paths: vec!["a"],
+            },
+            Fetch {
+                dir: d,
+                paths: vec!["b\n### 1\n=== x"],
+            },
+        ];
+        let out = run(&fetch_script(&fetches), dir.path(), None);
         let fetched = parse_fetch(&String::from_utf8_lossy(&out.stdout));
-        assert_eq!(fetched.len(), 1);
-        assert_eq!(fetched["a"], "one\ntwo\n");
+        assert_eq!(fetched.len(), 2, "{fetched:?}");
+        assert_eq!(fetched[&0].len(), 1);
+        assert_eq!(fetched[&0]["a"], "one\ntwo\n");
+        assert_eq!(fetched[&2]["b\n### 1\n=== x"], "three");
+    }
+
+    #[test]
+    fn fetch_output_that_is_not_well_formed_is_skipped_without_panicking() {
+        let long = "A".repeat(1 << 20);
+        let hostile = format!(
+            "=== YQ==\nYWJj\n### x\n=== !!!\nabc\n### 0\n=== YQ==\n@@@\n\
+             ### 99999999999999999999\n=== Yg==\n{long}\n### 1\n=== Yw==\nYWJj\n"
+        );
+        let fetched = parse_fetch(&hostile);
+        assert_eq!(fetched.len(), 1, "{:?}", fetched.keys());
+        assert_eq!(fetched[&1]["c"], "abc");
+    }
+
+    #[test]
+    fn the_rollback_script_quotes_its_directory() {
+        assert_eq!(
+            rollback_script("/opt/$(x)").text(),
+            "trap '' HUP PIPE\nsynprov_rollback() {\nset -e\numask 077\ncd -- '/opt/$(x)'\n\
+             [ -d .synprov/previous ] || { echo 'nothing to roll back: no previous apply changed files here' >&2; exit 3; }\n\
+             { if tr -d '\\000' < .synprov/previous/.created | cmp -s - .synprov/previous/.created; \
+             then tr '\\n' '\\000' < .synprov/previous/.created; else cat < .synprov/previous/.created; fi; } \
+             | xargs -0 -r rm -f --\n\
+             find .synprov/previous -type f ! -path .synprov/previous/.created ! -path .synprov/previous/.manifest -print0 \
+             | xargs -0 -r sh -c 'set -e; for p; do f=${p#.synprov/previous/}; case $f in */*) mkdir -p -- \"${f%/*}\";; esac; \
+             rm -f -- \"$f.synprov-new\"; cp -p -- \"$p\" \"$f.synprov-new\"; mv -f -- \"$f.synprov-new\" \"$f\"; done' sh\n\
+             if [ -f .synprov/previous/.manifest ]; then cp -p .synprov/previous/.manifest .synprov/manifest; fi\n\
+             rm -rf .synprov/previous\nsync\necho synprov-rolled-back\n}\nsynprov_rollback\n"
+        );
+    }
+
+    #[test]
+    fn a_list_of_created_files_written_one_per_line_is_still_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join(".synprov/previous")).unwrap();
+        std::fs::write(d.join(".synprov/previous/.created"), "new1\nnew2\n").unwrap();
+        for name in ["new1", "new2", "kept"] {
+            std::fs::write(d.join(name), "").unwrap();
+        }
+        run_ok(&rollback_script(d.to_str().unwrap()), d, None);
+        assert!(!d.join("new1").exists() && !d.join("new2").exists());
+        assert!(d.join("kept").exists());
     }
 }

@@ -5,7 +5,14 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use super::ApplyError;
+use crate::shell::Command as HostCommand;
 use crate::transport::Connection;
+
+/// Reads an image (a `docker save` stream) on standard input: the command line holds no
+/// value, the image's name travels inside the stream.
+pub fn load_command() -> HostCommand {
+    HostCommand::new("docker").arg("load")
+}
 
 /// The ID of each image on this machine; an image missing here is an error, since the
 /// host could not get it either.
@@ -13,7 +20,7 @@ pub fn local_ids(images: &[String]) -> Result<BTreeMap<String, String>, ApplyErr
     let mut out = BTreeMap::new();
     for image in images {
         let output = Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", image])
+            .args(["image", "inspect", "--format", "{{.Id}}", "--", image])
             .output();
         match output {
             Ok(o) if o.status.success() => {
@@ -36,15 +43,19 @@ pub fn local_ids(images: &[String]) -> Result<BTreeMap<String, String>, ApplyErr
 pub fn load(connection: &Connection, image: &str) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
     let mut save = Command::new("docker")
-        .args(["save", image])
+        .args(["save", "--", image])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|_| ApplyError::MissingImage {
             image: image.to_string(),
         })?;
-    let mut stream = save.stdout.take().expect("piped");
-    let output = connection.exec(&connection.privileged("docker load"), &mut stream)?;
+    let Some(mut stream) = save.stdout.take() else {
+        return Err(ApplyError::MissingImage {
+            image: image.to_string(),
+        });
+    };
+    let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
     let saved = save.wait().map(|s| s.success()).unwrap_or(false);
     if !saved || !output.success() {
         return Err(ApplyError::Step {
@@ -54,4 +65,14 @@ pub fn load(connection: &Connection, image: &str) -> Result<(), ApplyError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_loaded_by_a_command_line_that_holds_no_value() {
+        assert_eq!(load_command().line(), "docker load");
+    }
 }

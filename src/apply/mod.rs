@@ -17,8 +17,9 @@ use crate::facts::{self, Compose, DeploymentQuery, Facts};
 use crate::inventory::{Host, Inventory};
 use crate::plan::{self, Change, HostPlan};
 use crate::render::HostFiles;
+use crate::shell::Script;
 use crate::transport::{Connection, TransportError};
-use crate::verify::{self, HealthTarget};
+use crate::verify::{self, Deadline, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ApplyError {
@@ -115,25 +116,29 @@ pub fn prepare(
     let facts = facts::parse(&output.stdout_text());
     let plan = plan::plan_host(files, &facts, local_images);
     let mut old = BTreeMap::new();
-    let mut fetch = String::new();
-    for deployment in &plan.deployments {
-        let paths: Vec<&str> = deployment
-            .changes
-            .iter()
-            .filter(|c| c.change != Change::Create)
-            .map(|c| c.path.as_str())
-            .collect();
-        if !paths.is_empty() {
-            fetch.push_str(&format!("echo '### {}'\n", deployment.deployment));
-            fetch.push_str(&files::fetch_script(&deployment.dir, &paths).replace("exit 0\n", ""));
-        }
-    }
-    if !fetch.is_empty() {
-        let output = connection.run_script(&fetch)?.stdout_text();
-        for section in output.split("### ").skip(1) {
-            let (name, rest) = section.split_once('\n').unwrap_or((section, ""));
-            for (path, contents) in files::parse_fetch(rest) {
-                old.insert((name.to_string(), path), contents);
+    let fetches: Vec<files::Fetch> = plan
+        .deployments
+        .iter()
+        .map(|deployment| files::Fetch {
+            dir: &deployment.dir,
+            paths: deployment
+                .changes
+                .iter()
+                .filter(|c| c.change != Change::Create)
+                .map(|c| c.path.as_str())
+                .collect(),
+        })
+        .collect();
+    if fetches.iter().any(|f| !f.paths.is_empty()) {
+        let output = connection
+            .run_script(&files::fetch_script(&fetches))?
+            .stdout_text();
+        for (index, contents) in files::parse_fetch(&output) {
+            let Some(deployment) = plan.deployments.get(index) else {
+                continue;
+            };
+            for (path, text) in contents {
+                old.insert((deployment.deployment.clone(), path), text);
             }
         }
     }
@@ -176,7 +181,7 @@ pub struct Outcome {
     pub healthy: usize,
 }
 
-fn step(connection: &Connection, name: &str, script: &str) -> Result<String, ApplyError> {
+fn step(connection: &Connection, name: &str, script: &Script) -> Result<String, ApplyError> {
     let output = connection.run_script(script)?;
     if output.success() {
         Ok(output.stdout_text())
@@ -204,7 +209,7 @@ pub fn apply(
     // Nothing to change, nothing to lock: a no-op apply costs what a plan costs.
     let mut locks = Vec::new();
     for deployment in plan.deployments.iter().filter(|_| plan.change_count() > 0) {
-        let lock = connection.lock(&format!("{}/.synprov/lock", deployment.dir))?;
+        let lock = connection.lock(&deployment.dir)?;
         locks.push(lock.ok_or_else(|| ApplyError::Locked {
             host: name.to_string(),
             dir: deployment.dir.clone(),
@@ -315,12 +320,10 @@ pub fn rollback(
     let mut dirs = Vec::new();
     for deployment in inventory.deployments_on(&name) {
         let dir: &str = &deployment.deploy_dir;
-        let _lock = connection
-            .lock(&format!("{dir}/.synprov/lock"))?
-            .ok_or_else(|| ApplyError::Locked {
-                host: name.clone(),
-                dir: dir.into(),
-            })?;
+        let _lock = connection.lock(dir)?.ok_or_else(|| ApplyError::Locked {
+            host: name.clone(),
+            dir: dir.into(),
+        })?;
         step(
             connection,
             &format!("rolling back {}", deployment.name),
@@ -404,7 +407,7 @@ fn wait_containers_healthy(
     dir: &str,
     timeout: Duration,
 ) -> Result<Vec<String>, ApplyError> {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Deadline::after(timeout);
     loop {
         let output = connection
             .run_script(&compose::status_script(dir, compose))?
@@ -422,7 +425,7 @@ fn wait_containers_healthy(
                 }
             })
             .collect();
-        if unhealthy.is_empty() || std::time::Instant::now() >= deadline {
+        if unhealthy.is_empty() || deadline.passed() {
             return Ok(unhealthy);
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -442,7 +445,7 @@ fn install_compose(connection: &Connection, report: Report) -> Result<Compose, A
             tail: e.to_string(),
         })?;
         let output = connection.exec(
-            &connection.privileged(&docker::compose_plugin_install_command()),
+            &connection.privileged(docker::compose_plugin_install_command()),
             &mut file,
         )?;
         if output.success() {

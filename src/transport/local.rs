@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 
-use super::{ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{Answer, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::Host;
 
 pub struct LocalConnection {
@@ -54,7 +54,10 @@ impl LocalConnection {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.error(format!("cannot run sh: {e}")))?;
-        let mut input = child.stdin.take().expect("piped");
+        let mut input = child
+            .stdin
+            .take()
+            .ok_or_else(|| self.error("sh has no standard input"))?;
         // Feed stdin from a thread so a command that prints a lot cannot block us.
         let mut buffer = Vec::new();
         stdin.read_to_end(&mut buffer).map_err(|e| self.error(e))?;
@@ -92,7 +95,13 @@ impl LocalConnection {
         Ok(Box::new(stream))
     }
 
-    pub fn hold(&self, command: &str) -> Result<Option<LockGuard>, TransportError> {
+    /// Runs `command`, sends it `script` and keeps its standard input open: a lock the
+    /// script takes is held until the returned guard is dropped.
+    pub(super) fn hold(
+        &self,
+        command: &str,
+        script: &[u8],
+    ) -> Result<(Answer, Option<LockGuard>), TransportError> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -100,17 +109,27 @@ impl LocalConnection {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| self.error(format!("cannot run flock: {e}")))?;
+            .map_err(|e| self.error(format!("cannot run sh: {e}")))?;
+        let sent = match child.stdin.as_mut() {
+            Some(input) => input.write_all(script).and_then(|()| input.flush()),
+            None => Err(std::io::Error::other("no standard input")),
+        };
         let mut line = String::new();
-        let _ = BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line);
-        if line.trim() == "locked" {
-            Ok(Some(LockGuard {
-                _inner: Box::new(HeldChild(child)),
-            }))
-        } else {
-            drop(child.stdin.take());
-            let _ = child.wait();
-            Ok(None)
+        if let Some(output) = child.stdout.as_mut() {
+            let _ = BufReader::new(output).read_line(&mut line);
         }
+        let answer = match sent {
+            Ok(()) => Answer::of(&line),
+            Err(e) => Answer::Failed(format!("cannot send the lock script: {e}")),
+        };
+        if matches!(answer, Answer::Locked) {
+            let guard = LockGuard {
+                _inner: Box::new(HeldChild(child)),
+            };
+            return Ok((answer, Some(guard)));
+        }
+        drop(child.stdin.take());
+        let _ = child.wait();
+        Ok((answer, None))
     }
 }

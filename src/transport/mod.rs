@@ -16,6 +16,8 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::inventory::{Host, Transport};
+use crate::sh;
+use crate::shell::{Command, Mode, Script, make_dirs};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -129,6 +131,45 @@ pub enum Connection {
     Local(local::LocalConnection),
 }
 
+/// Where a deployment's lock lives, relative to its deploy directory.
+pub const LOCK_FILE: &str = ".synprov/lock";
+
+/// The first line a lock script printed, read.
+enum Answer {
+    Locked,
+    /// Another run holds it (`flock -n` gives up without a word).
+    Busy,
+    /// The lock script said why it could not run.
+    Failed(String),
+}
+
+impl Answer {
+    fn of(line: &str) -> Answer {
+        match line.trim() {
+            "locked" => Answer::Locked,
+            "" => Answer::Busy,
+            said => Answer::Failed(said.to_string()),
+        }
+    }
+}
+
+/// The lock of the deployment in `deploy_dir`: creates the deploy directory (and every
+/// missing one above it) with mode 0755, so that the SSH user reaches the sockets under it,
+/// and `.synprov` with 0700; then `flock -n` holds [`LOCK_FILE`] for as long as its
+/// standard input, the connection, stays open. Errors go to standard output, whose first
+/// line is `locked` once the lock is held.
+pub fn lock_script(deploy_dir: &str) -> Script {
+    let state = format!("{deploy_dir}/.synprov");
+    let mut s = sh!("exec 2>&1\numask 077\n");
+    s.push(make_dirs(deploy_dir, Mode(0o755)));
+    s.push(sh!(
+        "mkdir -p -m 700 -- {}\nexec flock -n -- {} sh -c 'echo locked; exec cat >/dev/null'\n",
+        state,
+        format!("{deploy_dir}/{LOCK_FILE}")
+    ));
+    s
+}
+
 /// Holds a host's deploy lock until dropped (or until synprov dies: the lock is a `flock`
 /// held by a command whose standard input is this connection, so it never outlives us).
 pub struct LockGuard {
@@ -146,35 +187,36 @@ impl Connection {
     }
 
     /// Runs `script` with `sh` on the host (through `sudo -n` when the inventory says
-    /// `become` and the user is not root), feeding it `stdin`. The script travels on
-    /// standard input, so its contents (secrets) never appear in a process list.
-    pub fn run_script(&self, script: &str) -> Result<ExecOutput, TransportError> {
+    /// `become` and the user is not root). The script travels on standard input, so its
+    /// contents (secrets) never appear in a process list, and the command line is a
+    /// constant that any login shell reads alike.
+    pub fn run_script(&self, script: &Script) -> Result<ExecOutput, TransportError> {
         self.exec(&self.shell(), &mut script.as_bytes())
     }
 
-    /// Runs `command` (a shell command line) with `stdin` streamed to it.
-    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
+    /// Runs `command` with `stdin` streamed to it.
+    pub fn exec(
+        &self,
+        command: &Command,
+        stdin: &mut dyn Read,
+    ) -> Result<ExecOutput, TransportError> {
         match self {
-            Connection::Ssh(c) => c.exec(command, stdin),
-            Connection::Local(c) => c.exec(command, stdin),
+            Connection::Ssh(c) => c.exec(&command.line(), stdin),
+            Connection::Local(c) => c.exec(&command.line(), stdin),
         }
     }
 
-    /// The command line of a privileged shell reading its script from stdin.
-    pub fn shell(&self) -> String {
-        if self.needs_sudo() {
-            "sudo -n sh -s".into()
-        } else {
-            "sh -s".into()
-        }
+    /// A privileged shell reading its script from standard input.
+    pub fn shell(&self) -> Command {
+        self.privileged(Command::new("sh").arg("-s"))
     }
 
     /// `command` as the privileged user.
-    pub fn privileged(&self, command: &str) -> String {
+    pub fn privileged(&self, command: Command) -> Command {
         if self.needs_sudo() {
-            format!("sudo -n {command}")
+            command.sudo()
         } else {
-            command.to_string()
+            command
         }
     }
 
@@ -206,16 +248,23 @@ impl Connection {
         }
     }
 
-    /// Takes the exclusive lock `lock_file` on the host, or fails at once when another run
-    /// holds it.
-    pub fn lock(&self, lock_file: &str) -> Result<Option<LockGuard>, TransportError> {
-        let dir = lock_file.rsplit_once('/').map_or(".", |(d, _)| d);
-        let command = self.privileged(&format!(
-            "sh -c 'mkdir -p {dir} && exec flock -n {lock_file} sh -c \"echo locked; exec cat >/dev/null\"'"
-        ));
-        match self {
-            Connection::Ssh(c) => c.hold(&command),
-            Connection::Local(c) => c.hold(&command),
+    /// Takes the exclusive lock of the deployment in `deploy_dir` on the host
+    /// ([`LOCK_FILE`] there), or fails at once when another run holds it. The lock script
+    /// travels on standard input like any other, which stays open while the lock is held.
+    pub fn lock(&self, deploy_dir: &str) -> Result<Option<LockGuard>, TransportError> {
+        let command = self.shell().line();
+        let script = lock_script(deploy_dir);
+        let (answer, guard) = match self {
+            Connection::Ssh(c) => c.hold(&command, script.as_bytes())?,
+            Connection::Local(c) => c.hold(&command, script.as_bytes())?,
+        };
+        match answer {
+            Answer::Locked => Ok(guard),
+            Answer::Busy => Ok(None),
+            Answer::Failed(said) => Err(TransportError::Io {
+                host: self.host_name().to_string(),
+                message: format!("cannot take the lock in {deploy_dir}: {said}"),
+            }),
         }
     }
 
@@ -224,5 +273,33 @@ impl Connection {
             Connection::Ssh(c) => &c.host,
             Connection::Local(c) => &c.host,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_script_quotes_a_hostile_deploy_dir_as_data() {
+        assert_eq!(
+            lock_script("/opt/x;touch${IFS}/tmp/pwned;").text(),
+            "exec 2>&1\numask 077\n\
+             mkdir -p -m 755 -- /opt '/opt/x;touch${IFS}' '/opt/x;touch${IFS}/tmp' '/opt/x;touch${IFS}/tmp/pwned;'\n\
+             mkdir -p -m 700 -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov'\n\
+             exec flock -n -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock' sh -c 'echo locked; exec cat >/dev/null'\n"
+        );
+        assert_eq!(
+            lock_script("/o'p\nt/$(id)").text(),
+            "exec 2>&1\numask 077\n\
+             mkdir -p -m 755 -- '/o'\\''p\nt' '/o'\\''p\nt/$(id)'\n\
+             mkdir -p -m 700 -- '/o'\\''p\nt/$(id)/.synprov'\n\
+             exec flock -n -- '/o'\\''p\nt/$(id)/.synprov/lock' sh -c 'echo locked; exec cat >/dev/null'\n"
+        );
+        assert_eq!(
+            lock_script("-rf").text(),
+            "exec 2>&1\numask 077\nmkdir -p -m 755 -- -rf\nmkdir -p -m 700 -- -rf/.synprov\n\
+             exec flock -n -- -rf/.synprov/lock sh -c 'echo locked; exec cat >/dev/null'\n"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ssh2::{Channel, MethodType, Session};
 
 use super::known_hosts;
-use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{Answer, ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::{Host, HostKeyChecking};
 
 pub struct SshConnection {
@@ -265,18 +265,30 @@ impl SshConnection {
         Ok(Box::new(SocketChannel(channel)))
     }
 
-    pub fn hold(&self, command: &str) -> Result<Option<LockGuard>, TransportError> {
+    /// Runs `command`, sends it `script` and keeps the channel open: a lock the script
+    /// takes is held until the returned guard is dropped.
+    pub(super) fn hold(
+        &self,
+        command: &str,
+        script: &[u8],
+    ) -> Result<(Answer, Option<LockGuard>), TransportError> {
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;
+        channel
+            .write_all(script)
+            .and_then(|()| channel.flush())
+            .map_err(|e| self.error(format!("sending the lock script: {e}")))?;
         let mut line = String::new();
         let _ = BufReader::new(&mut channel).read_line(&mut line);
-        if line.trim() == "locked" {
-            Ok(Some(LockGuard {
+        let answer = Answer::of(&line);
+        if matches!(answer, Answer::Locked) {
+            let guard = LockGuard {
                 _inner: Box::new(HeldChannel(channel)),
-            }))
-        } else {
-            let _ = channel.wait_close();
-            Ok(None)
+            };
+            return Ok((answer, Some(guard)));
         }
+        let _ = channel.send_eof();
+        let _ = channel.wait_close();
+        Ok((answer, None))
     }
 }
