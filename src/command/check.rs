@@ -9,7 +9,7 @@ use synprov::topology::Topology;
 
 pub fn run(path: &Path) -> miette::Result<ExitCode> {
     let inventory = inventory::load(path)?;
-    print!("{}", summary(&inventory));
+    print!("{}", synprov::ui::printable(&summary(&inventory)));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -81,7 +81,7 @@ pub fn roll_out(
         print!("{}", progress::recap(&results));
         for result in &results {
             if let rollout::Status::Failed(report) = &result.status {
-                eprintln!("{report}");
+                eprintln!("{}", synprov::ui::printable_report(report));
             }
         }
     }
