@@ -154,6 +154,7 @@ pub fn render_host(
     for deployment in inventory.deployments_on(host) {
         let topology = Topology::resolve(deployment, &inventory.hosts);
         let mut secrets = key.secrets_for(&deployment.server_name);
+        secrets.given = crate::secrets::given_in(&deployment.homeserver_extra);
         let scope = Scope {
             inventory,
             deployment,
@@ -279,7 +280,9 @@ pub fn render_deployment(
         .into_iter()
         .map(|(path, contents)| {
             check_yaml(&path, &contents)?;
-            let secret = secrets.all().iter().any(|s| contents.contains(s.expose()));
+            // The inventory's own secrets are merged into homeserver.yaml, maybe re-quoted.
+            let secret = secrets.found_in(&contents)
+                || (path == "synapse/homeserver.yaml" && !secrets.given.is_empty());
             let owner = path
                 .starts_with("synapse/")
                 .then_some((compose::UID, compose::GID));
