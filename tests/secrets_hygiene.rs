@@ -12,8 +12,12 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{inventory, render, synprov};
+use common::{inventory, render, root, synprov};
 use serde_norway::Value;
+
+fn yaml(path: &Path) -> Value {
+    serde_norway::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -45,6 +49,86 @@ fn render_with_key(dir: &Path, path: &Path, key: Option<OsString>) -> std::proce
 }
 
 const ONE_HOST: &str = "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n";
+
+#[test]
+fn a_spread_deployment_keeps_the_redis_password_off_every_command_line() {
+    let out = render(&root().join("inventory/spread.toml"));
+    let main = out.path().join("hs-main/big");
+    let hs = yaml(&main.join("synapse/homeserver.yaml"));
+    let password = hs["redis"]["password"].as_str().unwrap().to_string();
+
+    let compose_text = fs::read_to_string(main.join("docker-compose.yml")).unwrap();
+    assert!(!compose_text.contains(&password), "{compose_text}");
+    let compose = yaml(&main.join("docker-compose.yml"));
+    let redis = &compose["services"]["redis"];
+    assert_eq!(
+        redis["command"].as_str(),
+        Some("redis-server /usr/local/etc/redis/redis.conf")
+    );
+    let volumes: Vec<&str> = redis["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        volumes.contains(&"./redis-conf:/usr/local/etc/redis:ro"),
+        "the directory is mounted, not the file: {volumes:?}"
+    );
+    let test: Vec<&str> = redis["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(test[0], "CMD-SHELL");
+    assert!(
+        test[1].contains("REDISCLI_AUTH=") && test[1].contains("/usr/local/etc/redis/redis.conf"),
+        "{test:?}"
+    );
+
+    let conf = main.join("redis-conf/redis.conf");
+    assert_eq!(mode(&conf), 0o600);
+    let conf_text = fs::read_to_string(&conf).unwrap();
+    assert!(
+        conf_text.contains(&format!("\nrequirepass {password}\n"))
+            && conf_text.contains("\nbind 10.20.0.10\n")
+            && conf_text.contains("\nport 6379\n"),
+        "{conf_text}"
+    );
+    // Only the main host runs Redis.
+    assert!(!out.path().join("hs-rooms/big/redis-conf").exists());
+}
+
+#[test]
+fn the_redis_config_file_belongs_to_the_user_redis_runs_as_in_a_directory_only_its_group_enters() {
+    let inventory = synprov::inventory::load(&root().join("inventory/spread.toml")).unwrap();
+    let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
+    let templates = synprov::render::Templates::load(None).unwrap();
+    let hosts = synprov::render::render(
+        &inventory,
+        &key,
+        &templates,
+        &synprov::plugins::Plugins::none(),
+        Some("hs-main"),
+    )
+    .unwrap();
+    let deployment = &hosts[0].deployments[0];
+    let conf = deployment
+        .files
+        .iter()
+        .find(|f| f.path == "redis-conf/redis.conf")
+        .unwrap();
+    assert_eq!((conf.mode, conf.owner), (0o600, Some((1000, 1000))));
+    assert!(conf.secret);
+    assert_eq!(conf.used_by, ["redis"], "a new password restarts Redis");
+    let dir = deployment
+        .dirs
+        .iter()
+        .find(|d| d.path == "redis-conf")
+        .unwrap();
+    assert_eq!((dir.mode, dir.owner), (0o750, Some((0, 1000))));
+}
 
 #[test]
 fn a_non_utf8_master_key_in_the_environment_is_refused_and_no_key_is_made() {
