@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{}", synprov::ui::printable_report(&format!("{report:?}")));
             ExitCode::FAILURE
         }
     }

@@ -68,11 +68,20 @@ pub enum SecretError {
         source: std::io::Error,
     },
 
-    #[error("the master key is too short ({len} bytes)")]
+    #[error("the master key file {path} is unusable: {reason}")]
     #[diagnostic(help(
-        "use at least 32 bytes; delete the file to have synprov create a new one (this changes every secret)"
+        "restore it from your backup; only if none exists, delete it to have synprov create a new one (this changes every secret)"
     ))]
-    TooShort { len: usize },
+    BadFile { path: String, reason: String },
+
+    #[error("{MASTER_KEY_ENV} is set but unusable: {reason}")]
+    #[diagnostic(help(
+        "set it to the contents of the inventory's key file (NAME.master-key), or unset it to use that file; synprov never makes a new key while one is given"
+    ))]
+    BadEnv { reason: String },
+
+    #[error("the master key is unusable: {reason}")]
+    BadKey { reason: String },
 }
 
 /// The key every secret is derived from.
@@ -97,8 +106,12 @@ impl MasterKey {
     /// The inventory's master key: from the environment, else from its key file, which is
     /// created (mode 0600, 32 random bytes) when missing. A file others can read is refused.
     pub fn for_inventory(inventory: &Path) -> Result<Self, SecretError> {
-        if let Ok(value) = std::env::var(MASTER_KEY_ENV) {
-            return Self::from_bytes(value.into_bytes());
+        // `var_os`, not `var`: a value that is not UTF-8 is refused, not taken for unset.
+        if let Some(value) = std::env::var_os(MASTER_KEY_ENV) {
+            let text = value.into_string().map_err(|_| SecretError::BadEnv {
+                reason: "it is not UTF-8 text".into(),
+            })?;
+            return Self::from_key_text(text).map_err(|reason| SecretError::BadEnv { reason });
         }
         let path = MasterKey::path_for(inventory);
         let shown = path.display().to_string();
@@ -108,11 +121,18 @@ impl MasterKey {
                 if mode & 0o077 != 0 {
                     return Err(SecretError::LooseMode { path: shown, mode });
                 }
-                let text = fs::read_to_string(&path).map_err(|source| SecretError::Read {
-                    path: shown,
+                let bytes = fs::read(&path).map_err(|source| SecretError::Read {
+                    path: shown.clone(),
                     source,
                 })?;
-                Self::from_bytes(text.trim().as_bytes().to_vec())
+                let bad = |reason| SecretError::BadFile {
+                    path: shown.clone(),
+                    reason,
+                };
+                let text =
+                    String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+                // Trimmed, as synprov has always read it: the file ends with a newline.
+                Self::from_key_text(text.trim().to_string()).map_err(bad)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
             Err(source) => Err(SecretError::Read {
@@ -144,16 +164,36 @@ impl MasterKey {
         Ok(MasterKey(text.into_bytes()))
     }
 
-    fn from_bytes(bytes: Vec<u8>) -> Result<Self, SecretError> {
-        if bytes.len() < 32 {
-            return Err(SecretError::TooShort { len: bytes.len() });
+    /// Shortest key accepted, in bytes: 256 bits of hex would be 64; anything under 32
+    /// characters is a typo or a placeholder, not a key.
+    const MIN_LEN: usize = 32;
+
+    /// A key from its text, or why that text cannot be one. Whitespace at either end and
+    /// control characters are refused rather than trimmed: a key copied with a stray space
+    /// would silently derive other secrets than the same key in its file.
+    fn from_key_text(text: String) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("it is empty".into());
         }
-        Ok(MasterKey(bytes))
+        if text.trim() != text {
+            return Err("it starts or ends with whitespace".into());
+        }
+        if text.chars().any(char::is_control) {
+            return Err("it holds a control character".into());
+        }
+        if text.len() < Self::MIN_LEN {
+            return Err(format!(
+                "it is {} bytes long; at least {} are needed",
+                text.len(),
+                Self::MIN_LEN
+            ));
+        }
+        Ok(MasterKey(text.into_bytes()))
     }
 
     /// A key given directly, e.g. by tests and benchmarks.
     pub fn from_text(text: &str) -> Result<Self, SecretError> {
-        Self::from_bytes(text.as_bytes().to_vec())
+        Self::from_key_text(text.to_string()).map_err(|reason| SecretError::BadKey { reason })
     }
 
     fn mac(&self, server_name: &str, name: &str) -> [u8; 32] {
@@ -184,6 +224,7 @@ impl MasterKey {
             redis_password: text("redis_password"),
             signing_key: Secret(format!("ed25519 a_{key_id} {seed}")),
             plugins: Vec::new(),
+            given: Vec::new(),
         }
     }
 }
@@ -201,6 +242,10 @@ pub struct DeploymentSecrets {
     pub signing_key: Secret,
     /// Secrets the deployment's plugins derived (`derive-secret`).
     pub plugins: Vec<Secret>,
+    /// Secrets the inventory gives in the deployment's `homeserver` table ([`given_in`]):
+    /// they land in `homeserver.yaml`, which is then secret even when no derived secret is
+    /// left in it.
+    pub given: Vec<Secret>,
 }
 
 impl DeploymentSecrets {
@@ -216,8 +261,58 @@ impl DeploymentSecrets {
             &self.signing_key,
         ];
         all.extend(&self.plugins);
+        all.extend(&self.given);
         all
     }
+
+    /// Whether `contents` holds one of these secrets.
+    pub fn found_in(&self, contents: &str) -> bool {
+        self.all().iter().any(|s| contents.contains(s.expose()))
+    }
+}
+
+/// Whether a setting, flag or variable called `name` holds a secret: its name speaks of a
+/// secret, password, token, pass, auth or key(s) (`macaroon_secret_key`, `smtp_pass`,
+/// `REDISCLI_AUTH`, `--requirepass`, `client_secret`), unless it names where a secret is
+/// kept (`*_path`, `*_file`). Errs towards secret: a false positive only hides a value
+/// from a diff and makes a file 0600.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name
+        .trim_matches(|c: char| c == '-' || c == '"' || c == '\'' || c.is_whitespace())
+        .to_ascii_lowercase()
+        .replace('-', "_");
+    if name.ends_with("_path") || name.ends_with("_file") {
+        return false;
+    }
+    ["secret", "password", "passwd", "passphrase", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+        || ["pass", "auth", "key", "keys"]
+            .iter()
+            .any(|end| name.ends_with(end))
+}
+
+/// The secrets an inventory gives in a deployment's `homeserver` table: every non-empty
+/// string under a key [`is_secret_name`] accepts, at any depth (a `password` under
+/// `database.args`, a `client_secret` in a list of OIDC providers).
+pub fn given_in(table: &serde_json::Map<String, serde_json::Value>) -> Vec<Secret> {
+    use serde_json::Value;
+    /// A table's own keys decide for its values; a list's items are as secret as its key.
+    fn walk(value: &Value, secret_key: bool, out: &mut Vec<Secret>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    walk(value, is_secret_name(key), out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, secret_key, out)),
+            Value::String(s) if secret_key && !s.is_empty() => out.push(Secret(s.clone())),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::Value::Object(table.clone()), false, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -257,10 +352,74 @@ mod tests {
     }
 
     #[test]
-    fn a_short_key_is_refused() {
-        assert!(matches!(
-            MasterKey::from_text("short"),
-            Err(SecretError::TooShort { len: 5 })
-        ));
+    fn a_short_padded_or_control_key_is_refused() {
+        for (text, why) in [
+            ("short", "it is 5 bytes long; at least 32 are needed"),
+            ("", "it is empty"),
+            (&format!(" {KEY}"), "it starts or ends with whitespace"),
+            (&format!("{KEY}\n"), "it starts or ends with whitespace"),
+            (&format!("{KEY}\x1b[2J"), "it holds a control character"),
+        ] {
+            match MasterKey::from_text(text) {
+                Err(SecretError::BadKey { reason }) => assert_eq!(reason, why, "{text:?}"),
+                other => panic!("{text:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secret_names_are_told_from_paths_and_plain_settings() {
+        for name in [
+            "registration_shared_secret",
+            "macaroon_secret_key",
+            "form_secret",
+            "password",
+            "turn_shared_secret",
+            "smtp_pass",
+            "access_token",
+            "REDISCLI_AUTH",
+            "POSTGRES_PASSWORD",
+            "--requirepass",
+            "api-key",
+            "\"client_secret\"",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in [
+            "signing_key_path",
+            "macaroon_secret_key_path",
+            "password_file",
+            "server_name",
+            "key_refresh_interval",
+            "trusted_key_servers",
+            "--no-auth-warning",
+            "-s",
+        ] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn given_secrets_are_found_at_any_depth_and_only_under_secret_keys() {
+        let table = serde_json::json!({
+            "macaroon_secret_key": "m-given",
+            "form_secret": "",
+            "database": { "args": { "password": "db-given", "user": "synapse" } },
+            "oidc_providers": [{ "idp_id": "x", "client_secret": "oidc-given" }],
+            "api_keys": ["k1-given", "k2-given"],
+            "max_upload_size": "100M",
+            "registration_requires_token": true,
+            "signing_key_path": "/data/k",
+        });
+        let serde_json::Value::Object(table) = table else {
+            unreachable!("a json object")
+        };
+        let secrets = given_in(&table);
+        let mut given: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+        given.sort_unstable();
+        assert_eq!(
+            given,
+            ["db-given", "k1-given", "k2-given", "m-given", "oidc-given"]
+        );
     }
 }

@@ -9,7 +9,7 @@ use synprov::topology::Topology;
 
 pub fn run(path: &Path) -> miette::Result<ExitCode> {
     let inventory = super::load_inventory(path)?;
-    print!("{}", summary(&inventory));
+    print!("{}", synprov::ui::printable(&summary(&inventory)));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,7 +36,8 @@ pub struct Loaded {
 pub fn load_inventory(path: &std::path::Path) -> miette::Result<Inventory> {
     let mut inventory = inventory::load(path)?;
     for warning in std::mem::take(&mut inventory.warnings) {
-        eprintln!("{:?}", miette::Report::new(warning));
+        let report = format!("{:?}", miette::Report::new(warning));
+        eprintln!("{}", synprov::ui::printable_report(&report));
     }
     Ok(inventory)
 }
@@ -90,7 +91,7 @@ pub fn roll_out(
         print!("{}", progress::recap(&results));
         for result in &results {
             if let rollout::Status::Failed(report) = &result.status {
-                eprintln!("{report}");
+                eprintln!("{}", synprov::ui::printable_report(report));
             }
         }
     }

@@ -20,7 +20,7 @@ pub fn run(action: PluginsCommand) -> miette::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for plugin in &plugins.loaded {
-        print!("{}", describe(plugin, &inventory));
+        print!("{}", synprov::ui::printable(&describe(plugin, &inventory)));
     }
     if let PluginsCommand::Check { .. } = action {
         // Run every plugin where it applies, as `render` would: outputs are checked and

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use synprov::apply;
 use synprov::transport::Connection;
+use synprov::ui::printable;
 
 pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette::Result<ExitCode> {
     let inventory = super::load_inventory(path)?;
@@ -17,7 +18,8 @@ pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette
         )
     })?;
     let connection = Connection::open(host, &super::connect_options(known_hosts))?;
-    let report = |host: &str, message: &str| println!("[{host}] {message}");
+    let report =
+        |host: &str, message: &str| println!("[{}] {}", printable(host), printable(message));
     let timeout = Duration::from_secs(inventory.rollout.health_timeout_secs);
     let healthy = apply::rollback(&connection, &inventory, timeout, &report)?;
     println!("[{host_name}] rolled back; {healthy} listener(s) healthy");

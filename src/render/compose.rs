@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::RenderedDir;
 use crate::inventory::{Deployment, PostgresProfile, WorkerKind};
 use crate::plugins::Contribution;
 use crate::secrets::DeploymentSecrets;
@@ -45,37 +46,80 @@ fn service(process: &Process) -> Value {
     })
 }
 
+/// Redis' configuration file on the main host, when Redis has a password (a spread
+/// deployment, where it listens on TCP). The password lives only in this file, never on a
+/// command line (which `ps` on the host and `docker inspect` show).
+pub const REDIS_CONF: &str = "redis-conf/redis.conf";
+
+/// The directory of [`REDIS_CONF`], mounted as a whole.
+const REDIS_CONF_DIR: &str = "redis-conf";
+
+/// Where the directory holding [`REDIS_CONF`] is mounted, read-only, in the Redis container.
+/// A directory, not the file: a file bind mount keeps the old inode after a rename.
+const REDIS_CONF_MOUNT: &str = "/usr/local/etc/redis";
+
+const REDIS_SOCKET: &str = "/sockets/synapse_redis.sock";
+
+/// The directory of [`REDIS_CONF`], when there is one: root's, 0750, group [`GID`], so
+/// that Redis (run as `UID:GID` by the compose file, in the official image as in the test
+/// bed's) can enter it and nobody else on the host can. The file itself is 0600 and owned
+/// by `UID:GID`: Redis reads it, and so does its healthcheck, run as the same user.
+pub fn redis_conf_dir(topology: &Topology) -> Option<RenderedDir> {
+    matches!(topology.redis, Endpoint::Tcp { .. }).then(|| RenderedDir {
+        path: REDIS_CONF_DIR.to_string(),
+        mode: 0o750,
+        owner: Some((0, GID)),
+    })
+}
+
+/// The context of [`REDIS_CONF`], when Redis needs a password. The password is derived
+/// (URL-safe base64), so it needs no quoting in Redis' configuration syntax.
+pub fn redis_conf(topology: &Topology, secrets: &DeploymentSecrets) -> Option<Value> {
+    match &topology.redis {
+        Endpoint::Tcp { address, port } => Some(json!({
+            "bind": address,
+            "port": port,
+            "password": secrets.redis_password.expose(),
+            "socket": REDIS_SOCKET,
+        })),
+        Endpoint::Unix { .. } => None,
+    }
+}
+
+/// Redis' command and healthcheck. Over TCP, the healthcheck gives redis-cli the password
+/// in its environment (`REDISCLI_AUTH`), read from the configuration file by a shell: never
+/// on an argument list, never in the container's definition. It passes only on `PONG`, so a
+/// wrong password makes Redis unhealthy.
+fn redis_service(topology: &Topology) -> (String, Value) {
+    match &topology.redis {
+        Endpoint::Tcp { .. } => (
+            format!("redis-server {REDIS_CONF_MOUNT}/redis.conf"),
+            json!([
+                "CMD-SHELL",
+                // `$$`: Compose interpolates a single `$`. An assignment's value is not split,
+                // so the substitution needs no quotes.
+                format!(
+                    "REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' {REDIS_CONF_MOUNT}/redis.conf) redis-cli -s {REDIS_SOCKET} ping | grep -qx PONG"
+                )
+            ]),
+        ),
+        Endpoint::Unix { .. } => (
+            format!("redis-server --unixsocket {REDIS_SOCKET} --unixsocketperm 660 --port 0"),
+            json!(["CMD", "redis-cli", "-s", REDIS_SOCKET, "ping"]),
+        ),
+    }
+}
+
 /// The context of `docker-compose.yml` for the part of `deployment` that runs on `host`.
 pub fn compose(
     deployment: &Deployment,
     topology: &Topology,
-    secrets: &DeploymentSecrets,
     host: &str,
     contributions: &[Contribution],
 ) -> Value {
-    let socket = "/sockets/synapse_redis.sock";
-    let (redis_command, redis_health) = match &topology.redis {
-        Endpoint::Tcp { address, port } => (
-            format!(
-                "redis-server --bind {address} --port {port} --requirepass {} --unixsocket {socket} --unixsocketperm 660",
-                secrets.redis_password.expose()
-            ),
-            json!([
-                "CMD",
-                "redis-cli",
-                "-s",
-                socket,
-                "--no-auth-warning",
-                "-a",
-                secrets.redis_password.expose(),
-                "ping"
-            ]),
-        ),
-        Endpoint::Unix { .. } => (
-            format!("redis-server --unixsocket {socket} --unixsocketperm 660 --port 0"),
-            json!(["CMD", "redis-cli", "-s", socket, "ping"]),
-        ),
-    };
+    let (redis_command, redis_health) = redis_service(topology);
+    let redis_conf =
+        redis_conf_dir(topology).map(|dir| json!({ "dir": dir.path, "mount": REDIS_CONF_MOUNT }));
     json!({
         "project": deployment.name,
         "server_name": deployment.server_name,
@@ -94,6 +138,7 @@ pub fn compose(
         "nginx_port": deployment.nginx.http_port,
         "redis_command": redis_command,
         "redis_health": redis_health,
+        "redis_conf": redis_conf,
         "processes": topology.on_host(host).map(service).collect::<Vec<_>>(),
         "plugin_services": super::plugins::compose_services(contributions),
     })

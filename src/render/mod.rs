@@ -154,6 +154,7 @@ pub fn render_host(
     for deployment in inventory.deployments_on(host) {
         let topology = Topology::resolve(deployment, &inventory.hosts);
         let mut secrets = key.secrets_for(&deployment.server_name);
+        secrets.given = crate::secrets::given_in(&deployment.homeserver_extra);
         let scope = Scope {
             inventory,
             deployment,
@@ -231,8 +232,11 @@ pub fn render_deployment(
     add(
         "docker-compose.yml".into(),
         "compose/docker-compose.yml",
-        &compose::compose(deployment, topology, secrets, host, contributions),
+        &compose::compose(deployment, topology, host, contributions),
     )?;
+    if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
+        add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
+    }
     let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
     add(
         ".env".into(),
@@ -279,9 +283,10 @@ pub fn render_deployment(
         .into_iter()
         .map(|(path, contents)| {
             check_yaml(&path, &contents)?;
-            let secret = secrets.all().iter().any(|s| contents.contains(s.expose()));
-            let owner = path
-                .starts_with("synapse/")
+            // The inventory's own secrets are merged into homeserver.yaml, maybe re-quoted.
+            let secret = secrets.found_in(&contents)
+                || (path == "synapse/homeserver.yaml" && !secrets.given.is_empty());
+            let owner = (path.starts_with("synapse/") || path == compose::REDIS_CONF)
                 .then_some((compose::UID, compose::GID));
             Ok(RenderedFile {
                 keep_existing: path == signing_key,
@@ -331,6 +336,8 @@ fn used_by(path: &str, topology: &Topology, host: &str) -> Vec<String> {
             vec!["nginx".into()]
         } else if path.starts_with("postgres/") {
             vec!["db".into()]
+        } else if path == compose::REDIS_CONF {
+            vec!["redis".into()]
         } else {
             Vec::new()
         };
@@ -354,6 +361,7 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
     );
     if host == deployment.host {
         out.push(dir("redis", 0o750, synapse));
+        out.extend(compose::redis_conf_dir(topology));
         out.push(dir("logs/nginx", 0o755, None));
     }
     out

@@ -1,41 +1,174 @@
-//! Unified diffs of file changes, with every secret masked.
+//! Unified diffs of file changes, with every secret masked and every control character
+//! shown escaped.
 
 use similar::TextDiff;
 
-use crate::secrets::Secret;
+use super::printable;
+use crate::secrets::{Secret, is_secret_name};
 
 const MASK: &str = "********";
 
-/// Key names whose values are secret even when synprov does not know the value (an old
-/// file on the host may hold secrets of another master key).
-const SECRET_KEYS: [&str; 5] = ["secret", "password", "macaroon", "requirepass", "signing"];
+/// Secrets shorter than this are masked by key and position only, not wherever their text
+/// appears: masking every `1d` of a diff would make it unreadable. Derived secrets are 43
+/// characters long.
+const MIN_MASKED_BY_VALUE: usize = 6;
 
-/// `text` with every known secret, and the value of every secret-looking key, masked.
+/// Flags and configuration directives whose next word is a secret although their name
+/// does not say so: `redis-cli -a PASS`, and Redis' `requirepass PASS` and `masterauth
+/// PASS` (names [`is_secret_name`] accepts only with a dash or a colon).
+const SECRET_FLAGS: [&str; 3] = ["-a", "requirepass", "masterauth"];
+
+/// `text` with every secret masked: those synprov knows (derived and given), and any value
+/// a key or a position marks as secret, so that an old file on a host, whose secrets came
+/// from another key or an older synprov, shows none either: `password: VALUE`,
+/// `POSTGRES_PASSWORD=VALUE`, `--requirepass VALUE`, `requirepass VALUE`, `redis-cli -a
+/// VALUE`, `"password": "VALUE"`, `REDISCLI_AUTH=VALUE`, `scheme://user:VALUE@host`.
 pub fn mask(text: &str, secrets: &[&Secret]) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let mut line = line.to_string();
         for secret in secrets {
-            line = line.replace(secret.expose(), MASK);
-        }
-        let lower = line.to_ascii_lowercase();
-        if SECRET_KEYS.iter().any(|k| lower.contains(k))
-            && let Some(at) = line.find([':', '='])
-        {
-            let value = line[at + 1..].trim();
-            if !value.is_empty() && value != MASK {
-                let end = if line.ends_with('\n') { "\n" } else { "" };
-                line = format!("{} {MASK}{end}", &line[..=at]);
+            if secret.expose().len() >= MIN_MASKED_BY_VALUE {
+                line = line.replace(secret.expose(), MASK);
             }
         }
-        out.push_str(&line);
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line.as_str(), ""),
+        };
+        match setting(body) {
+            Some(Setting::Secret { key_end }) => {
+                out.push_str(&body[..key_end]);
+                out.push(' ');
+                out.push_str(MASK);
+            }
+            Some(Setting::Plain) => out.push_str(body),
+            None => out.push_str(&mask_words(body)),
+        }
+        out.push_str(end);
     }
     out
 }
 
-/// The unified diff of `old` and `new` for `path`, masked, coloured when `color`.
+/// A line that is one setting whose key is secret.
+enum Setting {
+    /// Mask everything after `key_end` (the byte after the `:` or `=`).
+    Secret { key_end: usize },
+    /// Its value is no secret (empty: a table follows; or a boolean).
+    Plain,
+}
+
+/// The line as a whole-line setting with a secret key (`key: value`, `KEY=value`,
+/// `key = value`, `- KEY=value`), or `None` for any other line.
+fn setting(line: &str) -> Option<Setting> {
+    let rest = line.trim_start();
+    let rest = rest.strip_prefix("- ").unwrap_or(rest);
+    let at = rest.find([':', '='])?;
+    let key = rest[..at].trim_end().trim_matches(['"', '\'']);
+    if key.is_empty() || key.contains(char::is_whitespace) || !is_secret_name(key) {
+        return None;
+    }
+    if is_plain(rest[at + 1..].trim()) {
+        return Some(Setting::Plain);
+    }
+    Some(Setting::Secret {
+        key_end: line.len() - rest.len() + at + 1,
+    })
+}
+
+/// Values that are never secrets: nothing, booleans, null, an already masked value, and a
+/// shell expansion (`$VAR`, `$(command)`), which names where the secret comes from.
+fn is_plain(value: &str) -> bool {
+    matches!(value, "" | MASK | "true" | "false" | "null" | "~") || value.starts_with('$')
+}
+
+/// The characters between words: a secret synprov writes never holds one, and they
+/// delimit values in YAML flow lists, JSON, shell commands and query strings.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || "\"'`[]{}(),;&|<>".contains(c)
+}
+
+/// What the previous words say of the next one.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    Anything,
+    /// A secret-named bare word (`"password"`): a `:` or `=` word makes the next secret.
+    Separator,
+    Secret,
+}
+
+/// The line with each word masked that follows a secret flag or key (`-a W`,
+/// `--requirepass W`, `requirepass W`, `password: W`, `"password": "W"`), and the value
+/// of each secret assignment (`--password=W`, `REDISCLI_AUTH=W`) and URL password
+/// (`//user:W@`).
+fn mask_words(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut expect = Expect::Anything;
+    let mut rest = line;
+    loop {
+        let gap = rest.find(|c| !is_separator(c)).unwrap_or(rest.len());
+        out.push_str(&rest[..gap]);
+        rest = &rest[gap..];
+        if rest.is_empty() {
+            return out;
+        }
+        let len = rest.find(is_separator).unwrap_or(rest.len());
+        let word = &rest[..len];
+        rest = &rest[len..];
+        let bare_separator = word == ":" || word == "=";
+        expect = match expect {
+            Expect::Secret if bare_separator => Expect::Secret,
+            Expect::Secret if !is_plain(word) => {
+                out.push_str(MASK);
+                expect = Expect::Anything;
+                continue;
+            }
+            Expect::Separator if bare_separator => Expect::Secret,
+            _ if SECRET_FLAGS.contains(&word) => Expect::Secret,
+            _ if word.starts_with('-') && !word.contains('=') && is_secret_name(word) => {
+                Expect::Secret
+            }
+            _ => match word.strip_suffix([':', '=']) {
+                Some(key) if is_secret_name(key) => Expect::Secret,
+                Some(_) => Expect::Anything,
+                None if is_secret_name(word) => Expect::Separator,
+                None => Expect::Anything,
+            },
+        };
+        out.push_str(&mask_in_word(word));
+    }
+}
+
+/// `word` with the value of a secret assignment (`KEY=VALUE`, `--key=VALUE`) or the
+/// password of a URL (`scheme://user:PASSWORD@host`) masked.
+fn mask_in_word(word: &str) -> String {
+    if let Some((key, value)) = word.split_once('=')
+        && is_secret_name(key)
+        && !is_plain(value)
+    {
+        return format!("{key}={MASK}");
+    }
+    if let Some(scheme_end) = word.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority = &word[authority_start..];
+        let authority = &authority[..authority.find('/').unwrap_or(authority.len())];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            let start = authority_start + colon + 1;
+            let end = authority_start + at;
+            return format!("{}{MASK}{}", &word[..start], &word[end..]);
+        }
+    }
+    word.to_string()
+}
+
+/// The unified diff of `old` and `new` for `path`, masked and with control characters
+/// escaped, coloured when `color`.
 pub fn unified(path: &str, old: &str, new: &str, secrets: &[&Secret], color: bool) -> String {
-    let (old, new) = (mask(old, secrets), mask(new, secrets));
+    let old = printable(&mask(old, secrets)).into_owned();
+    let new = printable(&mask(new, secrets)).into_owned();
+    let path = printable(path);
     let text = TextDiff::from_lines(&old, &new)
         .unified_diff()
         .context_radius(3)
@@ -84,6 +217,90 @@ mod tests {
             "{masked}"
         );
         assert!(masked.contains("server_name: a"));
+    }
+
+    #[test]
+    fn secrets_are_masked_by_key_and_by_position_whatever_their_value() {
+        for (line, masked) in [
+            (
+                r#"      test: ["CMD", "redis-cli", "-s", "/sockets/r.sock", "--no-auth-warning", "-a", "OLDPASS", "ping"]"#,
+                r#"      test: ["CMD", "redis-cli", "-s", "/sockets/r.sock", "--no-auth-warning", "-a", "********", "ping"]"#,
+            ),
+            (
+                "    command: redis-server --bind 10.0.0.1 --requirepass OLDPASS --port 6379",
+                "    command: redis-server --bind 10.0.0.1 --requirepass ******** --port 6379",
+            ),
+            ("requirepass OLDPASS", "requirepass ********"),
+            ("masterauth OLDPASS", "masterauth ********"),
+            (
+                "    command: app --password=OLDPASS --db-token OLD2",
+                "    command: app --password=******** --db-token ********",
+            ),
+            (
+                "      - REDISCLI_AUTH=OLDPASS",
+                "      - REDISCLI_AUTH= ********",
+            ),
+            (
+                "  test: sh -c 'REDISCLI_AUTH=OLDPASS redis-cli ping'",
+                "  test: sh -c 'REDISCLI_AUTH=******** redis-cli ping'",
+            ),
+            ("SMTP_PASS=OLDPASS", "SMTP_PASS= ********"),
+            (
+                "  test: REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' /r.conf) redis-cli ping",
+                "  test: REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' /r.conf) redis-cli ping",
+            ),
+            ("    password: OLDPASS", "    password: ********"),
+            ("  api_key: 'OLDPASS'", "  api_key: ********"),
+            (
+                r#"  x: {"client_secret": "OLDPASS", "id": "app"}"#,
+                r#"  x: {"client_secret": "********", "id": "app"}"#,
+            ),
+            (
+                "  url: postgres://synapse:OLDPASS@db:5432/synapse?sslmode=off",
+                "  url: postgres://synapse:********@db:5432/synapse?sslmode=off",
+            ),
+            (
+                "  dsn: host=db user=synapse password=OLDPASS",
+                "  dsn: host=db user=synapse password=********",
+            ),
+        ] {
+            assert_eq!(mask(line, &[]), masked);
+        }
+    }
+
+    #[test]
+    fn paths_flags_and_booleans_near_secret_words_stay_readable() {
+        for line in [
+            "signing_key_path: \"/data/a.example.signing.key\"",
+            "registration_shared_secret_path: /run/secrets/reg",
+            "password_config:",
+            "  enabled: true",
+            "registration_requires_token: false",
+            "suppress_key_server_warning: true",
+            "  command: redis-cli -s /sockets/r.sock --no-auth-warning ping",
+            "  url: https://example.org/_matrix/client",
+            "# the password is derived from the master key",
+        ] {
+            assert_eq!(mask(line, &[]), line);
+        }
+    }
+
+    #[test]
+    fn a_diff_of_an_old_compose_file_shows_no_old_redis_password() {
+        let old = "services:\n  redis:\n    command: \"redis-server --bind 10.0.0.1 --port 6379 --requirepass OLDPASS --unixsocket /sockets/r.sock\"\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"-s\", \"/sockets/r.sock\", \"--no-auth-warning\", \"-a\", \"OLDPASS\", \"ping\"]\n";
+        let new = "services:\n  redis:\n    command: \"redis-server /usr/local/etc/redis/redis.conf\"\n    healthcheck:\n      test: [\"CMD-SHELL\", \"true\"]\n";
+        let diff = unified("docker-compose.yml", old, new, &[], false);
+        assert!(
+            diff.contains("-      test:") && !diff.contains("OLDPASS"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn a_diff_shows_control_characters_escaped() {
+        let diff = unified("f\x1b]0;x\x07", "a\n", "a\x1b[2J\rb\tc\n", &[], false);
+        assert!(!diff.contains(['\x1b', '\r', '\x07']), "{diff:?}");
+        assert!(diff.contains("+a\\x1b[2J\\x0db\tc\n"), "{diff}");
     }
 
     #[test]

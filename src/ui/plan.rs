@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::printable;
 use crate::apply::Prepared;
 use crate::plan::{Change, compose_service_changes};
 use crate::render::HostFiles;
@@ -14,7 +15,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
     let _ = writeln!(
         out,
         "host {}: {}",
-        plan.host,
+        printable(&plan.host),
         if count == 0 {
             "no changes".to_string()
         } else {
@@ -30,15 +31,15 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
         let _ = writeln!(out, "  + install Compose");
     }
     for image in &plan.load_images {
-        let _ = writeln!(out, "  + load image {image}");
+        let _ = writeln!(out, "  + load image {}", printable(image));
     }
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
         if deployment.interrupted {
-            let recreate: Vec<&str> = deployment.restart.iter().map(String::as_str).collect();
+            let recreate: Vec<_> = deployment.restart.iter().map(|s| printable(s)).collect();
             let _ = writeln!(
                 out,
                 "  ~ {}: bring the stack up: the last apply wrote files but stopped before{}",
-                deployment.deployment,
+                printable(&deployment.deployment),
                 if recreate.is_empty() {
                     String::new()
                 } else {
@@ -50,15 +51,17 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {} ({}): {} file(s) unchanged",
-                deployment.deployment, deployment.dir, deployment.unchanged
+                printable(&deployment.deployment),
+                printable(&deployment.dir),
+                deployment.unchanged
             );
             continue;
         }
         let _ = writeln!(
             out,
             "  {} ({}): {} to change, {} unchanged",
-            deployment.deployment,
-            deployment.dir,
+            printable(&deployment.deployment),
+            printable(&deployment.dir),
             deployment.changes.len(),
             deployment.unchanged
         );
@@ -69,7 +72,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
                 Change::Update => ("~", "change"),
                 Change::Delete => ("-", "remove"),
             };
-            let _ = writeln!(out, "    {sign} {word} {}", change.path);
+            let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
             let new = deployment_files
                 .files
                 .iter()
@@ -101,7 +104,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
                     ("services removed", removed),
                 ] {
                     if !list.is_empty() {
-                        let _ = writeln!(out, "      {label}: {}", list.join(", "));
+                        let _ = writeln!(out, "      {label}: {}", printable(&list.join(", ")));
                     }
                 }
             }
@@ -110,12 +113,14 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "    services recreated for changed files: {}",
-                deployment
-                    .restart
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                printable(
+                    &deployment
+                        .restart
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             );
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use super::{printable, printable_report};
 use crate::rollout::{Event, HostResult, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,8 @@ pub fn json_line(event: &Event) -> String {
     value.to_string()
 }
 
-/// Shows events until the engine drops its sender.
+/// Shows events until the engine drops its sender. Host names, steps and errors come from
+/// the inventory, plugins and hosts: they are printed through [`printable`].
 pub fn show(events: Receiver<Event>, mode: Mode) {
     match mode {
         Mode::Json => {
@@ -78,18 +80,22 @@ pub fn show(events: Receiver<Event>, mode: Mode) {
                         index,
                         count,
                         hosts,
-                    } => println!("batch {index}/{count}: {}", hosts.join(", ")),
-                    Event::Started { host } => println!("[{host}] started"),
-                    Event::Step { host, message } => println!("[{host}] {message}"),
-                    Event::Output { text, .. } => print!("{text}"),
-                    Event::Finished(result) => println!("[{}] {}", result.host, summary(&result)),
+                    } => println!("batch {index}/{count}: {}", printable(&hosts.join(", "))),
+                    Event::Started { host } => println!("[{}] started", printable(&host)),
+                    Event::Step { host, message } => {
+                        println!("[{}] {}", printable(&host), printable(&message));
+                    }
+                    Event::Output { text, .. } => print!("{}", printable_report(&text)),
+                    Event::Finished(result) => {
+                        println!("[{}] {}", printable(&result.host), summary(&result));
+                    }
                     Event::Stopped {
                         failed,
                         allowed,
                         skipped,
                     } => println!(
                         "stopping: {failed} host(s) failed, {allowed} allowed; not started: {}",
-                        skipped.join(", ")
+                        printable(&skipped.join(", "))
                     ),
                 }
             }
@@ -120,21 +126,23 @@ fn live(events: Receiver<Event>) {
                 let bar = multi.add(
                     ProgressBar::new_spinner()
                         .with_style(style.clone())
-                        .with_prefix(host.clone()),
+                        .with_prefix(printable(&host).into_owned()),
                 );
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bars.insert(host, bar);
             }
             Event::Step { host, message } => {
                 if let Some(bar) = bars.get(&host) {
-                    bar.set_message(message.lines().next().unwrap_or_default().to_string());
+                    let first = message.lines().next().unwrap_or_default();
+                    bar.set_message(printable(first).into_owned());
                 }
                 if message.contains('\n') || message.starts_with("UNHEALTHY") {
-                    let _ = multi.println(format!("[{host}] {message}"));
+                    let _ =
+                        multi.println(format!("[{}] {}", printable(&host), printable(&message)));
                 }
             }
             Event::Output { text, .. } => {
-                let _ = multi.println(text.trim_end());
+                let _ = multi.println(printable_report(text.trim_end()));
             }
             Event::Finished(result) => {
                 batch.inc(1);
@@ -149,7 +157,7 @@ fn live(events: Receiver<Event>) {
             } => {
                 let _ = multi.println(format!(
                     "stopping: {failed} host(s) failed, {allowed} allowed; not started: {}",
-                    skipped.join(", ")
+                    printable(&skipped.join(", "))
                 ));
             }
         }
@@ -162,7 +170,8 @@ fn summary(result: &HostResult) -> String {
         Status::Done { changes: 0, .. } => "ok, no changes".into(),
         Status::Done { changes, .. } => format!("ok, {changes} change(s)"),
         Status::Failed(message) => {
-            format!("FAILED: {}", message.lines().next().unwrap_or_default())
+            let first = message.lines().next().unwrap_or_default();
+            format!("FAILED: {}", printable_report(first))
         }
         Status::Skipped => "skipped".into(),
     }
@@ -171,17 +180,13 @@ fn summary(result: &HostResult) -> String {
 /// The table printed at the end: host, changed, unchanged, failed, duration, and why a host
 /// failed.
 pub fn recap(results: &[HostResult]) -> String {
-    let width = results
-        .iter()
-        .map(|r| r.host.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let hosts: Vec<_> = results.iter().map(|r| printable(&r.host)).collect();
+    let width = hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4);
     let mut out = format!(
         "\n{:<width$}  {:>7}  {:>9}  {:>7}  {:>8}\n",
         "host", "changed", "unchanged", "failed", "duration"
     );
-    for r in results {
+    for (r, host) in results.iter().zip(&hosts) {
         let (changed, unchanged, failed, why) = match &r.status {
             Status::Done { changes, unchanged } => (
                 changes.to_string(),
@@ -193,12 +198,14 @@ pub fn recap(results: &[HostResult]) -> String {
                 "-".into(),
                 "-".into(),
                 "yes",
-                message
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim_start_matches(['×', ' '])
-                    .to_string(),
+                printable_report(
+                    message
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches(['×', ' ']),
+                )
+                .into_owned(),
             ),
             Status::Skipped => (
                 "-".into(),
@@ -208,8 +215,7 @@ pub fn recap(results: &[HostResult]) -> String {
             ),
         };
         let line = format!(
-            "{:<width$}  {changed:>7}  {unchanged:>9}  {failed:>7}  {:>7.1}s  {why}",
-            r.host,
+            "{host:<width$}  {changed:>7}  {unchanged:>9}  {failed:>7}  {:>7.1}s  {why}",
             r.duration.as_secs_f64()
         );
         let _ = writeln!(out, "{}", line.trim_end());
@@ -256,6 +262,29 @@ mod tests {
         assert_eq!(
             lines[2],
             "bb          -          -      yes      1.0s  unreachable"
+        );
+    }
+
+    #[test]
+    fn the_recap_and_summaries_show_hostile_text_escaped() {
+        let result = HostResult {
+            host: "h\x1b[2J".into(),
+            status: Status::Failed("\x1b[31m×\x1b[0m cannot \x1b[2Jconnect\rok\nmore".into()),
+            duration: Duration::from_secs(1),
+        };
+        let table = recap(std::slice::from_ref(&result));
+        assert!(
+            !table.contains("\x1b[2J") && !table.contains('\r'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("h\\x1b[2J") && table.contains("cannot \\x1b[2Jconnect\\x0dok"),
+            "{table}"
+        );
+        let line = summary(&result);
+        assert_eq!(
+            line,
+            "FAILED: \x1b[31m×\x1b[0m cannot \\x1b[2Jconnect\\x0dok"
         );
     }
 }
