@@ -475,7 +475,7 @@ mod tests {
         let error = check(&spec(), raw.clone()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "plugin `p`, service `relay`, field `network_mode`: `network_mode: host` shares the host's namespace, and the plugin is not granted `host-network`"
+            "plugin `p`, service `relay`, field `network_mode`: `network_mode: host` shares the host's network namespace, and the plugin is not granted `host-network`"
         );
         let mut granted = spec();
         granted.allow.push(Grant::HostNetwork);

@@ -308,10 +308,15 @@ impl Rules<'_> {
             .as_str()
             .ok_or_else(|| refuse(key, "is not a string"))?;
         if mode == "host" {
+            let what = match grant {
+                Grant::HostNetwork => "network",
+                Grant::HostPid => "process",
+                _ => "IPC",
+            };
             return self.need(
                 grant,
                 key,
-                &format!("`{key}: host` shares the host's namespace"),
+                &format!("`{key}: host` shares the host's {what} namespace"),
             );
         }
         if plain.contains(&mode) {
