@@ -63,6 +63,8 @@ pub enum PluginCheck {
     },
 }
 
+/// Checks what the plugin of `spec` returned, and moves its files and mounts into its own
+/// directory; the first problem is the error, naming the plugin.
 pub fn check(spec: &PluginSpec, raw: types::Contribution) -> Result<Contribution, PluginError> {
     let plugin = spec.name.as_str();
     let bad = |message: String| PluginError::BadOutput {
@@ -92,63 +94,7 @@ pub fn check(spec: &PluginSpec, raw: types::Contribution) -> Result<Contribution
     let files = check_files(plugin, raw.files).map_err(bad)?;
 
     let own: Vec<&str> = raw.services.iter().map(|s| s.name.as_str()).collect();
-    let rules = Rules {
-        plugin,
-        allow: &spec.allow,
-        own: &own,
-    };
-    let mut services: Vec<(String, serde_norway::Value)> = Vec::new();
-    for service in &raw.services {
-        if !is_service_name(&service.name) {
-            return Err(bad(format!(
-                "service name {:?} is not a Compose service name (lowercase letters, digits, `-`, `_`, `.`)",
-                service.name
-            )));
-        }
-        let mut definition = yaml::parse(&service.definition).map_err(|e| {
-            bad(format!(
-                "service {} is not accepted YAML: {e}",
-                service.name
-            ))
-        })?;
-        if services.iter().any(|(name, _)| name == &service.name) {
-            return Err(bad(format!("service {} is returned twice", service.name)));
-        }
-        let writable = rules.check(&mut definition).map_err(|refusal| {
-            let help = match &refusal.grant {
-                Some(grant) => format!(
-                    "if you trust the plugin with it, grant it in the plugin's [[plugins]] entry: allow = [\"{grant}\"]"
-                ),
-                None => "synprov never lets a plugin's service do this: ask the plugin's author for a version without it".to_string(),
-            };
-            PluginError::Capability {
-                plugin: plugin.to_string(),
-                service: service.name.clone(),
-                field: refusal.field,
-                why: refusal.why,
-                help,
-            }
-        })?;
-        if let Some((mount, file)) = writable.iter().find_map(|mount| {
-            let below = |path: &str| {
-                path.strip_prefix(mount.source.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            };
-            files.iter().find(|f| below(&f.path)).map(|f| (mount, f))
-        }) {
-            return Err(PluginError::Capability {
-                plugin: plugin.to_string(),
-                service: service.name.clone(),
-                field: mount.field.clone(),
-                why: format!(
-                    "mounts ./{} writable over the plugin's file {}: the container could put a link there that synprov's next write follows",
-                    mount.source, file.path
-                ),
-                help: "mount that directory read-only (`:ro`), or keep the plugin's files and the service's writable data in separate directories".into(),
-            });
-        }
-        services.push((service.name.clone(), definition));
-    }
+    let services = check_services(spec, &raw.services, &own, &files)?;
 
     let homeserver = if raw.homeserver.trim().is_empty() {
         None
@@ -216,6 +162,79 @@ pub fn check(spec: &PluginSpec, raw: types::Contribution) -> Result<Contribution
     })
 }
 
+/// The plugin's services, each held to the capability model with the grants of `spec`,
+/// and none writable over the plugin's own `files`.
+fn check_services(
+    spec: &PluginSpec,
+    raw: &[types::Service],
+    own: &[&str],
+    files: &[PluginFile],
+) -> Result<Vec<(String, serde_norway::Value)>, PluginError> {
+    let plugin = spec.name.as_str();
+    let bad = |message: String| PluginError::BadOutput {
+        plugin: plugin.to_string(),
+        message,
+    };
+    let rules = Rules {
+        plugin,
+        allow: &spec.allow,
+        own,
+    };
+    let mut services: Vec<(String, serde_norway::Value)> = Vec::new();
+    for service in raw {
+        if !is_service_name(&service.name) {
+            return Err(bad(format!(
+                "service name {:?} is not a Compose service name (lowercase letters, digits, `-`, `_`, `.`)",
+                service.name
+            )));
+        }
+        let mut definition = yaml::parse(&service.definition).map_err(|e| {
+            bad(format!(
+                "service {} is not accepted YAML: {e}",
+                service.name
+            ))
+        })?;
+        if services.iter().any(|(name, _)| name == &service.name) {
+            return Err(bad(format!("service {} is returned twice", service.name)));
+        }
+        let writable = rules.check(&mut definition).map_err(|refusal| {
+            let help = match &refusal.grant {
+                Some(grant) => format!(
+                    "if you trust the plugin with it, grant it in the plugin's [[plugins]] entry: allow = [\"{grant}\"]"
+                ),
+                None => "synprov never lets a plugin's service do this: ask the plugin's author for a version without it".to_string(),
+            };
+            PluginError::Capability {
+                plugin: plugin.to_string(),
+                service: service.name.clone(),
+                field: refusal.field,
+                why: refusal.why,
+                help,
+            }
+        })?;
+        if let Some((mount, file)) = writable.iter().find_map(|mount| {
+            let below = |path: &str| {
+                path.strip_prefix(mount.source.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            };
+            files.iter().find(|f| below(&f.path)).map(|f| (mount, f))
+        }) {
+            return Err(PluginError::Capability {
+                plugin: plugin.to_string(),
+                service: service.name.clone(),
+                field: mount.field.clone(),
+                why: format!(
+                    "mounts ./{} writable over the plugin's file {}: the container could put a link there that synprov's next write follows",
+                    mount.source, file.path
+                ),
+                help: "mount that directory read-only (`:ro`), or keep the plugin's files and the service's writable data in separate directories".into(),
+            });
+        }
+        services.push((service.name.clone(), definition));
+    }
+    Ok(services)
+}
+
 /// The plugin's files, each path plain and relative, none twice, none under another's path
 /// (`a` and `a/b`), moved under the plugin's directory. Linear in the number of files: a
 /// set, not a comparison of every pair.
@@ -228,8 +247,8 @@ fn check_files(plugin: &str, raw: Vec<types::File>) -> Result<Vec<PluginFile>, S
         }
     }
     for file in &raw {
-        let parents = file.path.match_indices('/').map(|(at, _)| &file.path[..at]);
-        if let Some(parent) = parents.into_iter().find(|p| seen.contains(p)) {
+        let mut parents = file.path.match_indices('/').map(|(at, _)| &file.path[..at]);
+        if let Some(parent) = parents.find(|p| seen.contains(p)) {
             return Err(format!(
                 "file {parent} is also the directory of its file {}",
                 file.path
