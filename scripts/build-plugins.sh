@@ -24,7 +24,7 @@ component() { # PACKAGE OUTPUT [FEATURE]
 component turn turn
 component well-known well-known
 component echo echo
-for feature in infinite-loop memory-bomb trap path-traversal oversized-output service-collision; do
+for feature in infinite-loop memory-bomb trap path-traversal oversized-output service-collision abuse; do
     component hostile "hostile-$feature" "$feature"
 done
 # The std build for wasip2 is a component already, importing WASI (what synprov refuses).

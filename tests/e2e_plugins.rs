@@ -32,11 +32,14 @@ fn inventory(dir: &Path, name: &str, turn_config: &str) -> PathBuf {
 [deployments.calls.workers]\nrooms = 1\nsender = 1\n\
 [deployments.calls.images]\n{PRELOADED_IMAGES}\
 [deployments.calls.nginx]\nadmin_allow = [\"172.16.0.0/12\", \"127.0.0.1\"]\n\n\
-[[plugins]]\npath = {turn:?}\n[plugins.config]\nimage = \"synprov/coturn:4.6\"\nhost = \"{HOST_IP}\"\n{turn_config}\n\n\
+[[plugins]]\npath = {turn:?}\nallow = [\"host-network\"]\nsha256 = \"{turn_sha256}\"\n[plugins.config]\nimage = \"synprov/coturn:4.6\"\nhost = \"{HOST_IP}\"\n{turn_config}\n\n\
 [[plugins]]\npath = {well_known:?}\n\n\
 [[plugins]]\npath = {echo:?}\n",
             key = dir.join("key").display(),
             turn = dist("turn").display().to_string(),
+            turn_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                std::fs::read(dist("turn")).unwrap()
+            )),
             well_known = dist("well-known").display().to_string(),
             echo = dist("echo").display().to_string(),
         ),
@@ -66,7 +69,14 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
 
     let (code, out) = common::bed::run(dir.path(), &[], &["apply"], &first);
     assert_eq!(code, 0, "apply failed");
-    assert!(out.contains("+ create coturn/turnserver.conf"), "{out}");
+    assert!(
+        out.contains("+ create plugins/turn/coturn/turnserver.conf"),
+        "{out}"
+    );
+    assert!(
+        out.contains("calls: plugin turn granted host-network"),
+        "the plan shows what the operator granted: {out}"
+    );
     assert!(
         out.contains("+ load image synprov/coturn:4.6"),
         "the plugin's image is preloaded like the deployment's: {out}"
@@ -77,7 +87,7 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
     assert!(status.lines().any(|l| l == "coturn running"), "{status}");
 
     // The plugin was told the host's facts when synprov connected.
-    let echo = host.exec(&format!("cat {DIR}/echo/input.txt"));
+    let echo = host.exec(&format!("cat {DIR}/plugins/echo/echo/input.txt"));
     assert!(echo.contains("facts: os=debian 12 arch=x86_64"), "{echo}");
     assert!(echo.contains("workers: client_sync1@calls"), "{echo}");
 
@@ -124,7 +134,7 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
 
     // A change to the plugin's config: the plan shows it with the secret masked, the apply
     // restarts coturn only.
-    let turn_conf = host.exec(&format!("cat {DIR}/coturn/turnserver.conf"));
+    let turn_conf = host.exec(&format!("cat {DIR}/plugins/turn/coturn/turnserver.conf"));
     let turn_secret = turn_conf
         .lines()
         .find_map(|l| l.strip_prefix("static-auth-secret="))
@@ -134,7 +144,8 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
     let (code, out) = common::bed::run(dir.path(), &[], &["plan"], &second);
     assert_eq!(code, 2, "changes pending");
     assert!(
-        out.contains("~ change coturn/turnserver.conf") && out.contains("+min-port=49170"),
+        out.contains("~ change plugins/turn/coturn/turnserver.conf")
+            && out.contains("+min-port=49170"),
         "{out}"
     );
     assert!(
@@ -159,7 +170,7 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
     );
     assert_eq!(started(host, "synapse"), synapse, "Synapse was not touched");
     assert!(
-        host.exec(&format!("cat {DIR}/coturn/turnserver.conf"))
+        host.exec(&format!("cat {DIR}/plugins/turn/coturn/turnserver.conf"))
             .contains("min-port=49170")
     );
 

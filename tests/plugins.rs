@@ -24,15 +24,22 @@ impl Project {
     fn new(plugins: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let inventory = dir.path().join("inventory.toml");
+        let project = Project { dir, inventory };
+        project.set_plugins(plugins);
+        project
+    }
+
+    /// Rewrites the inventory with other `[[plugins]]` entries; the cache is kept, so a
+    /// test trying many configs of one plugin compiles it once.
+    fn set_plugins(&self, plugins: &str) {
         std::fs::write(
-            &inventory,
+            &self.inventory,
             format!(
                 "[hosts.hs1]\naddress = \"127.0.0.1\"\nport = 1\nuser = \"root\"\n\n\
                  [deployments.hs]\nserver_name = \"hs.example\"\npublic_baseurl = \"https://matrix.hs.example/\"\nhost = \"hs1\"\n\n{plugins}"
             ),
         )
         .unwrap();
-        Project { dir, inventory }
     }
 
     fn cache(&self) -> PathBuf {
@@ -70,7 +77,10 @@ fn plugin(name: &str, extra: &str) -> String {
 }
 
 fn examples() -> String {
-    plugin("turn", "[plugins.config]\nimage = \"synprov/coturn:4.6\"\n") + &plugin("well-known", "")
+    plugin(
+        "turn",
+        "allow = [\"host-network\"]\n[plugins.config]\nimage = \"synprov/coturn:4.6\"\n",
+    ) + &plugin("well-known", "")
 }
 
 #[test]
@@ -87,6 +97,12 @@ fn plugins_list_names_each_plugin_and_a_second_run_takes_the_compiled_form_from_
         "{first}"
     );
     assert!(first.contains("deployments: hs"), "{first}");
+    assert!(first.contains("  allow: host-network\n"), "{first}");
+    assert!(
+        first.contains("  allow: nothing beyond the confined default\n"),
+        "{first}"
+    );
+    assert!(first.contains("  sha256: not pinned\n"), "{first}");
     assert_eq!(first.matches("(compiled now)").count(), 2, "{first}");
 
     let mode = std::fs::metadata(project.cache())
@@ -178,13 +194,13 @@ fn the_example_plugins_add_coturn_turn_settings_and_well_known_locations() {
     let (code, out, stderr) = project.render();
     assert_eq!(code, 0, "{stderr}");
 
-    let turn = read(&out, "coturn/turnserver.conf");
+    let turn = read(&out, "plugins/turn/coturn/turnserver.conf");
     let secret = turn
         .lines()
         .find_map(|l| l.strip_prefix("static-auth-secret="))
         .expect("coturn gets the shared secret");
     assert!(secret.len() >= 40, "a derived secret, not a placeholder");
-    let mode = std::fs::metadata(out.join("hs1/hs/coturn/turnserver.conf"))
+    let mode = std::fs::metadata(out.join("hs1/hs/plugins/turn/coturn/turnserver.conf"))
         .unwrap()
         .permissions()
         .mode();
@@ -211,6 +227,11 @@ fn the_example_plugins_add_coturn_turn_settings_and_well_known_locations() {
     let coturn = &compose["services"]["coturn"];
     assert_eq!(coturn["image"].as_str(), Some("synprov/coturn:4.6"));
     assert_eq!(coturn["network_mode"].as_str(), Some("host"));
+    assert_eq!(
+        coturn["volumes"][0].as_str(),
+        Some("./plugins/turn/coturn:/etc/coturn:ro"),
+        "the plugin's mount is its own directory"
+    );
     assert!(compose["services"]["synapse"].is_mapping());
 
     let locations = read(&out, "nginx/locations.conf");
@@ -230,7 +251,7 @@ fn the_example_plugins_add_coturn_turn_settings_and_well_known_locations() {
     // The same inventory and key give the same secret on the next run.
     let again = Project::new(&examples());
     let (_, out2, _) = again.render();
-    assert_eq!(read(&out2, "coturn/turnserver.conf"), turn);
+    assert_eq!(read(&out2, "plugins/turn/coturn/turnserver.conf"), turn);
 }
 
 #[test]
@@ -279,7 +300,7 @@ fn hostile_plugins_are_each_refused_with_their_own_error_and_nothing_is_written(
         ),
         (
             "path-traversal",
-            "plugin `hostile-path-traversal` returned something synprov refuses: file path \"../../etc/cron.d/evil\" leaves the deploy directory",
+            "plugin `hostile-path-traversal` returned something synprov refuses: file path \"../../etc/cron.d/evil\" leaves the plugin's directory",
         ),
         (
             "oversized-output",
@@ -313,4 +334,261 @@ fn hostile_plugins_are_each_refused_with_their_own_error_and_nothing_is_written(
             "{name}: apply got as far as a host: {stderr}"
         );
     }
+}
+
+/// The `hostile-abuse` component doing the abuse `name`, with `extra` inventory lines.
+fn abuse(name: &str, extra: &str) -> String {
+    plugin(
+        "hostile-abuse",
+        &format!("{extra}\n[plugins.config]\nabuse = \"{name}\"\n"),
+    )
+}
+
+/// Renders and applies `project`, both of which must fail with `expected` before anything
+/// is written: `render` leaves no output, `apply` stops before connecting to any host.
+fn assert_refused_before_any_write(project: &Project, case: &str, expected: &[&str]) {
+    let (code, out, stderr) = project.render();
+    assert_eq!(code, 1, "{case}: {stderr}");
+    for part in expected {
+        assert!(
+            stderr.contains(part),
+            "{case}: expected {part:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !out.exists() || files(&out).is_empty(),
+        "{case}: render wrote files"
+    );
+    let (code, _, stderr) = project.run(&["apply"], &[]);
+    assert_eq!(code, 1, "{case}");
+    assert!(stderr.contains(expected[0]), "{case}: apply says {stderr}");
+    assert!(
+        !stderr.contains("hs1"),
+        "{case}: apply got as far as a host: {stderr}"
+    );
+}
+
+/// One hostile plugin per capability: each is refused naming the plugin, its service and
+/// the field, with the grant that would allow it when there is one, and nothing is written.
+#[test]
+fn a_plugin_service_beyond_the_confined_default_is_refused_per_capability_before_any_write() {
+    let cases = [
+        ("privileged", "privileged", Some("privileged")),
+        ("host-network", "network_mode", Some("host-network")),
+        ("host-pid", "pid", Some("host-pid")),
+        ("host-ipc", "ipc", Some("host-ipc")),
+        ("cap-add", "cap_add[0]", Some("cap:SYS_ADMIN")),
+        ("devices", "devices[0]", Some("device:/dev/sda")),
+        ("low-port", "ports[0]", Some("privileged-ports")),
+        ("security-opt", "security_opt[0]", None),
+        ("userns", "userns_mode", None),
+        ("docker-socket", "volumes[0]", None),
+        ("root-mount", "volumes[0]", None),
+        ("long-bind", "volumes[0]", None),
+        ("parent-mount", "volumes[0]", None),
+        ("extends", "extends", None),
+        ("env-file", "env_file", None),
+        ("build", "build", None),
+        ("join-synapse", "network_mode", None),
+        ("unknown-key", "sysctls", None),
+    ];
+    let project = Project::new("");
+    for (name, field, grant) in cases {
+        project.set_plugins(&abuse(name, ""));
+        let head = format!("plugin `hostile-abuse`, service `evil`, field `{field}`");
+        let help = grant.map(|g| format!("allow = [\"{g}\"]"));
+        let mut expected = vec![head.as_str()];
+        expected.extend(help.as_deref());
+        assert_refused_before_any_write(&project, name, &expected);
+    }
+}
+
+#[test]
+fn a_granted_capability_lets_the_service_through_and_the_grant_is_listed() {
+    let project = Project::new(&abuse("cap-add", "allow = [\"cap:SYS_ADMIN\"]"));
+    let (code, out, stderr) = project.render();
+    assert_eq!(code, 0, "{stderr}");
+    let compose: serde_norway::Value =
+        serde_norway::from_str(&read(&out, "docker-compose.yml")).unwrap();
+    assert_eq!(
+        compose["services"]["evil"]["cap_add"][0].as_str(),
+        Some("SYS_ADMIN")
+    );
+    let (_, list, _) = project.run(&["plugins", "list"], &[]);
+    assert!(list.contains("  allow: cap:SYS_ADMIN\n"), "{list}");
+}
+
+#[test]
+fn the_turn_example_without_its_grant_is_refused_before_any_write() {
+    let project = Project::new(&plugin(
+        "turn",
+        "[plugins.config]\nimage = \"synprov/coturn:4.6\"\n",
+    ));
+    assert_refused_before_any_write(
+        &project,
+        "turn",
+        &[
+            "plugin `turn`, service `coturn`, field `network_mode`",
+            "allow = [\"host-network\"]",
+        ],
+    );
+}
+
+/// What a plugin returns beside its services: Nginx, YAML and paths, each refused by name.
+#[test]
+fn hostile_locations_yaml_and_paths_are_refused_naming_the_plugin_before_any_write() {
+    let cases = [
+        (
+            "comment-braces",
+            "plugin `hostile-abuse` returned something synprov refuses: Nginx location \"= /hostile\" has a `}` in its body, which would close the location block",
+        ),
+        (
+            "admin-shadow",
+            "its Nginx location `^~ /_synapse/admin/v1/` is under `/_synapse`, which synprov routes",
+        ),
+        ("variable", "which Nginx reads as a variable"),
+        ("alias-bomb", "it uses a YAML alias"),
+        (
+            "nested",
+            "plugin `hostile-abuse` returned something synprov refuses: file a is also the directory of its file a/b",
+        ),
+    ];
+    let project = Project::new("");
+    for (name, expected) in cases {
+        project.set_plugins(&abuse(name, ""));
+        assert_refused_before_any_write(&project, name, &[expected]);
+    }
+}
+
+#[test]
+fn a_plugins_compose_file_names_land_in_its_own_directory_not_beside_docker_compose_yml() {
+    let project = Project::new(&abuse("compose-override", ""));
+    let (code, out, stderr) = project.render();
+    assert_eq!(code, 0, "{stderr}");
+    let deployment = out.join("hs1/hs");
+    assert!(!deployment.join("compose.yaml").exists());
+    assert!(!deployment.join("docker-compose.override.yml").exists());
+    assert!(
+        deployment
+            .join("plugins/hostile-abuse/compose.yaml")
+            .is_file()
+    );
+    assert!(
+        deployment
+            .join("plugins/hostile-abuse/docker-compose.override.yml")
+            .is_file()
+    );
+}
+
+#[test]
+fn a_plugin_file_holding_a_derived_secret_is_0600_even_when_the_plugin_asks_0644() {
+    let project = Project::new(&abuse("secret-mode", ""));
+    let (code, out, stderr) = project.render();
+    assert_eq!(code, 0, "{stderr}");
+    let mode = std::fs::metadata(out.join("hs1/hs/plugins/hostile-abuse/secret.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn an_unknown_grant_is_refused_at_its_line_with_a_close_spelling() {
+    let project = Project::new(&plugin(
+        "turn",
+        "allow = [\"host-netwrok\"]\n[plugins.config]\nimage = \"x\"",
+    ));
+    let (code, _, stderr) = project.run(&["check"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("inventory.toml:13:10")
+            && stderr.contains("plugin `turn`: `host-netwrok` is not a grant synprov knows")
+            && stderr.contains("did you mean `host-network`?"),
+        "{stderr}"
+    );
+}
+
+fn sha256_of(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(dist(name)).unwrap()))
+}
+
+#[test]
+fn a_plugin_pinned_by_sha256_loads_only_with_that_content() {
+    let digest = sha256_of("well-known");
+    let pinned = Project::new(&plugin("well-known", &format!("sha256 = \"{digest}\"")));
+    let (code, out, stderr) = pinned.run(&["plugins", "list"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        out.contains(&format!("  sha256: {digest} (pinned)")),
+        "{out}"
+    );
+
+    let other = sha256_of("echo");
+    let wrong = Project::new(&plugin("well-known", &format!("sha256 = \"{other}\"")));
+    let (code, _, stderr) = wrong.run(&["check"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("inventory.toml:13:10")
+            && stderr.contains(&format!("has SHA-256 {digest}, not the pinned one")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_plugin_name_that_is_not_a_plain_directory_name_is_refused() {
+    let project = Project::new(&plugin("echo", "name = \"..\""));
+    let (code, _, stderr) = project.run(&["check"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("invalid plugin name `..`") && stderr.contains("plugins/../"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_turn_example_refuses_an_external_ip_that_is_not_an_ip_address() {
+    let project = Project::new(&plugin(
+        "turn",
+        "allow = [\"host-network\"]\n[plugins.config]\nexternal_ip = \"203.0.113.7\\nallowed-peer-ip=10.0.0.1\"\n",
+    ));
+    let (code, _, stderr) = project.run(&["plugins", "check"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("plugin `turn` refused its config")
+            && stderr.contains("invalid IP address"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_well_known_example_never_lets_nginx_interpolate_a_variable() {
+    let project = Project::new(&plugin(
+        "well-known",
+        "[plugins.config.client_extra]\n\"org.example\" = \"$http_authorization 'x' \\\\ \\\"y\\\"\"\n",
+    ));
+    let (code, out, stderr) = project.render();
+    assert_eq!(code, 0, "{stderr}");
+    let locations = read(&out, "nginx/locations.conf");
+    let line = locations
+        .lines()
+        .find(|l| l.contains("org.example"))
+        .unwrap();
+    assert!(!line.contains('$'), "{line}");
+    // What Nginx answers is the JSON with `$` as its escape, which a client reads as `$`.
+    let quoted = line
+        .trim()
+        .strip_prefix("return 200 '")
+        .and_then(|l| l.strip_suffix("';"))
+        .unwrap();
+    let mut answered = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        answered.push(if c == '\\' { chars.next().unwrap() } else { c });
+    }
+    let json: serde_json::Value = serde_json::from_str(&answered).unwrap();
+    assert_eq!(
+        json["org.example"].as_str(),
+        Some("$http_authorization 'x' \\ \"y\"")
+    );
 }

@@ -284,6 +284,7 @@ mod tests {
             secrets: key.secrets_for("example.org"),
             checks: Vec::new(),
             plugin_images: Vec::new(),
+            plugin_grants: Vec::new(),
         }
     }
 

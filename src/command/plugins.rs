@@ -72,6 +72,25 @@ fn describe(plugin: &Plugin, inventory: &inventory::Inventory) -> String {
             "compiled now"
         }
     );
+    let grants: Vec<String> = plugin.spec.allow.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "  allow: {}",
+        if grants.is_empty() {
+            "nothing beyond the confined default".to_string()
+        } else {
+            grants.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  sha256: {}",
+        plugin
+            .spec
+            .sha256
+            .as_deref()
+            .map_or("not pinned".to_string(), |d| format!("{d} (pinned)"))
+    );
     let _ = writeln!(
         out,
         "  deployments: {}",

@@ -5,6 +5,7 @@
 //! type only, so they never see a host that is not defined or a worker count of zero.
 
 mod error;
+mod grant;
 mod raw;
 mod validate;
 pub mod values;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{InventoryError, InventoryWarning};
+pub use grant::Grant;
 pub use values::{AddressRange, DeployDir, ImageRef, TimeZone, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
@@ -272,6 +274,10 @@ pub struct PluginSpec {
     pub deployments: Vec<String>,
     /// Its `config` table, as the plugin receives it (JSON).
     pub config: serde_json::Value,
+    /// What the operator lets its services do beyond the confined default (`allow`).
+    pub allow: Vec<Grant>,
+    /// The SHA-256 the component must have (`sha256`, lowercase hex), when pinned.
+    pub sha256: Option<String>,
 }
 
 impl PluginSpec {

@@ -36,6 +36,10 @@ pub struct RawPlugin {
     pub hosts: Option<Vec<Spanned<String>>>,
     pub deployments: Option<Vec<Spanned<String>>>,
     pub config: Option<toml::Table>,
+    /// Capabilities granted to the plugin's services beyond the confined default.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// The component's expected SHA-256, hex: a pin by content.
+    pub sha256: Option<Spanned<String>>,
 }
 
 /// Connection settings. The same table shape serves `[defaults]`, `[groups.NAME]` and

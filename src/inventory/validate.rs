@@ -818,6 +818,14 @@ impl Checker<'_> {
                     "set `name` to letters, digits, `-`, `_` and `.`",
                 )
             })?;
+            if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                return Err(self.at(
+                    span,
+                    format!("invalid plugin name `{name}`: it names the plugin's directory (plugins/{name}/), so it must start with a letter or a digit"),
+                    "invalid name",
+                    "set `name` to a name starting with a letter or a digit",
+                ));
+            }
             if out.iter().any(|p| p.name == name) {
                 return Err(self.at(
                     span,
@@ -863,6 +871,28 @@ impl Checker<'_> {
             let names = |list: &Option<Vec<Spanned<String>>>| {
                 list.iter().flatten().map(|s| s.get_ref().clone()).collect()
             };
+            let mut allow = Vec::new();
+            for grant in plugin.allow.iter().flatten() {
+                let parsed = super::Grant::parse(grant.get_ref()).map_err(|e| {
+                    let help = match e.suggestion {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("grants: {}", super::grant::SPELLINGS.join(", ")),
+                    };
+                    self.at(
+                        grant,
+                        format!("plugin `{name}`: {}", e.message),
+                        "unknown grant",
+                        help,
+                    )
+                })?;
+                if !allow.contains(&parsed) {
+                    allow.push(parsed);
+                }
+            }
+            let sha256 = match &plugin.sha256 {
+                Some(pin) => Some(self.plugin_digest(&name, &path, pin)?),
+                None => None,
+            };
             out.push(PluginSpec {
                 name,
                 path,
@@ -870,6 +900,8 @@ impl Checker<'_> {
                 deployments: names(&plugin.deployments),
                 config: serde_json::to_value(plugin.config.clone().unwrap_or_default())
                     .expect("a TOML table is JSON"),
+                allow,
+                sha256,
             });
         }
         Ok(out)
@@ -945,6 +977,47 @@ fn port_claims(raw: &RawDeployment, deployment: &Deployment) -> Vec<PortClaim> {
         }
     }
     claims
+}
+
+impl Checker<'_> {
+    /// The pinned digest of a plugin, once the component at `path` is found to have it.
+    fn plugin_digest(
+        &self,
+        name: &str,
+        path: &Path,
+        pin: &Spanned<String>,
+    ) -> Result<String, InventoryError> {
+        let expected = pin.get_ref().to_ascii_lowercase();
+        if expected.len() != 64 || !expected.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(self.at(
+                pin,
+                format!("plugin `{name}`: sha256 is not 64 hexadecimal digits"),
+                "not a SHA-256",
+                "give the output of `sha256sum` for the .wasm file",
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            self.at(
+                pin,
+                format!("plugin `{name}`: cannot read {}: {e}", path.display()),
+                "unreadable",
+                "check the plugin's `path`",
+            )
+        })?;
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if actual != expected {
+            return Err(self.at(
+                pin,
+                format!(
+                    "plugin `{name}`: {} has SHA-256 {actual}, not the pinned one",
+                    path.display()
+                ),
+                "digest differs",
+                "the component changed since it was pinned: check where it came from, then pin the new digest if you trust it",
+            ));
+        }
+        Ok(actual)
+    }
 }
 
 fn worker_fields(

@@ -3,11 +3,16 @@
 //! A plugin sees one deployment on one host and returns what its role adds: files,
 //! Compose services, homeserver.yaml settings, Nginx locations and health checks. It runs in
 //! a sandbox with no WASI at all ([`sandbox`]), its compiled form is cached ([`cache`]), and
-//! what it returns is checked before anything uses it ([`output`]).
+//! what it returns is checked before anything uses it ([`output`]): its services against
+//! what the operator granted it ([`service`]), its Nginx locations parsed ([`nginx`]), its
+//! YAML without aliases ([`yaml`]).
 
 mod cache;
+pub mod nginx;
 pub mod output;
 mod sandbox;
+mod service;
+mod yaml;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -87,6 +92,27 @@ pub enum PluginError {
         deployment: String,
         host: String,
         message: String,
+    },
+
+    #[error("plugin `{plugin}`, service `{service}`, field `{field}`: {why}")]
+    #[diagnostic(help("{help}"))]
+    Capability {
+        plugin: String,
+        service: String,
+        field: String,
+        why: String,
+        help: String,
+    },
+
+    #[error("plugin `{plugin}`: {path} has SHA-256 {actual}, not the pinned {expected}")]
+    #[diagnostic(help(
+        "the file changed after the inventory was checked: check where it came from"
+    ))]
+    Digest {
+        plugin: String,
+        path: String,
+        expected: String,
+        actual: String,
     },
 
     #[error("plugin `{plugin}` returned something synprov refuses: {message}")]
@@ -186,7 +212,7 @@ impl Plugins {
             .filter(|p| p.spec.applies_to(scope.inventory, scope.deployment))
         {
             let raw = sandbox.contribute(plugin, scope, key, secrets)?;
-            out.push(output::check(&plugin.spec.name, raw)?);
+            out.push(output::check(&plugin.spec, raw)?);
         }
         Ok(out)
     }

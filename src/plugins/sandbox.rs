@@ -131,6 +131,18 @@ impl Sandbox {
             path: spec.path.display().to_string(),
             source,
         })?;
+        // The inventory's check compared the pin already; this compares the bytes compiled.
+        if let Some(expected) = &spec.sha256 {
+            let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if &actual != expected {
+                return Err(PluginError::Digest {
+                    plugin: spec.name.clone(),
+                    path: spec.path.display().to_string(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
         let invalid = |e: wasmtime::Error| PluginError::Invalid {
             plugin: spec.name.clone(),
             path: spec.path.display().to_string(),

@@ -96,6 +96,8 @@ pub struct DeploymentFiles {
     pub checks: Vec<CheckTarget>,
     /// Images of the plugins' services (preloaded like the deployment's own).
     pub plugin_images: Vec<String>,
+    /// What the operator granted the plugins adding to it, by plugin (shown with the plan).
+    pub plugin_grants: Vec<(String, Vec<crate::inventory::Grant>)>,
 }
 
 /// A plugin's health check, with the plugin and the service to show logs of.
@@ -180,6 +182,7 @@ pub fn render_host(
             secrets,
             checks: plugins::checks(&contributions),
             plugin_images: plugins::images(&contributions),
+            plugin_grants: plugins::grants(&contributions),
         });
     }
     Ok(HostFiles {

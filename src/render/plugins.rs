@@ -1,10 +1,15 @@
-//! What the plugins return, fitted into the deployment's files: their files beside
-//! synprov's, their services in docker-compose.yml, their locations in Nginx. A name that
-//! collides with synprov's own, or another plugin's, is an error naming the plugin.
+//! What the plugins return, fitted into the deployment's files: their files in their own
+//! directories, their services in docker-compose.yml, their locations in Nginx. A name or
+//! a route that collides with synprov's own, or another plugin's, is an error naming the
+//! plugin.
+
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{CheckTarget, RenderError, RenderedFile, nginx};
+use super::{CheckTarget, RenderError, RenderedFile};
+use crate::inventory::Grant;
+use crate::plugins::nginx::Modifier;
 use crate::plugins::{Contribution, PluginError};
 use crate::secrets::DeploymentSecrets;
 use crate::topology::Topology;
@@ -27,10 +32,18 @@ fn bad(plugin: &str, message: String) -> RenderError {
     .into()
 }
 
-/// Services and locations: none may take a name synprov or an earlier plugin uses.
+/// The URI prefixes that are synprov's: every route of [`super::nginx::routes`] and the health
+/// location lie under one of them. A plugin's location may not start with one, whatever
+/// its modifier: a longer prefix (`/_synapse/admin/v1/`) or an exact match would take
+/// requests from synprov's routes, past `admin_allow`.
+const RESERVED: [&str; 3] = ["/_matrix", "/_synapse", "/health"];
+
+/// Services and locations: none may take a name or a route synprov or an earlier plugin
+/// uses.
 pub fn check_names(topology: &Topology, contributions: &[Contribution]) -> Result<(), RenderError> {
     let mut services = builtin_services(topology);
-    let mut locations: Vec<String> = nginx::routes().iter().map(|r| r.matcher.clone()).collect();
+    // Nginx's own duplicate rule: `/x` and `^~ /x` are the same location, `= /x` another.
+    let mut locations: HashSet<(bool, &str)> = HashSet::from([(false, "/")]);
     for contribution in contributions {
         for (name, _) in &contribution.services {
             if services.contains(name) {
@@ -41,17 +54,35 @@ pub fn check_names(topology: &Topology, contributions: &[Contribution]) -> Resul
             }
             services.push(name.clone());
         }
-        for (path, _) in &contribution.locations {
-            if locations.contains(path) {
+        for location in &contribution.locations {
+            let matcher = location.matcher();
+            if let Some(reserved) = RESERVED.iter().find(|r| location.uri.starts_with(*r)) {
                 return Err(bad(
                     &contribution.plugin,
-                    format!("its Nginx location `{path}` is already routed"),
+                    format!(
+                        "its Nginx location `{matcher}` is under `{reserved}`, which synprov routes: it would take requests from synprov's locations (and past admin_allow)"
+                    ),
                 ));
             }
-            locations.push(path.clone());
+            let exact = location.modifier == Modifier::Exact;
+            if !locations.insert((exact, &location.uri)) {
+                return Err(bad(
+                    &contribution.plugin,
+                    format!("its Nginx location `{matcher}` is already routed"),
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// What the plugins applying to a deployment were granted, by plugin, for the plan.
+pub fn grants(contributions: &[Contribution]) -> Vec<(String, Vec<Grant>)> {
+    contributions
+        .iter()
+        .filter(|c| !c.grants.is_empty())
+        .map(|c| (c.plugin.clone(), c.grants.clone()))
+        .collect()
 }
 
 /// The plugins' services as YAML lines for the `services:` mapping of docker-compose.yml.
@@ -71,16 +102,17 @@ pub fn compose_services(contributions: &[Contribution]) -> String {
     out
 }
 
-/// The plugins' Nginx locations, for locations.conf.
+/// The plugins' Nginx locations, for locations.conf: re-emitted from their parsed
+/// directives, never the plugin's text.
 pub fn locations(contributions: &[Contribution]) -> Vec<Value> {
     contributions
         .iter()
         .flat_map(|c| {
-            c.locations.iter().map(|(path, body)| {
+            c.locations.iter().map(|location| {
                 json!({
                     "plugin": c.plugin,
-                    "path": path,
-                    "lines": body.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+                    "path": location.matcher(),
+                    "lines": location.directives.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 })
             })
         })
@@ -130,9 +162,10 @@ pub fn add_files(
         services.extend(MAIN_HOST_SERVICES.map(String::from));
     }
     let all_secrets = secrets.all();
+    let mut paths: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
     for contribution in contributions {
         for file in &contribution.files {
-            if files.iter().any(|f| f.path == file.path) {
+            if !paths.insert(file.path.clone()) {
                 return Err(bad(
                     &contribution.plugin,
                     format!(
@@ -153,10 +186,17 @@ pub fn add_files(
             let secret = all_secrets
                 .iter()
                 .any(|s| file.contents.contains(s.expose()));
+            // A file holding a secret is its owner's alone, whatever mode the plugin asks.
+            let mode = match file.mode {
+                Some(mode) if secret => mode & 0o700,
+                Some(mode) => mode,
+                None if secret => 0o600,
+                None => 0o644,
+            };
             files.push(RenderedFile {
                 path: file.path.clone(),
                 contents: file.contents.clone(),
-                mode: file.mode.unwrap_or(if secret { 0o600 } else { 0o644 }),
+                mode,
                 secret,
                 keep_existing: false,
                 owner: file.owner,
@@ -165,4 +205,24 @@ pub fn add_files(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_of_synprov_lies_under_a_reserved_prefix() {
+        for route in super::super::nginx::routes() {
+            let path = route
+                .matcher
+                .trim_start_matches("~ \"")
+                .trim_start_matches('^');
+            assert!(
+                RESERVED.iter().any(|r| path.starts_with(r)),
+                "{}",
+                route.matcher
+            );
+        }
+    }
 }

@@ -34,6 +34,15 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
         let _ = writeln!(out, "  + load image {}", printable(image));
     }
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        for (plugin, grants) in &deployment_files.plugin_grants {
+            let grants: Vec<String> = grants.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  {}: plugin {plugin} granted {}",
+                deployment.deployment,
+                grants.join(", ")
+            );
+        }
         if deployment.interrupted {
             let recreate: Vec<_> = deployment.restart.iter().map(|s| printable(s)).collect();
             let _ = writeln!(

@@ -4,6 +4,8 @@
 //! coturn (`use-auth-secret`); the plugin derives that secret from the inventory's master
 //! key, so it is stable across runs and never written in the inventory.
 
+use std::net::IpAddr;
+
 use serde::Deserialize;
 use serde_json::json;
 use synprov_plugin_sdk::*;
@@ -15,8 +17,9 @@ struct Config {
     host: Option<String>,
     #[serde(default = "default_port")]
     port: u16,
-    /// The host's public address, when it is behind NAT.
-    external_ip: Option<String>,
+    /// The host's public address, when it is behind NAT: an IP address, nothing else (it
+    /// is a line of turnserver.conf).
+    external_ip: Option<IpAddr>,
     #[serde(default = "default_min_port")]
     min_port: u16,
     #[serde(default = "default_max_port")]
@@ -52,6 +55,17 @@ impl Config {
                 "invalid ports: port = {}, min_port = {}, max_port = {} (need 0 < min_port <= max_port)",
                 config.port, config.min_port, config.max_port
             ));
+        }
+        if let Some(host) = &config.host {
+            let plain = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if !plain {
+                return Err(format!(
+                    "invalid host {host:?}: give a DNS name or an IP address"
+                ));
+            }
         }
         Ok(config)
     }
@@ -126,10 +140,12 @@ impl Guest for Turn {
                 "restart": "always",
                 // TURN relays on a range of ports: publishing each through Docker's proxy
                 // is slow, so coturn shares the host's network, as Synapse's docs advise.
+                // The operator grants it: `allow = ["host-network"]`.
                 "network_mode": "host",
                 "command": ["-c", "/etc/coturn/turnserver.conf"],
                 // The directory, not the file: synprov replaces files by renaming, and a
-                // single-file mount would keep the old one.
+                // single-file mount would keep the old one. Relative to the plugin's own
+                // directory, like its file paths.
                 "volumes": ["./coturn:/etc/coturn:ro"],
                 "user": format!("{0}:{0}", config.uid),
             })),
@@ -140,3 +156,20 @@ impl Guest for Turn {
 }
 
 export_plugin!(Turn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ip_is_an_ip_address_and_nothing_more() {
+        let config = Config::parse(r#"{"external_ip": "203.0.113.7"}"#).ok();
+        assert_eq!(
+            config.and_then(|c| c.external_ip),
+            "203.0.113.7".parse().ok()
+        );
+        let smuggled = r#"{"external_ip": "203.0.113.7\nallowed-peer-ip=10.0.0.1"}"#;
+        assert!(Config::parse(smuggled).is_err());
+        assert!(Config::parse(r#"{"host": "turn.example\n"}"#).is_err());
+    }
+}

@@ -26,10 +26,19 @@ fn url_host(url: &str) -> Option<&str> {
     (!authority.is_empty()).then_some(authority)
 }
 
+/// `body` as JSON text for an Nginx string: `$` written as the JSON escape `\u0024` (Nginx
+/// has no escape for `$` and would read `$http_authorization` as a variable), then
+/// backslashes and quotes escaped for Nginx's single-quoted string.
+fn nginx_json(body: &Value) -> String {
+    body.to_string()
+        .replace('$', "\\u0024")
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'")
+}
+
 /// A location answering `body` as JSON, readable by web clients of any origin.
 fn json_location(path: &str, body: &Value) -> Location {
-    // Nginx's single-quoted string: escape backslashes and quotes.
-    let text = body.to_string().replace('\\', "\\\\").replace('\'', "\\'");
+    let text = nginx_json(body);
     Location {
         path: format!("= {path}"),
         body: format!(
@@ -97,3 +106,18 @@ impl Guest for WellKnown {
 }
 
 export_plugin!(WellKnown);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_quotes_and_backslashes_cannot_reach_nginx_as_syntax() {
+        let text = nginx_json(&json!({ "a": "$http_authorization 'x' \\ \"y\"" }));
+        assert!(!text.contains('$'), "{text}");
+        assert_eq!(
+            text,
+            r#"{"a":"\\u0024http_authorization \'x\' \\\\ \\"y\\""}"#
+        );
+    }
+}
