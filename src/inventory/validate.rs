@@ -810,22 +810,14 @@ impl Checker<'_> {
                 .as_ref()
                 .map_or(stem.unwrap_or_default(), |n| n.get_ref().clone());
             let span = plugin.name.as_ref().unwrap_or(&plugin.path);
-            check_name(&name).map_err(|why| {
+            HostName::parse(&name).map_err(|why| {
                 self.at(
                     span,
-                    format!("invalid plugin name `{name}`: {why}"),
+                    format!("invalid plugin name `{name}`: {why} (it names the plugin's directory, plugins/NAME/)"),
                     "invalid name",
-                    "set `name` to letters, digits, `-`, `_` and `.`",
+                    NAME_HELP,
                 )
             })?;
-            if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-                return Err(self.at(
-                    span,
-                    format!("invalid plugin name `{name}`: it names the plugin's directory (plugins/{name}/), so it must start with a letter or a digit"),
-                    "invalid name",
-                    "set `name` to a name starting with a letter or a digit",
-                ));
-            }
             if out.iter().any(|p| p.name == name) {
                 return Err(self.at(
                     span,
@@ -1072,10 +1064,6 @@ fn suggestion(what: &str, name: &str, known: &[&str]) -> String {
 /// How to write a host, group or plugin name.
 const NAME_HELP: &str =
     "use 1 to 63 letters, digits, `-`, `_` and `.`, starting with a letter or a digit";
-
-fn check_name(name: &str) -> Result<(), String> {
-    HostName::parse(name).map(|_| ())
-}
 
 fn check_address(address: &str) -> Result<(), &'static str> {
     if address.parse::<std::net::IpAddr>().is_ok() {

@@ -172,10 +172,10 @@ impl Rules<'_> {
         };
         match key {
             "image" => shape(
-                value.as_str().is_some_and(|s| {
-                    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-                }),
-                "an image reference",
+                value
+                    .as_str()
+                    .is_some_and(|s| crate::inventory::ImageRef::parse(s).is_ok()),
+                "an image reference (the OCI grammar: `name[:tag][@digest]`)",
             ),
             "command" | "entrypoint" | "tmpfs" => shape(
                 value.is_string() || strings(value),
