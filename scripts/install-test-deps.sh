@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives, when missing: Debian's nginx (for `nginx -t` and the
-# routing tests) and Compose v2 (for `docker compose config`). Idempotent; needs root.
+# routing tests), Compose v2 (for `docker compose config`), PyYAML (Synapse's YAML parser) and
+# tzdata (the IANA zones). Idempotent; needs root.
 set -euo pipefail
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -24,6 +25,21 @@ if [ ! -x /usr/sbin/sshd ]; then
     apt_install openssh-server openssh-client
 fi
 
+# PyYAML: the hostile-inventories test reads every rendered YAML file as Synapse does.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    log "installing PyYAML (python3-yaml)"
+    apt_install python3-yaml
+    # A python3 that is not Debian's (pyenv, a venv) does not see the Debian package.
+    if ! python3 -c 'import yaml' 2>/dev/null; then
+        python3 -m pip install -q pyyaml
+    fi
+fi
+
+if [ ! -f /usr/share/zoneinfo/Etc/UTC ]; then
+    log "installing tzdata"
+    apt_install tzdata
+fi
+
 # Compose v2 as a Docker CLI plugin: the tests call `docker compose`, and synprov ships this
 # same binary to hosts whose distribution has no Compose v2 (Debian 12).
 if ! docker compose version 2>/dev/null | grep -q 'v2\.'; then
@@ -44,3 +60,4 @@ if ! docker compose version 2>/dev/null | grep -q 'v2\.'; then
 fi
 log "nginx: $(nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1)"
 log "compose: $(docker compose version)"
+log "PyYAML: $(python3 -c 'import yaml; print(yaml.__version__)')"

