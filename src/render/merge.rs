@@ -52,7 +52,7 @@ pub fn homeserver(
     *yaml = format!(
         "{header}# Settings from {} are merged in.\n{}",
         sources.join(", "),
-        serde_norway::to_string(&base).map_err(|e| invalid(&e))?
+        super::pyyaml::to_string(&base)
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ mod merge;
 mod nginx;
 mod plugins;
 mod postgres;
+mod pyyaml;
 mod synapse;
 mod templates;
 

@@ -876,7 +876,7 @@ fn is_iana_zone(zone: &str) -> bool {
 // --- the echo plugin ---
 
 fn check_echo(dir: &Path, config: &Json) -> Result<(), Violation> {
-    let path = dir.join("echo/input.txt");
+    let path = dir.join("plugins/echo/echo/input.txt");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         violation(
             "echo: the plugin's file is not in the deployment's directory",
