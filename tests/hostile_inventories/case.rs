@@ -571,6 +571,7 @@ pub fn values(field: Field) -> BoxedStrategy<Value> {
             "matrix.example.org:8448",
             "1.2.3.4",
             "[::1]:8448",
+            "[2001:db8::1]",
             "localhost",
             "xn--bcher-kva.example",
         ]),

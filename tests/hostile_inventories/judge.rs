@@ -348,6 +348,21 @@ fn accepted(meaning: &Meaning, out: &Path, baseline: &Baseline) -> Result<Found,
         || format!("wrote {actual:?}, intended {intended:?}"),
     )?;
 
+    for d in &meaning.deployments {
+        // The signing key is synapse/SERVER_NAME.signing.key: one file in synapse/.
+        ensure(
+            !d.server_name.contains('/'),
+            "server_name holds a `/`: the signing key's path leaves synapse/",
+            || format!("{:?}", d.server_name),
+        )?;
+        for host in d.hosts() {
+            let mut intended = d.files_on(host);
+            if meaning.echo_config.is_some() {
+                intended.insert("echo/input.txt".into());
+            }
+            check_files(&out.join(host).join(&d.name), &intended)?;
+        }
+    }
     let places: Vec<(&DeploymentMeaning, &str, PathBuf)> = meaning
         .deployments
         .iter()
@@ -408,6 +423,21 @@ fn accepted(meaning: &Meaning, out: &Path, baseline: &Baseline) -> Result<Found,
         }
         Ok(found)
     })
+}
+
+/// The files of a deployment's directory are the intended ones, each a plain file there.
+fn check_files(dir: &Path, intended: &BTreeSet<String>) -> Result<(), Violation> {
+    let actual: BTreeSet<String> = files_in(dir)
+        .iter()
+        .map(|f| f.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    let unintended: Vec<&String> = actual.difference(intended).collect();
+    let missing: Vec<&String> = intended.difference(&actual).collect();
+    ensure(
+        unintended.is_empty() && missing.is_empty(),
+        "render writes other files than the intended ones",
+        || format!("unintended: {unintended:?}; missing: {missing:?}"),
+    )
 }
 
 /// The TCP listeners of a spread deployment (all processes use the hosts' network): every
@@ -492,6 +522,13 @@ fn check_homeserver(
             loaded.to_string(),
         ));
     };
+    if let Some(pairs) = map.get("$map").and_then(Json::as_array) {
+        let keys: Vec<&Json> = pairs.iter().filter_map(|p| p.get(0)).collect();
+        return Err(violation(
+            "homeserver.yaml: a key is not a string for PyYAML",
+            format!("keys {keys:?}"),
+        ));
+    }
     let extra: Vec<&String> = map
         .keys()
         .filter(|k| !baseline.homeserver_keys.contains(*k) && !d.homeserver.contains_key(*k))

@@ -16,8 +16,8 @@
 //! runs more. The ignored survey test tries every field on its own and lists every class of
 //! failure with a minimal input, instead of stopping at the first:
 //! `cargo test --test hostile_inventories -- --ignored --nocapture` (`SYNPROV_SURVEY_CASES`
-//! cases per field, default 32; `SYNPROV_SURVEY_FIELDS=Timezone,HostName` for some fields;
-//! `SYNPROV_SURVEY_OUT=FILE` writes the list to a file).
+//! cases per field, default 32; `SYNPROV_SURVEY_FIELDS=Timezone,HostName,Mixed` for some
+//! fields, `Mixed` being several at once; `SYNPROV_SURVEY_OUT=FILE` writes the list to a file).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -29,7 +29,7 @@ mod meaning;
 
 use std::collections::BTreeMap;
 
-use proptest::strategy::{Strategy, ValueTree};
+use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use toml::Value;
 
@@ -136,12 +136,16 @@ fn no_field_of_the_inventory_breaks_a_consumer_in_any_way() {
     let cases = env_number("SYNPROV_SURVEY_CASES", 32);
     let only = std::env::var("SYNPROV_SURVEY_FIELDS").unwrap_or_default();
     let mut findings: BTreeMap<(String, String), Finding> = BTreeMap::new();
-    for field in Field::all() {
-        let field_name = format!("{field:?}");
-        if !only.is_empty() && !only.split(',').any(|f| f == field_name) {
+    // Each field alone, then several fields at once (`Mixed`: what the property test runs).
+    let mut sources: Vec<(String, BoxedStrategy<Case>)> = Field::all()
+        .into_iter()
+        .map(|field| (format!("{field:?}"), case::cases_of(field)))
+        .collect();
+    sources.push(("Mixed".into(), case::cases()));
+    for (source, strategy) in sources {
+        if !only.is_empty() && !only.split(',').any(|f| f == source) {
             continue;
         }
-        let strategy = case::cases_of(field);
         let mut runner = TestRunner::new(config());
         for _ in 0..cases {
             // The same tree again for each class to shrink, from a copy of its random source.
@@ -151,13 +155,13 @@ fn no_field_of_the_inventory_breaks_a_consumer_in_any_way() {
                 strategy.new_tree(&mut runner).unwrap()
             };
             for violation in judge::check(&tree().current()) {
-                let key = (field_name.clone(), violation.class.clone());
+                let key = (source.clone(), violation.class.clone());
                 if findings.contains_key(&key) {
                     continue;
                 }
                 let finding = shrink(&mut tree(), violation);
                 eprintln!(
-                    "{field_name}: {}\n  {:?}",
+                    "{source}: {}\n  {:?}",
                     finding.violation.class, finding.case.edits
                 );
                 findings.insert(key, finding);
@@ -243,6 +247,11 @@ fn a_host_name_too_long_for_a_file_name_is_refused_with_a_location() {
 }
 
 #[test]
+fn a_server_name_of_an_ipv6_address_and_a_path_keeps_the_signing_key_in_synapse() {
+    assert_holds(Shape::Single, Field::ServerName, text("[::1]/../../x"));
+}
+
+#[test]
 fn a_control_character_in_public_baseurl_is_refused_with_a_location() {
     assert_holds(
         Shape::Single,
@@ -282,6 +291,12 @@ fn a_pool_size_that_overflows_the_connection_budget_is_refused_with_a_location()
 /// `[deployments.NAME.homeserver]` with one `key = value`.
 fn homeserver(value: Value) -> Value {
     Value::Table([("key".to_string(), value)].into_iter().collect())
+}
+
+#[test]
+fn a_homeserver_key_yes_stays_a_string_for_pyyaml() {
+    let table = [("yes".to_string(), text("x"))].into_iter().collect();
+    assert_holds(Shape::Single, Field::Homeserver, Value::Table(table));
 }
 
 #[test]

@@ -177,6 +177,45 @@ impl DeploymentMeaning {
         out
     }
 
+    /// The files rendered for `host`, relative to the deployment's directory (the plugin's
+    /// aside). The signing key is named after the server name.
+    pub fn files_on(&self, host: &str) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = [
+            ".env",
+            ".synapse.env",
+            "docker-compose.yml",
+            "synapse/homeserver.yaml",
+        ]
+        .map(String::from)
+        .into();
+        out.insert(format!("synapse/{}.signing.key", self.server_name));
+        let mut log_types = BTreeSet::new();
+        if host == self.host {
+            out.extend([".postgres.env", "postgres/postgresql.conf"].map(String::from));
+            for file in [
+                "nginx.conf",
+                "upstreams.conf",
+                "maps.conf",
+                "locations.conf",
+                "proxy.conf",
+                "private.conf",
+            ] {
+                out.insert(format!("nginx/{file}"));
+            }
+            log_types.insert("synapse");
+        }
+        for kind in WORKER_KINDS.iter().filter(|k| self.host_of(k) == host) {
+            log_types.insert(kind);
+            out.extend((1..=self.workers[kind]).map(|i| format!("synapse/workers/{kind}{i}.yaml")));
+        }
+        out.extend(
+            log_types
+                .iter()
+                .map(|t| format!("synapse/log.config/{t}.log.config")),
+        );
+        out
+    }
+
     /// The Compose services on `host` (worker names with hyphens).
     pub fn services_on(&self, host: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
