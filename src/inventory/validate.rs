@@ -1100,6 +1100,9 @@ fn check_server_name(name: &str) -> Result<(), &'static str> {
             .ok_or("an IPv6 address needs a closing `]`")?;
         v6.parse::<std::net::Ipv6Addr>()
             .map_err(|_| "not a valid IPv6 address")?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err("only a `:PORT` may follow the `]` of an IPv6 address");
+        }
         (None, after.strip_prefix(':'))
     } else {
         match name.rsplit_once(':') {
@@ -1144,6 +1147,8 @@ mod tests {
             "a..b",
             "ex_ample.org",
             "[::1",
+            "[::1]/../../x",
+            "[::1]x",
         ] {
             assert!(check_server_name(bad).is_err(), "{bad}");
         }

@@ -358,7 +358,7 @@ fn accepted(meaning: &Meaning, out: &Path, baseline: &Baseline) -> Result<Found,
         for host in d.hosts() {
             let mut intended = d.files_on(host);
             if meaning.echo_config.is_some() {
-                intended.insert("echo/input.txt".into());
+                intended.insert("plugins/echo/echo/input.txt".into());
             }
             check_files(&out.join(host).join(&d.name), &intended)?;
         }

@@ -192,6 +192,10 @@ impl DeploymentMeaning {
         let mut log_types = BTreeSet::new();
         if host == self.host {
             out.extend([".postgres.env", "postgres/postgresql.conf"].map(String::from));
+            // Redis' password lives in its own config file when Redis is reached over TCP.
+            if self.is_spread() {
+                out.insert("redis-conf/redis.conf".into());
+            }
             for file in [
                 "nginx.conf",
                 "upstreams.conf",
