@@ -23,6 +23,7 @@
 mod common;
 
 mod case;
+mod checks;
 mod consumers;
 mod judge;
 mod meaning;
