@@ -10,7 +10,8 @@
 //! nothing, or write files that their consumers' own parsers read with the meaning the
 //! inventory gave them: PyYAML (as Synapse reads its config), Nginx's tokenizer and `nginx
 //! -t`, `docker compose config` (run as synprov runs Compose), Postgres' rules for
-//! `postgresql.conf`, and env files of intended keys only. See `judge.rs` for every check.
+//! `postgresql.conf`, and env files of intended keys only. `judge.rs` runs a case and gives
+//! the verdict; `checks.rs` holds what each consumer must read.
 //!
 //! Runs 48 cases by default (well under two minutes on two cores); `PROPTEST_CASES=500`
 //! runs more. The ignored survey test tries every field on its own and lists every class of
@@ -23,6 +24,7 @@
 mod common;
 
 mod case;
+mod checks;
 mod consumers;
 mod judge;
 mod meaning;

@@ -122,7 +122,9 @@ impl DeploymentMeaning {
             name: name.to_string(),
             host: required_string(d, "host")?,
             public_baseurl,
-            admin_contact: optional_string(d.get("admin_contact"), "admin_contact")?,
+            // An empty contact is no contact.
+            admin_contact: optional_string(d.get("admin_contact"), "admin_contact")?
+                .filter(|c| !c.is_empty()),
             timezone: optional_string(d.get("timezone"), "timezone")?
                 .unwrap_or_else(|| "Etc/UTC".into()),
             images,
