@@ -1,6 +1,9 @@
 //! The `[deployments.NAME.homeserver]` table: free Synapse settings, checked for what YAML
 //! (as Synapse's PyYAML reads it) or Synapse could not take with the meaning written.
 
+/// The longest key of the table.
+const MAX_KEY_LEN: usize = 256;
+
 /// A value the table may not hold: the dotted key path and why.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -32,6 +35,10 @@ fn check_entry(key: &str, value: &toml::Value, path: &str) -> Result<(), Refusal
     }
     if key.chars().any(char::is_control) {
         return refuse("a key holds a control character");
+    }
+    // YAML allows an implicit key of at most 1024 characters; no Synapse setting comes near.
+    if key.len() > MAX_KEY_LEN {
+        return refuse("a key is longer than 256 bytes: no Synapse setting is");
     }
     match value {
         toml::Value::Datetime(_) => {
@@ -73,6 +80,7 @@ mod tests {
         assert_eq!(check("when = 1979-05-27").unwrap_err().path, "when");
         assert_eq!(check("x = [1, nan]").unwrap_err().path, "x[1]");
         assert!(check("x = inf").is_err());
+        assert!(check(&format!("{} = 0", "a".repeat(1025))).is_err());
         assert!(check("x = \"a\\u001bb\"").is_err());
         assert!(
             check("max_upload_size = \"50M\"\nurl_preview = { ok = true, n = 1.5 }\nt = \"a\\nb\"")
