@@ -36,6 +36,25 @@ pub struct DeploymentPlan {
 }
 
 impl DeploymentPlan {
+    /// A plan of `changes` in `dir` restarting `restart`, for tests of what reads plans.
+    #[cfg(test)]
+    pub(crate) fn for_test(dir: &str, changes: &[(&str, Change)], restart: &[&str]) -> Self {
+        DeploymentPlan {
+            deployment: "d".into(),
+            dir: dir.into(),
+            changes: changes
+                .iter()
+                .map(|(path, change)| FileChange {
+                    path: path.to_string(),
+                    change: *change,
+                })
+                .collect(),
+            unchanged: 0,
+            restart: restart.iter().map(|s| s.to_string()).collect(),
+            interrupted: false,
+        }
+    }
+
     /// Leaves out of `restart` the services Compose recreates by itself: those added or
     /// changed in `docker-compose.yml`, whose current contents are `old_compose`. When the
     /// file does not change, Compose recreates nothing and `restart` stays whole.
@@ -225,20 +244,7 @@ mod tests {
     }
 
     fn plan(changes: &[(&str, Change)]) -> DeploymentPlan {
-        DeploymentPlan {
-            deployment: "d".into(),
-            dir: "/opt/d".into(),
-            changes: changes
-                .iter()
-                .map(|(path, change)| FileChange {
-                    path: path.to_string(),
-                    change: *change,
-                })
-                .collect(),
-            unchanged: 0,
-            restart: ["synapse".to_string(), "rooms1".to_string()].into(),
-            interrupted: false,
-        }
+        DeploymentPlan::for_test("/opt/d", changes, &["synapse", "rooms1"])
     }
 
     #[test]

@@ -258,7 +258,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::plan::FileChange;
     use crate::render::{RenderedDir, RenderedFile};
 
     fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
@@ -285,23 +284,6 @@ mod tests {
             checks: Vec::new(),
             plugin_images: Vec::new(),
             plugin_grants: Vec::new(),
-        }
-    }
-
-    fn plan(dir: &str, changes: &[(&str, Change)], restart: &[&str]) -> DeploymentPlan {
-        DeploymentPlan {
-            deployment: "d".into(),
-            dir: dir.into(),
-            changes: changes
-                .iter()
-                .map(|(path, change)| FileChange {
-                    path: path.to_string(),
-                    change: *change,
-                })
-                .collect(),
-            unchanged: 0,
-            restart: restart.iter().map(|s| s.to_string()).collect(),
-            interrupted: false,
         }
     }
 
@@ -371,7 +353,7 @@ mod tests {
                 owner: Some((1000, 1000)),
             }],
         );
-        let plan = plan(
+        let plan = DeploymentPlan::for_test(
             "/opt/it's",
             &[
                 ("a;b", Change::Create),
@@ -435,7 +417,11 @@ mod tests {
         let files = deployment(dir_text, first.clone(), Vec::new());
         let creates: Vec<(&str, Change)> = HOSTILE.iter().map(|p| (*p, Change::Create)).collect();
         run_ok(
-            &write_script(&files, &plan(dir_text, &creates, &[]), true),
+            &write_script(
+                &files,
+                &DeploymentPlan::for_test(dir_text, &creates, &[]),
+                true,
+            ),
             base.path(),
             None,
         );
@@ -473,7 +459,11 @@ mod tests {
         let files = deployment(dir_text, second, Vec::new());
         let changes = [(HOSTILE[2], Change::Update), (HOSTILE[1], Change::Delete)];
         run_ok(
-            &write_script(&files, &plan(dir_text, &changes, &[]), true),
+            &write_script(
+                &files,
+                &DeploymentPlan::for_test(dir_text, &changes, &[]),
+                true,
+            ),
             base.path(),
             None,
         );
@@ -540,7 +530,11 @@ mod tests {
             ("new/public", Change::Create),
         ];
         run_ok(
-            &write_script(&files, &plan(dir_text, &changes, &[]), false),
+            &write_script(
+                &files,
+                &DeploymentPlan::for_test(dir_text, &changes, &[]),
+                false,
+            ),
             base.path(),
             Some(&bin),
         );

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -12,7 +12,7 @@ use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
 use super::raw::{RawDeployment, RawHostSettings, RawInventory};
 use super::values::{
     AddressRange, DeployDir, DeploymentName, HostName, ImageRef, TimeZone, UserName, admin_contact,
-    check_homeserver_table, public_baseurl,
+    check_dns_name, check_homeserver_table, public_baseurl,
 };
 use super::{
     Amount, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory, NginxSettings,
@@ -35,7 +35,7 @@ const MAX_CONNECTIONS: u32 = 262_143;
 const MAX_CP: u32 = 1000;
 
 /// Bounds of `health_timeout`, in seconds: a day is longer than any migration.
-const HEALTH_TIMEOUT: Range<u64> = 1..86_401;
+const HEALTH_TIMEOUT: RangeInclusive<u64> = 1..=86_400;
 
 /// Most hosts worked on at once.
 const MAX_PARALLEL: u32 = 4096;
@@ -148,6 +148,35 @@ impl Checker<'_> {
                 help,
             )
         })
+    }
+
+    /// A number within `range`, `default` when absent, or an error pointing at it.
+    fn bounded<T>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        range: RangeInclusive<T>,
+        default: T,
+        help: &str,
+    ) -> Result<T, InventoryError>
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
+        match value {
+            Some(v) if !range.contains(v.get_ref()) => Err(self.at(
+                v,
+                format!(
+                    "{key} = {} is outside {}-{}",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+                "out of range",
+                help,
+            )),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        }
     }
 
     fn warn<T>(&self, value: &Spanned<T>, message: String, label: &str, help: &str) {
@@ -643,36 +672,20 @@ impl Checker<'_> {
                 ));
             }
         };
-        let max_connections = match &raw.postgres.max_connections {
-            Some(m) if !(CONNECTION_HEADROOM + 1..=MAX_CONNECTIONS).contains(m.get_ref()) => {
-                return Err(self.at(
-                    m,
-                    format!(
-                        "max_connections = {} is outside what Postgres takes",
-                        m.get_ref()
-                    ),
-                    "out of range",
-                    format!(
-                        "give a number from {} to {MAX_CONNECTIONS}",
-                        CONNECTION_HEADROOM + 1
-                    ),
-                ));
-            }
-            Some(m) => *m.get_ref(),
-            None => 500,
-        };
-        let cp_max = match &raw.postgres.cp_max {
-            Some(c) if !(1..=MAX_CP).contains(c.get_ref()) => {
-                return Err(self.at(
-                    c,
-                    format!("cp_max = {} is outside 1-{MAX_CP}", c.get_ref()),
-                    "out of range",
-                    "the guide suggests 6 per process with many workers",
-                ));
-            }
-            Some(c) => *c.get_ref(),
-            None => 6,
-        };
+        let max_connections = self.bounded(
+            &raw.postgres.max_connections,
+            "max_connections",
+            CONNECTION_HEADROOM + 1..=MAX_CONNECTIONS,
+            500,
+            "Postgres takes no more; a connection budget needs more than the headroom",
+        )?;
+        let cp_max = self.bounded(
+            &raw.postgres.cp_max,
+            "cp_max",
+            1..=MAX_CP,
+            6,
+            "the guide suggests 6 per process with many workers",
+        )?;
         // In u64: 6001 processes times cp_max 1000 stays far from overflow.
         let processes = 1 + u64::from(workers.values().sum::<u32>());
         let opened = processes * u64::from(cp_max);
@@ -684,18 +697,13 @@ impl Checker<'_> {
                 .as_ref()
                 .or(raw.postgres.cp_max.as_ref())
                 .map_or_else(|| raw.host.span(), |s| s.span());
+            let lower = (u64::from(max_connections - CONNECTION_HEADROOM) / processes).max(1);
             let fix = if needed <= u64::from(MAX_CONNECTIONS) {
                 format!(
-                    "set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {} or less",
-                    (u64::from(max_connections.saturating_sub(CONNECTION_HEADROOM)) / processes)
-                        .max(1)
+                    "set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {lower} or less"
                 )
             } else {
-                format!(
-                    "lower cp_max to {} or less",
-                    (u64::from(max_connections.saturating_sub(CONNECTION_HEADROOM)) / processes)
-                        .max(1)
-                )
+                format!("lower cp_max to {lower} or less")
             };
             return Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {opened} Postgres connections, more than max_connections = {max_connections} allows ({CONNECTION_HEADROOM} are kept for maintenance)"), "connection budget exceeded", fix));
         }
@@ -708,18 +716,13 @@ impl Checker<'_> {
 
     fn rollout(&self, raw: &RawInventory) -> Result<Rollout, InventoryError> {
         let r = &raw.rollout;
-        let parallel = match &r.parallel {
-            Some(p) if !(1..=MAX_PARALLEL).contains(p.get_ref()) => {
-                return Err(self.at(
-                    p,
-                    format!("parallel = {} is outside 1-{MAX_PARALLEL}", p.get_ref()),
-                    "out of range",
-                    "set how many hosts synprov works on at once, e.g. `parallel = 10`",
-                ));
-            }
-            Some(p) => *p.get_ref(),
-            None => 10,
-        };
+        let parallel = self.bounded(
+            &r.parallel,
+            "parallel",
+            1..=MAX_PARALLEL,
+            10,
+            "set how many hosts synprov works on at once, e.g. `parallel = 10`",
+        )?;
         let batch = r
             .batch
             .as_ref()
@@ -737,18 +740,13 @@ impl Checker<'_> {
             .max_failures
             .as_ref()
             .map_or(Ok(Amount::Count(0)), |m| self.amount(m, "max_failures"))?;
-        let health_timeout_secs = match &r.health_timeout {
-            Some(t) if !HEALTH_TIMEOUT.contains(t.get_ref()) => {
-                return Err(self.at(
-                    t,
-                    format!("health_timeout = {} seconds is outside 1-{}", t.get_ref(), HEALTH_TIMEOUT.end - 1),
-                    "out of range",
-                    "give the seconds to wait for the stack to become healthy, e.g. `health_timeout = 300`",
-                ));
-            }
-            Some(t) => *t.get_ref(),
-            None => 300,
-        };
+        let health_timeout_secs = self.bounded(
+            &r.health_timeout,
+            "health_timeout",
+            HEALTH_TIMEOUT,
+            300,
+            "give the seconds to wait for the stack to become healthy, e.g. `health_timeout = 300`",
+        )?;
         Ok(Rollout {
             parallel,
             batch,
@@ -1070,25 +1068,6 @@ fn check_address(address: &str) -> Result<(), &'static str> {
         return Ok(());
     }
     check_dns_name(address)
-}
-
-/// A DNS name as RFC 1123 allows it.
-fn check_dns_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("a DNS name has 1 to 253 characters");
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err("every dot-separated part needs 1 to 63 characters");
-        }
-        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err("only letters, digits, `-` and `.` are allowed");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("a part cannot start or end with `-`");
-        }
-    }
-    Ok(())
 }
 
 /// A Matrix server name: a DNS name, an IPv4 address or a bracketed IPv6 address, with an

@@ -11,16 +11,8 @@ pub fn admin_contact(text: &str) -> Result<String, String> {
     if local.is_empty() || local.len() > 64 || local.contains(char::is_whitespace) {
         return Err("the part before `@` needs 1 to 64 characters and no spaces".into());
     }
-    let domain_ok = !domain.is_empty()
-        && domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !domain_ok {
-        return Err("the part after `@` is not a DNS name".into());
-    }
+    super::check_dns_name(domain)
+        .map_err(|why| format!("the part after `@` is not a DNS name: {why}"))?;
     Ok(format!("mailto:{address}"))
 }
 

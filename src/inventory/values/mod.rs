@@ -18,7 +18,7 @@ pub use contact::admin_contact;
 pub use deploy_dir::DeployDir;
 pub use homeserver::check_homeserver_table;
 pub use image::ImageRef;
-pub use name::{DeploymentName, HostName, UserName};
+pub use name::{DeploymentName, HostName, UserName, check_dns_name};
 pub use network::AddressRange;
 pub use time_zone::TimeZone;
 

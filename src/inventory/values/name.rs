@@ -68,6 +68,25 @@ impl UserName {
     }
 }
 
+/// A DNS name as RFC 1123 allows it.
+pub fn check_dns_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("a DNS name has 1 to 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("every dot-separated part needs 1 to 63 characters");
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err("only letters, digits, `-` and `.` are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a part cannot start or end with `-`");
+        }
+    }
+    Ok(())
+}
+
 /// 1 to 63 characters allowed by `allowed`, the first a letter or digit.
 fn label(text: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
     if text.is_empty() || text.len() > 63 {
