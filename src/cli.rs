@@ -20,8 +20,13 @@ Examples:
       Hosts of group eu, 20 at a time, in the batches [rollout] sets.
   synprov plan inventory/fleet.toml --json
       One JSON event per line, for CI.
-  synprov rollback inventory/example.toml --host hs1
-      Put back the files the last apply replaced, and restart on them.
+  synprov status inventory/fleet.toml
+      Per host: the generation deployed, drifted files and images, unhealthy processes
+      (exit 0: all as recorded and healthy, 1: something is not).
+  synprov history inventory/example.toml --host hs1
+      The generations the host kept, and its audit log.
+  synprov rollback inventory/example.toml --host hs1 --to 3
+      Back to generation 3, read from the host (default: the one before the current).
   synprov plugins check inventory/demo.toml
       Load the inventory's plugins, check their configs and what they would add.
 
@@ -88,17 +93,34 @@ pub enum Command {
         #[command(subcommand)]
         action: PluginsCommand,
     },
-    /// Restore the files the last apply on a host replaced, and restart the stack on them.
-    #[command(after_help = "Example:\n  synprov rollback inventory/example.toml --host hs1")]
+    /// Return a host's deployments to a generation the host kept: only what differs is
+    /// written and recreated, the stack is verified, and the result recorded as a new
+    /// generation. Needs no inventory of that time.
+    #[command(
+        after_help = "Examples:\n  synprov rollback inventory/example.toml --host hs1\n      Back to the generation before the current one (or to the current one when the\n      last apply did not finish).\n  synprov rollback inventory/example.toml --host hs1 --deployment example --to 3"
+    )]
     Rollback {
-        /// The inventory file (TOML).
-        inventory: PathBuf,
-        /// The host to roll back.
-        #[arg(long, required = true)]
-        host: String,
-        /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
-        #[arg(long, value_name = "FILE")]
-        known_hosts: Option<PathBuf>,
+        #[command(flatten)]
+        target: HostTarget,
+        /// The generation to return to (see `synprov history`).
+        #[arg(long, value_name = "N")]
+        to: Option<u32>,
+    },
+    /// Show the generations a host kept for its deployments, and their audit log.
+    #[command(after_help = "Example:\n  synprov history inventory/example.toml --host hs1")]
+    History {
+        #[command(flatten)]
+        target: HostTarget,
+    },
+    /// Check every host against what it recorded: the current generation, files and images
+    /// drifted from it, the health of every recorded listener and plugin check, the state of
+    /// every container. Exit 0 when all is as recorded and healthy, 1 otherwise.
+    #[command(
+        after_help = "Examples:\n  synprov status inventory/fleet.toml\n  synprov status inventory/fleet.toml --limit eu --json"
+    )]
+    Status {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -117,6 +139,22 @@ pub enum PluginsCommand {
         /// The inventory file (TOML).
         inventory: PathBuf,
     },
+}
+
+/// One host of an inventory, and optionally one of its deployments.
+#[derive(Debug, clap::Args)]
+pub struct HostTarget {
+    /// The inventory file (TOML): where the host is and which deployments it has.
+    pub inventory: PathBuf,
+    /// The host.
+    #[arg(long, required = true)]
+    pub host: String,
+    /// Only this deployment of the host (default: each of them).
+    #[arg(long, value_name = "NAME")]
+    pub deployment: Option<String>,
+    /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// Which inventory and hosts a connecting command works on.

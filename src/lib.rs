@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod facts;
+pub mod generations;
 pub mod inventory;
 pub mod plan;
 pub mod plugins;
@@ -13,6 +14,7 @@ pub mod render;
 pub mod rollout;
 pub mod secrets;
 pub mod shell;
+pub mod status;
 pub mod topology;
 pub mod transport;
 pub mod ui;

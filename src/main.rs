@@ -33,11 +33,9 @@ fn main() -> ExitCode {
             target, files_only, ..
         } => command::apply::run(&target, files_only),
         cli::Command::Plugins { action } => command::plugins::run(action),
-        cli::Command::Rollback {
-            inventory,
-            host,
-            known_hosts,
-        } => command::rollback::run(&inventory, &host, known_hosts),
+        cli::Command::Rollback { target, to } => command::rollback::run(&target, to),
+        cli::Command::History { target } => command::history::run(&target),
+        cli::Command::Status { target } => command::status::run(&target),
     };
     match result {
         Ok(code) => code,

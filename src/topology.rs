@@ -12,7 +12,8 @@ use crate::inventory::{Deployment, Host, WorkerKind};
 pub const SOCKETS_DIR: &str = "/sockets";
 
 /// How another process reaches a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// A UNIX socket in [`SOCKETS_DIR`]: the single-host layout of the guide.
     Unix { path: String },

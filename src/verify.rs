@@ -6,14 +6,16 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::inventory::Inventory;
+use serde::{Deserialize, Serialize};
+
 use crate::plugins::PluginCheck;
-use crate::render::HostFiles;
+use crate::render::CheckTarget;
 use crate::topology::{Endpoint, SOCKETS_DIR, Topology};
 use crate::transport::Connection;
 
-/// One listener to check.
-#[derive(Debug, Clone)]
+/// One listener to check. Part of what a host's render carries and a generation records:
+/// what should answer there, whatever the inventory of the day says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthTarget {
     pub deployment: String,
     pub deploy_dir: String,
@@ -25,7 +27,8 @@ pub struct HealthTarget {
 }
 
 /// What is checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// A Synapse listener's `GET /health`.
     Synapse(Endpoint),
@@ -52,44 +55,38 @@ impl HealthTarget {
     }
 }
 
-/// Every replication and inbound listener of the processes that run on `host`.
-pub fn targets(inventory: &Inventory, host: &str) -> Vec<HealthTarget> {
+/// Every replication and inbound listener of the processes of `topology` that run on
+/// `host`, then the plugins' `checks`.
+pub fn targets(
+    deployment: &str,
+    deploy_dir: &str,
+    topology: &Topology,
+    host: &str,
+    checks: &[CheckTarget],
+) -> Vec<HealthTarget> {
     let mut out = Vec::new();
-    for deployment in inventory.deployments_on(host) {
-        let topology = Topology::resolve(deployment, &inventory.hosts);
-        for process in topology.on_host(host) {
-            for endpoint in [&process.replication, &process.inbound]
-                .into_iter()
-                .flatten()
-            {
-                out.push(HealthTarget {
-                    deployment: deployment.name.clone(),
-                    deploy_dir: deployment.deploy_dir.to_string(),
-                    process: process.name.clone(),
-                    service: Some(process.service.clone()),
-                    probe: Probe::Synapse(endpoint.clone()),
-                });
-            }
+    for process in topology.on_host(host) {
+        for endpoint in [&process.replication, &process.inbound]
+            .into_iter()
+            .flatten()
+        {
+            out.push(HealthTarget {
+                deployment: deployment.to_string(),
+                deploy_dir: deploy_dir.to_string(),
+                process: process.name.clone(),
+                service: Some(process.service.clone()),
+                probe: Probe::Synapse(endpoint.clone()),
+            });
         }
     }
+    out.extend(checks.iter().map(|c| HealthTarget {
+        deployment: deployment.to_string(),
+        deploy_dir: deploy_dir.to_string(),
+        process: format!("plugin {}", c.plugin),
+        service: c.service.clone(),
+        probe: Probe::Plugin(c.check.clone()),
+    }));
     out
-}
-
-/// The health checks the plugins of `files` ask for.
-pub fn plugin_targets(files: &HostFiles) -> Vec<HealthTarget> {
-    files
-        .deployments
-        .iter()
-        .flat_map(|d| {
-            d.checks.iter().map(|c| HealthTarget {
-                deployment: d.deployment.clone(),
-                deploy_dir: d.deploy_dir.clone(),
-                process: format!("plugin {}", c.plugin),
-                service: c.service.clone(),
-                probe: Probe::Plugin(c.check.clone()),
-            })
-        })
-        .collect()
 }
 
 /// The request of a check: `GET path` with a `Host` header. The path and the host come from

@@ -103,16 +103,7 @@ fn a_spread_deployment_keeps_the_redis_password_off_every_command_line() {
 #[test]
 fn the_redis_config_file_belongs_to_the_user_redis_runs_as_in_a_directory_only_its_group_enters() {
     let inventory = synprov::inventory::load(&root().join("inventory/spread.toml")).unwrap();
-    let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
-    let templates = synprov::render::Templates::load(None).unwrap();
-    let hosts = synprov::render::render(
-        &inventory,
-        &key,
-        &templates,
-        &synprov::plugins::Plugins::none(),
-        Some("hs-main"),
-    )
-    .unwrap();
+    let hosts = common::render_hosts(&inventory, Some("hs-main"));
     let deployment = &hosts[0].deployments[0];
     let conf = deployment
         .files

@@ -223,16 +223,7 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let changed = sshd.path("changed.toml");
     with_rooms(&inventory_path, &changed, 6);
     let inventory = inventory::load(&changed).unwrap();
-    let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
-    let templates = synprov::render::Templates::load(None).unwrap();
-    let host_files = synprov::render::render(
-        &inventory,
-        &key,
-        &templates,
-        &synprov::plugins::Plugins::none(),
-        Some("loop"),
-    )
-    .unwrap();
+    let host_files = common::render_hosts(&inventory, Some("loop"));
     let connection = connect(&sshd, &changed);
     let prepared = synprov::apply::prepare(&connection, &host_files[0], &BTreeMap::new()).unwrap();
     let plan = &prepared.plan.deployments[0];
@@ -333,40 +324,70 @@ fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
     drop(lock);
 }
 
+/// The generations of a deployment over a real SSH connection: each recorded complete
+/// (files, record, audit line), listed back oldest first, pruned to `keep`, a build left
+/// half-done by a dropped connection never listed, and a kept generation's files read back
+/// byte for byte, without the inventory they came from.
 #[test]
-fn rollback_restores_the_files_the_last_apply_replaced() {
-    let (sshd, deploy, inventory) = deployed();
-    let first = snapshot(&deploy);
-    let changed = sshd.path("inventory.toml");
-    with_rooms(&inventory, &changed, 5);
-    assert!(
-        run(&sshd, &["apply", "--files-only"], &changed)
-            .status
-            .success()
-    );
-    assert!(deploy.join("synapse/workers/rooms5.yaml").exists());
+fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_inventory() {
+    use synprov::apply::rollback::{To, list, prepare_rollback};
+    use synprov::generations::{Origin, Record, scripts};
 
-    let connection = connect(&sshd, &changed);
-    let output = connection
-        .run_script(&synprov::apply::files::rollback_script(
-            deploy.to_str().unwrap(),
-        ))
-        .unwrap();
-    assert!(output.success(), "{}", output.tail(5));
-    assert!(
-        !deploy.join("synapse/workers/rooms5.yaml").exists(),
-        "the created file is gone"
-    );
-    let contents = |s: &BTreeMap<String, (Vec<u8>, std::time::SystemTime)>| {
-        s.iter()
-            .filter(|(k, _)| !k.starts_with(".synprov"))
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect::<BTreeMap<_, _>>()
+    let (sshd, deploy, inventory_path) = deployed();
+    let inventory = inventory::load(&inventory_path).unwrap();
+    let rendered = common::render_hosts(&inventory, Some("loop"));
+    let files = &rendered[0].deployments[0];
+    let connection = connect(&sshd, &inventory_path);
+    let dir = deploy.to_str().unwrap();
+    let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+    let save = |command: &str| {
+        let origin = Origin::here(command, None);
+        let record = Record::of(files, &BTreeMap::new(), origin.clone());
+        let json = serde_json::to_string(&record).unwrap();
+        let script = scripts::save(dir, &paths, &json, &[], 2, &origin.entry(None, "ok"));
+        let output = connection.run_script(&script).unwrap();
+        assert!(output.success(), "{}", output.tail(5));
+        output.stdout_text()
     };
-    assert_eq!(
-        contents(&snapshot(&deploy)),
-        contents(&first),
-        "every file is as the first apply left it"
+    assert_eq!(save("apply").trim(), "generation=1");
+    assert_eq!(save("apply again").trim(), "generation=2");
+    // A build cut short in transit leaves `.new` behind: never a generation.
+    std::fs::create_dir_all(deploy.join(".synprov/generations/.new/files")).unwrap();
+    assert_eq!(save("third").trim(), "generation=3");
+
+    let listing = list(&connection, dir).unwrap();
+    let numbers: Vec<u32> = listing.generations.iter().map(|g| g.number).collect();
+    assert_eq!(numbers, [2, 3], "the newest two are kept");
+    let record = listing.current().unwrap().record.as_ref().unwrap();
+    assert_eq!(record.origin.command, "third");
+    assert_eq!(record.files.len(), files.files.len());
+    let commands: Vec<&str> = listing.audit.iter().map(|e| e.command.as_str()).collect();
+    assert_eq!(commands, ["apply", "apply again", "third"]);
+    assert_eq!(listing.audit[2].generation, Some(3));
+
+    // Generation 2, read back from the host alone: the same files, and nothing to change.
+    let (restored, prepared, chosen) = prepare_rollback(
+        &connection,
+        inventory.hosts["loop"].docker_source,
+        &[(files.deployment.clone(), dir.to_string())],
+        To::Number(2),
+    )
+    .unwrap();
+    assert_eq!(chosen, [2]);
+    assert_eq!(restored.deployments[0].files, files.files);
+    assert_eq!(restored.deployments[0].health, files.health);
+    assert_eq!(prepared.plan.change_count(), 0);
+    let missing = prepare_rollback(
+        &connection,
+        inventory.hosts["loop"].docker_source,
+        &[(files.deployment.clone(), dir.to_string())],
+        To::Number(1),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        missing.to_string().contains("no generation 1 (kept: 2, 3)"),
+        "{missing}"
     );
 }
 

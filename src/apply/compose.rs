@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::facts::{Compose, PENDING};
+use crate::facts::Compose;
 use crate::sh;
 use crate::shell::{Command, Script};
 
@@ -26,7 +26,8 @@ fn compose(compose: &Compose) -> Command {
 
 /// Brings the stack up: creates what is missing, recreates what Compose sees changed,
 /// removes services no longer in the file (workers removed from the inventory); then
-/// recreates `restart`, the services whose mounted files changed.
+/// recreates `restart`, the services whose mounted files changed. The pending mark stays
+/// until the stack is verified and its generation recorded.
 pub fn up_script(dir: &str, kind: &Compose, restart: &BTreeSet<String>) -> Script {
     let mut s = sh!(
         "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
@@ -45,23 +46,7 @@ pub fn up_script(dir: &str, kind: &Compose, restart: &BTreeSet<String>) -> Scrip
         }
         s.push(sh!("{} 2>&1\n", recreate));
     }
-    s.push(sh!("rm -f {}\n", PENDING));
     s
-}
-
-/// Recreates every service (after a rollback put other files in place), and removes those
-/// no longer in the file.
-pub fn recreate_script(dir: &str, kind: &Compose) -> Script {
-    sh!(
-        "set -e\numask 077\ncd -- {}\n{} 2>&1\nrm -f {}\n",
-        dir,
-        compose(kind)
-            .arg("up")
-            .arg("-d")
-            .arg("--remove-orphans")
-            .arg("--force-recreate"),
-        PENDING
-    )
 }
 
 /// Prints `service state health` for each container of the stack. Through `docker
@@ -96,20 +81,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn up_recreates_only_the_services_whose_files_changed_then_clears_the_pending_mark() {
+    fn up_recreates_only_the_services_whose_files_changed() {
         let restart: BTreeSet<String> = ["rooms5".to_string(), "synapse".to_string()].into();
         assert_eq!(
             up_script("/opt/s", &Compose::V2("2.40".into()), &restart).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
-             docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- rooms5 synapse 2>&1\n\
-             rm -f .synprov/pending\n"
+             docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- rooms5 synapse 2>&1\n"
         );
         assert_eq!(
             up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new()).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
-             docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
-             rm -f .synprov/pending\n"
+             docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
         );
     }
 
@@ -124,16 +107,7 @@ mod tests {
             format!(
                 "set -e\numask 077\ncd -- {quoted}\n\
                  docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
-                 docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n\
-                 rm -f .synprov/pending\n"
-            )
-        );
-        assert_eq!(
-            recreate_script(dir, &v2).text(),
-            format!(
-                "set -e\numask 077\ncd -- {quoted}\n\
-                 docker compose -f docker-compose.yml up -d --remove-orphans --force-recreate 2>&1\n\
-                 rm -f .synprov/pending\n"
+                 docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n"
             )
         );
         assert_eq!(

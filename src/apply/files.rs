@@ -1,35 +1,28 @@
-//! The scripts that write a deployment's files on a host, fetch their current contents,
-//! and roll them back. Pure: each is a [`Script`] built from values, run by the transport.
+//! The scripts that write a deployment's files on a host and fetch their current contents.
+//! Pure: each is a [`Script`] built from values, run by the transport.
 //!
 //! The write script is one shell function called on its last line: a script cut short in
 //! transit defines nothing and runs nothing. Inside, every file is first staged beside its
 //! target (`.NAME.synprov-new`), synced, then renamed over it, so each file is either old
-//! or new, never partial. The versions it replaces are kept in `.synprov/previous` for
-//! `synprov rollback`.
+//! or new, never partial. What it replaces stays in the deployment's generations
+//! ([`crate::generations`]), from which `synprov rollback` puts it back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::facts::{MANIFEST, PENDING, nul_paths};
+use crate::facts::{MANIFEST, PENDING};
 use crate::plan::{Change, DeploymentPlan};
 use crate::render::DeploymentFiles;
 use crate::sh;
 use crate::shell::{Mode, Script, make_dirs, print_nul_terminated, with_base64_input};
-
-const PREVIOUS: &str = ".synprov/previous";
-const PREVIOUS_NEW: &str = ".synprov/previous.new";
 
 fn staged(path: &str) -> String {
     match path.rsplit_once('/') {
         Some((dir, name)) => format!("{dir}/.{name}.synprov-new"),
         None => format!(".{path}.synprov-new"),
     }
-}
-
-fn parent(path: &str) -> Option<&str> {
-    path.rsplit_once('/').map(|(dir, _)| dir)
 }
 
 /// Every directory above `path` (relative), outermost first.
@@ -116,35 +109,6 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
         ));
     }
     s.push(sh!("sync\n"));
-    // The versions about to be replaced or removed, and the manifest, become the rollback.
-    s.push(sh!(
-        "rm -rf {} && mkdir -p {}\n[ -f {} ] && cp -p {} {}/.manifest\n",
-        PREVIOUS_NEW,
-        PREVIOUS_NEW,
-        MANIFEST,
-        MANIFEST,
-        PREVIOUS_NEW
-    ));
-    let created: Vec<&str> = plan
-        .changes
-        .iter()
-        .filter(|c| c.change == Change::Create)
-        .map(|c| c.path.as_str())
-        .collect();
-    s.push(write_paths(&created, sh!(" > {}/.created\n", PREVIOUS_NEW)));
-    for change in plan.changes.iter().filter(|c| c.change != Change::Create) {
-        let copy = format!("{PREVIOUS_NEW}/{}", change.path);
-        if let Some(dir) = parent(&change.path) {
-            s.push(sh!("mkdir -p -- {} && ", format!("{PREVIOUS_NEW}/{dir}")));
-        }
-        s.push(sh!("cp -p -- {} {}\n", change.path, copy));
-    }
-    s.push(sh!(
-        "rm -rf {} && mv {} {}\n",
-        PREVIOUS,
-        PREVIOUS_NEW,
-        PREVIOUS
-    ));
     for change in &plan.changes {
         match change.change {
             Change::Delete => s.push(sh!("rm -f -- {}\n", change.path)),
@@ -229,29 +193,6 @@ pub fn parse_fetch(output: &str) -> BTreeMap<usize, BTreeMap<String, String>> {
     out
 }
 
-/// Puts back the files the last apply replaced and removes those it created. Fails when
-/// there is nothing to roll back. The list of created files is read whichever way it was
-/// written ([`nul_paths`]), and the files to put back reach the shell that copies them as
-/// arguments (`find -print0 | xargs -0`), never as lines.
-pub fn rollback_script(dir: &str) -> Script {
-    let mut s = sh!(
-        "trap '' HUP PIPE\nsynprov_rollback() {\nset -e\numask 077\ncd -- {}\n\
-         [ -d .synprov/previous ] || { echo 'nothing to roll back: no previous apply changed files here' >&2; exit 3; }\n",
-        dir
-    );
-    s.push(nul_paths(".synprov/previous/.created"));
-    s.push(sh!(
-        " | xargs -0 -r rm -f --\n\
-         find .synprov/previous -type f ! -path .synprov/previous/.created ! -path .synprov/previous/.manifest -print0 \
-         | xargs -0 -r sh -c 'set -e; for p; do f=${p#.synprov/previous/}; case $f in */*) mkdir -p -- \"${f%/*}\";; esac; \
-         rm -f -- \"$f.synprov-new\"; cp -p -- \"$p\" \"$f.synprov-new\"; mv -f -- \"$f.synprov-new\" \"$f\"; done' sh\n\
-         if [ -f .synprov/previous/.manifest ]; then cp -p .synprov/previous/.manifest {}; fi\n\
-         rm -rf .synprov/previous\nsync\necho synprov-rolled-back\n}\nsynprov_rollback\n",
-        MANIFEST
-    ));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -280,9 +221,10 @@ mod tests {
             deploy_dir: dir.into(),
             files,
             dirs,
-            secrets: key.secrets_for("example.org"),
-            checks: Vec::new(),
-            plugin_images: Vec::new(),
+            secrets: Some(key.secrets_for("example.org")),
+            health: Vec::new(),
+            images: Vec::new(),
+            preload: false,
             plugin_grants: Vec::new(),
         }
     }
@@ -379,12 +321,6 @@ mod tests {
              chmod 644 -- 'sub/.$(x).synprov-new'\n\
              printf '%s\\0' up 's v' > .synprov/pending.new && mv -f .synprov/pending.new .synprov/pending\n\
              sync\n\
-             rm -rf .synprov/previous.new && mkdir -p .synprov/previous.new\n\
-             [ -f .synprov/manifest ] && cp -p .synprov/manifest .synprov/previous.new/.manifest\n\
-             printf '%s\\0' 'a;b' > .synprov/previous.new/.created\n\
-             mkdir -p -- .synprov/previous.new/sub && cp -p -- 'sub/$(x)' '.synprov/previous.new/sub/$(x)'\n\
-             cp -p -- 'old'\\''' '.synprov/previous.new/old'\\'''\n\
-             rm -rf .synprov/previous && mv .synprov/previous.new .synprov/previous\n\
              mv -f -- '.a;b.synprov-new' 'a;b'\n\
              mv -f -- 'sub/.$(x).synprov-new' 'sub/$(x)'\n\
              rm -f -- 'old'\\'''\n\
@@ -452,7 +388,7 @@ mod tests {
         };
         nothing_ran();
 
-        // A second apply changes one file and removes another; rollback puts both back.
+        // A second apply changes one file and removes another, still running nothing.
         let mut second = first.clone();
         second[2].contents = "second\n".into();
         second.remove(1);
@@ -473,13 +409,12 @@ mod tests {
             "second\n"
         );
 
-        run_ok(&rollback_script(dir_text), base.path(), None);
-        for path in HOSTILE {
-            assert_eq!(
-                std::fs::read_to_string(dir.join(path)).unwrap(),
-                format!("first {path}\n")
-            );
-        }
+        let listed: Vec<u8> = HOSTILE
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .flat_map(|(_, p)| [p.as_bytes(), b"\0"].concat())
+            .collect();
         assert_eq!(std::fs::read(dir.join(MANIFEST)).unwrap(), listed);
         nothing_ran();
     }
@@ -607,36 +542,5 @@ mod tests {
         let fetched = parse_fetch(&hostile);
         assert_eq!(fetched.len(), 1, "{:?}", fetched.keys());
         assert_eq!(fetched[&1]["c"], "abc");
-    }
-
-    #[test]
-    fn the_rollback_script_quotes_its_directory() {
-        assert_eq!(
-            rollback_script("/opt/$(x)").text(),
-            "trap '' HUP PIPE\nsynprov_rollback() {\nset -e\numask 077\ncd -- '/opt/$(x)'\n\
-             [ -d .synprov/previous ] || { echo 'nothing to roll back: no previous apply changed files here' >&2; exit 3; }\n\
-             { if tr -d '\\000' < .synprov/previous/.created | cmp -s - .synprov/previous/.created; \
-             then tr '\\n' '\\000' < .synprov/previous/.created; else cat < .synprov/previous/.created; fi; } \
-             | xargs -0 -r rm -f --\n\
-             find .synprov/previous -type f ! -path .synprov/previous/.created ! -path .synprov/previous/.manifest -print0 \
-             | xargs -0 -r sh -c 'set -e; for p; do f=${p#.synprov/previous/}; case $f in */*) mkdir -p -- \"${f%/*}\";; esac; \
-             rm -f -- \"$f.synprov-new\"; cp -p -- \"$p\" \"$f.synprov-new\"; mv -f -- \"$f.synprov-new\" \"$f\"; done' sh\n\
-             if [ -f .synprov/previous/.manifest ]; then cp -p .synprov/previous/.manifest .synprov/manifest; fi\n\
-             rm -rf .synprov/previous\nsync\necho synprov-rolled-back\n}\nsynprov_rollback\n"
-        );
-    }
-
-    #[test]
-    fn a_list_of_created_files_written_one_per_line_is_still_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir_all(d.join(".synprov/previous")).unwrap();
-        std::fs::write(d.join(".synprov/previous/.created"), "new1\nnew2\n").unwrap();
-        for name in ["new1", "new2", "kept"] {
-            std::fs::write(d.join(name), "").unwrap();
-        }
-        run_ok(&rollback_script(d.to_str().unwrap()), d, None);
-        assert!(!d.join("new1").exists() && !d.join("new2").exists());
-        assert!(d.join("kept").exists());
     }
 }

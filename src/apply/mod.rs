@@ -6,6 +6,7 @@ pub mod compose;
 pub mod docker;
 pub mod files;
 pub mod images;
+pub mod rollback;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,9 +15,9 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::facts::{self, Compose, DeploymentQuery, Facts};
-use crate::inventory::{Host, Inventory};
+use crate::generations::{self, GenerationError, Origin, Record};
 use crate::plan::{self, Change, HostPlan};
-use crate::render::HostFiles;
+use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::{Connection, TransportError};
 use crate::verify::{self, Deadline, HealthTarget};
@@ -26,6 +27,10 @@ pub enum ApplyError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Transport(#[from] TransportError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Generation(#[from] GenerationError),
 
     #[error(
         "{host}: another synprov run is applying to {dir} (its lock {dir}/.synprov/lock is held)"
@@ -169,9 +174,15 @@ pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
 /// Settings of one apply.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Write files only: no Docker install, no images, no Compose, no health checks.
+    /// Write files only: no Docker install, no images, no Compose, no health checks, no
+    /// generation recorded.
     pub files_only: bool,
     pub health_timeout: Duration,
+    /// Who applies, and with which command: recorded with each generation and in the
+    /// audit log.
+    pub origin: Origin,
+    /// Generations kept per deployment (`[rollout] keep_generations`).
+    pub keep_generations: u32,
 }
 
 /// How an apply ended on a host.
@@ -179,6 +190,8 @@ pub struct Options {
 pub struct Outcome {
     pub changes: usize,
     pub healthy: usize,
+    /// The generations recorded, by deployment.
+    pub generations: Vec<(String, u32)>,
 }
 
 fn step(connection: &Connection, name: &str, script: &Script) -> Result<String, ApplyError> {
@@ -194,17 +207,16 @@ fn step(connection: &Connection, name: &str, script: &Script) -> Result<String, 
     }
 }
 
-/// Carries out `prepared.plan` on the host, then verifies it.
+/// Carries out `prepared.plan` on the host, verifies it, and records a generation of each
+/// deployment that changed (or whose last apply did not finish).
 pub fn apply(
     connection: &Connection,
-    host: &Host,
-    inventory: &Inventory,
     files: &HostFiles,
     prepared: &Prepared,
     options: &Options,
     report: Report,
 ) -> Result<Outcome, ApplyError> {
-    let name = host.name.as_str();
+    let name = connection.host_name();
     let plan = &prepared.plan;
     // Nothing to change, nothing to lock: a no-op apply costs what a plan costs.
     let mut locks = Vec::new();
@@ -230,7 +242,7 @@ pub fn apply(
             let said = step(
                 connection,
                 "installing Docker",
-                &docker::install_script(host.docker_source, plan.install_docker),
+                &docker::install_script(files.docker_source, plan.install_docker),
             )?;
             if !said.trim().is_empty() {
                 report(name, said.trim());
@@ -285,92 +297,118 @@ pub fn apply(
         }
     }
 
-    let healthy = if options.files_only {
-        0
-    } else {
-        let dirs: Vec<&str> = plan.deployments.iter().map(|d| d.dir.as_str()).collect();
-        verify_host(
-            connection,
-            inventory,
-            &verify::plugin_targets(files),
-            &compose,
-            &dirs,
-            options.health_timeout,
-            report,
-        )?
-    };
+    if options.files_only {
+        return Ok(Outcome {
+            changes: plan.change_count(),
+            healthy: 0,
+            generations: Vec::new(),
+        });
+    }
+    let dirs: Vec<&str> = plan.deployments.iter().map(|d| d.dir.as_str()).collect();
+    let targets: Vec<HealthTarget> = files
+        .deployments
+        .iter()
+        .flat_map(|d| d.health.iter().cloned())
+        .collect();
+    let healthy = verify_host(
+        connection,
+        &targets,
+        &compose,
+        &dirs,
+        options.health_timeout,
+        report,
+    )?;
+    let mut recorded = Vec::new();
+    for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        if !deployment.changes.is_empty() || deployment.interrupted {
+            let number = record(connection, deployment_files, prepared, options)?;
+            report(
+                name,
+                &format!("{}: generation {number} recorded", deployment.deployment),
+            );
+            recorded.push((deployment.deployment.clone(), number));
+        }
+    }
     drop(locks);
     Ok(Outcome {
         changes: plan.change_count(),
         healthy,
+        generations: recorded,
     })
 }
 
-/// Puts back the files the last apply replaced on every deployment of the host, recreates
-/// the stacks on them and verifies them. The inventory should be the one of before that
-/// apply, so that verification expects the workers that are back.
-pub fn rollback(
+/// Appends a failed command to the audit log of each deployment of `files` (best effort:
+/// the connection may be what failed).
+pub fn audit_failure(
     connection: &Connection,
-    inventory: &Inventory,
-    timeout: Duration,
-    report: Report,
-) -> Result<usize, ApplyError> {
-    let name = connection.host_name().to_string();
-    let compose_kind = host_facts(connection)?.compose;
-    let mut dirs = Vec::new();
-    for deployment in inventory.deployments_on(&name) {
-        let dir: &str = &deployment.deploy_dir;
-        let _lock = connection.lock(dir)?.ok_or_else(|| ApplyError::Locked {
-            host: name.clone(),
-            dir: dir.into(),
-        })?;
-        step(
-            connection,
-            &format!("rolling back {}", deployment.name),
-            &files::rollback_script(dir),
-        )?;
-        report(&name, &format!("{}: files restored", deployment.name));
-        step(
-            connection,
-            "docker compose up",
-            &compose::recreate_script(dir, &compose_kind),
-        )?;
-        dirs.push(dir);
+    files: &HostFiles,
+    origin: &Origin,
+    error: &ApplyError,
+) {
+    let result = format!("failed: {}", error.to_string().lines().next().unwrap_or(""));
+    for deployment in &files.deployments {
+        let _ = connection.run_script(&generations::scripts::audit(
+            &deployment.deploy_dir,
+            &origin.entry(None, &result),
+        ));
     }
-    // The plugins' checks are not repeated: what the plugins added before is not known
-    // without rendering the old inventory with them.
-    verify_host(
+}
+
+/// Records the generation of a deployment just verified healthy; returns its number.
+fn record(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    prepared: &Prepared,
+    options: &Options,
+) -> Result<u32, ApplyError> {
+    let hashes = prepared
+        .facts
+        .deployments
+        .get(&files.deployment)
+        .map(|state| state.hashes.clone())
+        .unwrap_or_default();
+    let record = Record::of(files, &hashes, options.origin.clone());
+    let json = serde_json::to_string(&record).expect("a record serializes");
+    let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+    let said = step(
         connection,
-        inventory,
-        &[],
-        &compose_kind,
-        &dirs,
-        timeout,
-        report,
-    )
+        "recording the generation",
+        &generations::scripts::save(
+            &files.deploy_dir,
+            &paths,
+            &json,
+            &files.images,
+            options.keep_generations,
+            &options.origin.entry(None, "ok"),
+        ),
+    )?;
+    said.lines()
+        .find_map(|l| l.strip_prefix("generation=")?.trim().parse().ok())
+        .ok_or_else(|| ApplyError::Step {
+            host: connection.host_name().to_string(),
+            step: "recording the generation".into(),
+            tail: said.clone(),
+        })
 }
 
 /// Verifies a host: `/health` of every Synapse listener and the plugins' checks
-/// (`plugin_checks`), then every container healthy (Postgres, Redis and Nginx included). On
+/// (`targets`), then every container healthy (Postgres, Redis and Nginx included). On
 /// failure, names the failing workers with the last lines of their logs. Returns the number
 /// of healthy checks.
 pub fn verify_host(
     connection: &Connection,
-    inventory: &Inventory,
-    plugin_checks: &[HealthTarget],
+    targets: &[HealthTarget],
     compose: &Compose,
     dirs: &[&str],
     timeout: Duration,
     report: Report,
 ) -> Result<usize, ApplyError> {
     let name = connection.host_name();
-    let mut targets = verify::targets(inventory, name);
-    targets.extend_from_slice(plugin_checks);
     report(
         name,
         &format!("verifying /health of {} listener(s)", targets.len()),
     );
-    let failing = verify::wait_healthy(connection, &targets, timeout);
+    let failing = verify::wait_healthy(connection, targets, timeout);
     if !failing.is_empty() {
         report_failures(connection, compose, &failing, report);
         return Err(ApplyError::Unhealthy {
@@ -412,24 +450,29 @@ fn wait_containers_healthy(
         let output = connection
             .run_script(&compose::status_script(dir, compose))?
             .stdout_text();
-        // `SERVICE STATUS [HEALTH]`: a container without a healthcheck (a plugin's, say)
-        // counts when it runs.
-        let unhealthy: Vec<String> = output
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                let service = words.next()?;
-                match (words.next(), words.next()) {
-                    (_, Some("healthy")) | (Some("running"), None) => None,
-                    _ => Some(service.to_string()),
-                }
-            })
-            .collect();
+        let unhealthy = unhealthy_services(&output);
         if unhealthy.is_empty() || deadline.passed() {
             return Ok(unhealthy);
         }
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// The services not running healthy in [`compose::status_script`]'s output (`SERVICE
+/// STATUS [HEALTH]` lines): a container without a healthcheck (a plugin's, say) counts when
+/// it runs.
+pub fn unhealthy_services(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let service = words.next()?;
+            match (words.next(), words.next()) {
+                (_, Some("healthy")) | (Some("running"), None) => None,
+                _ => Some(service.to_string()),
+            }
+        })
+        .collect()
 }
 
 fn install_compose(connection: &Connection, report: Report) -> Result<Compose, ApplyError> {

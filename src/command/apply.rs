@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use synprov::apply::{self, Options};
+use synprov::apply::rollback::{self, To};
+use synprov::apply::{self, ApplyError, Options};
+use synprov::generations::Origin;
+use synprov::render::HostFiles;
 use synprov::rollout::Status;
 use synprov::transport::Connection;
 use synprov::ui;
@@ -13,10 +16,11 @@ use crate::cli::Target;
 
 pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
     let loaded = super::load(target)?;
-    let timeout = Duration::from_secs(loaded.inventory.rollout.health_timeout_secs);
     let options = Options {
         files_only,
-        health_timeout: timeout,
+        health_timeout: Duration::from_secs(loaded.inventory.rollout.health_timeout_secs),
+        origin: Origin::here("apply", Some(loaded.inventory_sha256.clone())),
+        keep_generations: loaded.inventory.rollout.keep_generations,
     };
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     let work = |host: &str, step: &dyn Fn(String)| {
@@ -28,15 +32,7 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
         );
         let report = |_: &str, message: &str| step(message.to_string());
         let unchanged = prepared.plan.deployments.iter().map(|d| d.unchanged).sum();
-        match apply::apply(
-            &connection,
-            &loaded.inventory.hosts[host],
-            &loaded.inventory,
-            &files,
-            &prepared,
-            &options,
-            &report,
-        ) {
+        match apply::apply(&connection, &files, &prepared, &options, &report) {
             Ok(outcome) => {
                 step(format!(
                     "{} change(s) applied, {} listener(s) healthy",
@@ -47,11 +43,15 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
             Err(error)
                 if error.left_unhealthy() && loaded.inventory.rollout.rollback_on_failure =>
             {
+                apply::audit_failure(&connection, &files, &options.origin, &error);
                 step("unhealthy: rolling back".into());
-                let rolled = rollback(&connection, &loaded, timeout, &report);
+                let rolled = roll_back(&connection, &files, &options, &report);
                 Err(format!("{error}; {rolled}"))
             }
-            Err(error) => Err(super::failed(error.into())),
+            Err(error) => {
+                apply::audit_failure(&connection, &files, &options.origin, &error);
+                Err(super::failed(error.into()))
+            }
         }
     };
     let results = super::roll_out(&loaded, target, true, &work);
@@ -65,14 +65,34 @@ pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
     })
 }
 
-fn rollback(
+/// Puts each deployment of `files` back on its current generation: what ran before this
+/// apply.
+fn roll_back(
     connection: &Connection,
-    loaded: &super::Loaded,
-    timeout: Duration,
+    files: &HostFiles,
+    options: &Options,
     report: apply::Report,
 ) -> String {
-    match apply::rollback(connection, &loaded.inventory, timeout, report) {
-        Ok(healthy) => format!("rolled back, {healthy} listener(s) healthy"),
+    let deployments: Vec<(String, String)> = files
+        .deployments
+        .iter()
+        .map(|d| (d.deployment.clone(), d.deploy_dir.clone()))
+        .collect();
+    let options = Options {
+        origin: Origin {
+            command: "rollback (after a failed apply)".into(),
+            ..options.origin.clone()
+        },
+        ..options.clone()
+    };
+    let rolled =
+        rollback::prepare_rollback(connection, files.docker_source, &deployments, To::Current)
+            .and_then(|(files, prepared, _)| {
+                apply::apply(connection, &files, &prepared, &options, report)
+            });
+    match rolled {
+        Ok(outcome) => format!("rolled back, {} listener(s) healthy", outcome.healthy),
+        Err(error @ ApplyError::Generation(_)) => format!("no rollback: {error}"),
         Err(error) => format!("the rollback failed too: {error}"),
     }
 }

@@ -2,14 +2,17 @@
 
 pub mod apply;
 pub mod check;
+pub mod history;
 pub mod plan;
 pub mod plugins;
 pub mod render;
 pub mod rollback;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use sha2::{Digest, Sha256};
 use synprov::apply::Prepared;
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
@@ -19,12 +22,14 @@ use synprov::secrets::MasterKey;
 use synprov::transport::{ConnectOptions, Connection};
 use synprov::ui::progress::{self, Mode};
 
-use crate::cli::Target;
+use crate::cli::{HostTarget, Target};
 
 /// The inventory and every file of the chosen hosts, rendered before connecting anywhere:
 /// a bad inventory fails before any host is touched.
 pub struct Loaded {
     pub inventory: Inventory,
+    /// SHA-256 of the inventory file, recorded with each generation.
+    pub inventory_sha256: String,
     pub hosts: Vec<HostFiles>,
     pub options: ConnectOptions,
     key: MasterKey,
@@ -54,8 +59,10 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
         .into_iter()
         .filter(|h| selected.contains(&h.host))
         .collect();
+    let bytes = std::fs::read(&target.inventory).unwrap_or_default();
     Ok(Loaded {
         inventory,
+        inventory_sha256: hex::encode(Sha256::digest(bytes)),
         hosts,
         options: connect_options(target.known_hosts.clone()),
         key,
@@ -104,6 +111,52 @@ pub fn failed(report: miette::Report) -> String {
     format!("{report:?}").trim_end().to_string()
 }
 
+/// What a command on one host works on: the inventory, the host `--host` names, and its
+/// deployments (name and directory), or the one `--deployment` names.
+pub struct OnHost {
+    pub inventory: Inventory,
+    pub host: synprov::inventory::Host,
+    pub deployments: Vec<(String, String)>,
+}
+
+pub fn host_deployments(target: &HostTarget) -> miette::Result<OnHost> {
+    let inventory = load_inventory(&target.inventory)?;
+    let host = inventory.hosts.get(&target.host).cloned().ok_or_else(|| {
+        miette::miette!(
+            help = "`synprov check` lists the hosts",
+            "host `{}` is not in the inventory",
+            synprov::ui::printable(&target.host)
+        )
+    })?;
+    let deployments: Vec<(String, String)> = inventory
+        .deployments_on(&host.name)
+        .filter(|d| {
+            target
+                .deployment
+                .as_ref()
+                .is_none_or(|only| *only == d.name)
+        })
+        .map(|d| (d.name.clone(), d.deploy_dir.to_string()))
+        .collect();
+    if deployments.is_empty() {
+        return Err(miette::miette!(
+            help = "`synprov check` lists the deployments of each host",
+            "host `{}` has no deployment{} in the inventory",
+            host.name,
+            target
+                .deployment
+                .as_ref()
+                .map(|d| format!(" named `{}`", synprov::ui::printable(d)))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(OnHost {
+        inventory,
+        host,
+        deployments,
+    })
+}
+
 pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {
     let mut options = ConnectOptions::default();
     if let Some(path) = known_hosts {
@@ -112,19 +165,14 @@ pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {
     options
 }
 
-/// Images to stream to `files.host`: those its part of each deployment that asks for
-/// preloading runs.
-fn preload_images(inventory: &Inventory, files: &HostFiles) -> Vec<String> {
+/// Images to stream to `files.host`: those of each deployment there that asks for
+/// preloading.
+fn preload_images(files: &HostFiles) -> Vec<String> {
     let mut images: Vec<String> = files
         .deployments
         .iter()
-        .filter(|d| inventory.deployments[&d.deployment].images.preload)
-        .flat_map(|d| {
-            let own = inventory.deployments[&d.deployment].images_on(&files.host);
-            own.into_iter()
-                .map(ToString::to_string)
-                .chain(d.plugin_images.iter().cloned())
-        })
+        .filter(|d| d.preload)
+        .flat_map(|d| d.images.iter().cloned())
         .collect();
     images.sort();
     images.dedup();
@@ -147,7 +195,7 @@ pub fn connect_and_prepare(
     step("gathering facts".into());
     let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
         let local_images: BTreeMap<String, String> =
-            synprov::apply::images::local_ids(&preload_images(&loaded.inventory, files))?;
+            synprov::apply::images::local_ids(&preload_images(files))?;
         let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
         let plugins_apply = files.deployments.iter().any(|d| {
             (loaded.plugins).apply_to(

@@ -36,8 +36,9 @@ pub fn run(action: PluginsCommand) -> miette::Result<ExitCode> {
         let checks: usize = hosts
             .iter()
             .flat_map(|h| &h.deployments)
-            .map(|d| d.checks.len())
-            .sum();
+            .flat_map(|d| &d.health)
+            .filter(|t| matches!(t.probe, synprov::verify::Probe::Plugin(_)))
+            .count();
         println!(
             "ok: {} plugin(s) loaded, configs valid; every host renders ({files} files, {checks} plugin health check(s))",
             plugins.loaded.len()

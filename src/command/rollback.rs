@@ -1,27 +1,60 @@
-//! `synprov rollback --host NAME`: the files the last apply replaced go back, the stack is
-//! recreated on them, and its health is verified.
+//! `synprov rollback --host NAME [--to N]`: each deployment of the host (or the one named)
+//! goes back to a generation the host kept, read from the host alone; only what differs is
+//! written and recreated, the stack verified and the result recorded as a new generation.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use synprov::apply;
+use synprov::apply::rollback::{self, To};
+use synprov::apply::{self, Options};
+use synprov::generations::Origin;
 use synprov::transport::Connection;
 use synprov::ui::printable;
 
-pub fn run(path: &Path, host_name: &str, known_hosts: Option<PathBuf>) -> miette::Result<ExitCode> {
-    let inventory = super::load_inventory(path)?;
-    let host = inventory.hosts.get(host_name).ok_or_else(|| {
-        miette::miette!(
-            help = "see `synprov check` for the hosts",
-            "host `{host_name}` is not in the inventory"
-        )
-    })?;
-    let connection = Connection::open(host, &super::connect_options(known_hosts))?;
+use crate::cli::HostTarget;
+
+pub fn run(target: &HostTarget, to: Option<u32>) -> miette::Result<ExitCode> {
+    let super::OnHost {
+        inventory,
+        host,
+        deployments,
+    } = super::host_deployments(target)?;
+    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
+    let command = match to {
+        Some(n) => format!("rollback --to {n}"),
+        None => "rollback".to_string(),
+    };
+    let to = to.map_or(To::Default, To::Number);
+    let (files, prepared, numbers) =
+        rollback::prepare_rollback(&connection, host.docker_source, &deployments, to)?;
+    for ((name, _), number) in deployments.iter().zip(&numbers) {
+        println!(
+            "[{}] {}: back to generation {number}",
+            printable(&host.name),
+            printable(name)
+        );
+    }
+    print!("{}", synprov::ui::plan::show(&files, &prepared, false));
+    let options = Options {
+        files_only: false,
+        health_timeout: Duration::from_secs(inventory.rollout.health_timeout_secs),
+        origin: Origin::here(&command, None),
+        keep_generations: inventory.rollout.keep_generations,
+    };
     let report =
         |host: &str, message: &str| println!("[{}] {}", printable(host), printable(message));
-    let timeout = Duration::from_secs(inventory.rollout.health_timeout_secs);
-    let healthy = apply::rollback(&connection, &inventory, timeout, &report)?;
-    println!("[{host_name}] rolled back; {healthy} listener(s) healthy");
-    Ok(ExitCode::SUCCESS)
+    match apply::apply(&connection, &files, &prepared, &options, &report) {
+        Ok(outcome) => {
+            println!(
+                "[{}] rolled back; {} listener(s) healthy",
+                printable(&host.name),
+                outcome.healthy
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            apply::audit_failure(&connection, &files, &options.origin, &error);
+            Err(error.into())
+        }
+    }
 }

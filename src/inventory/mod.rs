@@ -259,6 +259,8 @@ pub struct Rollout {
     pub health_timeout_secs: u64,
     /// Roll a host back when it fails its health check after an apply.
     pub rollback_on_failure: bool,
+    /// Generations kept per deployment on its host.
+    pub keep_generations: u32,
 }
 
 /// A plugin of the inventory (`[[plugins]]`), before it is loaded.

@@ -144,4 +144,5 @@ pub struct RawRollout {
     pub max_failures: Option<Spanned<toml::Value>>,
     pub health_timeout: Option<Spanned<u64>>,
     pub rollback_on_failure: Option<bool>,
+    pub keep_generations: Option<Spanned<u32>>,
 }

@@ -37,6 +37,10 @@ const MAX_CP: u32 = 1000;
 /// Bounds of `health_timeout`, in seconds: a day is longer than any migration.
 const HEALTH_TIMEOUT: RangeInclusive<u64> = 1..=86_400;
 
+/// Bounds of `keep_generations`: each generation is a copy of the deployment's files (tens
+/// of kilobytes) and maybe a database dump.
+const KEEP_GENERATIONS: RangeInclusive<u32> = 1..=1000;
+
 /// Most hosts worked on at once.
 const MAX_PARALLEL: u32 = 4096;
 
@@ -747,12 +751,20 @@ impl Checker<'_> {
             300,
             "give the seconds to wait for the stack to become healthy, e.g. `health_timeout = 300`",
         )?;
+        let keep_generations = self.bounded(
+            &r.keep_generations,
+            "keep_generations",
+            KEEP_GENERATIONS,
+            10,
+            "give how many generations each deployment keeps on its host, e.g. `keep_generations = 10`",
+        )?;
         Ok(Rollout {
             parallel,
             batch,
             max_failures,
             health_timeout_secs,
             rollback_on_failure: r.rollback_on_failure.unwrap_or(false),
+            keep_generations,
         })
     }
 

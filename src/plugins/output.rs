@@ -51,7 +51,8 @@ pub fn directory(plugin: &str) -> String {
 }
 
 /// A health check a plugin asks for, on the host's loopback.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PluginCheck {
     /// The port accepts a TCP connection.
     Tcp { port: u16 },
@@ -241,7 +242,7 @@ fn check_services(
 fn check_files(plugin: &str, raw: Vec<types::File>) -> Result<Vec<PluginFile>, String> {
     let mut seen: HashSet<&str> = HashSet::with_capacity(raw.len());
     for file in &raw {
-        check_path(&file.path).map_err(|why| format!("file path {:?} {why}", file.path))?;
+        check_path(&file.path, 255).map_err(|why| format!("file path {:?} {why}", file.path))?;
         if !seen.insert(&file.path) {
             return Err(format!("file {} is returned twice", file.path));
         }
@@ -279,9 +280,11 @@ fn check_files(plugin: &str, raw: Vec<types::File>) -> Result<Vec<PluginFile>, S
         .collect()
 }
 
-/// A plugin's file path must be plain and relative: it is a path in the plugin's directory.
-fn check_path(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() || path.len() > 255 {
+/// A plugin's file path must be plain and relative: it is a path in the plugin's directory
+/// (or, read back from a generation record, in the deploy directory), at most `max_len`
+/// bytes.
+pub(crate) fn check_path(path: &str, max_len: usize) -> Result<(), &'static str> {
+    if path.is_empty() || path.len() > max_len {
         return Err("is empty or too long");
     }
     if path.chars().any(|c| c.is_control()) {
@@ -335,10 +338,10 @@ mod tests {
             "",
             "a\nb",
         ] {
-            assert!(check_path(bad).is_err(), "{bad:?} was accepted");
+            assert!(check_path(bad, 255).is_err(), "{bad:?} was accepted");
         }
         for good in ["coturn/turnserver.conf", "server.json", "x"] {
-            assert!(check_path(good).is_ok(), "{good:?} was refused");
+            assert!(check_path(good, 255).is_ok(), "{good:?} was refused");
         }
     }
 

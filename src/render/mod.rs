@@ -24,10 +24,11 @@ pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
 
 use crate::facts::Facts;
-use crate::inventory::{Deployment, Inventory};
+use crate::inventory::{Deployment, DockerSource, Inventory};
 use crate::plugins::{Contribution, PluginCheck, PluginError, Plugins, Scope};
 use crate::secrets::{DeploymentSecrets, MasterKey};
 use crate::topology::Topology;
+use crate::verify::{self, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum RenderError {
@@ -77,14 +78,16 @@ pub struct RenderedFile {
 }
 
 /// A directory the containers need before they start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RenderedDir {
     pub path: String,
     pub mode: u32,
     pub owner: Option<(u32, u32)>,
 }
 
-/// The files of one deployment on one host.
+/// The files of one deployment on one host, and everything the later stages need to put
+/// them in place and verify them: apply, status and rollback read this (or the generation
+/// record made of it), never the inventory.
 #[derive(Debug, Clone)]
 pub struct DeploymentFiles {
     pub deployment: String,
@@ -92,11 +95,16 @@ pub struct DeploymentFiles {
     pub deploy_dir: String,
     pub files: Vec<RenderedFile>,
     pub dirs: Vec<RenderedDir>,
-    pub secrets: DeploymentSecrets,
-    /// Health checks the plugins ask for, verified with Synapse's.
-    pub checks: Vec<CheckTarget>,
-    /// Images of the plugins' services (preloaded like the deployment's own).
-    pub plugin_images: Vec<String>,
+    /// The secret values, to mask them in diffs; `None` for files read back from a
+    /// generation record, whose secret files are then not shown at all.
+    pub secrets: Option<DeploymentSecrets>,
+    /// Every health check: each Synapse listener's `/health`, then the plugins' checks.
+    pub health: Vec<HealthTarget>,
+    /// The images the part of the deployment here runs, its own and its plugins'.
+    pub images: Vec<String>,
+    /// Stream `images` from this machine (`docker save | docker load`) rather than let
+    /// the host pull them.
+    pub preload: bool,
     /// What the operator granted the plugins adding to it, by plugin (shown with the plan).
     pub plugin_grants: Vec<(String, Vec<crate::inventory::Grant>)>,
 }
@@ -113,6 +121,8 @@ pub struct CheckTarget {
 #[derive(Debug, Clone)]
 pub struct HostFiles {
     pub host: String,
+    /// Where Docker comes from when the host lacks it.
+    pub docker_source: DockerSource,
     pub deployments: Vec<DeploymentFiles>,
 }
 
@@ -174,20 +184,35 @@ pub fn render_host(
             host,
             &contributions,
         )?;
+        let deploy_dir = deployment.deploy_dir.to_string();
+        let images = deployment
+            .images_on(host)
+            .into_iter()
+            .map(ToString::to_string)
+            .chain(plugins::images(&contributions))
+            .collect();
         deployments.push(DeploymentFiles {
             deployment: deployment.name.clone(),
             server_name: deployment.server_name.clone(),
-            deploy_dir: deployment.deploy_dir.to_string(),
+            health: verify::targets(
+                &deployment.name,
+                &deploy_dir,
+                &topology,
+                host,
+                &plugins::checks(&contributions),
+            ),
+            deploy_dir,
             files,
             dirs: dirs(deployment, &topology, host),
-            secrets,
-            checks: plugins::checks(&contributions),
-            plugin_images: plugins::images(&contributions),
+            secrets: Some(secrets),
+            images,
+            preload: deployment.images.preload,
             plugin_grants: plugins::grants(&contributions),
         });
     }
     Ok(HostFiles {
         host: host.to_string(),
+        docker_source: inventory.hosts[host].docker_source,
         deployments,
     })
 }

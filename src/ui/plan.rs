@@ -7,6 +7,7 @@ use super::printable;
 use crate::apply::Prepared;
 use crate::plan::{Change, compose_service_changes};
 use crate::render::HostFiles;
+use crate::secrets::DeploymentSecrets;
 
 pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
     let plan = &prepared.plan;
@@ -74,7 +75,10 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             deployment.changes.len(),
             deployment.unchanged
         );
-        let secrets = deployment_files.secrets.all();
+        let secrets = deployment_files
+            .secrets
+            .as_ref()
+            .map(DeploymentSecrets::all);
         for change in &deployment.changes {
             let (sign, word) = match change.change {
                 Change::Create => ("+", "create"),
@@ -93,6 +97,16 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
                 let _ = writeln!(out, "      (signing key: contents hidden)");
                 continue;
             }
+            // Read back from a generation record, the secret values are not known: a file
+            // that holds them is not shown at all.
+            let secrets = match &secrets {
+                Some(secrets) => secrets.as_slice(),
+                None if new.is_some_and(|f| f.secret) => {
+                    let _ = writeln!(out, "      (holds secrets: contents hidden)");
+                    continue;
+                }
+                None => &[],
+            };
             let old = prepared
                 .old
                 .get(&(deployment.deployment.clone(), change.path.clone()))
@@ -100,7 +114,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             let new_text = new.map_or("", |f| f.contents.as_str());
             if change.change == Change::Update {
                 for line in
-                    super::diff::unified(&change.path, old, new_text, &secrets, color).lines()
+                    super::diff::unified(&change.path, old, new_text, secrets, color).lines()
                 {
                     let _ = writeln!(out, "      {line}");
                 }

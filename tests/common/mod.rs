@@ -48,6 +48,24 @@ pub fn render(inventory: &Path) -> tempfile::TempDir {
     out
 }
 
+/// The files of `only` (or every host) of `inventory`, rendered in process with the test
+/// key and no plugins, for tests that drive the library's later stages directly.
+pub fn render_hosts(
+    inventory: &synprov::inventory::Inventory,
+    only: Option<&str>,
+) -> Vec<synprov::render::HostFiles> {
+    let key = synprov::secrets::MasterKey::from_text(TEST_KEY).unwrap();
+    let templates = synprov::render::Templates::load(None).unwrap();
+    synprov::render::render(
+        inventory,
+        &key,
+        &templates,
+        &synprov::plugins::Plugins::none(),
+        only,
+    )
+    .unwrap()
+}
+
 /// Writes `text` as an inventory file in a fresh directory.
 pub fn inventory(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,112 @@
+//! Rollback: a deployment goes back to one of its generations, read from the host alone.
+//! The generation's files become the desired state, and the apply path does the rest: the
+//! plan against what the host has, the files that differ written, only the services that
+//! read them recreated, verified against the generation's own health targets, and the
+//! result recorded as a new generation.
+
+use std::collections::BTreeMap;
+
+use super::files::{self, Fetch};
+use super::{ApplyError, Prepared, prepare, step};
+use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
+use crate::inventory::DockerSource;
+use crate::render::{DeploymentFiles, HostFiles};
+use crate::transport::Connection;
+
+/// Which generation to go back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    /// The current generation when the last apply did not finish (the host is on files no
+    /// generation has), otherwise the one before it.
+    Default,
+    /// The current generation: what the host ran before a failed apply.
+    Current,
+    Number(u32),
+}
+
+/// The generations kept for the deployment in `dir`.
+pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
+    let output = connection.run_script(&scripts::list(dir))?;
+    Ok(generations::parse_listing(&output.stdout_text()))
+}
+
+/// Reads the generation `to` of each deployment (name and directory) from the host, puts
+/// back the image tags it ran, and plans going back to it. Returns the files to apply, the
+/// plan, and the generation chosen for each deployment.
+pub fn prepare_rollback(
+    connection: &Connection,
+    docker_source: DockerSource,
+    deployments: &[(String, String)],
+    to: To,
+) -> Result<(HostFiles, Prepared, Vec<u32>), ApplyError> {
+    let host = connection.host_name();
+    let mut restored = Vec::new();
+    let mut numbers = Vec::new();
+    for (name, dir) in deployments {
+        let listing = list(connection, dir)?;
+        let number = match to {
+            To::Number(n) => Some(n),
+            To::Current => Some(
+                listing
+                    .current()
+                    .ok_or_else(|| GenerationError::NoneBefore {
+                        host: host.to_string(),
+                        deployment: name.clone(),
+                    })?
+                    .number,
+            ),
+            To::Default if listing.pending => listing.current().map(|g| g.number),
+            To::Default => None,
+        };
+        let (number, record) = listing.target(host, name, number)?;
+        let generation = &listing.generations[listing
+            .generations
+            .iter()
+            .position(|g| g.number == number)
+            .expect("the target is listed")];
+        let tags: Vec<(&str, &str)> = generation
+            .images
+            .iter()
+            .map(|(reference, id)| (reference.as_str(), id.as_str()))
+            .collect();
+        step(connection, "restoring image tags", &scripts::retag(&tags))?;
+        restored.push(read_files(connection, name, dir, number, record)?);
+        numbers.push(number);
+    }
+    let files = HostFiles {
+        host: host.to_string(),
+        docker_source,
+        deployments: restored,
+    };
+    let prepared = prepare(connection, &files, &BTreeMap::new())?;
+    Ok((files, prepared, numbers))
+}
+
+/// The files of generation `number`, from its copies on the host, each checked against the
+/// recorded hash.
+fn read_files(
+    connection: &Connection,
+    name: &str,
+    dir: &str,
+    number: u32,
+    record: &generations::Record,
+) -> Result<DeploymentFiles, ApplyError> {
+    let copies = format!("{dir}/{GENERATIONS}/{number}/files");
+    let fetch = Fetch {
+        dir: &copies,
+        paths: record.files.iter().map(|f| f.path.as_str()).collect(),
+    };
+    let output = connection.run_script(&files::fetch_script(&[fetch]))?;
+    let contents = files::parse_fetch(&output.stdout_text())
+        .remove(&0)
+        .unwrap_or_default();
+    record.files(dir, contents).map_err(|why| {
+        GenerationError::Unreadable {
+            host: connection.host_name().to_string(),
+            deployment: name.to_string(),
+            number,
+            why,
+        }
+        .into()
+    })
+}

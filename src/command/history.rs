@@ -1,0 +1,68 @@
+//! `synprov history --host NAME`: the generations each deployment of the host kept, newest
+//! last, and the audit log's lines.
+
+use std::process::ExitCode;
+
+use synprov::apply::rollback;
+use synprov::transport::Connection;
+use synprov::ui::printable;
+
+use crate::cli::HostTarget;
+
+pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
+    let super::OnHost {
+        host, deployments, ..
+    } = super::host_deployments(target)?;
+    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
+    for (name, dir) in &deployments {
+        let listing = rollback::list(&connection, dir)?;
+        println!("{} ({}):", printable(name), printable(dir));
+        if listing.generations.is_empty() {
+            println!("  no generation recorded yet");
+        }
+        let current = listing.current().map(|g| g.number);
+        for generation in &listing.generations {
+            let mark = if Some(generation.number) == current {
+                "*"
+            } else {
+                " "
+            };
+            let line = match &generation.record {
+                Ok(record) => format!(
+                    "{} by {} ({}), synprov {}, {} file(s){}",
+                    record.origin.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    record.origin.who(),
+                    record.origin.command,
+                    record.origin.synprov,
+                    record.files.len(),
+                    if generation.dump {
+                        ", with a database dump"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(why) => format!("unreadable: {why}"),
+            };
+            println!("  {mark} {:>4}  {}", generation.number, printable(&line));
+        }
+        if listing.pending {
+            println!("  (the last apply did not finish: the host is on files of no generation)");
+        }
+        if !listing.audit.is_empty() {
+            println!("  audit log:");
+            for entry in &listing.audit {
+                let generation = entry
+                    .generation
+                    .map_or("-".to_string(), |n| format!("generation {n}"));
+                println!(
+                    "    {}",
+                    printable(&format!(
+                        "{}  {}  {}  {generation}  {}",
+                        entry.at, entry.who, entry.command, entry.result
+                    ))
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

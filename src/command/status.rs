@@ -1,0 +1,112 @@
+//! `synprov status`: every selected host against what it recorded, hosts in parallel (one
+//! connection each), printed host by host. Exit 0 when every deployment is as recorded and
+//! healthy, 1 otherwise.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use synprov::status::{self, DeploymentStatus};
+use synprov::transport::Connection;
+use synprov::ui::printable;
+
+use crate::cli::Target;
+
+/// What one host said, or why it could not be asked.
+type HostStatus = Result<Vec<DeploymentStatus>, String>;
+
+pub fn run(target: &Target) -> miette::Result<ExitCode> {
+    let inventory = super::load_inventory(&target.inventory)?;
+    let hosts = inventory.select(&target.limit).map_err(|message| {
+        miette::miette!(help = "`synprov check` lists the hosts", "{message}")
+    })?;
+    let options = super::connect_options(target.known_hosts.clone());
+    let parallel = target.parallel.unwrap_or(inventory.rollout.parallel).max(1) as usize;
+    let next = Mutex::new(hosts.iter());
+    let results: Mutex<Vec<(String, HostStatus)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(hosts.len()) {
+            scope.spawn(|| {
+                loop {
+                    let Some(name) = next.lock().expect("not poisoned").next() else {
+                        break;
+                    };
+                    let deployments: Vec<(String, String)> = inventory
+                        .deployments_on(name)
+                        .map(|d| (d.name.clone(), d.deploy_dir.to_string()))
+                        .collect();
+                    let status = Connection::open(&inventory.hosts[name], &options)
+                        .map_err(|e| super::failed(e.into()))
+                        .and_then(|connection| {
+                            status::host_status(&connection, &deployments)
+                                .map_err(|e| super::failed(e.into()))
+                        });
+                    results
+                        .lock()
+                        .expect("not poisoned")
+                        .push((name.clone(), status));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("not poisoned");
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let ok = results
+        .iter()
+        .all(|(_, s)| s.as_ref().is_ok_and(|d| d.iter().all(DeploymentStatus::ok)));
+    for (host, status) in &results {
+        if target.json {
+            let value = match status {
+                Ok(deployments) => serde_json::json!({ "host": host, "deployments": deployments }),
+                Err(error) => serde_json::json!({ "host": host, "error": error }),
+            };
+            println!("{value}");
+        } else {
+            print!("{}", show(host, status));
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn show(host: &str, status: &HostStatus) -> String {
+    let mut out = String::new();
+    let deployments = match status {
+        Ok(deployments) => deployments,
+        Err(error) => {
+            return format!(
+                "host {}: cannot be checked\n  {}\n",
+                printable(host),
+                printable(error.lines().next().unwrap_or_default())
+            );
+        }
+    };
+    out.push_str(&format!("host {}:\n", printable(host)));
+    for d in deployments {
+        let generation = d
+            .generation
+            .as_ref()
+            .map_or("no generation".to_string(), |g| {
+                format!(
+                    "generation {} of {} by {} ({})",
+                    g.number, g.at, g.by, g.command
+                )
+            });
+        let verdict = if d.ok() {
+            format!("ok, {} check(s) healthy", d.healthy)
+        } else {
+            format!("{} problem(s)", d.problems.len())
+        };
+        out.push_str(&format!(
+            "  {} ({}): {generation}: {verdict}\n",
+            printable(&d.deployment),
+            printable(&d.dir)
+        ));
+        for problem in &d.problems {
+            out.push_str(&format!("    ! {}\n", printable(problem)));
+        }
+    }
+    out
+}

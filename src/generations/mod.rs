@@ -1,0 +1,214 @@
+//! Generations: what each apply that changed a deployment leaves on its host, as Nix does.
+//!
+//! A generation is a directory `DEPLOY_DIR/.synprov/generations/N` (N counts from 1; the
+//! highest is the current one) holding `record.json` ([`Record`]: the files by hash, the
+//! services' health targets, the plugin grants, who applied it, when, with which synprov),
+//! `files/` (a copy of every file as it was), `images` (the ID of each image, read on the
+//! host) and, before an upgrade, `db.dump`. It is built under `generations/.new` and
+//! renamed into place after the stack was verified healthy: complete or absent.
+//!
+//! `status`, `history` and `rollback` read what the host recorded, not the inventory: the
+//! host is the truth about the host.
+
+pub mod audit;
+pub mod record;
+pub mod scripts;
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use miette::Diagnostic;
+use thiserror::Error;
+
+pub use audit::{AuditEntry, Origin};
+pub use record::Record;
+
+/// The generations of a deployment, relative to its deploy directory.
+pub const GENERATIONS: &str = ".synprov/generations";
+
+/// The audit log of a deployment, relative to its deploy directory: one line per command
+/// that changed it or tried to.
+pub const AUDIT_LOG: &str = ".synprov/audit.log";
+
+/// The Postgres dump taken before an upgrade, inside the generation it was taken from.
+pub const DUMP: &str = "db.dump";
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum GenerationError {
+    #[error("{host}: {deployment} has no generation {number} (kept: {kept})")]
+    #[diagnostic(help("`synprov history --host {host}` lists the kept generations"))]
+    Missing {
+        host: String,
+        deployment: String,
+        number: u32,
+        kept: String,
+    },
+
+    #[error("{host}: {deployment} has no generation to go back to")]
+    #[diagnostic(help(
+        "a generation is recorded by each apply that changes the deployment; `synprov history --host {host}` lists them"
+    ))]
+    NoneBefore { host: String, deployment: String },
+
+    #[error("{host}: generation {number} of {deployment} cannot be read: {why}")]
+    #[diagnostic(help(
+        "the record on the host (DEPLOY_DIR/.synprov/generations/{number}) was changed or written by a newer synprov"
+    ))]
+    Unreadable {
+        host: String,
+        deployment: String,
+        number: u32,
+        why: String,
+    },
+}
+
+/// One generation as read back from a host.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub number: u32,
+    /// `Err` when the record does not parse (its reason): listed, never used.
+    pub record: Result<Record, String>,
+    /// Image ID by reference, as the host had them when the generation was recorded.
+    pub images: BTreeMap<String, String>,
+    /// A Postgres dump was taken beside this generation (before an upgrade from it).
+    pub dump: bool,
+}
+
+/// What [`scripts::list`] found in a deployment's directory.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Oldest first.
+    pub generations: Vec<Generation>,
+    pub audit: Vec<AuditEntry>,
+    /// The last apply wrote files but did not finish (bring up, verify, record): the host
+    /// is not on its current generation.
+    pub pending: bool,
+}
+
+impl Listing {
+    pub fn current(&self) -> Option<&Generation> {
+        self.generations.last()
+    }
+
+    /// Generation `number`, or by default the one before the current one: a usable
+    /// record, or the reason why there is none.
+    pub fn target(
+        &self,
+        host: &str,
+        deployment: &str,
+        number: Option<u32>,
+    ) -> Result<(u32, &Record), GenerationError> {
+        let found = match number {
+            Some(n) => self.generations.iter().find(|g| g.number == n),
+            None => self.generations.iter().rev().nth(1),
+        };
+        let Some(generation) = found else {
+            return Err(match number {
+                Some(number) => GenerationError::Missing {
+                    host: host.into(),
+                    deployment: deployment.into(),
+                    number,
+                    kept: self.numbers(),
+                },
+                None => GenerationError::NoneBefore {
+                    host: host.into(),
+                    deployment: deployment.into(),
+                },
+            });
+        };
+        let record = generation
+            .record
+            .as_ref()
+            .map_err(|why| GenerationError::Unreadable {
+                host: host.into(),
+                deployment: deployment.into(),
+                number: generation.number,
+                why: why.clone(),
+            })?;
+        Ok((generation.number, record))
+    }
+
+    fn numbers(&self) -> String {
+        let numbers: Vec<String> = self
+            .generations
+            .iter()
+            .map(|g| g.number.to_string())
+            .collect();
+        if numbers.is_empty() {
+            "none".into()
+        } else {
+            numbers.join(", ")
+        }
+    }
+}
+
+/// Reads [`scripts::list`]'s output. Every value is the host's, so nothing is trusted: a
+/// record that does not parse is kept as its error, an image line that is not an image ID
+/// and a reference is dropped.
+pub fn parse_listing(output: &str) -> Listing {
+    let mut listing = Listing::default();
+    let mut records: BTreeMap<u32, (String, String, bool)> = BTreeMap::new();
+    let mut audit = String::new();
+    let mut current = None;
+    for line in output.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key {
+            "generation" => {
+                current = value.trim().parse::<u32>().ok();
+                if let Some(n) = current {
+                    records.entry(n).or_default();
+                }
+            }
+            "record" | "images" | "dump" => {
+                let Some(entry) = current.and_then(|n| records.get_mut(&n)) else {
+                    continue;
+                };
+                match key {
+                    "record" => entry.0.push_str(value.trim()),
+                    "images" => entry.1.push_str(value.trim()),
+                    _ => entry.2 = true,
+                }
+            }
+            "audit" => audit.push_str(value.trim()),
+            "pending" => listing.pending = true,
+            _ => {}
+        }
+    }
+    let decode = |text: &str| {
+        STANDARD
+            .decode(text)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    for (number, (record, images, dump)) in records {
+        let record = decode(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|json| Record::parse(&json));
+        let images = decode(&images)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (id, reference) = line.split_once(' ')?;
+                let id_ok = id.strip_prefix("sha256:").is_some_and(|hex| {
+                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                let reference = crate::inventory::ImageRef::parse(reference.trim()).ok()?;
+                id_ok.then(|| (reference.to_string(), id.to_string()))
+            })
+            .collect();
+        listing.generations.push(Generation {
+            number,
+            record,
+            images,
+            dump,
+        });
+    }
+    listing.audit = decode(&audit)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(AuditEntry::parse)
+        .collect();
+    listing
+}

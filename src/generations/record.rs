@@ -1,0 +1,176 @@
+//! The record of a generation (`record.json`): enough to put the deployment back as it was
+//! and to verify it, without the inventory of that time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Origin;
+use crate::inventory::Grant;
+use crate::plan::sha256_hex;
+use crate::render::{DeploymentFiles, RenderedDir, RenderedFile};
+use crate::verify::HealthTarget;
+
+/// The record format this synprov writes. A later synprov adds fields with defaults (an
+/// older record still reads) and raises the number only when a reader must refuse.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: u32,
+    pub deployment: String,
+    pub server_name: String,
+    pub origin: Origin,
+    pub files: Vec<RecordedFile>,
+    #[serde(default)]
+    pub dirs: Vec<RenderedDir>,
+    /// The images the services run, as referenced in the Compose file.
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub health: Vec<HealthTarget>,
+    /// The grants of the plugins that added to the deployment, as the inventory spells them.
+    #[serde(default)]
+    pub plugin_grants: Vec<(String, Vec<String>)>,
+}
+
+/// A file as it was written: its copy is `files/PATH` in the generation's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedFile {
+    pub path: String,
+    pub sha256: String,
+    pub mode: u32,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub keep_existing: bool,
+    #[serde(default)]
+    pub owner: Option<(u32, u32)>,
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+impl Record {
+    /// The record of `files` as written on the host. A file kept as it was (the signing
+    /// key) is recorded with the hash the host has (`host_hashes`), not the rendered one.
+    pub fn of(
+        files: &DeploymentFiles,
+        host_hashes: &BTreeMap<String, String>,
+        origin: Origin,
+    ) -> Record {
+        Record {
+            format: FORMAT,
+            deployment: files.deployment.clone(),
+            server_name: files.server_name.clone(),
+            origin,
+            files: files
+                .files
+                .iter()
+                .map(|f| RecordedFile {
+                    sha256: host_hashes
+                        .get(&f.path)
+                        .filter(|_| f.keep_existing)
+                        .cloned()
+                        .unwrap_or_else(|| sha256_hex(&f.contents)),
+                    path: f.path.clone(),
+                    mode: f.mode,
+                    secret: f.secret,
+                    keep_existing: f.keep_existing,
+                    owner: f.owner,
+                    used_by: f.used_by.clone(),
+                })
+                .collect(),
+            dirs: files.dirs.clone(),
+            images: files.images.clone(),
+            health: files.health.clone(),
+            plugin_grants: files
+                .plugin_grants
+                .iter()
+                .map(|(plugin, grants)| {
+                    (
+                        plugin.clone(),
+                        grants.iter().map(ToString::to_string).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads a record the host kept. The host is not trusted with the paths: each must be
+    /// plain and relative, as synprov writes them, since they are written to again on a
+    /// rollback.
+    pub fn parse(json: &str) -> Result<Record, String> {
+        let record: Record = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        if record.format > FORMAT {
+            return Err(format!(
+                "it has format {}, this synprov reads up to {FORMAT}: use a newer synprov",
+                record.format
+            ));
+        }
+        for path in record
+            .files
+            .iter()
+            .map(|f| &f.path)
+            .chain(record.dirs.iter().map(|d| &d.path))
+        {
+            crate::plugins::check_path(path, 1024)
+                .map_err(|why| format!("the path {path:?} {why}"))?;
+        }
+        for image in &record.images {
+            crate::inventory::ImageRef::parse(image)?;
+        }
+        Ok(record)
+    }
+
+    /// The deployment's files as this record has them, with `contents` by path read back
+    /// from the generation's copies; each must have the recorded hash. The secret values are
+    /// not known (`secrets: None`).
+    pub fn files(
+        &self,
+        deploy_dir: &str,
+        mut contents: BTreeMap<String, String>,
+    ) -> Result<DeploymentFiles, String> {
+        let mut files = Vec::new();
+        for file in &self.files {
+            let text = contents
+                .remove(&file.path)
+                .ok_or_else(|| format!("the copy of {} is missing", file.path))?;
+            if sha256_hex(&text) != file.sha256 {
+                return Err(format!(
+                    "the copy of {} does not have the recorded hash",
+                    file.path
+                ));
+            }
+            files.push(RenderedFile {
+                path: file.path.clone(),
+                contents: text,
+                mode: file.mode,
+                secret: file.secret,
+                keep_existing: file.keep_existing,
+                owner: file.owner,
+                used_by: file.used_by.clone(),
+            });
+        }
+        Ok(DeploymentFiles {
+            deployment: self.deployment.clone(),
+            server_name: self.server_name.clone(),
+            deploy_dir: deploy_dir.to_string(),
+            files,
+            dirs: self.dirs.clone(),
+            secrets: None,
+            health: self.health.clone(),
+            images: self.images.clone(),
+            preload: false,
+            plugin_grants: self
+                .plugin_grants
+                .iter()
+                .map(|(plugin, grants)| {
+                    (
+                        plugin.clone(),
+                        grants.iter().filter_map(|g| Grant::parse(g).ok()).collect(),
+                    )
+                })
+                .collect(),
+        })
+    }
+}

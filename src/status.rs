@@ -1,0 +1,179 @@
+//! Status: each deployment of a host against the generation it recorded. The files (by
+//! hash), the image IDs, the health of every recorded listener and plugin check, the state
+//! of every container: what differs is named. Read-only, over one connection.
+
+use serde::Serialize;
+
+use crate::apply::rollback::list;
+use crate::apply::{ApplyError, compose, unhealthy_services};
+use crate::facts::{self, DeploymentQuery};
+use crate::generations::{Generation, Record};
+use crate::transport::Connection;
+use crate::verify;
+
+/// What a deployment is, against its current generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentStatus {
+    pub deployment: String,
+    pub dir: String,
+    /// The current generation: number, when, by whom, with which command.
+    pub generation: Option<Current>,
+    /// Health checks that answered.
+    pub healthy: usize,
+    /// What is not as recorded or not healthy, one sentence each.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Current {
+    pub number: u32,
+    pub at: String,
+    pub by: String,
+    pub command: String,
+}
+
+impl DeploymentStatus {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A deployment's listing as read before the facts: its current generation and record,
+/// when both are readable, and whether an apply was left unfinished.
+struct Found<'a> {
+    name: &'a str,
+    dir: &'a str,
+    current: Option<(Generation, Record)>,
+    pending: bool,
+}
+
+/// The status of each deployment (name and directory) of the host.
+pub fn host_status(
+    connection: &Connection,
+    deployments: &[(String, String)],
+) -> Result<Vec<DeploymentStatus>, ApplyError> {
+    let mut found = Vec::new();
+    for (name, dir) in deployments {
+        let listing = list(connection, dir)?;
+        found.push(Found {
+            name,
+            dir,
+            current: listing
+                .current()
+                .and_then(|g| Some((g.clone(), g.record.clone().ok()?))),
+            pending: listing.pending,
+        });
+    }
+    let queries: Vec<DeploymentQuery> = found
+        .iter()
+        .map(|found| DeploymentQuery {
+            name: found.name,
+            dir: found.dir,
+            paths: found
+                .current
+                .iter()
+                .flat_map(|(_, r)| r.files.iter().map(|f| f.path.as_str()))
+                .collect(),
+        })
+        .collect();
+    let mut images: Vec<String> = found
+        .iter()
+        .flat_map(|found| {
+            found
+                .current
+                .iter()
+                .flat_map(|(g, _)| g.images.keys().cloned())
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    let facts = facts::parse(
+        &connection
+            .run_script(&facts::script(&queries, &images))?
+            .stdout_text(),
+    );
+
+    let mut out = Vec::new();
+    for Found {
+        name,
+        dir,
+        current,
+        pending,
+    } in found
+    {
+        let mut status = DeploymentStatus {
+            deployment: name.to_string(),
+            dir: dir.to_string(),
+            generation: None,
+            healthy: 0,
+            problems: Vec::new(),
+        };
+        let Some((generation, record)) = current else {
+            status.problems.push(
+                "no generation recorded here (an apply that changes the deployment records one)"
+                    .into(),
+            );
+            out.push(status);
+            continue;
+        };
+        status.generation = Some(Current {
+            number: generation.number,
+            at: record.origin.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            by: record.origin.who(),
+            command: record.origin.command.clone(),
+        });
+        if pending {
+            status.problems.push(format!(
+                "the last apply did not finish: files differ from generation {}",
+                generation.number
+            ));
+        }
+        let hashes = facts
+            .deployments
+            .get(name)
+            .map(|d| d.hashes.clone())
+            .unwrap_or_default();
+        for file in &record.files {
+            match hashes.get(&file.path) {
+                None => status.problems.push(format!("{} is missing", file.path)),
+                Some(hash) if *hash != file.sha256 => status.problems.push(format!(
+                    "{} was changed since generation {}",
+                    file.path, generation.number
+                )),
+                Some(_) => {}
+            }
+        }
+        for (image, recorded) in &generation.images {
+            match facts.images.get(image) {
+                Some(id) if id == recorded => {}
+                Some(id) => status.problems.push(format!(
+                    "image {image} is now {id}, generation {} ran {recorded}",
+                    generation.number
+                )),
+                None => status
+                    .problems
+                    .push(format!("image {image} is no longer on the host")),
+            }
+        }
+        for target in &record.health {
+            match verify::check(connection, target) {
+                Ok(()) => status.healthy += 1,
+                Err(error) => status.problems.push(format!(
+                    "{} is unhealthy: {error} at {}",
+                    target.process,
+                    target.host_location()
+                )),
+            }
+        }
+        let containers = connection
+            .run_script(&compose::status_script(dir, &facts.compose))?
+            .stdout_text();
+        for service in unhealthy_services(&containers) {
+            status
+                .problems
+                .push(format!("container of {service} is not running healthy"));
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
