@@ -53,6 +53,12 @@ impl HealthTarget {
             }
         }
     }
+
+    /// The socket file of a Synapse listener on a UNIX socket, as [`Self::host_location`]
+    /// names it; `None` for TCP listeners and plugin checks.
+    pub fn socket_on_host(&self) -> Option<String> {
+        matches!(self.probe, Probe::Synapse(Endpoint::Unix { .. })).then(|| self.host_location())
+    }
 }
 
 /// Every replication and inbound listener of the processes of `topology` that run on

@@ -153,8 +153,40 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 0, "nothing to change after the rollback: {out}");
 
-    // A worker that is down fails the apply: named, with the tail of its log, exit 1.
+    // Status reads what the host recorded: all as recorded and healthy, exit 0.
+    let (code, out) = synprov_run(dir.path(), &["status"], &first);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("e2e (/opt/synapse/e2e): generation 3 of ")
+            && out.contains("ok, 16 check(s) healthy"),
+        "{out}"
+    );
+
+    // A file edited by hand is drift: named, exit 1; undone, all is well again.
+    let edited = "/opt/synapse/e2e/synapse/workers/rooms1.yaml";
+    on_host(&format!("echo '# edited by hand' >> {edited}"));
+    let (code, out) = synprov_run(dir.path(), &["status"], &first);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("synapse/workers/rooms1.yaml was changed since generation 3"),
+        "{out}"
+    );
+    on_host(&format!("sed -i '$d' {edited}"));
+    let (code, out) = synprov_run(dir.path(), &["status"], &first);
+    assert_eq!(code, 0, "{out}");
+
+    // A worker that is down: status names it, and it fails the apply: named, with the tail
+    // of its log, exit 1.
     on_host("docker stop e2e-tasks1-1");
+    let (code, out) = synprov_run(dir.path(), &["status", "--json"], &first);
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let problems = report["deployments"][0]["problems"].to_string();
+    assert!(
+        problems.contains("tasks1 is unhealthy")
+            && problems.contains("container of tasks1 is not running healthy"),
+        "{out}"
+    );
     let impatient = dir.path().join("impatient.toml");
     std::fs::write(
         &impatient,
@@ -190,6 +222,35 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     );
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 0, "the old files are back: {out}");
+
+    // Today's inventory has five room workers; generation 1 had four. Back to it with only
+    // today's inventory at hand: its files, services and client flow are back, and history
+    // shows every generation and the failed applies of the audit log.
+    let (code, out) = synprov_run(dir.path(), &["apply"], &second);
+    assert_eq!(code, 0, "{out}");
+    assert!(containers().contains_key("rooms5"));
+    let (code, out) = synprov_run(
+        dir.path(),
+        &["rollback", "--to", "1", "--host", "e2e"],
+        &second,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("e2e: back to generation 1") && out.contains("16 listener(s) healthy"),
+        "{out}"
+    );
+    assert!(!containers().contains_key("rooms5"));
+    let (code, out) = synprov_run(dir.path(), &["plan"], &first);
+    assert_eq!(code, 0, "generation 1's files are back: {out}");
+    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example");
+    let (code, out) = synprov_run(dir.path(), &["history", "--host", "e2e"], &second);
+    assert_eq!(code, 0, "{out}");
+    let generations: Vec<&str> = out.lines().filter(|l| l.contains(" UTC by ")).collect();
+    assert!(generations.len() >= 4, "{out}");
+    assert!(
+        out.contains("rollback --to 1") && out.contains("failed"),
+        "{out}"
+    );
 }
 
 /// A host whose only Compose is the distribution's legacy docker-compose v1: synprov

@@ -24,28 +24,55 @@ fn compose(compose: &Compose) -> Command {
     program.arg("-f").arg(COMPOSE_FILE)
 }
 
-/// Brings the stack up: creates what is missing, recreates what Compose sees changed,
-/// removes services no longer in the file (workers removed from the inventory); then
-/// recreates `restart`, the services whose mounted files changed. The pending mark stays
-/// until the stack is verified and its generation recorded.
-pub fn up_script(dir: &str, kind: &Compose, restart: &BTreeSet<String>) -> Script {
-    let mut s = sh!(
-        "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
-        dir,
-        compose(kind).arg("up").arg("-d").arg("--remove-orphans")
-    );
+/// Brings the stack up. First `restart`, the services whose mounted files changed: stopped,
+/// their `sockets` (socket files on the host, each with the `.lock` Twisted keeps beside it)
+/// removed, and recreated without waiting on their dependencies. Then the whole stack:
+/// Compose creates what is missing, recreates what it sees changed, and removes services no
+/// longer in the file (workers removed from the inventory). The pending mark stays until
+/// the stack is verified and its generation recorded.
+///
+/// In that order because a rollback after a failed apply finds main crashed on the bad
+/// config: a plain `up` first would wait for main to turn healthy, which it only does once
+/// recreated on the good one. The sockets go because a process killed while listening
+/// leaves its lock naming its PID, and the next container's Synapse, with the same PID,
+/// takes the lock for a live owner and refuses to listen.
+pub fn up_script(
+    dir: &str,
+    kind: &Compose,
+    restart: &BTreeSet<String>,
+    sockets: &[String],
+) -> Script {
+    let mut s = sh!("set -e\numask 077\ncd -- {}\n", dir);
     if !restart.is_empty() {
-        let mut recreate = compose(kind)
-            .arg("up")
-            .arg("-d")
-            .arg("--no-deps")
-            .arg("--force-recreate")
-            .arg("--");
-        for service in restart {
-            recreate = recreate.arg(service);
+        let services = |command: Command| {
+            restart
+                .iter()
+                .fold(command.arg("--"), |command, service| command.arg(service))
+        };
+        s.push(sh!("{} 2>&1\n", services(compose(kind).arg("stop"))));
+        if !sockets.is_empty() {
+            let rm = sockets
+                .iter()
+                .fold(Command::new("rm").arg("-f").arg("--"), |rm, socket| {
+                    rm.arg(socket).arg(format!("{socket}.lock"))
+                });
+            s.push(sh!("{}\n", rm));
         }
-        s.push(sh!("{} 2>&1\n", recreate));
+        s.push(sh!(
+            "{} 2>&1\n",
+            services(
+                compose(kind)
+                    .arg("up")
+                    .arg("-d")
+                    .arg("--no-deps")
+                    .arg("--force-recreate")
+            )
+        ));
     }
+    s.push(sh!(
+        "{} 2>&1\n",
+        compose(kind).arg("up").arg("-d").arg("--remove-orphans")
+    ));
     s
 }
 
@@ -81,16 +108,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn up_recreates_only_the_services_whose_files_changed() {
+    fn up_recreates_the_services_whose_files_changed_on_fresh_sockets_then_the_stack() {
         let restart: BTreeSet<String> = ["rooms5".to_string(), "synapse".to_string()].into();
+        let sockets = ["/opt/s/sockets/synapse_inbound_main.sock".to_string()];
         assert_eq!(
-            up_script("/opt/s", &Compose::V2("2.40".into()), &restart).text(),
+            up_script("/opt/s", &Compose::V2("2.40".into()), &restart, &sockets).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
-             docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
-             docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- rooms5 synapse 2>&1\n"
+             docker compose -f docker-compose.yml stop -- rooms5 synapse 2>&1\n\
+             rm -f -- /opt/s/sockets/synapse_inbound_main.sock /opt/s/sockets/synapse_inbound_main.sock.lock\n\
+             docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- rooms5 synapse 2>&1\n\
+             docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
         );
         assert_eq!(
-            up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new()).text(),
+            up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new(), &[]).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
         );
@@ -103,11 +133,14 @@ mod tests {
         let quoted = "'/opt/x;touch${IFS}/tmp/pwned;'\\'''";
         let restart: BTreeSet<String> = ["-rf".to_string(), "$(id)".to_string()].into();
         assert_eq!(
-            up_script(dir, &v2, &restart).text(),
+            up_script(dir, &v2, &restart, &[format!("{dir}/sockets/$(id).sock")]).text(),
             format!(
                 "set -e\numask 077\ncd -- {quoted}\n\
-                 docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
-                 docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n"
+                 docker compose -f docker-compose.yml stop -- '$(id)' -rf 2>&1\n\
+                 rm -f -- '/opt/x;touch${{IFS}}/tmp/pwned;'\\''/sockets/$(id).sock' \
+                 '/opt/x;touch${{IFS}}/tmp/pwned;'\\''/sockets/$(id).sock.lock'\n\
+                 docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n\
+                 docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
             )
         );
         assert_eq!(

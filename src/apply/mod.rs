@@ -283,10 +283,21 @@ pub fn apply(
                 name,
                 &format!("{}: bringing the stack up", deployment.deployment),
             );
+            let sockets: Vec<String> = deployment_files
+                .health
+                .iter()
+                .filter(|t| {
+                    t.service
+                        .as_ref()
+                        .is_some_and(|s| deployment.restart.contains(s))
+                })
+                .filter_map(HealthTarget::socket_on_host)
+                .collect();
             let output = connection.run_script(&compose::up_script(
                 &deployment.dir,
                 &compose,
                 &deployment.restart,
+                &sockets,
             ))?;
             if !output.success() {
                 return Err(ApplyError::NotUp {
