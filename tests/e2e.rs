@@ -94,7 +94,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
 
     // A client conversation through Nginx.
     let secret = matrix::shared_secret(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml"));
-    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example");
+    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example", "");
 
     // Nothing changed: nothing to do.
     let before = containers();
@@ -242,7 +242,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert!(!containers().contains_key("rooms5"));
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 0, "generation 1's files are back: {out}");
-    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example");
+    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example", "2");
     let (code, out) = synprov_run(dir.path(), &["history", "--host", "e2e"], &second);
     assert_eq!(code, 0, "{out}");
     let generations: Vec<&str> = out.lines().filter(|l| l.contains(" UTC by ")).collect();

@@ -370,7 +370,7 @@ fn e2e_spread_one_homeserver_over_three_hosts_serves_a_client_through_the_main_h
     );
 
     let secret = matrix::shared_secret(&main.exec("cat /opt/synapse/big/synapse/homeserver.yaml"));
-    matrix::conversation(&main.url(8008), &secret, "big.example");
+    matrix::conversation(&main.url(8008), &secret, "big.example", "");
 
     let (code, out) = common::bed::run(dir, &[], &["apply"], &inventory);
     assert_eq!(code, 0, "{out}");

@@ -61,16 +61,18 @@ impl Client {
 /// A conversation through the Nginx at `base` that touches every kind of worker: alice and
 /// bob register and log in, alice creates a room and invites bob, bob joins, alice types and
 /// writes, bob sends a read receipt and reads the messages, media goes up and down, and bob's
-/// sync shows the message and the receipt.
-pub fn conversation(base: &str, shared_secret: &str, server_name: &str) {
-    let alice = register(base, "alice", shared_secret);
-    let bob = register(base, "bob", shared_secret);
+/// sync shows the message and the receipt. `round` tells the users of one conversation
+/// from those of an earlier one on the same server (`alice2`, `bob2`).
+pub fn conversation(base: &str, shared_secret: &str, server_name: &str, round: &str) {
+    let (alice_name, bob_name) = (format!("alice{round}"), format!("bob{round}"));
+    let alice = register(base, &alice_name, shared_secret);
+    let bob = register(base, &bob_name, shared_secret);
     let whoami = alice.call("GET", "/_matrix/client/v3/account/whoami", None);
-    assert_eq!(whoami["user_id"], format!("@alice:{server_name}"));
+    assert_eq!(whoami["user_id"], format!("@{alice_name}:{server_name}"));
     let room = alice.call(
         "POST",
         "/_matrix/client/v3/createRoom",
-        Some(json!({ "invite": [format!("@bob:{server_name}")], "name": "e2e" })),
+        Some(json!({ "invite": [format!("@{bob_name}:{server_name}")], "name": "e2e" })),
     );
     let room_id = room["room_id"].as_str().unwrap().to_string();
     let encoded = room_id.replace('!', "%21").replace(':', "%3A");
@@ -81,7 +83,7 @@ pub fn conversation(base: &str, shared_secret: &str, server_name: &str) {
     );
     alice.call(
         "PUT",
-        &format!("/_matrix/client/v3/rooms/{encoded}/typing/%40alice%3A{server_name}"),
+        &format!("/_matrix/client/v3/rooms/{encoded}/typing/%40{alice_name}%3A{server_name}"),
         Some(json!({ "typing": true, "timeout": 10000 })),
     );
     let sent = alice.call(
