@@ -87,6 +87,10 @@ pub enum Command {
         /// Write the files only: no Docker, no images, no Compose, no health checks.
         #[arg(long)]
         files_only: bool,
+        /// Upgrade Synapse without dumping Postgres first (the dump is what `rollback
+        /// --restore-db` puts back).
+        #[arg(long)]
+        no_backup: bool,
     },
     /// The inventory's WebAssembly plugins (`[[plugins]]`): custom roles.
     Plugins {
@@ -97,7 +101,7 @@ pub enum Command {
     /// written and recreated, the stack is verified, and the result recorded as a new
     /// generation. Needs no inventory of that time.
     #[command(
-        after_help = "Examples:\n  synprov rollback inventory/example.toml --host hs1\n      Back to the generation before the current one (or to the current one when the\n      last apply did not finish).\n  synprov rollback inventory/example.toml --host hs1 --deployment example --to 3"
+        after_help = "Examples:\n  synprov rollback inventory/example.toml --host hs1\n      Back to the generation before the current one (or to the current one when the\n      last apply did not finish).\n  synprov rollback inventory/example.toml --host hs1 --deployment example --to 3\n  synprov rollback inventory/example.toml --host hs1 --restore-db\n      Back from a failed upgrade, with the database as it was before it."
     )]
     Rollback {
         #[command(flatten)]
@@ -105,6 +109,10 @@ pub enum Command {
         /// The generation to return to (see `synprov history`).
         #[arg(long, value_name = "N")]
         to: Option<u32>,
+        /// Also put back the database dumped beside that generation before an upgrade from
+        /// it, replacing everything written since. Every Synapse process is stopped meanwhile.
+        #[arg(long)]
+        restore_db: bool,
     },
     /// Show the generations a host kept for its deployments, and their audit log.
     #[command(after_help = "Example:\n  synprov history inventory/example.toml --host hs1")]

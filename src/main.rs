@@ -30,10 +30,17 @@ fn main() -> ExitCode {
             ..
         } => command::plan::run(&target),
         cli::Command::Apply {
-            target, files_only, ..
-        } => command::apply::run(&target, files_only),
+            target,
+            files_only,
+            no_backup,
+            ..
+        } => command::apply::run(&target, files_only, no_backup),
         cli::Command::Plugins { action } => command::plugins::run(action),
-        cli::Command::Rollback { target, to } => command::rollback::run(&target, to),
+        cli::Command::Rollback {
+            target,
+            to,
+            restore_db,
+        } => command::rollback::run(&target, to, restore_db),
         cli::Command::History { target } => command::history::run(&target),
         cli::Command::Status { target } => command::status::run(&target),
     };

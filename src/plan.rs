@@ -33,7 +33,20 @@ pub struct DeploymentPlan {
     /// The last apply wrote files but stopped before the stack was up on them: it must be
     /// brought up (and `restart` recreated) even if no file changes now.
     pub interrupted: bool,
+    /// Synapse's image changes on a running deployment: the apply goes in the order Synapse
+    /// requires (config check, dump, workers stopped, main first).
+    pub upgrade: Option<Upgrade>,
 }
+
+/// An image change of Synapse's main process, as `docker-compose.yml` names the images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    pub from: String,
+    pub to: String,
+}
+
+/// The Compose service of Synapse's main process.
+pub const MAIN_SERVICE: &str = "synapse";
 
 impl DeploymentPlan {
     /// A plan of `changes` in `dir` restarting `restart`, for tests of what reads plans.
@@ -52,13 +65,15 @@ impl DeploymentPlan {
             unchanged: 0,
             restart: restart.iter().map(|s| s.to_string()).collect(),
             interrupted: false,
+            upgrade: None,
         }
     }
 
-    /// Leaves out of `restart` the services Compose recreates by itself: those added or
-    /// changed in `docker-compose.yml`, whose current contents are `old_compose`. When the
-    /// file does not change, Compose recreates nothing and `restart` stays whole.
-    pub fn leave_recreations_to_compose(&mut self, old_compose: &str, new_compose: &str) {
+    /// Reads the change of `docker-compose.yml`, whose current contents are `old_compose`:
+    /// leaves out of `restart` the services Compose recreates by itself (those added or
+    /// changed), and notes an [`Upgrade`] when main's image changes. When the file does not
+    /// change, Compose recreates nothing and `restart` stays whole.
+    pub fn read_compose_change(&mut self, old_compose: &str, new_compose: &str) {
         let Some(change) = self.changes.iter().find(|c| c.path == "docker-compose.yml") else {
             return;
         };
@@ -67,10 +82,22 @@ impl DeploymentPlan {
         } else {
             old_compose
         };
-        let (added, changed, _) = compose_service_changes(old, new_compose);
+        let (old, new) = (compose_services(old), compose_services(new_compose));
+        let (added, changed, _) = service_changes(&old, &new);
         for service in added.iter().chain(&changed) {
             self.restart.remove(service);
         }
+        let image = |services: &BTreeMap<String, serde_norway::Value>| {
+            services
+                .get(MAIN_SERVICE)
+                .and_then(|main| main.get("image"))
+                .and_then(|image| image.as_str())
+                .map(str::to_string)
+        };
+        self.upgrade = match (image(&old), image(&new)) {
+            (Some(from), Some(to)) if from != to => Some(Upgrade { from, to }),
+            _ => None,
+        };
     }
 
     pub fn compose_changed(&self) -> bool {
@@ -183,29 +210,38 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         unchanged,
         restart,
         interrupted: state.pending.is_some(),
+        upgrade: None,
     }
 }
 
 /// Services added, changed and removed between two compose files (after YAML merge keys
 /// are applied), for the plan's "recreated" list.
 pub fn compose_service_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let services = |text: &str| -> BTreeMap<String, serde_norway::Value> {
-        let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
-            return BTreeMap::new();
-        };
-        let _ = value.apply_merge();
-        let Some(map) = value.get("services").and_then(|s| s.as_mapping()) else {
-            return BTreeMap::new();
-        };
-        map.iter()
-            .filter_map(|(k, v)| {
-                let mut v = v.clone();
-                let _ = v.apply_merge();
-                Some((k.as_str()?.to_string(), v))
-            })
-            .collect()
+    service_changes(&compose_services(old), &compose_services(new))
+}
+
+/// The services of a compose file by name, YAML merge keys applied; none if it does not parse.
+fn compose_services(text: &str) -> BTreeMap<String, serde_norway::Value> {
+    let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return BTreeMap::new();
     };
-    let (old, new) = (services(old), services(new));
+    let _ = value.apply_merge();
+    let Some(map) = value.get("services").and_then(|s| s.as_mapping()) else {
+        return BTreeMap::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let mut v = v.clone();
+            let _ = v.apply_merge();
+            Some((k.as_str()?.to_string(), v))
+        })
+        .collect()
+}
+
+fn service_changes(
+    old: &BTreeMap<String, serde_norway::Value>,
+    new: &BTreeMap<String, serde_norway::Value>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
     let added = new
         .keys()
         .filter(|k| !old.contains_key(*k))
@@ -251,7 +287,7 @@ mod tests {
     fn a_shared_config_change_alone_restarts_every_process_that_reads_it() {
         let compose = "services:\n  synapse:\n    image: s\n  rooms1:\n    image: s\n";
         let mut config_only = plan(&[("synapse/homeserver.yaml", Change::Update)]);
-        config_only.leave_recreations_to_compose("", compose);
+        config_only.read_compose_change("", compose);
         assert_eq!(config_only.restart.len(), 2, "{:?}", config_only.restart);
 
         let mut both = plan(&[
@@ -259,11 +295,38 @@ mod tests {
             ("docker-compose.yml", Change::Update),
         ]);
         let old = "services:\n  synapse:\n    image: s\n  rooms1:\n    image: r\n";
-        both.leave_recreations_to_compose(old, compose);
+        both.read_compose_change(old, compose);
         assert_eq!(
             both.restart,
             ["synapse".to_string()].into(),
             "Compose recreates rooms1 itself"
         );
+    }
+
+    #[test]
+    fn a_new_image_of_main_on_a_running_deployment_is_an_upgrade() {
+        let template = |image: &str| {
+            format!(
+                "x: &s\n  image: {image}\nservices:\n  synapse:\n    <<: *s\n  rooms1:\n    <<: *s\n  db:\n    image: pg\n"
+            )
+        };
+        let mut upgrade = plan(&[("docker-compose.yml", Change::Update)]);
+        upgrade.read_compose_change(&template("synapse:1.163"), &template("synapse:1.164"));
+        assert_eq!(
+            upgrade.upgrade,
+            Some(Upgrade {
+                from: "synapse:1.163".into(),
+                to: "synapse:1.164".into()
+            })
+        );
+
+        let mut first = plan(&[("docker-compose.yml", Change::Create)]);
+        first.read_compose_change("", &template("synapse:1.164"));
+        assert_eq!(first.upgrade, None, "a first deployment upgrades nothing");
+
+        let mut same = plan(&[("docker-compose.yml", Change::Update)]);
+        let other_db = template("synapse:1.163").replace("image: pg", "image: pg2");
+        same.read_compose_change(&template("synapse:1.163"), &other_db);
+        assert_eq!(same.upgrade, None, "another image than main's");
     }
 }

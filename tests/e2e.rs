@@ -94,7 +94,12 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
 
     // A client conversation through Nginx.
     let secret = matrix::shared_secret(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml"));
-    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example", "");
+    matrix::conversation(
+        &format!("http://{HOST_IP}:8008"),
+        &secret,
+        "e2e.example",
+        "",
+    );
 
     // Nothing changed: nothing to do.
     let before = containers();
@@ -242,7 +247,12 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert!(!containers().contains_key("rooms5"));
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 0, "generation 1's files are back: {out}");
-    matrix::conversation(&format!("http://{HOST_IP}:8008"), &secret, "e2e.example", "2");
+    matrix::conversation(
+        &format!("http://{HOST_IP}:8008"),
+        &secret,
+        "e2e.example",
+        "2",
+    );
     let (code, out) = synprov_run(dir.path(), &["history", "--host", "e2e"], &second);
     assert_eq!(code, 0, "{out}");
     let generations: Vec<&str> = out.lines().filter(|l| l.contains(" UTC by ")).collect();
@@ -250,6 +260,132 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert!(
         out.contains("rollback --to 1") && out.contains("failed"),
         "{out}"
+    );
+
+    upgrade_in_the_order_synapse_requires_and_back_with_the_database(dir.path(), &first, &secret);
+}
+
+/// The same Synapse with another version label: an image to upgrade to.
+const NEXT: &str = "synprov/synapse:1.163-next";
+
+/// Each Synapse process's start (ns since the epoch) and image, by Compose service.
+fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
+    on_host(
+        "cd /opt/synapse/e2e && for c in $(docker compose ps -q); do \
+         set -- $(docker inspect --format '{{index .Config.Labels \"com.docker.compose.service\"}} {{.State.StartedAt}} {{.Config.Image}}' \"$c\"); \
+         echo \"$1 $(date -d \"$2\" +%s%N) $3\"; done",
+    )
+    .lines()
+    .filter_map(|l| {
+        let mut fields = l.split(' ');
+        let (service, start, image) = (fields.next()?, fields.next()?, fields.next()?);
+        image.starts_with("synprov/synapse").then(|| {
+            (
+                service.to_string(),
+                (start.parse().unwrap(), image.to_string()),
+            )
+        })
+    })
+    .collect()
+}
+
+/// A Synapse upgrade: refused before anything is touched when the new image refuses the
+/// config; then done in Synapse's order (database dumped, main healthy on the new image
+/// before any worker starts); then undone with the database as it was before.
+fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
+    dir: &Path,
+    first: &Path,
+    secret: &str,
+) {
+    common::bed::build_image(
+        NEXT,
+        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+    );
+    let base = format!("http://{HOST_IP}:8008");
+    let next = dir.join("next.toml");
+    let today = std::fs::read_to_string(first).unwrap();
+    std::fs::write(
+        &next,
+        today.replace("\"synprov/synapse:1.163\"", &format!("\"{NEXT}\"")),
+    )
+    .unwrap();
+    let refused = dir.join("next-refused.toml");
+    std::fs::write(
+        &refused,
+        format!(
+            "{}[deployments.e2e.homeserver]\nevent_cache_size = \"lots\"\n",
+            std::fs::read_to_string(&next).unwrap()
+        ),
+    )
+    .unwrap();
+
+    let (code, out) = synprov_run(dir, &["plan"], &next);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "upgrade Synapse synprov/synapse:1.163 -> {NEXT}: config check on the new image"
+        )),
+        "{out}"
+    );
+
+    let before = synapse_starts();
+    let (code, out) = synprov_run(dir, &["apply"], &refused);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refuses the new config; nothing was changed")
+            && out.contains("event_cache_size"),
+        "Synapse's own message: {out}"
+    );
+    assert_eq!(synapse_starts(), before, "no process was touched");
+    let (code, out) = synprov_run(dir, &["plan"], first);
+    assert_eq!(code, 0, "no file was changed: {out}");
+
+    let (code, out) = synprov_run(dir, &["apply"], &next);
+    assert_eq!(code, 0, "{out}");
+    let dumped = out
+        .lines()
+        .find_map(|l| l.split_once("database dumped beside generation "))
+        .map(|(_, n)| n.trim().to_string())
+        .unwrap_or_else(|| panic!("no dump: {out}"));
+    assert!(
+        on_host(&format!(
+            "test -s /opt/synapse/e2e/.synprov/generations/{dumped}/db.dump && echo dumped"
+        ))
+        .ends_with("dumped")
+    );
+    let after = synapse_starts();
+    let (main_start, main_image) = &after["synapse"];
+    assert_eq!(main_image, NEXT);
+    for (service, (start, image)) in &after {
+        assert_eq!(image, NEXT, "{service} runs the new image");
+        if service != "synapse" {
+            assert!(
+                start > main_start,
+                "{service} started after main: {after:?}"
+            );
+        }
+    }
+    matrix::conversation(&base, secret, "e2e.example", "3");
+
+    // Back, with the database of before the upgrade: the users registered since are gone,
+    // those of before log in.
+    let (code, out) = synprov_run(dir, &["rollback", "--host", "e2e", "--restore-db"], &next);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "restoring the database dumped beside generation {dumped}"
+        )),
+        "{out}"
+    );
+    assert!(
+        synapse_starts()
+            .values()
+            .all(|(_, image)| image == "synprov/synapse:1.163")
+    );
+    assert!(matrix::logs_in(&base, "alice2"));
+    assert!(
+        !matrix::logs_in(&base, "alice3"),
+        "alice3 came after the dump"
     );
 }
 

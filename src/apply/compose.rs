@@ -16,7 +16,7 @@ use crate::shell::{Command, Script};
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
 
 /// `docker compose -f docker-compose.yml` (or `docker-compose -f ...` for v1).
-fn compose(compose: &Compose) -> Command {
+pub(super) fn compose(compose: &Compose) -> Command {
     let program = match compose {
         Compose::V1(_) => Command::new("docker-compose"),
         _ => Command::new("docker").arg("compose"),

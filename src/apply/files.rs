@@ -202,31 +202,11 @@ mod tests {
     use crate::render::{RenderedDir, RenderedFile};
 
     fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
-        RenderedFile {
-            path: path.into(),
-            contents: contents.into(),
-            mode,
-            secret: mode == 0o600,
-            keep_existing: false,
-            owner: None,
-            used_by: Vec::new(),
-        }
+        RenderedFile::for_test(path, contents, mode)
     }
 
     fn deployment(dir: &str, files: Vec<RenderedFile>, dirs: Vec<RenderedDir>) -> DeploymentFiles {
-        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
-        DeploymentFiles {
-            deployment: "d".into(),
-            server_name: "example.org".into(),
-            deploy_dir: dir.into(),
-            files,
-            dirs,
-            secrets: Some(key.secrets_for("example.org")),
-            health: Vec::new(),
-            images: Vec::new(),
-            preload: false,
-            plugin_grants: Vec::new(),
-        }
+        DeploymentFiles::for_test(dir, files, dirs)
     }
 
     /// Runs `script` as the transport does (`sh -s`, the script on standard input) in `cwd`,

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod files;
 pub mod images;
 pub mod rollback;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use thiserror::Error;
 
 use crate::facts::{self, Compose, DeploymentQuery, Facts};
 use crate::generations::{self, GenerationError, Origin, Record};
-use crate::plan::{self, Change, HostPlan};
+use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade};
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::{Connection, TransportError};
@@ -66,6 +67,28 @@ pub enum ApplyError {
         "`synprov rollback --host {host}` puts the previous files back (`rollback_on_failure = true` does it at once)"
     ))]
     NotUp { host: String, tail: String },
+
+    #[error("{host}: Synapse {image} refuses the new config; nothing was changed: {}\n{tail}", last_line(.tail))]
+    #[diagnostic(help(
+        "fix the setting Synapse names (see its upgrade notes for {image}), then apply again"
+    ))]
+    ConfigRefused {
+        host: String,
+        image: String,
+        tail: String,
+    },
+
+    /// Main did not come up healthy on its new image: the workers stay stopped, so that no
+    /// older worker runs against a database main may have migrated.
+    #[error("{host}: main is not healthy on {image}; the workers are stopped: {}", last_line(.reason))]
+    #[diagnostic(help(
+        "`synprov logs`/`docker compose logs synapse` on the host say why; `synprov rollback --host {host}` returns to the generation before (add `--restore-db` to put back the database dumped before the upgrade)"
+    ))]
+    UpgradeStopped {
+        host: String,
+        image: String,
+        reason: String,
+    },
 }
 
 impl ApplyError {
@@ -159,7 +182,7 @@ pub fn prepare(
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
                 .map_or("", String::as_str);
-            deployment.leave_recreations_to_compose(old_compose, &new.contents);
+            deployment.read_compose_change(old_compose, &new.contents);
         }
     }
     Ok(Prepared { facts, plan, old })
@@ -183,6 +206,12 @@ pub struct Options {
     pub origin: Origin,
     /// Generations kept per deployment (`[rollout] keep_generations`).
     pub keep_generations: u32,
+    /// Before an upgrade of Synapse, dump Postgres beside the current generation (`apply
+    /// --no-backup` turns it off; rollbacks never dump: the dump kept is what ran before).
+    pub backup: bool,
+    /// Put the database dumped beside a generation back while every Synapse process is
+    /// stopped (`rollback --restore-db`): the generation's number, by deployment.
+    pub restore_db: BTreeMap<String, u32>,
 }
 
 /// How an apply ended on a host.
@@ -258,6 +287,24 @@ pub fn apply(
     }
 
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        let restore_db = options.restore_db.get(&deployment.deployment).copied();
+        let ordered = !options.files_only
+            && (deployment.upgrade.is_some() || restore_db.is_some())
+            && deployment_files
+                .health
+                .iter()
+                .any(|t| t.service.as_deref() == Some(MAIN_SERVICE));
+        if ordered && let Some(upgrade) = &deployment.upgrade {
+            check_and_dump(
+                connection,
+                deployment_files,
+                deployment,
+                upgrade,
+                &compose,
+                options,
+                report,
+            )?;
+        }
         if !deployment.changes.is_empty() {
             report(
                 name,
@@ -276,6 +323,7 @@ pub fn apply(
         if !options.files_only
             && (!deployment.changes.is_empty()
                 || deployment.interrupted
+                || restore_db.is_some()
                 || plan.install_docker
                 || !plan.load_images.is_empty())
         {
@@ -293,6 +341,17 @@ pub fn apply(
                 })
                 .filter_map(HealthTarget::socket_on_host)
                 .collect();
+            if ordered {
+                start_main_first(
+                    connection,
+                    deployment_files,
+                    deployment,
+                    &compose,
+                    restore_db,
+                    options.health_timeout,
+                    report,
+                )?;
+            }
             let output = connection.run_script(&compose::up_script(
                 &deployment.dir,
                 &compose,
@@ -346,6 +405,141 @@ pub fn apply(
         healthy,
         generations: recorded,
     })
+}
+
+/// Before an upgrade touches anything: Synapse's config check with the new image on the new
+/// files, then (unless turned off) a dump of Postgres beside the current generation.
+fn check_and_dump(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    plan: &DeploymentPlan,
+    upgrade: &Upgrade,
+    compose: &Compose,
+    options: &Options,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    report(
+        name,
+        &format!(
+            "{}: upgrading Synapse from {} to {}: checking the config with the new image",
+            plan.deployment, upgrade.from, upgrade.to
+        ),
+    );
+    let output = connection.run_script(&upgrade::check_script(files, plan, &upgrade.to))?;
+    if !output.success() {
+        return Err(ApplyError::ConfigRefused {
+            host: name.to_string(),
+            image: upgrade.to.clone(),
+            tail: output.tail(20),
+        });
+    }
+    if !options.backup {
+        return Ok(());
+    }
+    let listing = rollback::list(connection, &plan.dir)?;
+    let Some(current) = listing.current() else {
+        report(
+            name,
+            &format!(
+                "{}: no generation to keep a database dump beside",
+                plan.deployment
+            ),
+        );
+        return Ok(());
+    };
+    step(
+        connection,
+        "dumping the database",
+        &upgrade::dump_script(&plan.dir, compose, current.number),
+    )?;
+    report(
+        name,
+        &format!(
+            "{}: database dumped beside generation {}",
+            plan.deployment, current.number
+        ),
+    );
+    Ok(())
+}
+
+/// Stops the workers (and main, to restore the database while nothing uses it), then
+/// starts main alone and waits for it to be healthy: it runs the schema migrations before
+/// any worker starts on the new image.
+fn start_main_first(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    plan: &DeploymentPlan,
+    compose: &Compose,
+    restore_db: Option<u32>,
+    timeout: Duration,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    let synapse: Vec<&HealthTarget> = files
+        .health
+        .iter()
+        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
+        .collect();
+    let mut workers: Vec<String> = synapse
+        .iter()
+        .filter_map(|t| t.service.clone())
+        .filter(|s| s != MAIN_SERVICE)
+        .collect();
+    workers.dedup();
+    report(name, &format!("{}: stopping the workers", plan.deployment));
+    step(
+        connection,
+        "stopping the workers",
+        &upgrade::stop_script(&plan.dir, compose, &workers),
+    )?;
+    if let Some(number) = restore_db {
+        report(
+            name,
+            &format!(
+                "{}: restoring the database dumped beside generation {number}",
+                plan.deployment
+            ),
+        );
+        step(
+            connection,
+            "stopping main",
+            &upgrade::stop_script(&plan.dir, compose, &[MAIN_SERVICE.to_string()]),
+        )?;
+        step(
+            connection,
+            "restoring the database",
+            &upgrade::restore_script(&plan.dir, compose, number),
+        )?;
+    }
+    report(name, &format!("{}: starting main alone", plan.deployment));
+    step(
+        connection,
+        "starting main",
+        &upgrade::start_main_script(&plan.dir, compose),
+    )?;
+    let main: Vec<HealthTarget> = synapse
+        .into_iter()
+        .filter(|t| t.service.as_deref() == Some(MAIN_SERVICE))
+        .cloned()
+        .collect();
+    let failing = verify::wait_healthy(connection, &main, timeout);
+    if let Some((_, reason)) = failing.first() {
+        report_failures(connection, compose, &failing, report);
+        return Err(ApplyError::UpgradeStopped {
+            host: name.to_string(),
+            image: plan
+                .upgrade
+                .as_ref()
+                .map_or_else(|| "its image".to_string(), |u| u.to.clone()),
+            reason: reason.clone(),
+        });
+    }
+    report(
+        name,
+        &format!("{}: main is healthy; starting the workers", plan.deployment),
+    );
+    Ok(())
 }
 
 /// Appends a failed command to the audit log of each deployment of `files` (best effort:

@@ -14,13 +14,15 @@ use synprov::ui;
 
 use crate::cli::Target;
 
-pub fn run(target: &Target, files_only: bool) -> miette::Result<ExitCode> {
+pub fn run(target: &Target, files_only: bool, no_backup: bool) -> miette::Result<ExitCode> {
     let loaded = super::load(target)?;
     let options = Options {
         files_only,
         health_timeout: Duration::from_secs(loaded.inventory.rollout.health_timeout_secs),
         origin: Origin::here("apply", Some(loaded.inventory_sha256.clone())),
         keep_generations: loaded.inventory.rollout.keep_generations,
+        backup: !no_backup,
+        restore_db: Default::default(),
     };
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     let work = |host: &str, step: &dyn Fn(String)| {
@@ -83,6 +85,8 @@ fn roll_back(
             command: "rollback (after a failed apply)".into(),
             ..options.origin.clone()
         },
+        // The dump beside the current generation is what ran before: never overwritten.
+        backup: false,
         ..options.clone()
     };
     let rolled =

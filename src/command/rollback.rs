@@ -13,17 +13,20 @@ use synprov::ui::printable;
 
 use crate::cli::HostTarget;
 
-pub fn run(target: &HostTarget, to: Option<u32>) -> miette::Result<ExitCode> {
+pub fn run(target: &HostTarget, to: Option<u32>, restore_db: bool) -> miette::Result<ExitCode> {
     let super::OnHost {
         inventory,
         host,
         deployments,
     } = super::host_deployments(target)?;
     let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
-    let command = match to {
+    let mut command = match to {
         Some(n) => format!("rollback --to {n}"),
         None => "rollback".to_string(),
     };
+    if restore_db {
+        command.push_str(" --restore-db");
+    }
     let to = to.map_or(To::Default, To::Number);
     let (files, prepared, numbers) =
         rollback::prepare_rollback(&connection, host.docker_source, &deployments, to)?;
@@ -34,12 +37,35 @@ pub fn run(target: &HostTarget, to: Option<u32>) -> miette::Result<ExitCode> {
             printable(name)
         );
     }
+    let mut restore = std::collections::BTreeMap::new();
+    if restore_db {
+        for ((name, dir), number) in deployments.iter().zip(&numbers) {
+            let listing = rollback::list(&connection, dir)?;
+            if !listing
+                .generations
+                .iter()
+                .any(|g| g.number == *number && g.dump)
+            {
+                let host = printable(&host.name);
+                miette::bail!(
+                    help = format!(
+                        "a dump is taken before an upgrade from a generation; `synprov history --host {host}` shows which have one"
+                    ),
+                    "{host}: generation {number} of {} has no database dump",
+                    printable(name)
+                );
+            }
+            restore.insert(name.clone(), *number);
+        }
+    }
     print!("{}", synprov::ui::plan::show(&files, &prepared, false));
     let options = Options {
         files_only: false,
         health_timeout: Duration::from_secs(inventory.rollout.health_timeout_secs),
         origin: Origin::here(&command, None),
         keep_generations: inventory.rollout.keep_generations,
+        backup: false,
+        restore_db: restore,
     };
     let report =
         |host: &str, message: &str| println!("[{}] {}", printable(host), printable(message));

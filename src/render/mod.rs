@@ -77,6 +77,46 @@ pub struct RenderedFile {
     pub used_by: Vec<String>,
 }
 
+#[cfg(test)]
+impl RenderedFile {
+    /// A file no service reads, secret when its mode is 0600.
+    pub(crate) fn for_test(path: &str, contents: &str, mode: u32) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+            secret: mode == 0o600,
+            keep_existing: false,
+            owner: None,
+            used_by: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl DeploymentFiles {
+    /// Deployment `d` of example.org in `dir`, with secrets derived from a fixed key.
+    pub(crate) fn for_test(
+        dir: &str,
+        files: Vec<RenderedFile>,
+        dirs: Vec<RenderedDir>,
+    ) -> DeploymentFiles {
+        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        DeploymentFiles {
+            deployment: "d".into(),
+            server_name: "example.org".into(),
+            deploy_dir: dir.into(),
+            files,
+            dirs,
+            secrets: Some(key.secrets_for("example.org")),
+            health: Vec::new(),
+            images: Vec::new(),
+            preload: false,
+            plugin_grants: Vec::new(),
+        }
+    }
+}
+
 /// A directory the containers need before they start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RenderedDir {

@@ -49,6 +49,32 @@ pub fn require_image(image: &str) {
     );
 }
 
+/// Builds `tag` from `dockerfile` (no context; its base must be local: no registry is
+/// reachable here), with the legacy builder as scripts/build-images.sh does.
+pub fn build_image(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker CLI");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker build {tag}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// One target host: a container with a fixed address.
 pub struct Host {
     pub name: String,

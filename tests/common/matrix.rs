@@ -39,6 +39,13 @@ pub fn register(base: &str, name: &str, shared_secret: &str) -> Client {
     }
 }
 
+/// Whether `name` can log in with the password [`register`] gave it.
+pub fn logs_in(base: &str, name: &str) -> bool {
+    ureq::post(&format!("{base}/_matrix/client/v3/login"))
+        .send_json(json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": format!("{name}-password") }))
+        .is_ok()
+}
+
 impl Client {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let request = ureq::request(method, &format!("{}{path}", self.base))
