@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, Facts};
 use crate::render::{DeploymentFiles, HostFiles};
+use crate::topology::{LISTENER_PURPOSES, socket_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -33,6 +34,32 @@ pub struct DeploymentPlan {
     /// The last apply wrote files but stopped before the stack was up on them: it must be
     /// brought up (and `restart` recreated) even if no file changes now.
     pub interrupted: bool,
+    /// Synapse processes whose service leaves `docker-compose.yml`: once Compose has
+    /// removed their containers, their log directory and sockets go too.
+    pub removed_workers: Vec<RemovedWorker>,
+}
+
+/// A Synapse process whose service an apply removes, named as the Compose file it leaves
+/// mounted its logs (`./logs/NAME`): what is left of it on the host is found from that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedWorker {
+    pub service: String,
+    /// The process name (`rooms6`), a plain word: letters, digits, `_` and `-`.
+    pub name: String,
+}
+
+impl RemovedWorker {
+    /// Its log directory and its sockets, each with the `.lock` Twisted keeps beside it,
+    /// relative to the deploy directory.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut paths = vec![format!("logs/{}", self.name)];
+        for purpose in LISTENER_PURPOSES {
+            let socket = format!("sockets/{}", socket_file(purpose, &self.name));
+            paths.push(format!("{socket}.lock"));
+            paths.push(socket);
+        }
+        paths
+    }
 }
 
 impl DeploymentPlan {
@@ -52,6 +79,7 @@ impl DeploymentPlan {
             unchanged: 0,
             restart: restart.iter().map(|s| s.to_string()).collect(),
             interrupted: false,
+            removed_workers: Vec::new(),
         }
     }
 
@@ -71,6 +99,7 @@ impl DeploymentPlan {
         for service in added.iter().chain(&changed) {
             self.restart.remove(service);
         }
+        self.removed_workers = removed_workers(old, new_compose);
     }
 
     pub fn compose_changed(&self) -> bool {
@@ -183,29 +212,62 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         unchanged,
         restart,
         interrupted: state.pending.is_some(),
+        removed_workers: Vec::new(),
     }
+}
+
+/// The services of a compose file by name, with YAML merge keys applied; none when it
+/// does not parse.
+fn compose_services(text: &str) -> BTreeMap<String, serde_norway::Value> {
+    let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return BTreeMap::new();
+    };
+    let _ = value.apply_merge();
+    let Some(map) = value.get("services").and_then(|s| s.as_mapping()) else {
+        return BTreeMap::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let mut v = v.clone();
+            let _ = v.apply_merge();
+            Some((k.as_str()?.to_string(), v))
+        })
+        .collect()
+}
+
+/// The Synapse processes of `old` that `new` no longer has: the removed services that
+/// mount a log directory `./logs/NAME` on `/data/logs`, as every Synapse service does.
+/// A name that is not a plain word (the host's file is not trusted) is passed over.
+pub fn removed_workers(old: &str, new: &str) -> Vec<RemovedWorker> {
+    let new = compose_services(new);
+    compose_services(old)
+        .into_iter()
+        .filter(|(service, _)| !new.contains_key(service))
+        .filter_map(|(service, definition)| {
+            let name = definition
+                .get("volumes")?
+                .as_sequence()?
+                .iter()
+                .filter_map(|v| {
+                    v.as_str()?
+                        .strip_prefix("./logs/")?
+                        .strip_suffix(":/data/logs")
+                })
+                .next()?
+                .to_string();
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            plain.then_some(RemovedWorker { service, name })
+        })
+        .collect()
 }
 
 /// Services added, changed and removed between two compose files (after YAML merge keys
 /// are applied), for the plan's "recreated" list.
 pub fn compose_service_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let services = |text: &str| -> BTreeMap<String, serde_norway::Value> {
-        let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
-            return BTreeMap::new();
-        };
-        let _ = value.apply_merge();
-        let Some(map) = value.get("services").and_then(|s| s.as_mapping()) else {
-            return BTreeMap::new();
-        };
-        map.iter()
-            .filter_map(|(k, v)| {
-                let mut v = v.clone();
-                let _ = v.apply_merge();
-                Some((k.as_str()?.to_string(), v))
-            })
-            .collect()
-    };
-    let (old, new) = (services(old), services(new));
+    let (old, new) = (compose_services(old), compose_services(new));
     let added = new
         .keys()
         .filter(|k| !old.contains_key(*k))
@@ -265,5 +327,39 @@ mod tests {
             ["synapse".to_string()].into(),
             "Compose recreates rooms1 itself"
         );
+    }
+
+    #[test]
+    fn a_worker_whose_service_leaves_the_compose_file_is_named_with_its_leftovers() {
+        let old = "x: &synapse\n  image: s\nservices:\n  synapse:\n    <<: *synapse\n    volumes:\n      - ./logs/main:/data/logs\n  \
+                   client-sync2:\n    <<: *synapse\n    volumes:\n      - ./sockets:/sockets\n      - ./logs/client_sync2:/data/logs\n  \
+                   redis:\n    image: r\n  evil:\n    volumes:\n      - ./logs/../../etc:/data/logs\n";
+        let new = "services:\n  synapse:\n    image: s\n";
+        let removed = removed_workers(old, new);
+        assert_eq!(
+            removed,
+            [RemovedWorker {
+                service: "client-sync2".into(),
+                name: "client_sync2".into()
+            }],
+            "Redis is no Synapse process, and a path is no name"
+        );
+        assert_eq!(
+            removed[0].leftovers(),
+            [
+                "logs/client_sync2",
+                "sockets/synapse_inbound_client_sync2.sock.lock",
+                "sockets/synapse_inbound_client_sync2.sock",
+                "sockets/synapse_replication_client_sync2.sock.lock",
+                "sockets/synapse_replication_client_sync2.sock",
+            ]
+        );
+
+        let mut compose_changes = plan(&[("docker-compose.yml", Change::Update)]);
+        compose_changes.leave_recreations_to_compose(old, new);
+        assert_eq!(compose_changes.removed_workers, removed);
+        let mut first = plan(&[("docker-compose.yml", Change::Create)]);
+        first.leave_recreations_to_compose(old, new);
+        assert!(first.removed_workers.is_empty(), "nothing was there before");
     }
 }

@@ -457,3 +457,53 @@ fn the_ssh_agent_authenticates_when_no_identity_file_is_given() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+/// A worker removed from the inventory leaves nothing behind: its config (the manifest),
+/// and with the next apply its log directory, sockets and `.sock.lock` files; the plan
+/// names it first.
+#[test]
+fn removing_a_worker_removes_its_logs_sockets_and_their_locks() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let base = sshd.inventory(&deploy, "client_key", "");
+    let (six, five) = (sshd.path("six.toml"), sshd.path("five.toml"));
+    with_rooms(&base, &six, 6);
+    with_rooms(&base, &five, 5);
+    let output = run(&sshd, &["apply", "--files-only"], &six);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(deploy.join("logs/rooms6").is_dir());
+    // What a running worker leaves: its sockets, the locks Twisted keeps, a log file.
+    let leftovers = [
+        "sockets/synapse_inbound_rooms6.sock",
+        "sockets/synapse_inbound_rooms6.sock.lock",
+        "sockets/synapse_replication_rooms6.sock.lock",
+        "logs/rooms6/rooms6.log",
+    ];
+    let kept = [
+        "sockets/synapse_inbound_rooms5.sock.lock",
+        "logs/rooms5/rooms5.log",
+    ];
+    for path in leftovers.iter().chain(&kept) {
+        std::fs::write(deploy.join(path), "x").unwrap();
+    }
+
+    let plan = run(&sshd, &["plan"], &five);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        out.contains("- workers removed, with their logs and sockets: rooms6"),
+        "{out}"
+    );
+    let output = run(&sshd, &["apply", "--files-only"], &five);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for path in leftovers {
+        assert!(!deploy.join(path).exists(), "{path} is left");
+    }
+    assert!(!deploy.join("logs/rooms6").exists());
+    assert!(!deploy.join("synapse/workers/rooms6.yaml").exists());
+    for path in kept {
+        assert!(
+            deploy.join(path).exists(),
+            "{path} of a kept worker is gone"
+        );
+    }
+}

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod docker;
 pub mod files;
 pub mod images;
+pub mod leftovers;
 pub mod rollback;
 
 use std::collections::BTreeMap;
@@ -305,6 +306,24 @@ pub fn apply(
                     tail: output.tail(20),
                 });
             }
+        }
+        if !deployment.removed_workers.is_empty() {
+            let names: Vec<&str> = (deployment.removed_workers.iter())
+                .map(|w| w.name.as_str())
+                .collect();
+            report(
+                name,
+                &format!(
+                    "{}: removing the logs and sockets of {}",
+                    deployment.deployment,
+                    names.join(", ")
+                ),
+            );
+            step(
+                connection,
+                "removing the logs and sockets of removed workers",
+                &leftovers::script(&deployment.dir, &deployment.removed_workers),
+            )?;
         }
     }
 
