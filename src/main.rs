@@ -35,6 +35,12 @@ fn main() -> ExitCode {
         cli::Command::Plugins { action } => command::plugins::run(action),
         cli::Command::Rollback { target, to } => command::rollback::run(&target, to),
         cli::Command::History { target } => command::history::run(&target),
+        cli::Command::Destroy {
+            target,
+            purge,
+            yes,
+            files_only,
+        } => command::destroy::run(&target, purge, yes, files_only),
         cli::Command::Status { target } => command::status::run(&target),
     };
     match result {

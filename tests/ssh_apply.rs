@@ -507,3 +507,173 @@ fn removing_a_worker_removes_its_logs_sockets_and_their_locks() {
         );
     }
 }
+
+/// What a deployed host holds beyond synprov's files, written as its processes would:
+/// the database, the media, the generations and audit log (data destroy keeps), sockets
+/// with their locks and logs (what it removes with synprov's files).
+const DATA: [&str; 4] = [
+    "pgsql/PG_VERSION",
+    "media/local_content/ab/cdef",
+    ".synprov/generations/1/record.json",
+    ".synprov/audit.log",
+];
+const SCRATCH: [&str; 4] = [
+    "sockets/synapse_inbound_main.sock",
+    "sockets/synapse_inbound_main.sock.lock",
+    "logs/main/homeserver.log",
+    "logs/nginx/access.log",
+];
+
+fn write_all(deploy: &Path, paths: &[&str]) {
+    for path in paths {
+        let path = deploy.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "data\n").unwrap();
+    }
+}
+
+#[test]
+fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_back() {
+    let (sshd, deploy, inventory) = deployed();
+    let written = snapshot(&deploy);
+    let key = "synapse/example.org.signing.key";
+    let signing_key = std::fs::read(deploy.join(key)).unwrap();
+    write_all(&deploy, &DATA);
+    write_all(&deploy, &SCRATCH);
+
+    // Another run holds the lock: destroy waits for nobody and touches nothing.
+    let connection = connect(&sshd, &inventory);
+    let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
+    let locked = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    assert_eq!(locked.status.code(), Some(1));
+    assert!(
+        stderr(&locked).contains("another synprov run is applying to"),
+        "{}",
+        stderr(&locked)
+    );
+    assert!(deploy.join("docker-compose.yml").exists());
+    drop(lock);
+
+    let destroy = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    let out = String::from_utf8_lossy(&destroy.stdout);
+    assert!(destroy.status.success(), "{out}{}", stderr(&destroy));
+    assert!(
+        out.contains(&format!(
+            "kept in {}: pgsql, media, .synprov/generations, .synprov/audit.log, {key}",
+            deploy.display()
+        )),
+        "{out}"
+    );
+    let mut left: Vec<String> = common::files(&deploy)
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    left.retain(|f| f != ".synprov/lock");
+    let mut expected: Vec<String> = DATA.iter().map(|p| p.to_string()).collect();
+    expected.push(key.into());
+    expected.sort();
+    assert_eq!(left, expected, "only the data is left");
+    for dir in ["sockets", "logs", "nginx", "synapse/workers", "postgres"] {
+        assert!(!deploy.join(dir).exists(), "{dir} is left");
+    }
+    let audit = std::fs::read_to_string(deploy.join(".synprov/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("\tdestroy\t-\tok: data kept"),
+        "{audit}"
+    );
+    let history = run(&sshd, &["history", "--host", "loop"], &inventory);
+    assert!(
+        String::from_utf8_lossy(&history.stdout).contains("destroy  -  ok: data kept"),
+        "{}",
+        String::from_utf8_lossy(&history.stdout)
+    );
+
+    // Destroyed twice: still fine, nothing more to remove.
+    let again = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+
+    let apply = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let back = snapshot(&deploy);
+    for (path, (contents, _)) in &written {
+        assert_eq!(
+            back.get(path).map(|(c, _)| c),
+            Some(contents),
+            "{path} is back as it was"
+        );
+    }
+    assert_eq!(std::fs::read(deploy.join(key)).unwrap(), signing_key);
+    for path in DATA {
+        assert!(deploy.join(path).exists(), "{path} survived");
+    }
+    let plan = run(&sshd, &["plan"], &inventory);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+}
+
+#[test]
+fn purge_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    let before = snapshot(&deploy);
+    // `output()` gives synprov no terminal: its standard input is closed.
+    let purge = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--purge", "--files-only"],
+        &inventory,
+    );
+    assert_eq!(purge.status.code(), Some(1));
+    let err = stderr(&purge);
+    assert!(
+        err.contains("no terminal to confirm it on: nothing was changed") && err.contains("--yes"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&deploy), before, "nothing changed");
+}
+
+/// `destroy --purge --yes`, files only (no Docker on the test's host).
+const PURGE_YES: [&str; 6] = [
+    "destroy",
+    "--host",
+    "loop",
+    "--purge",
+    "--yes",
+    "--files-only",
+];
+
+#[test]
+fn purge_with_yes_removes_the_whole_deploy_directory() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    write_all(&deploy, &SCRATCH);
+    let purge = run(&sshd, &PURGE_YES, &inventory);
+    let out = String::from_utf8_lossy(&purge.stdout);
+    assert!(purge.status.success(), "{out}{}", stderr(&purge));
+    assert!(out.contains("removed with all its data"), "{out}");
+    assert!(!deploy.exists(), "the deploy directory is gone");
+
+    // Nothing there any more: nothing to do, and no directory made to say so.
+    let again = run(&sshd, &PURGE_YES, &inventory);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing deployed in"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(!deploy.exists());
+}

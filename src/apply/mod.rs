@@ -3,6 +3,7 @@
 //! files, bring the stack up and verify every process's health.
 
 pub mod compose;
+pub mod destroy;
 pub mod docker;
 pub mod files;
 pub mod images;
@@ -77,6 +78,11 @@ impl ApplyError {
             self,
             ApplyError::Unhealthy { .. } | ApplyError::NotUp { .. }
         )
+    }
+
+    /// The result of a failed command as the audit log records it: its first line.
+    pub fn audit_result(&self) -> String {
+        format!("failed: {}", self.to_string().lines().next().unwrap_or(""))
     }
 }
 
@@ -375,7 +381,7 @@ pub fn audit_failure(
     origin: &Origin,
     error: &ApplyError,
 ) {
-    let result = format!("failed: {}", error.to_string().lines().next().unwrap_or(""));
+    let result = error.audit_result();
     for deployment in &files.deployments {
         let _ = connection.run_script(&generations::scripts::audit(
             &deployment.deploy_dir,
