@@ -646,6 +646,63 @@ fn purge_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
     assert_eq!(snapshot(&deploy), before, "nothing changed");
 }
 
+/// `synprov ARGS INVENTORY` run on a terminal (`script` gives it a pseudo-terminal), with
+/// `typed` as what the operator types.
+fn on_a_terminal(sshd: &Sshd, args: &[&str], inventory: &Path, typed: &str) -> Output {
+    use std::io::Write;
+    let script = common::require("script", "apt-get install bsdutils");
+    let mut words = vec![
+        assert_cmd::cargo::cargo_bin("synprov")
+            .display()
+            .to_string(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    words.push(inventory.display().to_string());
+    words.push("--known-hosts".into());
+    words.push(sshd.path("known_hosts").display().to_string());
+    let line: Vec<String> = words.iter().map(|w| synprov::shell::quote(w)).collect();
+    let mut child = std::process::Command::new(script)
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(sshd.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn purge_on_a_terminal_goes_ahead_only_once_the_deployment_name_is_typed_back() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    let before = snapshot(&deploy);
+    let args = ["destroy", "--host", "loop", "--purge", "--files-only"];
+
+    let wrong = on_a_terminal(&sshd, &args, &inventory, "e\n");
+    let said = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Type the deployment's name (d) to confirm")
+            && said.contains("`e` is not `d`: nothing was changed"),
+        "{said}"
+    );
+    assert_eq!(snapshot(&deploy), before, "nothing changed");
+
+    let right = on_a_terminal(&sshd, &args, &inventory, "d\n");
+    let said = String::from_utf8_lossy(&right.stdout);
+    assert!(right.status.success(), "{said}");
+    assert!(said.contains("removed with all its data"), "{said}");
+    assert!(!deploy.exists());
+}
+
 /// `destroy --purge --yes`, files only (no Docker on the test's host).
 const PURGE_YES: [&str; 6] = [
     "destroy",
