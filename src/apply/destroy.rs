@@ -195,8 +195,13 @@ pub fn destroy(
     report: Report,
 ) -> Result<Destroyed, ApplyError> {
     let host = connection.host_name();
-    let survey = parse_survey(&connection.run_script(&survey_script(dir))?.stdout_text());
-    if !survey.present {
+    let survey = || -> Result<Survey, ApplyError> {
+        Ok(parse_survey(
+            &connection.run_script(&survey_script(dir))?.stdout_text(),
+        ))
+    };
+    // Looked at before the lock, which would create the directory.
+    if !survey()?.present {
         return Ok(Destroyed {
             absent: true,
             ..Destroyed::default()
@@ -206,7 +211,9 @@ pub fn destroy(
         host: host.to_string(),
         dir: dir.to_string(),
     })?;
-    let result = destroy_locked(connection, deployment, dir, &survey, options, report);
+    // Read again under the lock: an apply that ended just before may have changed it.
+    let result = survey()
+        .and_then(|survey| destroy_locked(connection, deployment, dir, &survey, options, report));
     if !options.purge {
         let outcome = match &result {
             Ok(_) => "ok: data kept".to_string(),
