@@ -27,6 +27,9 @@ Examples:
       The generations the host kept, and its audit log.
   synprov rollback inventory/example.toml --host hs1 --to 3
       Back to generation 3, read from the host (default: the one before the current).
+  synprov destroy inventory/example.toml --host hs1
+      Bring hs1's stacks down and remove synprov's files, keeping the database, media,
+      signing key and generations (a later apply brings the same server back).
   synprov plugins check inventory/demo.toml
       Load the inventory's plugins, check their configs and what they would add.
 
@@ -113,6 +116,29 @@ pub enum Command {
         /// it, replacing everything written since. Every Synapse process is stopped meanwhile.
         #[arg(long)]
         restore_db: bool,
+    },
+    /// Take a host's deployments down: the Compose stack brought down and synprov's files,
+    /// sockets and logs removed, but the data kept (database, media, signing key,
+    /// generations, audit log), so that a later apply brings the same server back.
+    /// `--purge` removes the whole deploy directory, data and volumes included.
+    #[command(
+        after_help = "Examples:\n  synprov destroy inventory/example.toml --host hs1\n      Every deployment of hs1 down, its data kept.\n  synprov destroy inventory/example.toml --host hs1 --deployment example --purge\n      Everything of `example` gone, once its name is typed back on the terminal.\n  synprov destroy inventory/example.toml --host hs1 --deployment example --purge --yes\n      The same without asking, for scripts."
+    )]
+    Destroy {
+        #[command(flatten)]
+        target: HostTarget,
+        /// Remove the whole deploy directory: the database, the media, the signing key, the
+        /// generations and the audit log, and the stack's Compose volumes. Asks to type the
+        /// deployment's name back, or needs `--yes` when not on a terminal.
+        #[arg(long)]
+        purge: bool,
+        /// Do not ask before `--purge` (for scripts: without a terminal, `--purge` needs it).
+        #[arg(long)]
+        yes: bool,
+        /// Remove files only and leave Docker alone: for a host deployed with
+        /// `apply --files-only`.
+        #[arg(long)]
+        files_only: bool,
     },
     /// Show the generations a host kept for its deployments, and their audit log.
     #[command(after_help = "Example:\n  synprov history inventory/example.toml --host hs1")]

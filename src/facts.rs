@@ -137,7 +137,7 @@ echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 
 /// Splits a list of words as [`MANIFEST`] and [`PENDING`] hold them: NUL-terminated, or
 /// one per line when written by an older synprov.
-fn words(bytes: &[u8]) -> Vec<String> {
+pub(crate) fn words(bytes: &[u8]) -> Vec<String> {
     let separator = if bytes.contains(&0) { 0 } else { b'\n' };
     bytes
         .split(|b| *b == separator)

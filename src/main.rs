@@ -42,6 +42,12 @@ fn main() -> ExitCode {
             restore_db,
         } => command::rollback::run(&target, to, restore_db),
         cli::Command::History { target } => command::history::run(&target),
+        cli::Command::Destroy {
+            target,
+            purge,
+            yes,
+            files_only,
+        } => command::destroy::run(&target, purge, yes, files_only),
         cli::Command::Status { target } => command::status::run(&target),
     };
     match result {

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, Facts};
 use crate::render::{DeploymentFiles, HostFiles};
+use crate::topology::{LISTENER_PURPOSES, socket_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -36,6 +37,32 @@ pub struct DeploymentPlan {
     /// Synapse's image changes on a running deployment: the apply goes in the order Synapse
     /// requires (config check, dump, workers stopped, main first).
     pub upgrade: Option<Upgrade>,
+    /// Synapse processes whose service leaves `docker-compose.yml`: once Compose has
+    /// removed their containers, their log directory and sockets go too.
+    pub removed_workers: Vec<RemovedWorker>,
+}
+
+/// A Synapse process whose service an apply removes, named as the Compose file it leaves
+/// mounted its logs (`./logs/NAME`): what is left of it on the host is found from that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedWorker {
+    pub service: String,
+    /// The process name (`rooms6`), a plain word: letters, digits, `_` and `-`.
+    pub name: String,
+}
+
+impl RemovedWorker {
+    /// Its log directory and its sockets, each with the `.lock` Twisted keeps beside it,
+    /// relative to the deploy directory.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut paths = vec![format!("logs/{}", self.name)];
+        for purpose in LISTENER_PURPOSES {
+            let socket = format!("sockets/{}", socket_file(purpose, &self.name));
+            paths.push(format!("{socket}.lock"));
+            paths.push(socket);
+        }
+        paths
+    }
 }
 
 /// An image change of Synapse's main process, as `docker-compose.yml` names the images.
@@ -66,6 +93,7 @@ impl DeploymentPlan {
             restart: restart.iter().map(|s| s.to_string()).collect(),
             interrupted: false,
             upgrade: None,
+            removed_workers: Vec::new(),
         }
     }
 
@@ -82,8 +110,8 @@ impl DeploymentPlan {
         } else {
             old_compose
         };
-        let (old, new) = (compose_services(old), compose_services(new_compose));
-        let (added, changed, _) = service_changes(&old, &new);
+        let (old_services, new_services) = (compose_services(old), compose_services(new_compose));
+        let (added, changed, _) = service_changes(&old_services, &new_services);
         for service in added.iter().chain(&changed) {
             self.restart.remove(service);
         }
@@ -94,10 +122,11 @@ impl DeploymentPlan {
                 .and_then(|image| image.as_str())
                 .map(str::to_string)
         };
-        self.upgrade = match (image(&old), image(&new)) {
+        self.upgrade = match (image(&old_services), image(&new_services)) {
             (Some(from), Some(to)) if from != to => Some(Upgrade { from, to }),
             _ => None,
         };
+        self.removed_workers = removed_workers(&old_services, &new_services);
     }
 
     pub fn compose_changed(&self) -> bool {
@@ -211,16 +240,12 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         restart,
         interrupted: state.pending.is_some(),
         upgrade: None,
+        removed_workers: Vec::new(),
     }
 }
 
-/// Services added, changed and removed between two compose files (after YAML merge keys
-/// are applied), for the plan's "recreated" list.
-pub fn compose_service_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    service_changes(&compose_services(old), &compose_services(new))
-}
-
-/// The services of a compose file by name, YAML merge keys applied; none if it does not parse.
+/// The services of a compose file by name, with YAML merge keys applied; none when it
+/// does not parse.
 fn compose_services(text: &str) -> BTreeMap<String, serde_norway::Value> {
     let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
         return BTreeMap::new();
@@ -236,6 +261,45 @@ fn compose_services(text: &str) -> BTreeMap<String, serde_norway::Value> {
             Some((k.as_str()?.to_string(), v))
         })
         .collect()
+}
+
+/// The Synapse processes of `old` that `new` no longer has: the removed services that
+/// mount a log directory `./logs/NAME` on `/data/logs`, as every Synapse service does.
+/// A name that is not a plain word (the host's file is not trusted) is passed over.
+pub fn removed_workers(
+    old: &BTreeMap<String, serde_norway::Value>,
+    new: &BTreeMap<String, serde_norway::Value>,
+) -> Vec<RemovedWorker> {
+    old.iter()
+        .filter(|(service, _)| !new.contains_key(*service))
+        .filter_map(|(service, definition)| {
+            let name = definition
+                .get("volumes")?
+                .as_sequence()?
+                .iter()
+                .filter_map(|v| {
+                    v.as_str()?
+                        .strip_prefix("./logs/")?
+                        .strip_suffix(":/data/logs")
+                })
+                .next()?
+                .to_string();
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            plain.then(|| RemovedWorker {
+                service: service.clone(),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Services added, changed and removed between two compose files (after YAML merge keys
+/// are applied), for the plan's "recreated" list.
+pub fn compose_service_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    service_changes(&compose_services(old), &compose_services(new))
 }
 
 fn service_changes(
@@ -328,5 +392,39 @@ mod tests {
         let other_db = template("synapse:1.163").replace("image: pg", "image: pg2");
         same.read_compose_change(&template("synapse:1.163"), &other_db);
         assert_eq!(same.upgrade, None, "another image than main's");
+    }
+
+    #[test]
+    fn a_worker_whose_service_leaves_the_compose_file_is_named_with_its_leftovers() {
+        let old = "x: &synapse\n  image: s\nservices:\n  synapse:\n    <<: *synapse\n    volumes:\n      - ./logs/main:/data/logs\n  \
+                   client-sync2:\n    <<: *synapse\n    volumes:\n      - ./sockets:/sockets\n      - ./logs/client_sync2:/data/logs\n  \
+                   redis:\n    image: r\n  evil:\n    volumes:\n      - ./logs/../../etc:/data/logs\n";
+        let new = "services:\n  synapse:\n    image: s\n";
+        let removed = removed_workers(&compose_services(old), &compose_services(new));
+        assert_eq!(
+            removed,
+            [RemovedWorker {
+                service: "client-sync2".into(),
+                name: "client_sync2".into()
+            }],
+            "Redis is no Synapse process, and a path is no name"
+        );
+        assert_eq!(
+            removed[0].leftovers(),
+            [
+                "logs/client_sync2",
+                "sockets/synapse_inbound_client_sync2.sock.lock",
+                "sockets/synapse_inbound_client_sync2.sock",
+                "sockets/synapse_replication_client_sync2.sock.lock",
+                "sockets/synapse_replication_client_sync2.sock",
+            ]
+        );
+
+        let mut compose_changes = plan(&[("docker-compose.yml", Change::Update)]);
+        compose_changes.read_compose_change(old, new);
+        assert_eq!(compose_changes.removed_workers, removed);
+        let mut first = plan(&[("docker-compose.yml", Change::Create)]);
+        first.read_compose_change(old, new);
+        assert!(first.removed_workers.is_empty(), "nothing was there before");
     }
 }

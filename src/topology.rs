@@ -11,6 +11,16 @@ use crate::inventory::{Deployment, Host, WorkerKind};
 /// The sockets directory inside every container (and mounted from the deploy directory).
 pub const SOCKETS_DIR: &str = "/sockets";
 
+/// What each listener of a process is for: its socket is named after it and the process
+/// ([`socket_file`]).
+pub const LISTENER_PURPOSES: [&str; 2] = ["inbound", "replication"];
+
+/// The file name, in [`SOCKETS_DIR`], of the UNIX socket of process `name`'s listener for
+/// `purpose`: one rule, so that what removes a worker's sockets finds the ones it had.
+pub fn socket_file(purpose: &str, name: &str) -> String {
+    format!("synapse_{purpose}_{name}.sock")
+}
+
 /// How another process reaches a listener.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,7 +135,7 @@ impl Topology {
                 }
             } else {
                 Endpoint::Unix {
-                    path: format!("{SOCKETS_DIR}/synapse_{purpose}_{name}.sock"),
+                    path: format!("{SOCKETS_DIR}/{}", socket_file(purpose, name)),
                 }
             }
         };

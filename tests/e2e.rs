@@ -404,6 +404,7 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
             "[hosts.v1]\naddress = \"{ADDRESS}\"\nidentity_file = \"{}\"\nhost_key_checking = \"accept-new\"\n\n\
 [deployments.v1]\nserver_name = \"v1.example\"\nhost = \"v1\"\n\
 [deployments.v1.workers]\nrooms = 1\nsender = 1\n\
+[deployments.v1.nginx]\nadmin_allow = [\"172.16.0.0/12\", \"127.0.0.1\"]\n\
 [deployments.v1.images]\n{PRELOADED_IMAGES}",
             dir.path().join("key").display()
         ),
@@ -428,4 +429,36 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
     let (code, out) = run();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 change(s) applied"), "{out}");
+
+    // Destroyed, then applied again: the same server comes back, with its data.
+    let on_host = |script: &str| common::bed::docker(&["exec", NAME, "sh", "-c", script]);
+    let base = format!("http://{ADDRESS}:8008");
+    let deploy = "/opt/synapse/v1";
+    let secret = matrix::shared_secret(&on_host(&format!("cat {deploy}/synapse/homeserver.yaml")));
+    matrix::register(&base, "carol", &secret);
+    let key = format!("cat {deploy}/synapse/v1.example.signing.key");
+    let signing_key = on_host(&key);
+    let (code, out) = common::bed::run(dir.path(), &[], &["destroy", "--host", "v1"], &inventory);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("v1: stack down, ")
+            && out.contains(&format!(
+                "kept in {deploy}: pgsql, media, .synprov/generations, .synprov/audit.log, \
+                 synapse/v1.example.signing.key"
+            )),
+        "{out}"
+    );
+    assert_eq!(on_host("docker ps -aq"), "", "no container is left");
+    assert_eq!(
+        on_host(&format!("ls -A {deploy} | tr '\\n' ' '")),
+        ".synprov media pgsql synapse",
+        "only the data is left"
+    );
+    let (code, out) = run();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("10 listener(s) healthy"), "{out}");
+    assert_eq!(on_host(&key), signing_key, "the same signing key");
+    let carol = matrix::login(&base, "carol");
+    let whoami = carol.call("GET", "/_matrix/client/v3/account/whoami", None);
+    assert_eq!(whoami["user_id"], "@carol:v1.example", "the same database");
 }

@@ -457,3 +457,280 @@ fn the_ssh_agent_authenticates_when_no_identity_file_is_given() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+/// A worker removed from the inventory leaves nothing behind: its config (the manifest),
+/// and with the next apply its log directory, sockets and `.sock.lock` files; the plan
+/// names it first.
+#[test]
+fn removing_a_worker_removes_its_logs_sockets_and_their_locks() {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let base = sshd.inventory(&deploy, "client_key", "");
+    let (six, five) = (sshd.path("six.toml"), sshd.path("five.toml"));
+    with_rooms(&base, &six, 6);
+    with_rooms(&base, &five, 5);
+    let output = run(&sshd, &["apply", "--files-only"], &six);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(deploy.join("logs/rooms6").is_dir());
+    // What a running worker leaves: its sockets, the locks Twisted keeps, a log file.
+    let leftovers = [
+        "sockets/synapse_inbound_rooms6.sock",
+        "sockets/synapse_inbound_rooms6.sock.lock",
+        "sockets/synapse_replication_rooms6.sock.lock",
+        "logs/rooms6/rooms6.log",
+    ];
+    let kept = [
+        "sockets/synapse_inbound_rooms5.sock.lock",
+        "logs/rooms5/rooms5.log",
+    ];
+    for path in leftovers.iter().chain(&kept) {
+        std::fs::write(deploy.join(path), "x").unwrap();
+    }
+
+    let plan = run(&sshd, &["plan"], &five);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        out.contains("- workers removed, with their logs and sockets: rooms6"),
+        "{out}"
+    );
+    let output = run(&sshd, &["apply", "--files-only"], &five);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for path in leftovers {
+        assert!(!deploy.join(path).exists(), "{path} is left");
+    }
+    assert!(!deploy.join("logs/rooms6").exists());
+    assert!(!deploy.join("synapse/workers/rooms6.yaml").exists());
+    for path in kept {
+        assert!(
+            deploy.join(path).exists(),
+            "{path} of a kept worker is gone"
+        );
+    }
+}
+
+/// What a deployed host holds beyond synprov's files, written as its processes would:
+/// the database, the media, the generations and audit log (data destroy keeps), sockets
+/// with their locks and logs (what it removes with synprov's files).
+const DATA: [&str; 4] = [
+    "pgsql/PG_VERSION",
+    "media/local_content/ab/cdef",
+    ".synprov/generations/1/record.json",
+    ".synprov/audit.log",
+];
+const SCRATCH: [&str; 4] = [
+    "sockets/synapse_inbound_main.sock",
+    "sockets/synapse_inbound_main.sock.lock",
+    "logs/main/homeserver.log",
+    "logs/nginx/access.log",
+];
+
+fn write_all(deploy: &Path, paths: &[&str]) {
+    for path in paths {
+        let path = deploy.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "data\n").unwrap();
+    }
+}
+
+#[test]
+fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_back() {
+    let (sshd, deploy, inventory) = deployed();
+    let written = snapshot(&deploy);
+    let key = "synapse/example.org.signing.key";
+    let signing_key = std::fs::read(deploy.join(key)).unwrap();
+    write_all(&deploy, &DATA);
+    write_all(&deploy, &SCRATCH);
+
+    // Another run holds the lock: destroy waits for nobody and touches nothing.
+    let connection = connect(&sshd, &inventory);
+    let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
+    let locked = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    assert_eq!(locked.status.code(), Some(1));
+    assert!(
+        stderr(&locked).contains("another synprov run is applying to"),
+        "{}",
+        stderr(&locked)
+    );
+    assert!(deploy.join("docker-compose.yml").exists());
+    drop(lock);
+
+    let destroy = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    let out = String::from_utf8_lossy(&destroy.stdout);
+    assert!(destroy.status.success(), "{out}{}", stderr(&destroy));
+    assert!(
+        out.contains(&format!(
+            "kept in {}: pgsql, media, .synprov/generations, .synprov/audit.log, {key}",
+            deploy.display()
+        )),
+        "{out}"
+    );
+    let mut left: Vec<String> = common::files(&deploy)
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    left.retain(|f| f != ".synprov/lock");
+    let mut expected: Vec<String> = DATA.iter().map(|p| p.to_string()).collect();
+    expected.push(key.into());
+    expected.sort();
+    assert_eq!(left, expected, "only the data is left");
+    for dir in ["sockets", "logs", "nginx", "synapse/workers", "postgres"] {
+        assert!(!deploy.join(dir).exists(), "{dir} is left");
+    }
+    let audit = std::fs::read_to_string(deploy.join(".synprov/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("\tdestroy\t-\tok: data kept"),
+        "{audit}"
+    );
+    let history = run(&sshd, &["history", "--host", "loop"], &inventory);
+    assert!(
+        String::from_utf8_lossy(&history.stdout).contains("destroy  -  ok: data kept"),
+        "{}",
+        String::from_utf8_lossy(&history.stdout)
+    );
+
+    // Destroyed twice: still fine, nothing more to remove.
+    let again = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--files-only"],
+        &inventory,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+
+    let apply = run(&sshd, &["apply", "--files-only"], &inventory);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let back = snapshot(&deploy);
+    for (path, (contents, _)) in &written {
+        assert_eq!(
+            back.get(path).map(|(c, _)| c),
+            Some(contents),
+            "{path} is back as it was"
+        );
+    }
+    assert_eq!(std::fs::read(deploy.join(key)).unwrap(), signing_key);
+    for path in DATA {
+        assert!(deploy.join(path).exists(), "{path} survived");
+    }
+    let plan = run(&sshd, &["plan"], &inventory);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+}
+
+#[test]
+fn purge_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    let before = snapshot(&deploy);
+    // `output()` gives synprov no terminal: its standard input is closed.
+    let purge = run(
+        &sshd,
+        &["destroy", "--host", "loop", "--purge", "--files-only"],
+        &inventory,
+    );
+    assert_eq!(purge.status.code(), Some(1));
+    let err = stderr(&purge);
+    assert!(
+        err.contains("no terminal to confirm it on: nothing was changed") && err.contains("--yes"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&deploy), before, "nothing changed");
+}
+
+/// `synprov ARGS INVENTORY` run on a terminal (`script` gives it a pseudo-terminal), with
+/// `typed` as what the operator types.
+fn on_a_terminal(sshd: &Sshd, args: &[&str], inventory: &Path, typed: &str) -> Output {
+    use std::io::Write;
+    let script = common::require("script", "apt-get install bsdutils");
+    let mut words = vec![
+        assert_cmd::cargo::cargo_bin("synprov")
+            .display()
+            .to_string(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    words.push(inventory.display().to_string());
+    words.push("--known-hosts".into());
+    words.push(sshd.path("known_hosts").display().to_string());
+    let line: Vec<String> = words.iter().map(|w| synprov::shell::quote(w)).collect();
+    let mut child = std::process::Command::new(script)
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(sshd.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn purge_on_a_terminal_goes_ahead_only_once_the_deployment_name_is_typed_back() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    let before = snapshot(&deploy);
+    let args = ["destroy", "--host", "loop", "--purge", "--files-only"];
+
+    let wrong = on_a_terminal(&sshd, &args, &inventory, "e\n");
+    let said = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Type the deployment's name (d) to confirm")
+            && said.contains("`e` is not `d`: nothing was changed"),
+        "{said}"
+    );
+    assert_eq!(snapshot(&deploy), before, "nothing changed");
+
+    let right = on_a_terminal(&sshd, &args, &inventory, "d\n");
+    let said = String::from_utf8_lossy(&right.stdout);
+    assert!(right.status.success(), "{said}");
+    assert!(said.contains("removed with all its data"), "{said}");
+    assert!(!deploy.exists());
+}
+
+/// `destroy --purge --yes`, files only (no Docker on the test's host).
+const PURGE_YES: [&str; 6] = [
+    "destroy",
+    "--host",
+    "loop",
+    "--purge",
+    "--yes",
+    "--files-only",
+];
+
+#[test]
+fn purge_with_yes_removes_the_whole_deploy_directory() {
+    let (sshd, deploy, inventory) = deployed();
+    write_all(&deploy, &DATA);
+    write_all(&deploy, &SCRATCH);
+    let purge = run(&sshd, &PURGE_YES, &inventory);
+    let out = String::from_utf8_lossy(&purge.stdout);
+    assert!(purge.status.success(), "{out}{}", stderr(&purge));
+    assert!(out.contains("removed with all its data"), "{out}");
+    assert!(!deploy.exists(), "the deploy directory is gone");
+
+    // Nothing there any more: nothing to do, and no directory made to say so.
+    let again = run(&sshd, &PURGE_YES, &inventory);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing deployed in"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(!deploy.exists());
+}

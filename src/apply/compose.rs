@@ -76,6 +76,23 @@ pub fn up_script(
     s
 }
 
+/// Brings the stack down for `synprov destroy`: every container of the project removed,
+/// orphans (services no longer in the file) included, and its network; with `volumes`
+/// (`--purge`), its named and anonymous volumes too. Nothing to do, and no error, when
+/// the directory holds no Compose file (never deployed, or destroyed already).
+pub fn down_script(dir: &str, kind: &Compose, volumes: bool) -> Script {
+    let mut down = compose(kind).arg("down").arg("--remove-orphans");
+    if volumes {
+        down = down.arg("--volumes");
+    }
+    sh!(
+        "set -e\numask 077\ncd -- {}\nif [ -f {} ]; then {} 2>&1; fi\n",
+        dir,
+        COMPOSE_FILE,
+        down
+    )
+}
+
 /// Prints `service state health` for each container of the stack. Through `docker
 /// inspect`, since the legacy v1 has no `ps --format`.
 pub fn status_script(dir: &str, kind: &Compose) -> Script {
@@ -141,6 +158,20 @@ mod tests {
                  '/opt/x;touch${{IFS}}/tmp/pwned;'\\''/sockets/$(id).sock.lock'\n\
                  docker compose -f docker-compose.yml up -d --no-deps --force-recreate -- '$(id)' -rf 2>&1\n\
                  docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
+            )
+        );
+        assert_eq!(
+            down_script(dir, &v2, false).text(),
+            format!(
+                "set -e\numask 077\ncd -- {quoted}\nif [ -f docker-compose.yml ]; then \
+                 docker compose -f docker-compose.yml down --remove-orphans 2>&1; fi\n"
+            )
+        );
+        assert_eq!(
+            down_script(dir, &Compose::V1(String::new()), true).text(),
+            format!(
+                "set -e\numask 077\ncd -- {quoted}\nif [ -f docker-compose.yml ]; then \
+                 docker-compose -f docker-compose.yml down --remove-orphans --volumes 2>&1; fi\n"
             )
         );
         assert_eq!(

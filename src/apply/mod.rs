@@ -3,9 +3,11 @@
 //! files, bring the stack up and verify every process's health.
 
 pub mod compose;
+pub mod destroy;
 pub mod docker;
 pub mod files;
 pub mod images;
+pub mod leftovers;
 pub mod rollback;
 pub mod upgrade;
 
@@ -99,6 +101,11 @@ impl ApplyError {
             self,
             ApplyError::Unhealthy { .. } | ApplyError::NotUp { .. }
         )
+    }
+
+    /// The result of a failed command as the audit log records it: its first line.
+    pub fn audit_result(&self) -> String {
+        format!("failed: {}", self.to_string().lines().next().unwrap_or(""))
     }
 }
 
@@ -365,6 +372,24 @@ pub fn apply(
                 });
             }
         }
+        if !deployment.removed_workers.is_empty() {
+            let names: Vec<&str> = (deployment.removed_workers.iter())
+                .map(|w| w.name.as_str())
+                .collect();
+            report(
+                name,
+                &format!(
+                    "{}: removing the logs and sockets of {}",
+                    deployment.deployment,
+                    names.join(", ")
+                ),
+            );
+            step(
+                connection,
+                "removing the logs and sockets of removed workers",
+                &leftovers::script(&deployment.dir, &deployment.removed_workers),
+            )?;
+        }
     }
 
     if options.files_only {
@@ -550,7 +575,7 @@ pub fn audit_failure(
     origin: &Origin,
     error: &ApplyError,
 ) {
-    let result = format!("failed: {}", error.to_string().lines().next().unwrap_or(""));
+    let result = error.audit_result();
     for deployment in &files.deployments {
         let _ = connection.run_script(&generations::scripts::audit(
             &deployment.deploy_dir,

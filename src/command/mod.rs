@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod destroy;
 pub mod history;
 pub mod plan;
 pub mod plugins;

@@ -141,6 +141,16 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
                 }
             }
         }
+        if !deployment.removed_workers.is_empty() {
+            let names: Vec<&str> = (deployment.removed_workers.iter())
+                .map(|w| w.name.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "    - workers removed, with their logs and sockets: {}",
+                printable(&names.join(", "))
+            );
+        }
         if !deployment.restart.is_empty() {
             let _ = writeln!(
                 out,

@@ -25,6 +25,12 @@ pub fn register(base: &str, name: &str, shared_secret: &str) -> Client {
         .into_json()
         .unwrap();
     assert!(registered["access_token"].is_string(), "{registered}");
+    login(base, name)
+}
+
+/// Logs `name`, registered by [`register`], in with its password, as a client does.
+pub fn login(base: &str, name: &str) -> Client {
+    let password = format!("{name}-password");
     let login: Value = ureq::post(&format!("{base}/_matrix/client/v3/login"))
         .send_json(json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": password }))
         .unwrap()
