@@ -36,6 +36,26 @@ fn main() -> ExitCode {
         cli::Command::Rollback { target, to } => command::rollback::run(&target, to),
         cli::Command::History { target } => command::history::run(&target),
         cli::Command::Status { target } => command::status::run(&target),
+        cli::Command::Logs {
+            target,
+            processes,
+            since,
+            tail,
+            follow,
+        } => command::logs::run(
+            &target,
+            &synprov::ops::logs::Request {
+                names: processes,
+                since,
+                tail,
+                follow,
+            },
+        ),
+        cli::Command::Exec {
+            target,
+            process,
+            command,
+        } => command::exec::run(&target, &process, &command),
     };
     match result {
         Ok(code) => code,
