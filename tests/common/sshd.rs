@@ -108,15 +108,7 @@ impl Sshd {
 
     /// [`Self::run`], not yet started.
     pub fn command(&self, args: &[&str], inventory: &Path) -> Command {
-        let (command, rest) = args.split_first().expect("a command");
-        let mut synprov = super::synprov(self.dir.path());
-        synprov
-            .arg(command)
-            .arg("--known-hosts")
-            .arg(self.path("known_hosts"))
-            .arg(inventory)
-            .args(rest);
-        synprov
+        super::synprov_on(self.dir.path(), args, inventory, &self.path("known_hosts"))
     }
 
     /// A connection to the host `loop` of the inventory at `inventory_path`.
