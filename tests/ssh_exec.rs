@@ -155,7 +155,8 @@ fn local_streams_and_stops_alike() {
 }
 
 /// A one-service stack in a real Docker, in place of the rendered one: its `synapse`
-/// service prints a line a second. Taken down when dropped.
+/// service prints four lines in three seconds, then nothing (so that a `logs --follow` left
+/// behind on the host would wait there forever). Taken down when dropped.
 struct Stack {
     dir: PathBuf,
 }
@@ -167,7 +168,7 @@ impl Stack {
         std::fs::write(
             dir.join("docker-compose.yml"),
             "services:\n  synapse:\n    image: synprov/debian-base:bookworm\n    init: true\n    \
-             command: [\"sh\", \"-c\", \"echo ready; while sleep 1; do echo tick; done\"]\n",
+             command: [\"sh\", \"-c\", \"echo ready; for i in 1 2 3; do sleep 1; echo tick; done; exec sleep infinity\"]\n",
         )
         .unwrap();
         std::fs::write(
@@ -270,15 +271,19 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
     assert_eq!(common_stderr(&output), "err\n");
 
     // logs: the last lines of `main` (the `synapse` service).
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(4));
     let output = sshd.run(
         &["logs", "--host", "loop", "main", "--tail", "2"],
         &inventory,
     );
     assert!(output.status.success(), "{}", common_stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with("| tick")).count(),
+        2,
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 2, "{text}");
-    assert!(text.contains("tick"), "{text}");
 
     // A name the host did not record: refused, with the ones it did.
     let output = sshd.run(&["logs", "--host", "loop", "synapse"], &inventory);
@@ -294,11 +299,12 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
     assert_eq!(output.status.code(), Some(2));
     assert!(common_stderr(&output).contains("is neither a duration"));
 
-    // --follow streams until Ctrl-C, then nothing is left running on the host.
+    // --follow streams until Ctrl-C, then nothing is left running on the host, although
+    // the container has gone quiet.
     let mut follow = sshd
         .command(
             &[
-                "logs", "--host", "loop", "main", "--follow", "--since", "5s",
+                "logs", "--host", "loop", "main", "--follow", "--since", "1m",
             ],
             &inventory,
         )
@@ -306,11 +312,26 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
-    for _ in 0..3 {
-        let line = lines.next().unwrap().unwrap();
-        assert!(line.contains("tick") || line.contains("ready"), "{line}");
+    let (sent, lines) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            let _ = sent.send(line);
+        }
+    });
+    for _ in 0..4 {
+        let line = lines.recv_timeout(Duration::from_secs(30));
+        if line.is_err() {
+            let _ = follow.kill();
+        }
+        let line = line.expect("the four lines the container printed");
+        assert!(
+            line.ends_with("| ready") || line.ends_with("| tick"),
+            "{line}"
+        );
     }
+    // The container is quiet now: the follow waits on the host.
+    std::thread::sleep(Duration::from_secs(2));
     assert!(
         !running_in(&deploy).is_empty(),
         "the follow runs on the host"
