@@ -30,6 +30,10 @@ Examples:
   synprov destroy inventory/example.toml --host hs1
       Bring hs1's stacks down and remove synprov's files, keeping the database, media,
       signing key and generations (a later apply brings the same server back).
+  synprov logs inventory/example.toml --host hs1 main rooms1 --since 10m --follow
+      The logs of Synapse's main process and room worker 1, as they come.
+  synprov exec inventory/example.toml --host hs1 db -- psql -U synapse -c 'select 1'
+      A command in the container of a process or service; its exit status is synprov's.
   synprov plugins check inventory/demo.toml
       Load the inventory's plugins, check their configs and what they would add.
 
@@ -156,6 +160,44 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print what the containers of a deployment's processes (`main`, `rooms1`, ...) and
+    /// services (`db`, `redis`, `nginx`) printed (`compose logs`), as the host's current
+    /// generation names them; all of them when none is named. Exit status: Compose's.
+    #[command(
+        after_help = "Examples:\n  synprov logs inventory/example.toml --host hs1 main --tail 50\n  synprov logs inventory/example.toml --host hs1 rooms1 rooms2 --since 10m --follow\n\n--since takes a duration (10m, 1h 30m) or a UTC time (2026-12-01T10:00:00Z); a host\nwith only Compose v1 has no --since.\n\nSynapse writes its own log to a file, not to its container: read it with exec, e.g.\n  synprov exec inventory/example.toml --host hs1 rooms1 -- tail -n 100 /data/logs/rooms.log"
+    )]
+    Logs {
+        #[command(flatten)]
+        target: HostTarget,
+        /// Processes or services (default: all of them).
+        #[arg(value_name = "PROCESS")]
+        processes: Vec<String>,
+        /// Only lines since then: a duration before now (10m) or a UTC time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<synprov::ops::logs::Since>,
+        /// Only the last N lines of each container.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Keep printing new lines, until the containers stop or Ctrl-C.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Run a command in the container of a process (`main`, `rooms1`, ...) or service
+    /// (`db`, `redis`, `nginx`), without a terminal. Its output is streamed unchanged and
+    /// its exit status is synprov's.
+    #[command(
+        after_help = "Examples:\n  synprov exec inventory/example.toml --host hs1 main -- python -m synapse.app.admin_cmd --help\n  synprov exec inventory/example.toml --host hs1 db -- pg_dump -U synapse synapse > synapse.sql"
+    )]
+    Exec {
+        #[command(flatten)]
+        target: HostTarget,
+        /// The process or service.
+        #[arg(value_name = "PROCESS")]
+        process: String,
+        /// The command and its arguments, after `--`: each passed as one word.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +210,13 @@ pub enum PluginsCommand {
     },
     /// Load every plugin, check its config, and run it for each deployment it applies to
     /// (without host facts), checking what it returns. Exit 1 on the first problem.
-    #[command(after_help = "Example:\n  synprov plugins check inventory/demo.toml")]
+    #[command(
+        after_help = "Example:\n  synprov logs inventory/example.toml --host hs1 main rooms1 --since 10m --follow
+      The logs of Synapse's main process and room worker 1, as they come.
+  synprov exec inventory/example.toml --host hs1 db -- psql -U synapse -c 'select 1'
+      A command in the container of a process or service; its exit status is synprov's.
+  synprov plugins check inventory/demo.toml"
+    )]
     Check {
         /// The inventory file (TOML).
         inventory: PathBuf,
@@ -183,7 +231,8 @@ pub struct HostTarget {
     /// The host.
     #[arg(long, required = true)]
     pub host: String,
-    /// Only this deployment of the host (default: each of them).
+    /// Only this deployment of the host (default: each of them; for `logs` and `exec`,
+    /// the host's only one).
     #[arg(long, value_name = "NAME")]
     pub deployment: Option<String>,
     /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).

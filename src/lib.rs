@@ -8,6 +8,7 @@ pub mod apply;
 pub mod facts;
 pub mod generations;
 pub mod inventory;
+pub mod ops;
 pub mod plan;
 pub mod plugins;
 pub mod render;

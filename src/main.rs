@@ -49,6 +49,26 @@ fn main() -> ExitCode {
             files_only,
         } => command::destroy::run(&target, purge, yes, files_only),
         cli::Command::Status { target } => command::status::run(&target),
+        cli::Command::Logs {
+            target,
+            processes,
+            since,
+            tail,
+            follow,
+        } => command::logs::run(
+            &target,
+            &synprov::ops::logs::Request {
+                names: processes,
+                since,
+                tail,
+                follow,
+            },
+        ),
+        cli::Command::Exec {
+            target,
+            process,
+            command,
+        } => command::exec::run(&target, &process, &command),
     };
     match result {
         Ok(code) => code,

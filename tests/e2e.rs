@@ -167,6 +167,49 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         "{out}"
     );
 
+    // Day two, as `deploy` through sudo: what main's container printed (Synapse writes its
+    // own log to a file: the container shows its start line), and commands in the
+    // containers of main and db, each word as given, the exit status passed through.
+    let (code, out) = synprov_run(
+        dir.path(),
+        &["logs", "--host", "e2e", "main", "--tail", "5"],
+        &first,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("synapse-1  | Starting synapse with args -m synapse.app.homeserver")
+            && out
+                .lines()
+                .all(|l| l.is_empty() || l.starts_with("synapse-1 ")),
+        "{out}"
+    );
+    let exec = |process: &str, command: &[&str]| {
+        let args = [&["exec", "--host", "e2e", process, "--"], command].concat();
+        synprov_run(dir.path(), &args, &first)
+    };
+    let (code, out) = exec(
+        "main",
+        &[
+            "python",
+            "-c",
+            "import sys, synapse; print(synapse.__version__, sys.argv[1]); sys.exit(4)",
+            "a'b $(id);touch${IFS}/tmp/pwned",
+        ],
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.starts_with("1.163") && out.contains(" a'b $(id);touch${IFS}/tmp/pwned\n"),
+        "{out}"
+    );
+    let (code, out) = exec("db", &["psql", "-U", "synapse", "-tAc", "select 6*7"]);
+    assert_eq!((code, out.as_str()), (0, "42\n"));
+    let (code, out) = exec("main", &["tail", "-n", "5", "/data/logs/synapse.log"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines().count() == 5 && out.contains(" - INFO - "),
+        "Synapse's own log: {out}"
+    );
+
     // A file edited by hand is drift: named, exit 1; undone, all is well again.
     let edited = "/opt/synapse/e2e/synapse/workers/rooms1.yaml";
     on_host(&format!("echo '# edited by hand' >> {edited}"));

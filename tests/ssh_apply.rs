@@ -5,23 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use common::sshd::Sshd;
-use common::{files, synprov};
+use common::files;
+use common::sshd::{Sshd, deployed};
 use synprov::inventory;
-use synprov::transport::{ConnectOptions, Connection};
-
-fn run(sshd: &Sshd, args: &[&str], inventory: &Path) -> Output {
-    synprov(sshd.dir.path())
-        .args(args)
-        .arg(inventory)
-        .arg("--known-hosts")
-        .arg(sshd.path("known_hosts"))
-        .output()
-        .unwrap()
-}
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -53,7 +42,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "client_key", "");
 
-    let plan = run(&sshd, &["plan"], &inventory);
+    let plan = sshd.run(&["plan"], &inventory);
     assert_eq!(
         plan.status.code(),
         Some(2),
@@ -63,7 +52,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
     assert!(String::from_utf8_lossy(&plan.stdout).contains("+ create synapse/homeserver.yaml"));
     assert!(!deploy.exists(), "plan changed nothing");
 
-    let apply = run(&sshd, &["apply", "--files-only"], &inventory);
+    let apply = sshd.run(&["apply", "--files-only"], &inventory);
     assert!(apply.status.success(), "{}", stderr(&apply));
     assert_eq!(
         files(&deploy)
@@ -74,7 +63,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
     );
     let before = snapshot(&deploy);
 
-    let again = run(&sshd, &["apply", "--files-only"], &inventory);
+    let again = sshd.run(&["apply", "--files-only"], &inventory);
     assert!(again.status.success(), "{}", stderr(&again));
     let out = String::from_utf8_lossy(&again.stdout);
     assert!(
@@ -83,7 +72,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
     );
     assert_eq!(snapshot(&deploy), before, "no file touched");
 
-    let plan = run(&sshd, &["plan"], &inventory);
+    let plan = sshd.run(&["plan"], &inventory);
     assert_eq!(
         plan.status.code(),
         Some(0),
@@ -110,7 +99,7 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
     .unwrap();
     let before = snapshot(&deploy);
 
-    let plan = run(&sshd, &["plan"], &inventory);
+    let plan = sshd.run(&["plan"], &inventory);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert_eq!(plan.status.code(), Some(2));
     assert!(
@@ -122,7 +111,7 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
     assert!(!out.contains(&secret), "no secret printed");
     assert_eq!(snapshot(&deploy), before, "plan changed nothing");
 
-    let dry = run(&sshd, &["apply", "--dry-run"], &inventory);
+    let dry = sshd.run(&["apply", "--dry-run"], &inventory);
     assert_eq!(dry.status.code(), Some(2));
     assert_eq!(snapshot(&deploy), before, "a dry run changed nothing");
 }
@@ -132,7 +121,7 @@ fn a_wrong_key_is_refused() {
     let sshd = Sshd::start();
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "other_key", "");
-    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    let output = sshd.run(&["apply", "--files-only"], &inventory);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("loop: authentication as root failed"),
@@ -148,7 +137,7 @@ fn a_changed_host_key_is_refused_before_anything_is_sent() {
     sshd.write_known_hosts(&sshd.path("other_key.pub"));
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "client_key", "");
-    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    let output = sshd.run(&["apply", "--files-only"], &inventory);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -164,7 +153,7 @@ fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
     std::fs::write(sshd.path("known_hosts"), "").unwrap();
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "client_key", "");
-    let output = run(&sshd, &["plan"], &inventory);
+    let output = sshd.run(&["plan"], &inventory);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("the host key is not in"),
@@ -173,7 +162,7 @@ fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
     );
 
     let inventory = sshd.inventory(&deploy, "client_key", "host_key_checking = \"accept-new\"");
-    let output = run(&sshd, &["plan"], &inventory);
+    let output = sshd.run(&["plan"], &inventory);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let recorded = std::fs::read_to_string(sshd.path("known_hosts")).unwrap();
     let host_key = std::fs::read_to_string(sshd.path("host_key.pub")).unwrap();
@@ -182,17 +171,6 @@ fn an_unknown_host_key_is_refused_strictly_and_recorded_with_accept_new() {
             && recorded.contains(host_key.split_whitespace().nth(1).unwrap()),
         "{recorded}"
     );
-}
-
-/// An sshd whose host has had a first `apply --files-only`: the server, the deploy
-/// directory and the inventory.
-fn deployed() -> (Sshd, PathBuf, PathBuf) {
-    let sshd = Sshd::start();
-    let deploy = sshd.path("deploy");
-    let inventory = sshd.inventory(&deploy, "client_key", "");
-    let output = run(&sshd, &["apply", "--files-only"], &inventory);
-    assert!(output.status.success(), "{}", stderr(&output));
-    (sshd, deploy, inventory)
 }
 
 /// Writes `to`: the inventory `from` with `rooms` room workers.
@@ -205,15 +183,6 @@ fn with_rooms(from: &Path, to: &Path, rooms: u32) {
     .unwrap();
 }
 
-fn connect(sshd: &Sshd, inventory_path: &Path) -> Connection {
-    let inventory = inventory::load(inventory_path).unwrap();
-    let options = ConnectOptions {
-        known_hosts: sshd.path("known_hosts"),
-        ..ConnectOptions::default()
-    };
-    Connection::open(&inventory.hosts["loop"], &options).unwrap()
-}
-
 #[test]
 fn a_write_cut_short_in_transit_changes_no_file() {
     let (sshd, deploy, inventory_path) = deployed();
@@ -224,7 +193,7 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     with_rooms(&inventory_path, &changed, 6);
     let inventory = inventory::load(&changed).unwrap();
     let host_files = common::render_hosts(&inventory, Some("loop"));
-    let connection = connect(&sshd, &changed);
+    let connection = sshd.connect(&changed);
     let prepared = synprov::apply::prepare(&connection, &host_files[0], &BTreeMap::new()).unwrap();
     let plan = &prepared.plan.deployments[0];
     assert!(
@@ -262,7 +231,7 @@ fn a_write_cut_short_in_transit_changes_no_file() {
 
     // The files are in place but the stack was never brought up on them (an apply cut
     // there): the next plan says so, with the services still to recreate, and exits 2.
-    let plan = run(&sshd, &["plan"], &changed);
+    let plan = sshd.run(&["plan"], &changed);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert_eq!(plan.status.code(), Some(2), "{out}{}", stderr(&plan));
     let pending = std::fs::read_to_string(deploy.join(".synprov/pending")).unwrap();
@@ -280,12 +249,12 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
     let sshd = Sshd::start();
     let deploy = sshd.path("deploy");
     let inventory = sshd.inventory(&deploy, "client_key", "");
-    let connection = connect(&sshd, &inventory);
+    let connection = sshd.connect(&inventory);
     let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
     assert!(lock.is_some());
 
     let started = std::time::Instant::now();
-    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    let output = sshd.run(&["apply", "--files-only"], &inventory);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("another synprov run is applying to"),
@@ -299,7 +268,7 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
     assert!(!deploy.join("synapse").exists(), "nothing written");
 
     drop(lock);
-    let output = run(&sshd, &["apply", "--files-only"], &inventory);
+    let output = sshd.run(&["apply", "--files-only"], &inventory);
     assert!(
         output.status.success(),
         "the lock is free once its holder is gone: {}",
@@ -311,7 +280,7 @@ fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
 fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
     let sshd = Sshd::start();
     let inventory = sshd.inventory(&sshd.path("deploy"), "client_key", "");
-    let connection = connect(&sshd, &inventory);
+    let connection = sshd.connect(&inventory);
     let marker = sshd.path("pwned");
     let hostile = sshd.path(&format!(
         "x';touch${{IFS}}{m};'$(touch {m})\n-x;touch${{IFS}}{m};",
@@ -337,7 +306,7 @@ fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_invent
     let inventory = inventory::load(&inventory_path).unwrap();
     let rendered = common::render_hosts(&inventory, Some("loop"));
     let files = &rendered[0].deployments[0];
-    let connection = connect(&sshd, &inventory_path);
+    let connection = sshd.connect(&inventory_path);
     let dir = deploy.to_str().unwrap();
     let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
     let save = |command: &str| {
@@ -447,7 +416,7 @@ fn the_ssh_agent_authenticates_when_no_identity_file_is_given() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&inventory, without_key).unwrap();
-    let output = synprov(sshd.dir.path())
+    let output = common::synprov(sshd.dir.path())
         .env("SSH_AUTH_SOCK", &agent_socket)
         .arg("plan")
         .arg(&inventory)
@@ -469,7 +438,7 @@ fn removing_a_worker_removes_its_logs_sockets_and_their_locks() {
     let (six, five) = (sshd.path("six.toml"), sshd.path("five.toml"));
     with_rooms(&base, &six, 6);
     with_rooms(&base, &five, 5);
-    let output = run(&sshd, &["apply", "--files-only"], &six);
+    let output = sshd.run(&["apply", "--files-only"], &six);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(deploy.join("logs/rooms6").is_dir());
     // What a running worker leaves: its sockets, the locks Twisted keeps, a log file.
@@ -487,13 +456,13 @@ fn removing_a_worker_removes_its_logs_sockets_and_their_locks() {
         std::fs::write(deploy.join(path), "x").unwrap();
     }
 
-    let plan = run(&sshd, &["plan"], &five);
+    let plan = sshd.run(&["plan"], &five);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(
         out.contains("- workers removed, with their logs and sockets: rooms6"),
         "{out}"
     );
-    let output = run(&sshd, &["apply", "--files-only"], &five);
+    let output = sshd.run(&["apply", "--files-only"], &five);
     assert!(output.status.success(), "{}", stderr(&output));
     for path in leftovers {
         assert!(!deploy.join(path).exists(), "{path} is left");
@@ -542,13 +511,9 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
     write_all(&deploy, &SCRATCH);
 
     // Another run holds the lock: destroy waits for nobody and touches nothing.
-    let connection = connect(&sshd, &inventory);
+    let connection = sshd.connect(&inventory);
     let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
-    let locked = run(
-        &sshd,
-        &["destroy", "--host", "loop", "--files-only"],
-        &inventory,
-    );
+    let locked = sshd.run(&["destroy", "--host", "loop", "--files-only"], &inventory);
     assert_eq!(locked.status.code(), Some(1));
     assert!(
         stderr(&locked).contains("another synprov run is applying to"),
@@ -558,11 +523,7 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
     assert!(deploy.join("docker-compose.yml").exists());
     drop(lock);
 
-    let destroy = run(
-        &sshd,
-        &["destroy", "--host", "loop", "--files-only"],
-        &inventory,
-    );
+    let destroy = sshd.run(&["destroy", "--host", "loop", "--files-only"], &inventory);
     let out = String::from_utf8_lossy(&destroy.stdout);
     assert!(destroy.status.success(), "{out}{}", stderr(&destroy));
     assert!(
@@ -593,7 +554,7 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
             .ends_with("\tdestroy\t-\tok: data kept"),
         "{audit}"
     );
-    let history = run(&sshd, &["history", "--host", "loop"], &inventory);
+    let history = sshd.run(&["history", "--host", "loop"], &inventory);
     assert!(
         String::from_utf8_lossy(&history.stdout).contains("destroy  -  ok: data kept"),
         "{}",
@@ -601,14 +562,10 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
     );
 
     // Destroyed twice: still fine, nothing more to remove.
-    let again = run(
-        &sshd,
-        &["destroy", "--host", "loop", "--files-only"],
-        &inventory,
-    );
+    let again = sshd.run(&["destroy", "--host", "loop", "--files-only"], &inventory);
     assert!(again.status.success(), "{}", stderr(&again));
 
-    let apply = run(&sshd, &["apply", "--files-only"], &inventory);
+    let apply = sshd.run(&["apply", "--files-only"], &inventory);
     assert!(apply.status.success(), "{}", stderr(&apply));
     let back = snapshot(&deploy);
     for (path, (contents, _)) in &written {
@@ -622,7 +579,7 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
     for path in DATA {
         assert!(deploy.join(path).exists(), "{path} survived");
     }
-    let plan = run(&sshd, &["plan"], &inventory);
+    let plan = sshd.run(&["plan"], &inventory);
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
 }
 
@@ -632,8 +589,7 @@ fn purge_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
     write_all(&deploy, &DATA);
     let before = snapshot(&deploy);
     // `output()` gives synprov no terminal: its standard input is closed.
-    let purge = run(
-        &sshd,
+    let purge = sshd.run(
         &["destroy", "--host", "loop", "--purge", "--files-only"],
         &inventory,
     );
@@ -718,14 +674,14 @@ fn purge_with_yes_removes_the_whole_deploy_directory() {
     let (sshd, deploy, inventory) = deployed();
     write_all(&deploy, &DATA);
     write_all(&deploy, &SCRATCH);
-    let purge = run(&sshd, &PURGE_YES, &inventory);
+    let purge = sshd.run(&PURGE_YES, &inventory);
     let out = String::from_utf8_lossy(&purge.stdout);
     assert!(purge.status.success(), "{out}{}", stderr(&purge));
     assert!(out.contains("removed with all its data"), "{out}");
     assert!(!deploy.exists(), "the deploy directory is gone");
 
     // Nothing there any more: nothing to do, and no directory made to say so.
-    let again = run(&sshd, &PURGE_YES, &inventory);
+    let again = sshd.run(&PURGE_YES, &inventory);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("nothing deployed in"),

@@ -106,18 +106,53 @@ pub fn status_script(dir: &str, kind: &Compose) -> Script {
     )
 }
 
+/// What `logs` is asked for beyond the services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogsQuery {
+    /// Only the last N lines of each container.
+    pub tail: Option<u32>,
+    /// Only lines since then, as Compose v2 reads it (`600s`, an RFC 3339 time); v1 has no
+    /// such option.
+    pub since: Option<String>,
+    /// Keep printing new lines until the containers stop.
+    pub follow: bool,
+}
+
+/// `compose logs` of `services` (all of them when none is named), without colours.
+pub fn logs(kind: &Compose, query: &LogsQuery, services: &[String]) -> Command {
+    let mut logs = compose(kind).arg("logs").arg("--no-color");
+    if let Some(tail) = query.tail {
+        logs = logs.arg("--tail").arg(tail.to_string());
+    }
+    if let Some(since) = &query.since {
+        logs = logs.arg("--since").arg(since);
+    }
+    if query.follow {
+        logs = logs.arg("--follow");
+    }
+    services
+        .iter()
+        .fold(logs.arg("--"), |logs, service| logs.arg(service))
+}
+
+/// `compose exec -T SERVICE COMMAND...`: no terminal (the output is read through a pipe),
+/// and each word of the command one argument.
+pub fn exec(kind: &Compose, service: &str, command: &[String]) -> Command {
+    let exec = compose(kind).arg("exec").arg("-T").arg("--").arg(service);
+    command.iter().fold(exec, |exec, word| exec.arg(word))
+}
+
 /// The last log lines of some services.
 pub fn logs_script(dir: &str, kind: &Compose, services: &[String], lines: usize) -> Script {
-    let mut logs = compose(kind)
-        .arg("logs")
-        .arg("--no-color")
-        .arg("--tail")
-        .arg(lines.to_string())
-        .arg("--");
-    for service in services {
-        logs = logs.arg(service);
-    }
-    sh!("umask 077\ncd -- {} && {} 2>&1\n", dir, logs)
+    let query = LogsQuery {
+        tail: Some(u32::try_from(lines).unwrap_or(u32::MAX)),
+        ..LogsQuery::default()
+    };
+    sh!(
+        "umask 077\ncd -- {} && {} 2>&1\n",
+        dir,
+        logs(kind, &query, services)
+    )
 }
 
 #[cfg(test)]
@@ -187,6 +222,41 @@ mod tests {
             format!(
                 "umask 077\ncd -- {quoted} && docker compose -f docker-compose.yml logs --no-color --tail 15 -- 'a b' -f 2>&1\n"
             )
+        );
+    }
+
+    #[test]
+    fn logs_and_exec_pass_every_option_and_word_as_one_argument_after_the_file() {
+        let query = LogsQuery {
+            tail: Some(5),
+            since: Some("600s".into()),
+            follow: true,
+        };
+        let hostile = "/opt/x;touch${IFS}/tmp/pwned;'";
+        let services = [hostile.to_string(), "-f".into()];
+        assert_eq!(
+            logs(&Compose::V2(String::new()), &query, &services).line(),
+            "docker compose -f docker-compose.yml logs --no-color --tail 5 --since 600s --follow \
+             -- '/opt/x;touch${IFS}/tmp/pwned;'\\''' -f"
+        );
+        assert_eq!(
+            logs(&Compose::V1(String::new()), &LogsQuery::default(), &[]).line(),
+            "docker-compose -f docker-compose.yml logs --no-color --"
+        );
+        let command = [
+            "sh".to_string(),
+            "-c".into(),
+            "echo $SECRET; exit 3".into(),
+            hostile.into(),
+        ];
+        assert_eq!(
+            exec(&Compose::V2(String::new()), "-rf", &command).line(),
+            "docker compose -f docker-compose.yml exec -T -- -rf sh -c 'echo $SECRET; exit 3' \
+             '/opt/x;touch${IFS}/tmp/pwned;'\\'''"
+        );
+        assert_eq!(
+            exec(&Compose::V1(String::new()), "$(id)", &[]).line(),
+            "docker-compose -f docker-compose.yml exec -T -- '$(id)'"
         );
     }
 

@@ -4,17 +4,14 @@
 use std::process::ExitCode;
 
 use synprov::apply::rollback;
-use synprov::transport::Connection;
 use synprov::ui::printable;
 
 use crate::cli::HostTarget;
 
 pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
-    let super::OnHost {
-        host, deployments, ..
-    } = super::host_deployments(target)?;
-    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
-    for (name, dir) in &deployments {
+    let on_host = super::host_deployments(target)?;
+    let connection = on_host.connect(target)?;
+    for (name, dir) in &on_host.deployments {
         let listing = rollback::list(&connection, dir)?;
         println!("{} ({}):", printable(name), printable(dir));
         if listing.generations.is_empty() {

@@ -3,7 +3,9 @@
 pub mod apply;
 pub mod check;
 pub mod destroy;
+pub mod exec;
 pub mod history;
+pub mod logs;
 pub mod plan;
 pub mod plugins;
 pub mod render;
@@ -12,6 +14,7 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use sha2::{Digest, Sha256};
 use synprov::apply::Prepared;
@@ -129,16 +132,7 @@ pub fn host_deployments(target: &HostTarget) -> miette::Result<OnHost> {
             synprov::ui::printable(&target.host)
         )
     })?;
-    let deployments: Vec<(String, String)> = inventory
-        .deployments_on(&host.name)
-        .filter(|d| {
-            target
-                .deployment
-                .as_ref()
-                .is_none_or(|only| *only == d.name)
-        })
-        .map(|d| (d.name.clone(), d.deploy_dir.to_string()))
-        .collect();
+    let deployments = deployments_on(&inventory, &host.name, target.deployment.as_deref());
     if deployments.is_empty() {
         return Err(miette::miette!(
             help = "`synprov check` lists the deployments of each host",
@@ -156,6 +150,51 @@ pub fn host_deployments(target: &HostTarget) -> miette::Result<OnHost> {
         host,
         deployments,
     })
+}
+
+/// The deployments (name and directory) of `host`, or the one named `only`.
+pub fn deployments_on(
+    inventory: &Inventory,
+    host: &str,
+    only: Option<&str>,
+) -> Vec<(String, String)> {
+    inventory
+        .deployments_on(host)
+        .filter(|d| only.is_none_or(|only| only == d.name))
+        .map(|d| (d.name.clone(), d.deploy_dir.to_string()))
+        .collect()
+}
+
+impl OnHost {
+    /// The one deployment a command on a single deployment (`logs`, `exec`) works on: the
+    /// host's only one, or the one `--deployment` named.
+    pub fn one_deployment(&self) -> miette::Result<(&str, &str)> {
+        match self.deployments.as_slice() {
+            [(name, dir)] => Ok((name, dir)),
+            several => Err(miette::miette!(
+                help = "name one with --deployment",
+                "host `{}` has {} deployments: {}",
+                self.host.name,
+                several.len(),
+                several
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Connects to the host.
+    pub fn connect(&self, target: &HostTarget) -> miette::Result<Connection> {
+        let options = connect_options(target.known_hosts.clone());
+        Ok(Connection::open(&self.host, &options)?)
+    }
+}
+
+/// The exit status of a command run on a host, as this process's.
+pub fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
 }
 
 pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {

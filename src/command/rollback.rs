@@ -8,18 +8,18 @@ use std::time::Duration;
 use synprov::apply::rollback::{self, To};
 use synprov::apply::{self, Options};
 use synprov::generations::Origin;
-use synprov::transport::Connection;
 use synprov::ui::printable;
 
 use crate::cli::HostTarget;
 
 pub fn run(target: &HostTarget, to: Option<u32>, restore_db: bool) -> miette::Result<ExitCode> {
+    let on_host = super::host_deployments(target)?;
+    let connection = on_host.connect(target)?;
     let super::OnHost {
         inventory,
         host,
         deployments,
-    } = super::host_deployments(target)?;
-    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
+    } = on_host;
     let mut command = match to {
         Some(n) => format!("rollback --to {n}"),
         None => "rollback".to_string(),

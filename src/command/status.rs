@@ -30,10 +30,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
                     let Some(name) = next.lock().expect("not poisoned").next() else {
                         break;
                     };
-                    let deployments: Vec<(String, String)> = inventory
-                        .deployments_on(name)
-                        .map(|d| (d.name.clone(), d.deploy_dir.to_string()))
-                        .collect();
+                    let deployments = super::deployments_on(&inventory, name, None);
                     let status = Connection::open(&inventory.hosts[name], &options)
                         .map_err(|e| super::failed(e.into()))
                         .and_then(|connection| {

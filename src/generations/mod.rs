@@ -75,6 +75,20 @@ pub struct Generation {
     pub dump: bool,
 }
 
+impl Generation {
+    /// Its record, or why it cannot be used.
+    pub fn usable(&self, host: &str, deployment: &str) -> Result<&Record, GenerationError> {
+        self.record
+            .as_ref()
+            .map_err(|why| GenerationError::Unreadable {
+                host: host.into(),
+                deployment: deployment.into(),
+                number: self.number,
+                why: why.clone(),
+            })
+    }
+}
+
 /// What [`scripts::list`] found in a deployment's directory.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
@@ -117,16 +131,7 @@ impl Listing {
                 },
             });
         };
-        let record = generation
-            .record
-            .as_ref()
-            .map_err(|why| GenerationError::Unreadable {
-                host: host.into(),
-                deployment: deployment.into(),
-                number: generation.number,
-                why: why.clone(),
-            })?;
-        Ok((generation.number, record))
+        Ok((generation.number, generation.usable(host, deployment)?))
     }
 
     fn numbers(&self) -> String {

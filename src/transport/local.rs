@@ -45,15 +45,20 @@ impl LocalConnection {
         }
     }
 
-    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
-        let mut child = Command::new("sh")
+    /// `sh -c command` with its standard input and output piped.
+    fn spawn(&self, command: &str, stderr: Stdio) -> Result<Child, TransportError> {
+        Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
-            .map_err(|e| self.error(format!("cannot run sh: {e}")))?;
+            .map_err(|e| self.error(format!("cannot run sh: {e}")))
+    }
+
+    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
+        let mut child = self.spawn(command, Stdio::piped())?;
         let mut input = child
             .stdin
             .take()
@@ -71,6 +76,73 @@ impl LocalConnection {
             stdout: output.stdout,
             stderr: output.stderr,
         })
+    }
+
+    /// Runs `command`, sends it `input` and copies what it prints to `out` and `err` as it
+    /// arrives, until it ends; returns its exit status (128 + N for a signal, as a shell
+    /// says it). Its standard input stays open until it ends, as over SSH; on a failure
+    /// here (a closed `out`), it is closed first, so a command that watches it ends.
+    pub fn stream(
+        &self,
+        command: &str,
+        input: &[u8],
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        let mut child = self.spawn(command, Stdio::piped())?;
+        let mut stdin = child.stdin.take();
+        if let Some(stdin) = stdin.as_mut() {
+            stdin
+                .write_all(input)
+                .and_then(|()| stdin.flush())
+                .map_err(|e| self.error(format!("sending input: {e}")))?;
+        }
+        // One reader thread per pipe; this thread writes, so `out` and `err` need not be
+        // `Send`, and the order of their chunks is the order they arrived in.
+        let (chunks, received) = std::sync::mpsc::channel();
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(id, reader)| Some((id, reader?)))
+        .map(|(id, mut reader)| {
+            let chunks = chunks.clone();
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 32 * 1024];
+                while let Ok(n @ 1..) = reader.read(&mut buffer) {
+                    if chunks.send((id, buffer[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+        drop(chunks);
+        let mut copied = Ok(());
+        for (id, chunk) in received {
+            let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
+            if let Err(e) = sink.write_all(&chunk).and_then(|()| sink.flush()) {
+                copied = Err(self.error(format!("writing output: {e}")));
+                break;
+            }
+        }
+        drop(stdin);
+        let status = child.wait().map_err(|e| self.error(e))?;
+        for reader in readers {
+            let _ = reader.join();
+        }
+        copied?;
+        Ok(status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        }))
     }
 
     pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {
@@ -102,14 +174,7 @@ impl LocalConnection {
         command: &str,
         script: &[u8],
     ) -> Result<(Answer, Option<LockGuard>), TransportError> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| self.error(format!("cannot run sh: {e}")))?;
+        let mut child = self.spawn(command, Stdio::null())?;
         let sent = match child.stdin.as_mut() {
             Some(input) => input.write_all(script).and_then(|()| input.flush()),
             None => Err(std::io::Error::other("no standard input")),

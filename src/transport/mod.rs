@@ -194,6 +194,25 @@ impl Connection {
         self.exec(&self.shell(), &mut script.as_bytes())
     }
 
+    /// Runs `script` as [`Self::run_script`] does, but copies what it prints to `out` and
+    /// `err` as it arrives (for `logs --follow` and `exec`), and returns its exit status.
+    /// No timeout applies: it runs until it ends. Its standard input stays open meanwhile,
+    /// and closes when synprov stops reading (a closed `out`), exits or loses the
+    /// connection: a script whose command must not outlive synprov watches it (see
+    /// [`crate::ops::until_disconnected`]).
+    pub fn stream_script(
+        &self,
+        script: &Script,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        let command = self.shell().line();
+        match self {
+            Connection::Ssh(c) => c.stream(&command, script.as_bytes(), out, err),
+            Connection::Local(c) => c.stream(&command, script.as_bytes(), out, err),
+        }
+    }
+
     /// Runs `command` with `stdin` streamed to it.
     pub fn exec(
         &self,

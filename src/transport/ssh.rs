@@ -51,6 +51,29 @@ impl Drop for HeldChannel {
     }
 }
 
+/// Seconds between keepalives while a streamed command is quiet: keeps NAT and firewall
+/// state alive and makes a dead peer an error once TCP gives up on it.
+const KEEPALIVE_SECS: u32 = 30;
+
+/// Waits until the session's socket can go the way libssh2 last blocked on, or `seconds`.
+fn wait_for_socket(session: &Session, seconds: u32) {
+    use std::os::unix::io::AsRawFd;
+    let events = match session.block_directions() {
+        ssh2::BlockDirections::Outbound => libc::POLLOUT,
+        ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+        _ => libc::POLLIN,
+    };
+    let mut poll = libc::pollfd {
+        fd: session.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the fd is the session's own.
+    unsafe {
+        libc::poll(&mut poll, 1, (seconds * 1000) as libc::c_int);
+    }
+}
+
 fn expand_home(path: &Path) -> PathBuf {
     match (path.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -243,6 +266,81 @@ impl SshConnection {
             stdout,
             stderr,
         })
+    }
+
+    /// Runs `command`, sends it `input` and copies what it prints to `out` and `err` as it
+    /// arrives, until it ends; returns its exit status. No command timeout applies: the
+    /// session is read without blocking (libssh2's blocking wait would fail a quiet
+    /// `logs --follow` after `command_timeout`), and libssh2 keepalives, sent while the
+    /// channel is quiet, are allowed only for that time (PITFALLS.md: with blocking calls
+    /// they break any wait longer than their interval). The command's standard input stays
+    /// open until it ends; on a failure here (a closed `out`), it is closed first, so a
+    /// command that watches it ends and the channel can close.
+    pub fn stream(
+        &self,
+        command: &str,
+        input: &[u8],
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
+        channel.exec(command).map_err(|e| self.error(e))?;
+        channel
+            .write_all(input)
+            .and_then(|()| channel.flush())
+            .map_err(|e| self.error(format!("sending input: {e}")))?;
+        self.session.set_blocking(false);
+        self.session.set_keepalive(true, KEEPALIVE_SECS);
+        let copied = self.copy_until_eof(&channel, out, err);
+        self.session.set_keepalive(false, 0);
+        self.session.set_blocking(true);
+        let _ = channel.send_eof();
+        copied?;
+        channel.wait_close().map_err(|e| self.error(e))?;
+        if let Ok(signal) = channel.exit_signal()
+            && let Some(name) = signal.exit_signal
+        {
+            return Err(self.error(format!("`{command}` was killed by signal {name}")));
+        }
+        channel.exit_status().map_err(|e| self.error(e))
+    }
+
+    /// Copies the channel's stdout and stderr until the remote end sent EOF and every byte
+    /// before it was read (`eof()` counts queued data), waiting on the socket in between.
+    fn copy_until_eof(
+        &self,
+        channel: &Channel,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<(), TransportError> {
+        let mut buffer = vec![0; 32 * 1024];
+        loop {
+            let mut read_any = false;
+            for id in [0, 1] {
+                let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
+                match channel.stream(id).read(&mut buffer) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        read_any = true;
+                        sink.write_all(&buffer[..n])
+                            .and_then(|()| sink.flush())
+                            .map_err(|e| self.error(format!("writing output: {e}")))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(self.error(format!("reading output: {e}"))),
+                }
+            }
+            if read_any {
+                continue;
+            }
+            if channel.eof() {
+                return Ok(());
+            }
+            // Due or not, a keepalive goes out when libssh2 says; a full socket buffer
+            // (EAGAIN) only delays it.
+            let _ = self.session.keepalive_send();
+            wait_for_socket(&self.session, KEEPALIVE_SECS);
+        }
     }
 
     pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {

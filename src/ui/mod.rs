@@ -2,6 +2,7 @@
 //! its results to this module.
 
 pub mod diff;
+pub mod lines;
 pub mod plan;
 pub mod progress;
 

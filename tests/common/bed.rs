@@ -190,15 +190,11 @@ impl Drop for Bed {
     }
 }
 
-/// `synprov ARGS INVENTORY --known-hosts DIR/known_hosts` with extra environment variables.
+/// `synprov COMMAND --known-hosts DIR/known_hosts INVENTORY ARGS...` with extra environment
+/// variables.
 pub fn command(dir: &Path, env: &[(&str, &str)], args: &[&str], inventory: &Path) -> Command {
-    let mut command = super::synprov(dir);
-    command
-        .envs(env.iter().copied())
-        .args(args)
-        .arg(inventory)
-        .arg("--known-hosts")
-        .arg(dir.join("known_hosts"));
+    let mut command = super::synprov_on(dir, args, inventory, &dir.join("known_hosts"));
+    command.envs(env.iter().copied());
     command
 }
 

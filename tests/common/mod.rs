@@ -30,6 +30,21 @@ pub fn synprov(dir: &Path) -> Command {
     command
 }
 
+/// `synprov COMMAND --known-hosts KNOWN_HOSTS INVENTORY ARGS...`, run in `dir` (`args` is
+/// the command and its arguments): the inventory before them, so that the words after an
+/// `exec ... --` stay the command's.
+pub fn synprov_on(dir: &Path, args: &[&str], inventory: &Path, known_hosts: &Path) -> Command {
+    let (command, rest) = args.split_first().expect("a command");
+    let mut synprov = synprov(dir);
+    synprov
+        .arg(command)
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .arg(inventory)
+        .args(rest);
+    synprov
+}
+
 /// Renders `inventory` into a fresh temporary directory and returns it.
 pub fn render(inventory: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Sshd {
@@ -99,4 +99,40 @@ impl Sshd {
         std::fs::write(&path, text).unwrap();
         path
     }
+
+    /// `synprov COMMAND --known-hosts ... INVENTORY ARGS...` against this server, run in its
+    /// directory (`args` is the command and its arguments; a `--` in them stays last).
+    pub fn run(&self, args: &[&str], inventory: &Path) -> Output {
+        self.command(args, inventory).output().unwrap()
+    }
+
+    /// [`Self::run`], not yet started.
+    pub fn command(&self, args: &[&str], inventory: &Path) -> Command {
+        super::synprov_on(self.dir.path(), args, inventory, &self.path("known_hosts"))
+    }
+
+    /// A connection to the host `loop` of the inventory at `inventory_path`.
+    pub fn connect(&self, inventory_path: &Path) -> synprov::transport::Connection {
+        let inventory = synprov::inventory::load(inventory_path).unwrap();
+        let options = synprov::transport::ConnectOptions {
+            known_hosts: self.path("known_hosts"),
+            ..synprov::transport::ConnectOptions::default()
+        };
+        synprov::transport::Connection::open(&inventory.hosts["loop"], &options).unwrap()
+    }
+}
+
+/// An sshd whose host has had a first `apply --files-only`: the server, the deploy
+/// directory and the inventory.
+pub fn deployed() -> (Sshd, PathBuf, PathBuf) {
+    let sshd = Sshd::start();
+    let deploy = sshd.path("deploy");
+    let inventory = sshd.inventory(&deploy, "client_key", "");
+    let output = sshd.run(&["apply", "--files-only"], &inventory);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (sshd, deploy, inventory)
 }
