@@ -183,17 +183,21 @@ pub enum Command {
         follow: bool,
     },
     /// Run a command in the container of a process (`main`, `rooms1`, ...) or service
-    /// (`db`, `redis`, `nginx`), without a terminal. Its output is streamed unchanged and
-    /// its exit status is synprov's.
+    /// (`db`, `redis`, `nginx`) of each deployment of the hosts named, without a terminal.
+    /// On one deployment its output is streamed unchanged and its exit status is synprov's;
+    /// on several, the hosts run it at once and each one's output comes grouped under its
+    /// name, then a recap of the exit statuses (synprov's: 0 when all are 0, else 1).
     #[command(
-        after_help = "Examples:\n  synprov exec inventory/example.toml --host hs1 main -- python -m synapse.app.admin_cmd --help\n  synprov exec inventory/example.toml --host hs1 db -- pg_dump -U synapse synapse > synapse.sql"
+        after_help = "Examples:\n  synprov exec inventory/example.toml --host hs1 main -- python -m synapse.app.admin_cmd --help\n  synprov exec inventory/example.toml --host hs1 db -- pg_dump -U synapse synapse > synapse.sql\n  synprov exec inventory/fleet.toml --limit eu --service main -- python -c 'import synapse; print(synapse.__version__)'"
     )]
     Exec {
         #[command(flatten)]
-        target: HostTarget,
-        /// The process or service.
-        #[arg(value_name = "PROCESS")]
-        process: String,
+        target: HostsTarget,
+        /// The process or service (also given as the first word before `--`).
+        #[arg(long = "service", value_name = "NAME", conflicts_with = "process")]
+        service: Option<String>,
+        #[arg(value_name = "PROCESS", required_unless_present = "service")]
+        process: Option<String>,
         /// The command and its arguments, after `--`: each passed as one word.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -210,13 +214,7 @@ pub enum PluginsCommand {
     },
     /// Load every plugin, check its config, and run it for each deployment it applies to
     /// (without host facts), checking what it returns. Exit 1 on the first problem.
-    #[command(
-        after_help = "Example:\n  synprov logs inventory/example.toml --host hs1 main rooms1 --since 10m --follow
-      The logs of Synapse's main process and room worker 1, as they come.
-  synprov exec inventory/example.toml --host hs1 db -- psql -U synapse -c 'select 1'
-      A command in the container of a process or service; its exit status is synprov's.
-  synprov plugins check inventory/demo.toml"
-    )]
+    #[command(after_help = "Example:\n  synprov plugins check inventory/demo.toml")]
     Check {
         /// The inventory file (TOML).
         inventory: PathBuf,
@@ -235,6 +233,31 @@ pub struct HostTarget {
     /// the host's only one).
     #[arg(long, value_name = "NAME")]
     pub deployment: Option<String>,
+    /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// Which hosts of an inventory, and which of their deployments, an ad-hoc command runs on.
+#[derive(Debug, clap::Args)]
+pub struct HostsTarget {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// The hosts or groups (comma-separated names).
+    #[arg(
+        long,
+        alias = "host",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub limit: Vec<String>,
+    /// Only this deployment of each host (default: each of them).
+    #[arg(long, value_name = "NAME")]
+    pub deployment: Option<String>,
+    /// Hosts worked on at once (default: `[rollout] parallel`, 10).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<u32>,
     /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,

@@ -66,9 +66,13 @@ fn main() -> ExitCode {
         ),
         cli::Command::Exec {
             target,
+            service,
             process,
             command,
-        } => command::exec::run(&target, &process, &command),
+        } => {
+            let process = service.or(process).unwrap_or_default();
+            command::exec::run(&target, &process, &command)
+        }
     };
     match result {
         Ok(code) => code,

@@ -308,6 +308,59 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     for user in &users {
         assert_eq!(upload_limit(user), 30 * MIB);
     }
+
+    // Day two on several hosts: one command in main's container on each, its output grouped
+    // under each host and a recap of the exit statuses; then each host's logs.
+    let (code, out) = run(
+        &[
+            "exec",
+            "--limit",
+            "fleet1,fleet3",
+            "--service",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "grep '^server_name' /data/homeserver.yaml; exit 3",
+        ],
+        &broken,
+    );
+    assert_eq!(code, 1, "a host whose command failed fails exec: {out}");
+    let one = out.find("== fleet1/fleet1 ==").expect(&out);
+    let three = out.find("== fleet3/fleet3 ==").expect(&out);
+    assert!(
+        one < three
+            && out[one..three].contains("server_name: \"fleet1.example\"")
+            && out[three..].contains("server_name: \"fleet3.example\""),
+        "{out}"
+    );
+    let recap: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("host")).collect();
+    assert_eq!(
+        recap,
+        [
+            "host           exit",
+            "fleet1/fleet1  3",
+            "fleet3/fleet3  3"
+        ],
+        "{out}"
+    );
+    let (code, out) = run(
+        &[
+            "exec",
+            "--limit",
+            "fleet1,fleet2,fleet3",
+            "db",
+            "--",
+            "true",
+        ],
+        &broken,
+    );
+    assert_eq!(code, 0, "{out}");
+    for host in ["fleet1", "fleet3"] {
+        let (code, out) = run(&["logs", "--host", host, "main", "--tail", "5"], &broken);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("synapse-1"), "main's container, named: {out}");
+    }
 }
 
 /// The hosts of the spread homeserver: inventory name, container, address. In inventory

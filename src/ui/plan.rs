@@ -60,7 +60,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
         if let Some(upgrade) = &deployment.upgrade {
             let _ = writeln!(
                 out,
-                "  ~ {}: upgrade Synapse {} -> {}: config check on the new image, database dump, workers stopped, main first",
+                "  ~ {}: upgrade Synapse {} -> {}: config check on the new image, workers stopped, main first",
                 printable(&deployment.deployment),
                 printable(&upgrade.from),
                 printable(&upgrade.to)
