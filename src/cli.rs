@@ -164,7 +164,7 @@ pub enum Command {
     /// services (`db`, `redis`, `nginx`) printed (`compose logs`), as the host's current
     /// generation names them; all of them when none is named. Exit status: Compose's.
     #[command(
-        after_help = "Examples:\n  synprov logs inventory/example.toml --host hs1 main --tail 50\n  synprov logs inventory/example.toml --host hs1 rooms1 rooms2 --since 10m --follow\n\n--since takes a duration (10m, 1h 30m) or a UTC time (2026-12-01T10:00:00Z); a host\nwith only Compose v1 has no --since.\n\nSynapse writes its own log to a file, not to its container: read it with exec, e.g.\n  synprov exec inventory/example.toml --host hs1 rooms1 -- tail -n 100 /data/logs/rooms.log"
+        after_help = "Examples:\n  synprov logs inventory/example.toml --host hs1 main --tail 50\n  synprov logs inventory/example.toml --host hs1 rooms1 rooms2 --since 10m --follow\n\n--since takes a duration (10m, 1h 30m) or a UTC time (2026-12-01T10:00:00Z); a host\nwith only Compose v1 has no --since.\n\nSynapse prints its warnings and errors; its full log is a file, read with exec, e.g.\n  synprov exec inventory/example.toml --host hs1 rooms1 -- tail -n 100 /data/logs/rooms.log"
     )]
     Logs {
         #[command(flatten)]

@@ -240,6 +240,25 @@ fn each_process_logs_to_its_own_file() {
         rooms["handlers"]["file"]["filename"].as_str(),
         Some("/data/logs/rooms.log")
     );
+    for entry in fs::read_dir(dir.join("synapse/log.config")).unwrap() {
+        let log_config = entry.unwrap().path();
+        let config = yaml(&log_config);
+        let log_config = log_config.display();
+        let loggers = config["loggers"].as_mapping().unwrap();
+        assert!(
+            loggers.values().all(|l| l.get("handlers").is_none()),
+            "{log_config}: a logger with handlers of its own writes each line twice (once more through root)"
+        );
+        assert_eq!(
+            config["root"]["handlers"],
+            serde_norway::from_str::<Value>("[buffer, console]").unwrap(),
+            "{log_config}: root writes to the file and, from WARNING, to the console"
+        );
+        assert_eq!(
+            config["handlers"]["console"]["level"].as_str(),
+            Some("WARNING")
+        );
+    }
 }
 
 #[test]
