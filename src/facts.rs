@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::generations::index::{self, Indexed};
 use crate::sh;
 use crate::shell::{Script, print_nul_terminated};
 
@@ -56,6 +57,8 @@ pub struct Facts {
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,
     pub deployments: BTreeMap<String, DeployedState>,
+    /// Every deployment synprov recorded on the host, as its index names them.
+    pub indexed: Vec<Indexed>,
 }
 
 /// A deployment directory and the files to hash in it.
@@ -105,6 +108,7 @@ for d in "$HOME/.docker/cli-plugins" /usr/local/lib/docker/cli-plugins /usr/loca
 command -v docker-compose >/dev/null && echo "compose_v1=$(command -v docker-compose)"
 echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 "#);
+    s.push(index::list());
     for image in images {
         s.push(sh!(
             "id=$(docker image inspect --format '{{.Id}}' -- {}) && echo {}\"$id\"\n",
@@ -188,6 +192,7 @@ pub fn parse(output: &str) -> Facts {
         free_kb: 0,
         images: BTreeMap::new(),
         deployments: BTreeMap::new(),
+        indexed: Vec::new(),
     };
     let decode = |text: &str| STANDARD.decode(text.trim()).ok();
     // The manifest and pending mark of each deployment, base64 in lines.
@@ -215,6 +220,7 @@ pub fn parse(output: &str) -> Facts {
                 facts.compose = Compose::V1(value.to_string())
             }
             "free_kb" => facts.free_kb = value.trim().parse().unwrap_or(0),
+            "indexed" => facts.indexed.extend(index::parse(value)),
             "image" => {
                 if let Some((image, id)) = value.split_once(' ')
                     && let Some(image) = decode(image)

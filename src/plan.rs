@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, Facts};
+use crate::generations::index::Indexed;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
 
@@ -146,6 +147,9 @@ pub struct HostPlan {
     /// Images to stream from this machine because the host lacks them (or has another ID).
     pub load_images: Vec<String>,
     pub deployments: Vec<DeploymentPlan>,
+    /// Deployments the host's index names in directories the inventory has no deployment
+    /// in: left as they are, shown so that the operator decides.
+    pub orphans: Vec<Indexed>,
 }
 
 impl HostPlan {
@@ -188,6 +192,12 @@ pub fn plan_host(
             .deployments
             .iter()
             .map(|d| plan_deployment(d, facts))
+            .collect(),
+        orphans: facts
+            .indexed
+            .iter()
+            .filter(|i| !files.deployments.iter().any(|d| d.deploy_dir == i.dir))
+            .cloned()
             .collect(),
     }
 }
@@ -426,5 +436,40 @@ mod tests {
         let mut first = plan(&[("docker-compose.yml", Change::Create)]);
         first.read_compose_change(old, new);
         assert!(first.removed_workers.is_empty(), "nothing was there before");
+    }
+
+    #[test]
+    fn a_deployment_the_host_indexed_in_a_directory_the_inventory_has_not_is_an_orphan() {
+        use base64::Engine;
+        let indexed = |name: &str, dir: &str| {
+            let entry = format!("{name}\0{dir}\0");
+            format!(
+                "indexed={}\n",
+                base64::engine::general_purpose::STANDARD.encode(entry)
+            )
+        };
+        let facts = crate::facts::parse(&format!(
+            "{}{}",
+            indexed("d", "/opt/d"),
+            indexed("old", "/opt/old")
+        ));
+        let files = HostFiles {
+            host: "h".into(),
+            docker_source: crate::inventory::DockerSource::Distribution,
+            deployments: vec![DeploymentFiles::for_test("/opt/d", Vec::new(), Vec::new())],
+        };
+        let plan = plan_host(&files, &facts, &BTreeMap::new());
+        assert_eq!(
+            plan.orphans,
+            [Indexed {
+                name: "old".into(),
+                dir: "/opt/old".into()
+            }]
+        );
+        assert_eq!(
+            plan.change_count(),
+            2,
+            "Docker and Compose to install; an orphan is no change: {plan:?}"
+        );
     }
 }

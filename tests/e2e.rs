@@ -504,4 +504,43 @@ fn e2e_a_host_with_compose_v1_only_is_deployed_through_it() {
     let carol = matrix::login(&base, "carol");
     let whoami = carol.call("GET", "/_matrix/client/v3/account/whoami", None);
     assert_eq!(whoami["user_id"], "@carol:v1.example", "the same database");
+
+    // Out of the inventory (renamed, so in another directory): `plan` names the deployment
+    // still on the host as an orphan and leaves it; `destroy` finds it in the host's index.
+    let renamed = dir.path().join("renamed.toml");
+    std::fs::write(
+        &renamed,
+        std::fs::read_to_string(&inventory)
+            .unwrap()
+            .replace("[deployments.v1", "[deployments.v2"),
+    )
+    .unwrap();
+    let plan = |inventory: &Path| common::bed::run(dir.path(), &[], &["plan"], inventory);
+    let (code, out) = plan(&renamed);
+    assert_eq!(code, 2, "v2 is to create: {out}");
+    assert!(
+        out.contains(&format!(
+            "? orphan: v1 in {deploy} is on the host but not in the inventory; left as it is"
+        )),
+        "{out}"
+    );
+    let (code, out) = common::bed::run(
+        dir.path(),
+        &[],
+        &[
+            "destroy",
+            "--host",
+            "v1",
+            "--deployment",
+            "v1",
+            "--purge",
+            "--yes",
+        ],
+        &renamed,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(on_host("docker ps -aq"), "", "no container is left");
+    assert_eq!(on_host("ls -A /opt/synapse"), "", "nothing of v1 is left");
+    let (code, out) = plan(&renamed);
+    assert!(code == 2 && !out.contains("orphan"), "{out}");
 }

@@ -155,9 +155,13 @@ pub fn remove_script(dir: &str, removal: &Removal, kept: &[String]) -> Script {
     s
 }
 
-/// Removes the deploy directory `dir` and everything in it (with the stack down).
+/// Removes the deploy directory `dir` and everything in it (with the stack down), and its
+/// entry of the host's index: nothing of the deployment is left to name.
 pub fn purge_script(dir: &str) -> Script {
-    sh!("set -e\ncd /\nrm -rf -- {}\necho synprov-purged\n", dir)
+    let mut s = sh!("set -e\ncd /\nrm -rf -- {}\n", dir);
+    s.push(crate::generations::index::unregister(dir));
+    s.push(sh!("echo synprov-purged\n"));
+    s
 }
 
 /// Settings of one destroy.
@@ -404,7 +408,10 @@ mod tests {
     fn the_purge_script_removes_the_deploy_directory_as_one_word() {
         assert_eq!(
             purge_script(HOSTILE).text(),
-            format!("set -e\ncd /\nrm -rf -- {QUOTED}\necho synprov-purged\n")
+            format!(
+                "set -e\ncd /\nrm -rf -- {QUOTED}\n{}echo synprov-purged\n",
+                crate::generations::index::unregister(HOSTILE).text()
+            )
         );
     }
 

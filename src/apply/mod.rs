@@ -600,18 +600,19 @@ fn record(
     let record = Record::of(files, &hashes, options.origin.clone());
     let json = serde_json::to_string(&record).expect("a record serializes");
     let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
-    let said = step(
-        connection,
-        "recording the generation",
-        &generations::scripts::save(
-            &files.deploy_dir,
-            &paths,
-            &json,
-            &files.images,
-            options.keep_generations,
-            &options.origin.entry(None, "ok"),
-        ),
-    )?;
+    let mut script = generations::scripts::save(
+        &files.deploy_dir,
+        &paths,
+        &json,
+        &files.images,
+        options.keep_generations,
+        &options.origin.entry(None, "ok"),
+    );
+    script.push(generations::index::register(
+        &files.deployment,
+        &files.deploy_dir,
+    ));
+    let said = step(connection, "recording the generation", &script)?;
     said.lines()
         .find_map(|l| l.strip_prefix("generation=")?.trim().parse().ok())
         .ok_or_else(|| ApplyError::Step {

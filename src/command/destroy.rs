@@ -20,7 +20,11 @@ pub fn run(
 ) -> miette::Result<ExitCode> {
     let super::OnHost {
         host, deployments, ..
-    } = super::host_deployments(target)?;
+    } = match (super::host_deployments(target), &target.deployment) {
+        (Ok(on_host), _) => on_host,
+        (Err(not_in_inventory), Some(name)) => orphan(target, name, &not_in_inventory)?,
+        (Err(error), None) => return Err(error),
+    };
     if purge && !yes {
         confirm_purge(&host.name, &deployments)?;
     }
@@ -41,6 +45,41 @@ pub fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The deployment `name` of the host that the inventory no longer has, found in the
+/// host's index (see `plan`'s orphans); `not_in_inventory` says why it was looked for.
+fn orphan(
+    target: &HostTarget,
+    name: &str,
+    not_in_inventory: &miette::Report,
+) -> miette::Result<super::OnHost> {
+    let inventory = super::load_inventory(&target.inventory)?;
+    let host = super::host_named(&inventory, &target.host)?;
+    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
+    let dirs: Vec<String> = synprov::apply::host_facts(&connection)?
+        .indexed
+        .into_iter()
+        .filter(|i| i.name == name)
+        .map(|i| i.dir)
+        .collect();
+    match dirs.as_slice() {
+        [dir] => Ok(super::OnHost {
+            inventory,
+            deployments: vec![(name.to_string(), dir.clone())],
+            host,
+        }),
+        others => Err(miette::miette!(
+            help = "`synprov plan` names the deployments a host has that the inventory does not",
+            "{not_in_inventory}, and the host's index has {} deployment(s) of that name{}",
+            others.len(),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", printable(&others.join(", ")))
+            }
+        )),
+    }
 }
 
 /// What a destroy did, in one line: what was removed and what is kept.

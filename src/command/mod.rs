@@ -123,15 +123,20 @@ pub struct OnHost {
     pub deployments: Vec<(String, String)>,
 }
 
-pub fn host_deployments(target: &HostTarget) -> miette::Result<OnHost> {
-    let inventory = load_inventory(&target.inventory)?;
-    let host = inventory.hosts.get(&target.host).cloned().ok_or_else(|| {
+/// The host `name` of the inventory.
+pub fn host_named(inventory: &Inventory, name: &str) -> miette::Result<synprov::inventory::Host> {
+    inventory.hosts.get(name).cloned().ok_or_else(|| {
         miette::miette!(
             help = "`synprov check` lists the hosts",
             "host `{}` is not in the inventory",
-            synprov::ui::printable(&target.host)
+            synprov::ui::printable(name)
         )
-    })?;
+    })
+}
+
+pub fn host_deployments(target: &HostTarget) -> miette::Result<OnHost> {
+    let inventory = load_inventory(&target.inventory)?;
+    let host = host_named(&inventory, &target.host)?;
     let deployments = deployments_on(&inventory, &host.name, target.deployment.as_deref());
     if deployments.is_empty() {
         return Err(miette::miette!(

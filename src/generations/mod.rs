@@ -11,6 +11,7 @@
 //! host is the truth about the host.
 
 pub mod audit;
+pub mod index;
 pub mod record;
 pub mod scripts;
 

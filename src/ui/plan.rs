@@ -34,6 +34,17 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
     for image in &plan.load_images {
         let _ = writeln!(out, "  + load image {}", printable(image));
     }
+    for orphan in &plan.orphans {
+        let _ = writeln!(
+            out,
+            "  ? orphan: {} in {} is on the host but not in the inventory; left as it is \
+             (`synprov destroy --host {} --deployment {}` removes it)",
+            printable(&orphan.name),
+            printable(&orphan.dir),
+            printable(&plan.host),
+            printable(&orphan.name)
+        );
+    }
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
         for (plugin, grants) in &deployment_files.plugin_grants {
             let grants: Vec<String> = grants.iter().map(ToString::to_string).collect();
