@@ -196,6 +196,7 @@ pub enum Command {
         /// The process or service (also given as the first word before `--`).
         #[arg(long = "service", value_name = "NAME", conflicts_with = "process")]
         service: Option<String>,
+        /// The process or service, unless `--service` names it.
         #[arg(value_name = "PROCESS", required_unless_present = "service")]
         process: Option<String>,
         /// The command and its arguments, after `--`: each passed as one word.
@@ -243,7 +244,7 @@ pub struct HostTarget {
 pub struct HostsTarget {
     /// The inventory file (TOML).
     pub inventory: PathBuf,
-    /// The hosts or groups (comma-separated names).
+    /// The hosts or groups (comma-separated names; `--host` is the same).
     #[arg(
         long,
         alias = "host",
