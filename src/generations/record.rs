@@ -174,3 +174,65 @@ impl Record {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the first synprov to write them did: only the fields it had.
+    const OLDEST: &str = r#"{"format":1,"deployment":"d","server_name":"example.org",
+        "origin":{"at":"2026-11-30T10:00:00Z","user":"ops","controller":"laptop",
+                  "command":"apply","synprov":"0.1.0"},
+        "files":[{"path":"synapse/homeserver.yaml","sha256":"SHA","mode":420}]}"#;
+
+    #[test]
+    fn a_record_of_an_older_synprov_reads_with_defaults() {
+        let record = Record::parse(OLDEST).unwrap();
+        assert_eq!(record.origin.inventory_sha256, None);
+        assert!(record.images.is_empty() && record.health.is_empty() && record.dirs.is_empty());
+        let file = &record.files[0];
+        assert!(!file.secret && !file.keep_existing && file.owner.is_none());
+    }
+
+    #[test]
+    fn a_record_of_a_newer_format_or_with_a_path_out_of_the_deployment_is_refused() {
+        let newer = OLDEST.replace("\"format\":1", "\"format\":2");
+        assert!(
+            Record::parse(&newer)
+                .unwrap_err()
+                .contains("use a newer synprov")
+        );
+        for path in ["../../etc/passwd", "/etc/passwd", "a/../../b"] {
+            let hostile = OLDEST.replace("synapse/homeserver.yaml", path);
+            assert!(Record::parse(&hostile).is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written_and_gives_back_its_files_only_with_their_hashes() {
+        let files = DeploymentFiles::for_test(
+            "/opt/d",
+            vec![RenderedFile::for_test(
+                "synapse/homeserver.yaml",
+                "a: 1\n",
+                0o644,
+            )],
+            Vec::new(),
+        );
+        let record = Record::of(&files, &BTreeMap::new(), Origin::here("apply", None));
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(Record::parse(&json).unwrap(), record);
+        let copies = |text: &str| {
+            BTreeMap::from([("synapse/homeserver.yaml".to_string(), text.to_string())])
+        };
+        let back = record.files("/opt/d", copies("a: 1\n")).unwrap();
+        assert_eq!(back.files, files.files);
+        assert!(
+            record
+                .files("/opt/d", copies("a: 2\n"))
+                .unwrap_err()
+                .contains("does not have the recorded hash")
+        );
+        assert!(record.files("/opt/d", BTreeMap::new()).is_err());
+    }
+}
