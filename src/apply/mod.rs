@@ -256,7 +256,8 @@ pub fn apply(
     let plan = &prepared.plan;
     // Nothing to change, nothing to lock: a no-op apply costs what a plan costs.
     let mut locks = Vec::new();
-    for deployment in plan.deployments.iter().filter(|_| plan.change_count() > 0) {
+    let changing = plan.change_count() > 0 || !options.restore_db.is_empty();
+    for deployment in plan.deployments.iter().filter(|_| changing) {
         let lock = connection.lock(&deployment.dir)?;
         locks.push(lock.ok_or_else(|| ApplyError::Locked {
             host: name.to_string(),
@@ -264,132 +265,22 @@ pub fn apply(
         })?);
     }
 
-    let mut compose = prepared.facts.compose.clone();
-    if !options.files_only {
-        if plan.install_docker || plan.start_docker {
-            report(
-                name,
-                if plan.install_docker {
-                    "installing Docker"
-                } else {
-                    "starting Docker"
-                },
-            );
-            let said = step(
-                connection,
-                "installing Docker",
-                &docker::install_script(files.docker_source, plan.install_docker),
-            )?;
-            if !said.trim().is_empty() {
-                report(name, said.trim());
-            }
-        }
-        if plan.install_compose {
-            compose = install_compose(connection, report)?;
-        }
-        for image in &plan.load_images {
-            report(name, &format!("loading image {image}"));
-            images::load(connection, image)?;
-        }
-    }
+    let compose = if options.files_only {
+        prepared.facts.compose.clone()
+    } else {
+        install(connection, files, prepared, report)?
+    };
 
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
-        let restore_db = options.restore_db.get(&deployment.deployment).copied();
-        let ordered = !options.files_only
-            && (deployment.upgrade.is_some() || restore_db.is_some())
-            && deployment_files
-                .health
-                .iter()
-                .any(|t| t.service.as_deref() == Some(MAIN_SERVICE));
-        if ordered && let Some(upgrade) = &deployment.upgrade {
-            check_and_dump(
-                connection,
-                deployment_files,
-                deployment,
-                upgrade,
-                &compose,
-                options,
-                report,
-            )?;
-        }
-        if !deployment.changes.is_empty() {
-            report(
-                name,
-                &format!(
-                    "{}: writing {} file(s)",
-                    deployment.deployment,
-                    deployment.changes.len()
-                ),
-            );
-            step(
-                connection,
-                "writing files",
-                &files::write_script(deployment_files, deployment, !options.files_only),
-            )?;
-        }
-        if !options.files_only
-            && (!deployment.changes.is_empty()
-                || deployment.interrupted
-                || restore_db.is_some()
-                || plan.install_docker
-                || !plan.load_images.is_empty())
-        {
-            report(
-                name,
-                &format!("{}: bringing the stack up", deployment.deployment),
-            );
-            let sockets: Vec<String> = deployment_files
-                .health
-                .iter()
-                .filter(|t| {
-                    t.service
-                        .as_ref()
-                        .is_some_and(|s| deployment.restart.contains(s))
-                })
-                .filter_map(HealthTarget::socket_on_host)
-                .collect();
-            if ordered {
-                start_main_first(
-                    connection,
-                    deployment_files,
-                    deployment,
-                    &compose,
-                    restore_db,
-                    options.health_timeout,
-                    report,
-                )?;
-            }
-            let output = connection.run_script(&compose::up_script(
-                &deployment.dir,
-                &compose,
-                &deployment.restart,
-                &sockets,
-            ))?;
-            if !output.success() {
-                return Err(ApplyError::NotUp {
-                    host: name.to_string(),
-                    tail: output.tail(20),
-                });
-            }
-        }
-        if !deployment.removed_workers.is_empty() {
-            let names: Vec<&str> = (deployment.removed_workers.iter())
-                .map(|w| w.name.as_str())
-                .collect();
-            report(
-                name,
-                &format!(
-                    "{}: removing the logs and sockets of {}",
-                    deployment.deployment,
-                    names.join(", ")
-                ),
-            );
-            step(
-                connection,
-                "removing the logs and sockets of removed workers",
-                &leftovers::script(&deployment.dir, &deployment.removed_workers),
-            )?;
-        }
+        apply_deployment(
+            connection,
+            plan,
+            deployment,
+            deployment_files,
+            &compose,
+            options,
+            report,
+        )?;
     }
 
     if options.files_only {
@@ -430,6 +321,157 @@ pub fn apply(
         healthy,
         generations: recorded,
     })
+}
+
+/// What the host lacks for the stacks: Docker installed or started, Compose, the images.
+/// Returns the Compose to use.
+fn install(
+    connection: &Connection,
+    files: &HostFiles,
+    prepared: &Prepared,
+    report: Report,
+) -> Result<Compose, ApplyError> {
+    let name = connection.host_name();
+    let plan = &prepared.plan;
+    let mut compose = prepared.facts.compose.clone();
+    if plan.install_docker || plan.start_docker {
+        report(
+            name,
+            if plan.install_docker {
+                "installing Docker"
+            } else {
+                "starting Docker"
+            },
+        );
+        let said = step(
+            connection,
+            "installing Docker",
+            &docker::install_script(files.docker_source, plan.install_docker),
+        )?;
+        if !said.trim().is_empty() {
+            report(name, said.trim());
+        }
+    }
+    if plan.install_compose {
+        compose = install_compose(connection, report)?;
+    }
+    for image in &plan.load_images {
+        report(name, &format!("loading image {image}"));
+        images::load(connection, image)?;
+    }
+    Ok(compose)
+}
+
+/// Carries out the plan of one deployment: before an upgrade, the config check and the
+/// dump; its files; the stack brought up on them (main first when upgrading or restoring the
+/// database); what removed workers left.
+fn apply_deployment(
+    connection: &Connection,
+    plan: &HostPlan,
+    deployment: &DeploymentPlan,
+    deployment_files: &DeploymentFiles,
+    compose: &Compose,
+    options: &Options,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    let restore_db = options.restore_db.get(&deployment.deployment).copied();
+    let ordered = !options.files_only
+        && (deployment.upgrade.is_some() || restore_db.is_some())
+        && deployment_files
+            .health
+            .iter()
+            .any(|t| t.service.as_deref() == Some(MAIN_SERVICE));
+    if ordered && let Some(upgrade) = &deployment.upgrade {
+        check_and_dump(
+            connection,
+            deployment_files,
+            deployment,
+            upgrade,
+            compose,
+            options,
+            report,
+        )?;
+    }
+    if !deployment.changes.is_empty() {
+        report(
+            name,
+            &format!(
+                "{}: writing {} file(s)",
+                deployment.deployment,
+                deployment.changes.len()
+            ),
+        );
+        step(
+            connection,
+            "writing files",
+            &files::write_script(deployment_files, deployment, !options.files_only),
+        )?;
+    }
+    if !options.files_only
+        && (!deployment.changes.is_empty()
+            || deployment.interrupted
+            || restore_db.is_some()
+            || plan.install_docker
+            || !plan.load_images.is_empty())
+    {
+        report(
+            name,
+            &format!("{}: bringing the stack up", deployment.deployment),
+        );
+        let sockets: Vec<String> = deployment_files
+            .health
+            .iter()
+            .filter(|t| {
+                t.service
+                    .as_ref()
+                    .is_some_and(|s| deployment.restart.contains(s))
+            })
+            .filter_map(HealthTarget::socket_on_host)
+            .collect();
+        if ordered {
+            start_main_first(
+                connection,
+                deployment_files,
+                deployment,
+                compose,
+                restore_db,
+                options.health_timeout,
+                report,
+            )?;
+        }
+        let output = connection.run_script(&compose::up_script(
+            &deployment.dir,
+            compose,
+            &deployment.restart,
+            &sockets,
+        ))?;
+        if !output.success() {
+            return Err(ApplyError::NotUp {
+                host: name.to_string(),
+                tail: output.tail(20),
+            });
+        }
+    }
+    if !deployment.removed_workers.is_empty() {
+        let names: Vec<&str> = (deployment.removed_workers.iter())
+            .map(|w| w.name.as_str())
+            .collect();
+        report(
+            name,
+            &format!(
+                "{}: removing the logs and sockets of {}",
+                deployment.deployment,
+                names.join(", ")
+            ),
+        );
+        step(
+            connection,
+            "removing the logs and sockets of removed workers",
+            &leftovers::script(&deployment.dir, &deployment.removed_workers),
+        )?;
+    }
+    Ok(())
 }
 
 /// Before an upgrade touches anything: Synapse's config check with the new image on the new
