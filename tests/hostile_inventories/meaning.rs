@@ -71,9 +71,18 @@ impl DeploymentMeaning {
         let section = |key: &str| d.get(key).and_then(Value::as_table);
         let get = |section_name: &str, key: &str| section(section_name).and_then(|s| s.get(key));
         let server_name = required_string(d, "server_name")?;
+        // A URL means what a URL parser reads in it: `<` or a space in its path are the
+        // same URL percent-encoded, as a client sends them.
         let public_baseurl = match optional_string(d.get("public_baseurl"), "public_baseurl")? {
-            Some(url) if url.ends_with('/') => url,
-            Some(url) => format!("{url}/"),
+            Some(url) => {
+                let parsed = url::Url::parse(&url).map_err(|e| format!("public_baseurl: {e}"))?;
+                let text = String::from(parsed);
+                if text.ends_with('/') {
+                    text
+                } else {
+                    format!("{text}/")
+                }
+            }
             None => format!("https://{server_name}/"),
         };
         let mut images = BTreeMap::new();
