@@ -175,41 +175,54 @@ fn run_batch(
     work: &Work,
     events: &Sender<Event>,
 ) -> Vec<HostResult> {
-    let queue = Mutex::new(batch.iter());
-    let results = Mutex::new(Vec::new());
+    each_at_once(batch, parallel, |host| {
+        let started = Instant::now();
+        let _ = events.send(Event::Started { host: host.clone() });
+        let step = |message: String| {
+            let _ = events.send(Event::Step {
+                host: host.clone(),
+                message,
+            });
+        };
+        let status = match work(host, &step) {
+            Ok((changes, unchanged)) => Status::Done { changes, unchanged },
+            Err(message) => Status::Failed(message),
+        };
+        let result = HostResult {
+            host: host.clone(),
+            status,
+            duration: started.elapsed(),
+        };
+        let _ = events.send(Event::Finished(result.clone()));
+        result
+    })
+}
+
+/// `work` on each of `items`, `parallel` at a time (one thread each, the next item taken as
+/// soon as one ends, so a slow host holds up no other); the results in the order of `items`.
+pub fn each_at_once<T: Sync, R: Send>(
+    items: &[T],
+    parallel: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let queue = Mutex::new(items.iter().enumerate());
+    let results = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|scope| {
-        for _ in 0..parallel.max(1).min(batch.len()) {
-            let events = events.clone();
+        for _ in 0..parallel.max(1).min(items.len()) {
             scope.spawn(|| {
-                let events = events;
                 loop {
-                    let Some(host) = queue.lock().expect("queue").next().cloned() else {
+                    let Some((index, item)) = queue.lock().expect("queue").next() else {
                         break;
                     };
-                    let started = Instant::now();
-                    let _ = events.send(Event::Started { host: host.clone() });
-                    let step = |message: String| {
-                        let _ = events.send(Event::Step {
-                            host: host.clone(),
-                            message,
-                        });
-                    };
-                    let status = match work(&host, &step) {
-                        Ok((changes, unchanged)) => Status::Done { changes, unchanged },
-                        Err(message) => Status::Failed(message),
-                    };
-                    let result = HostResult {
-                        host,
-                        status,
-                        duration: started.elapsed(),
-                    };
-                    let _ = events.send(Event::Finished(result.clone()));
-                    results.lock().expect("results").push(result);
+                    let result = work(item);
+                    results.lock().expect("results").push((index, result));
                 }
             });
         }
     });
-    results.into_inner().expect("results")
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 #[cfg(test)]
@@ -352,5 +365,16 @@ mod tests {
             .collect();
         assert_eq!(order[0], "batch h1,h2");
         assert_eq!(order[3..], ["batch h3", "h3"]);
+    }
+
+    #[test]
+    fn each_at_once_keeps_the_order_of_its_items_whatever_order_they_end_in() {
+        let items: Vec<u64> = (0..20).collect();
+        let done = each_at_once(&items, 4, |n| {
+            std::thread::sleep(Duration::from_millis(20 - n));
+            n * 2
+        });
+        assert_eq!(done, items.iter().map(|n| n * 2).collect::<Vec<_>>());
+        assert!(each_at_once(&[] as &[u8], 0, |_| 1).is_empty());
     }
 }

@@ -68,7 +68,7 @@ pub fn run(target: &HostsTarget, process: &str, command: &[String]) -> miette::R
         }
         several => {
             let parallel = target.parallel.unwrap_or(inventory.rollout.parallel).max(1) as usize;
-            let ran = run_all(several, parallel, |on| {
+            let ran = synprov::rollout::each_at_once(several, parallel, |on| {
                 let mut ran = Ran {
                     status: Ok(0),
                     stdout: Vec::new(),
@@ -92,22 +92,6 @@ pub fn run(target: &HostsTarget, process: &str, command: &[String]) -> miette::R
             Ok(show(several, &ran))
         }
     }
-}
-
-/// Runs `work` on each of `on`, `parallel` at a time, keeping their order.
-fn run_all(on: &[On], parallel: usize, work: impl Fn(&On) -> Ran + Sync) -> Vec<Ran> {
-    let mut ran = Vec::with_capacity(on.len());
-    for chunk in on.chunks(parallel) {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk.iter().map(|on| scope.spawn(|| work(on))).collect();
-            ran.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("an exec thread panicked")),
-            );
-        });
-    }
-    ran
 }
 
 /// Each deployment's output under a `== host/deployment ==` line, then the recap; 0 when

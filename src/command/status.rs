@@ -3,8 +3,8 @@
 //! healthy, 1 otherwise.
 
 use std::process::ExitCode;
-use std::sync::Mutex;
 
+use synprov::rollout::each_at_once;
 use synprov::status::{self, DeploymentStatus};
 use synprov::transport::Connection;
 use synprov::ui::printable;
@@ -21,32 +21,16 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
     })?;
     let options = super::connect_options(target.known_hosts.clone());
     let parallel = target.parallel.unwrap_or(inventory.rollout.parallel).max(1) as usize;
-    let next = Mutex::new(hosts.iter());
-    let results: Mutex<Vec<(String, HostStatus)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.min(hosts.len()) {
-            scope.spawn(|| {
-                loop {
-                    let Some(name) = next.lock().expect("not poisoned").next() else {
-                        break;
-                    };
-                    let deployments = super::deployments_on(&inventory, name, None);
-                    let status = Connection::open(&inventory.hosts[name], &options)
-                        .map_err(|e| super::failed(e.into()))
-                        .and_then(|connection| {
-                            status::host_status(&connection, &deployments)
-                                .map_err(|e| super::failed(e.into()))
-                        });
-                    results
-                        .lock()
-                        .expect("not poisoned")
-                        .push((name.clone(), status));
-                }
+    // In the order of their names, as `select` gives them.
+    let results: Vec<(String, HostStatus)> = each_at_once(&hosts, parallel, |name| {
+        let deployments = super::deployments_on(&inventory, name, None);
+        let status = Connection::open(&inventory.hosts[name], &options)
+            .map_err(|e| super::failed(e.into()))
+            .and_then(|connection| {
+                status::host_status(&connection, &deployments).map_err(|e| super::failed(e.into()))
             });
-        }
+        (name.clone(), status)
     });
-    let mut results = results.into_inner().expect("not poisoned");
-    results.sort_by(|a, b| a.0.cmp(&b.0));
     let ok = results
         .iter()
         .all(|(_, s)| s.as_ref().is_ok_and(|d| d.iter().all(DeploymentStatus::ok)));
