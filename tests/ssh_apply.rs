@@ -340,6 +340,7 @@ fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_invent
         inventory.hosts["loop"].docker_source,
         &[(files.deployment.clone(), dir.to_string())],
         To::Number(2),
+        false,
     )
     .unwrap();
     assert_eq!(chosen, [2]);
@@ -351,12 +352,27 @@ fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_invent
         inventory.hosts["loop"].docker_source,
         &[(files.deployment.clone(), dir.to_string())],
         To::Number(1),
+        false,
     )
     .err()
     .unwrap();
     assert!(
         missing.to_string().contains("no generation 1 (kept: 2, 3)"),
         "{missing}"
+    );
+    let no_dump = prepare_rollback(
+        &connection,
+        inventory.hosts["loop"].docker_source,
+        &[(files.deployment.clone(), dir.to_string())],
+        To::Number(2),
+        true,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        no_dump.to_string().contains("generation 2 of")
+            && no_dump.to_string().contains("has no database dump"),
+        "--restore-db without a dump is refused: {no_dump}"
     );
 }
 

@@ -32,12 +32,14 @@ pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
 
 /// Reads the generation `to` of each deployment (name and directory) from the host, puts
 /// back the image tags it ran, and plans going back to it. Returns the files to apply, the
-/// plan, and the generation chosen for each deployment.
+/// plan, and the generation chosen for each deployment. With `needs_dump`, a generation
+/// without a database dump is refused before anything is touched.
 pub fn prepare_rollback(
     connection: &Connection,
     docker_source: DockerSource,
     deployments: &[(String, String)],
     to: To,
+    needs_dump: bool,
 ) -> Result<(HostFiles, Prepared, Vec<u32>), ApplyError> {
     let host = connection.host_name();
     let mut restored = Vec::new();
@@ -59,11 +61,17 @@ pub fn prepare_rollback(
             To::Default => None,
         };
         let (number, record) = listing.target(host, name, number)?;
-        let generation = &listing.generations[listing
-            .generations
-            .iter()
-            .position(|g| g.number == number)
-            .expect("the target is listed")];
+        let generation = (listing.generations.iter())
+            .find(|g| g.number == number)
+            .expect("the target is listed");
+        if needs_dump && !generation.dump {
+            return Err(GenerationError::NoDump {
+                host: host.to_string(),
+                deployment: name.clone(),
+                number,
+            }
+            .into());
+        }
         let tags: Vec<(&str, &str)> = generation
             .images
             .iter()

@@ -89,11 +89,14 @@ fn roll_back(
         backup: false,
         ..options.clone()
     };
-    let rolled =
-        rollback::prepare_rollback(connection, files.docker_source, &deployments, To::Current)
-            .and_then(|(files, prepared, _)| {
-                apply::apply(connection, &files, &prepared, &options, report)
-            });
+    let rolled = rollback::prepare_rollback(
+        connection,
+        files.docker_source,
+        &deployments,
+        To::Current,
+        false,
+    )
+    .and_then(|(files, prepared, _)| apply::apply(connection, &files, &prepared, &options, report));
     match rolled {
         Ok(outcome) => format!("rolled back, {} listener(s) healthy", outcome.healthy),
         Err(error @ ApplyError::Generation(_)) => format!("no rollback: {error}"),

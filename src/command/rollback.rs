@@ -28,8 +28,13 @@ pub fn run(target: &HostTarget, to: Option<u32>, restore_db: bool) -> miette::Re
         command.push_str(" --restore-db");
     }
     let to = to.map_or(To::Default, To::Number);
-    let (files, prepared, numbers) =
-        rollback::prepare_rollback(&connection, host.docker_source, &deployments, to)?;
+    let (files, prepared, numbers) = rollback::prepare_rollback(
+        &connection,
+        host.docker_source,
+        &deployments,
+        to,
+        restore_db,
+    )?;
     for ((name, _), number) in deployments.iter().zip(&numbers) {
         println!(
             "[{}] {}: back to generation {number}",
@@ -37,27 +42,16 @@ pub fn run(target: &HostTarget, to: Option<u32>, restore_db: bool) -> miette::Re
             printable(name)
         );
     }
-    let mut restore = std::collections::BTreeMap::new();
-    if restore_db {
-        for ((name, dir), number) in deployments.iter().zip(&numbers) {
-            let listing = rollback::list(&connection, dir)?;
-            if !listing
-                .generations
-                .iter()
-                .any(|g| g.number == *number && g.dump)
-            {
-                let host = printable(&host.name);
-                miette::bail!(
-                    help = format!(
-                        "a dump is taken before an upgrade from a generation; `synprov history --host {host}` shows which have one"
-                    ),
-                    "{host}: generation {number} of {} has no database dump",
-                    printable(name)
-                );
-            }
-            restore.insert(name.clone(), *number);
-        }
-    }
+    // The dump of each generation gone back to, checked there by `prepare_rollback`.
+    let restore = if restore_db {
+        deployments
+            .iter()
+            .map(|(name, _)| name.clone())
+            .zip(numbers.iter().copied())
+            .collect()
+    } else {
+        std::collections::BTreeMap::new()
+    };
     print!("{}", synprov::ui::plan::show(&files, &prepared, false));
     let options = Options {
         files_only: false,

@@ -52,6 +52,16 @@ pub enum GenerationError {
     ))]
     NoneBefore { host: String, deployment: String },
 
+    #[error("{host}: generation {number} of {deployment} has no database dump")]
+    #[diagnostic(help(
+        "a dump is taken before an upgrade from a generation; `synprov history --host {host}` shows which have one"
+    ))]
+    NoDump {
+        host: String,
+        deployment: String,
+        number: u32,
+    },
+
     #[error("{host}: generation {number} of {deployment} cannot be read: {why}")]
     #[diagnostic(help(
         "the record on the host (DEPLOY_DIR/.synprov/generations/{number}) was changed or written by a newer synprov"
