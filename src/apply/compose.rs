@@ -24,6 +24,13 @@ pub(super) fn compose(compose: &Compose) -> Command {
     program.arg("-f").arg(COMPOSE_FILE)
 }
 
+/// `compose stop` of `services`, each one argument.
+pub fn stop<'a>(kind: &Compose, services: impl IntoIterator<Item = &'a String>) -> Command {
+    services
+        .into_iter()
+        .fold(compose(kind).arg("stop").arg("--"), |c, s| c.arg(s))
+}
+
 /// Brings the stack up. First `restart`, the services whose mounted files changed: stopped,
 /// their `sockets` (socket files on the host, each with the `.lock` Twisted keeps beside it)
 /// removed, and recreated without waiting on their dependencies. Then the whole stack:
@@ -44,12 +51,7 @@ pub fn up_script(
 ) -> Script {
     let mut s = sh!("set -e\numask 077\ncd -- {}\n", dir);
     if !restart.is_empty() {
-        let services = |command: Command| {
-            restart
-                .iter()
-                .fold(command.arg("--"), |command, service| command.arg(service))
-        };
-        s.push(sh!("{} 2>&1\n", services(compose(kind).arg("stop"))));
+        s.push(sh!("{} 2>&1\n", stop(kind, restart)));
         if !sockets.is_empty() {
             let rm = sockets
                 .iter()
@@ -58,15 +60,15 @@ pub fn up_script(
                 });
             s.push(sh!("{}\n", rm));
         }
+        let recreate = compose(kind)
+            .arg("up")
+            .arg("-d")
+            .arg("--no-deps")
+            .arg("--force-recreate")
+            .arg("--");
         s.push(sh!(
             "{} 2>&1\n",
-            services(
-                compose(kind)
-                    .arg("up")
-                    .arg("-d")
-                    .arg("--no-deps")
-                    .arg("--force-recreate")
-            )
+            restart.iter().fold(recreate, |c, service| c.arg(service))
         ));
     }
     s.push(sh!(

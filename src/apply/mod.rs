@@ -11,7 +11,7 @@ pub mod leftovers;
 pub mod rollback;
 pub mod upgrade;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use miette::Diagnostic;
@@ -548,12 +548,13 @@ fn start_main_first(
         .iter()
         .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
         .collect();
-    let mut workers: Vec<String> = synapse
-        .iter()
+    // Each worker once, whatever the order of its listeners.
+    let workers: Vec<String> = (synapse.iter())
         .filter_map(|t| t.service.clone())
         .filter(|s| s != MAIN_SERVICE)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    workers.dedup();
     report(name, &format!("{}: stopping the workers", plan.deployment));
     step(
         connection,

@@ -3,7 +3,7 @@
 //! the workers stop, main starts alone on the new image and runs the schema migrations, and
 //! only once it is healthy do the workers start on it. A rollback can put the dump back.
 
-use super::compose::compose;
+use super::compose::{self, compose};
 use crate::facts::Compose;
 use crate::generations::{DUMP, GENERATIONS};
 use crate::plan::{Change, DeploymentPlan, MAIN_SERVICE};
@@ -35,16 +35,21 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
         format!("{STAGE}/{SYNAPSE_DIR}")
     );
     let in_synapse = |path: &str| path.starts_with(&format!("{SYNAPSE_DIR}/"));
+    // Only what the write needs: the Synapse files, in the stage.
     let staged_files = DeploymentFiles {
+        deployment: files.deployment.clone(),
+        server_name: files.server_name.clone(),
         deploy_dir: stage.clone(),
-        files: files
-            .files
-            .iter()
+        files: (files.files.iter())
             .filter(|f| in_synapse(&f.path))
             .cloned()
             .collect(),
         dirs: Vec::new(),
-        ..files.clone()
+        secrets: None,
+        health: Vec::new(),
+        images: Vec::new(),
+        preload: false,
+        plugin_grants: Vec::new(),
     };
     let staged_plan = DeploymentPlan {
         dir: stage.clone(),
@@ -114,10 +119,11 @@ pub fn dump_script(dir: &str, kind: &Compose, number: u32) -> Script {
 /// Stops `services`: Synapse's workers before main moves to a new image, all its processes
 /// before the database is restored.
 pub fn stop_script(dir: &str, kind: &Compose, services: &[String]) -> Script {
-    let stop = services
-        .iter()
-        .fold(compose(kind).arg("stop").arg("--"), |c, s| c.arg(s));
-    sh!("set -e\numask 077\ncd -- {}\n{} 2>&1\n", dir, stop)
+    sh!(
+        "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
+        dir,
+        compose::stop(kind, services)
+    )
 }
 
 /// Puts generation `number`'s dump back into the database, in one transaction, replacing

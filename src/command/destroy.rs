@@ -18,17 +18,25 @@ pub fn run(
     yes: bool,
     files_only: bool,
 ) -> miette::Result<ExitCode> {
-    let super::OnHost {
-        host, deployments, ..
-    } = match (super::host_deployments(target), &target.deployment) {
-        (Ok(on_host), _) => on_host,
-        (Err(not_in_inventory), Some(name)) => orphan(target, name, &not_in_inventory)?,
+    // An orphan is looked up on the host, over the connection the destroy then uses.
+    let (on_host, connected) = match (super::host_deployments(target), &target.deployment) {
+        (Ok(on_host), _) => (on_host, None),
+        (Err(not_in_inventory), Some(name)) => {
+            let (on_host, connection) = orphan(target, name, &not_in_inventory)?;
+            (on_host, Some(connection))
+        }
         (Err(error), None) => return Err(error),
     };
     if purge && !yes {
-        confirm_purge(&host.name, &deployments)?;
+        confirm_purge(&on_host.host.name, &on_host.deployments)?;
     }
-    let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
+    let connection = match connected {
+        Some(connection) => connection,
+        None => on_host.connect(target)?,
+    };
+    let super::OnHost {
+        host, deployments, ..
+    } = on_host;
     let options = Options {
         purge,
         files_only,
@@ -49,11 +57,12 @@ pub fn run(
 
 /// The deployment `name` of the host that the inventory no longer has, found in the
 /// host's index (see `plan`'s orphans); `not_in_inventory` says why it was looked for.
+/// Returns it with the connection it was found over.
 fn orphan(
     target: &HostTarget,
     name: &str,
     not_in_inventory: &miette::Report,
-) -> miette::Result<super::OnHost> {
+) -> miette::Result<(super::OnHost, Connection)> {
     let inventory = super::load_inventory(&target.inventory)?;
     let host = super::host_named(&inventory, &target.host)?;
     let connection = Connection::open(&host, &super::connect_options(target.known_hosts.clone()))?;
@@ -64,11 +73,14 @@ fn orphan(
         .map(|i| i.dir)
         .collect();
     match dirs.as_slice() {
-        [dir] => Ok(super::OnHost {
-            inventory,
-            deployments: vec![(name.to_string(), dir.clone())],
-            host,
-        }),
+        [dir] => Ok((
+            super::OnHost {
+                inventory,
+                deployments: vec![(name.to_string(), dir.clone())],
+                host,
+            },
+            connection,
+        )),
         others => Err(miette::miette!(
             help = "`synprov plan` names the deployments a host has that the inventory does not",
             "{not_in_inventory}, and the host's index has {} deployment(s) of that name{}",
