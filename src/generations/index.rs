@@ -8,6 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
+use crate::inventory::DeployDir;
+use crate::inventory::values::DeploymentName;
 use crate::sh;
 use crate::shell::Script;
 
@@ -59,18 +61,23 @@ pub fn list() -> Script {
     )
 }
 
-/// Reads the value of an `indexed=` line; `None` for anything that is not a name and a
-/// directory (the host's file is not trusted to be synprov's).
+/// Reads the value of an `indexed=` line; `None` for anything that is not a deployment
+/// name and a deploy directory as an inventory may give them (the host's file is not
+/// trusted to be synprov's: `destroy --purge` removes the directory it names).
 pub fn parse(value: &str) -> Option<Indexed> {
     let bytes = STANDARD.decode(value.trim()).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let mut parts = text.split('\0');
     let (name, dir) = (parts.next()?, parts.next()?);
-    (parts.next() == Some("") && parts.next().is_none() && !name.is_empty() && dir.starts_with('/'))
-        .then(|| Indexed {
-            name: name.to_string(),
-            dir: dir.to_string(),
-        })
+    if parts.next() != Some("") || parts.next().is_some() {
+        return None;
+    }
+    let name = DeploymentName::parse(name).ok()?;
+    let dir = DeployDir::parse(dir).ok().filter(|d| **d == *dir)?;
+    Some(Indexed {
+        name: name.to_string(),
+        dir: dir.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +111,10 @@ mod tests {
         );
         for bad in [
             &b"old\0relative\0"[..],
+            b"old\0/\0",
+            b"old\0/etc\0",
+            b"old\0/opt/a/../../etc\0",
+            b"$(id)\0/opt/a\0",
             b"\0/opt/a\0",
             b"old\0/opt/a",
             b"old\0/opt/a\0more\0",
