@@ -2,6 +2,7 @@
 //! connection), for hosts that cannot pull: skipped when the host has the same image ID.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use super::ApplyError;
@@ -42,8 +43,11 @@ pub fn local_ids(images: &[String]) -> Result<BTreeMap<String, String>, ApplyErr
 /// Streams `image` into the host's Docker.
 pub fn load(connection: &Connection, image: &str) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
+    // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
+    // image being sent finishes.
     let mut save = Command::new("docker")
         .args(["save", "--", image])
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -22,6 +22,7 @@ use crate::generations::{self, GenerationError, Origin, Record};
 use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade};
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
+use crate::transport::watch::Step;
 use crate::transport::{Connection, TransportError};
 use crate::verify::{self, Deadline, HealthTarget};
 
@@ -103,9 +104,19 @@ impl ApplyError {
         )
     }
 
+    /// The operator interrupted the apply: the host did not fail it.
+    pub fn interrupted(&self) -> bool {
+        matches!(self, ApplyError::Transport(e) if e.interrupted())
+    }
+
     /// The result of a failed command as the audit log records it: its first line.
     pub fn audit_result(&self) -> String {
-        format!("failed: {}", self.to_string().lines().next().unwrap_or(""))
+        let first = self.to_string().lines().next().unwrap_or("").to_string();
+        if self.interrupted() {
+            format!("interrupted: {first}")
+        } else {
+            format!("failed: {first}")
+        }
     }
 }
 
@@ -147,6 +158,7 @@ pub fn prepare(
         })
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
+    connection.begin(Step::Facts)?;
     let output = connection.run_script(&facts::script(&queries, &images))?;
     let facts = facts::parse(&output.stdout_text());
     let plan = plan::plan_host(files, &facts, local_images);
@@ -197,6 +209,7 @@ pub fn prepare(
 
 /// The host's facts alone (no deployment files hashed), in one round trip.
 pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
+    connection.begin(Step::Facts)?;
     let output = connection.run_script(&facts::script(&[], &[]))?;
     Ok(facts::parse(&output.stdout_text()))
 }
@@ -343,6 +356,7 @@ fn install(
                 "starting Docker"
             },
         );
+        connection.begin(Step::Install)?;
         let said = step(
             connection,
             "installing Docker",
@@ -353,9 +367,11 @@ fn install(
         }
     }
     if plan.install_compose {
+        connection.begin(Step::Install)?;
         compose = install_compose(connection, report)?;
     }
     for image in &plan.load_images {
+        connection.begin(Step::Image)?;
         report(name, &format!("loading image {image}"));
         images::load(connection, image)?;
     }
@@ -394,6 +410,7 @@ fn apply_deployment(
         )?;
     }
     if !deployment.changes.is_empty() {
+        connection.begin(Step::Files)?;
         report(
             name,
             &format!(
@@ -415,6 +432,7 @@ fn apply_deployment(
             || plan.install_docker
             || !plan.load_images.is_empty())
     {
+        connection.begin(Step::ComposeUp)?;
         report(
             name,
             &format!("{}: bringing the stack up", deployment.deployment),
@@ -454,6 +472,7 @@ fn apply_deployment(
         }
     }
     if !deployment.removed_workers.is_empty() {
+        connection.begin(Step::Files)?;
         let names: Vec<&str> = (deployment.removed_workers.iter())
             .map(|w| w.name.as_str())
             .collect();
@@ -486,6 +505,7 @@ fn check_and_dump(
     report: Report,
 ) -> Result<(), ApplyError> {
     let name = connection.host_name();
+    connection.begin(Step::Backup)?;
     report(
         name,
         &format!(
@@ -574,12 +594,14 @@ fn start_main_first(
             "stopping main",
             &upgrade::stop_script(&plan.dir, compose, &[MAIN_SERVICE.to_string()]),
         )?;
+        connection.go_on_with(Step::Backup)?;
         step(
             connection,
             "restoring the database",
             &upgrade::restore_script(&plan.dir, compose, number),
         )?;
     }
+    connection.go_on_with(Step::ComposeUp)?;
     report(name, &format!("{}: starting main alone", plan.deployment));
     step(
         connection,
@@ -655,6 +677,7 @@ fn record(
         &files.deployment,
         &files.deploy_dir,
     ));
+    connection.go_on_with(Step::Files)?;
     let said = step(connection, "recording the generation", &script)?;
     said.lines()
         .find_map(|l| l.strip_prefix("generation=")?.trim().parse().ok())
@@ -678,6 +701,7 @@ pub fn verify_host(
     report: Report,
 ) -> Result<usize, ApplyError> {
     let name = connection.host_name();
+    connection.begin(Step::Health(timeout))?;
     report(
         name,
         &format!("verifying /health of {} listener(s)", targets.len()),

@@ -2,20 +2,21 @@
 //! sets, several hosts at once; optionally roll back a host that fails its health check.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use synprov::apply::rollback::{self, To};
 use synprov::apply::{self, ApplyError, Options};
 use synprov::generations::Origin;
 use synprov::render::HostFiles;
-use synprov::rollout::Status;
+use synprov::rollout::Failure;
 use synprov::transport::Connection;
 use synprov::ui;
 
 use crate::cli::Target;
 
 pub fn run(target: &Target, files_only: bool, no_backup: bool) -> miette::Result<ExitCode> {
-    let loaded = super::load(target)?;
+    let loaded = Arc::new(super::load(target)?);
     let options = Options {
         files_only,
         health_timeout: Duration::from_secs(loaded.inventory.rollout.health_timeout_secs),
@@ -25,8 +26,10 @@ pub fn run(target: &Target, files_only: bool, no_backup: bool) -> miette::Result
         restore_db: Default::default(),
     };
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
-    let work = |host: &str, step: &dyn Fn(String)| {
-        let (connection, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
+    let shared = Arc::clone(&loaded);
+    let work = move |host: &str, step: &dyn Fn(String)| {
+        let loaded = &shared;
+        let (connection, prepared, files) = super::connect_and_prepare(loaded, host, step)?;
         step(
             ui::plan::show(&files, &prepared, color)
                 .trim_end()
@@ -48,23 +51,16 @@ pub fn run(target: &Target, files_only: bool, no_backup: bool) -> miette::Result
                 apply::audit_failure(&connection, &files, &options.origin, &error);
                 step("unhealthy: rolling back".into());
                 let rolled = roll_back(&connection, &files, &options, &report);
-                Err(format!("{error}; {rolled}"))
+                Err(Failure::Error(format!("{error}; {rolled}")))
             }
             Err(error) => {
                 apply::audit_failure(&connection, &files, &options.origin, &error);
-                Err(super::failed(error.into()))
+                Err(super::failure(error.into()))
             }
         }
     };
-    let results = super::roll_out(&loaded, target, true, &work);
-    let ok = results
-        .iter()
-        .all(|r| matches!(r.status, Status::Done { .. }));
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let results = super::roll_out(&loaded, target, true, Arc::new(work));
+    Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
 }
 
 /// Puts each deployment of `files` back on its current generation: what ran before this

@@ -15,15 +15,16 @@ pub mod status;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use synprov::apply::Prepared;
+use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
 use synprov::render::{HostFiles, Templates};
-use synprov::rollout;
+use synprov::rollout::{self, Failure};
 use synprov::secrets::MasterKey;
-use synprov::transport::{ConnectOptions, Connection};
+use synprov::transport::{ConnectOptions, Connection, TransportError};
 use synprov::ui::progress::{self, Mode};
 
 use crate::cli::{HostTarget, Target};
@@ -64,11 +65,13 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
         .filter(|h| selected.contains(&h.host))
         .collect();
     let bytes = std::fs::read(&target.inventory).unwrap_or_default();
+    let mut options = connect_options(target.known_hosts.clone());
+    options.deadlines = inventory.rollout.deadlines.clone();
     Ok(Loaded {
         inventory,
         inventory_sha256: hex::encode(Sha256::digest(bytes)),
         hosts,
-        options: connect_options(target.known_hosts.clone()),
+        options,
         key,
         templates,
         plugins,
@@ -81,7 +84,7 @@ pub fn roll_out(
     loaded: &Loaded,
     target: &Target,
     batched: bool,
-    work: &rollout::Work,
+    work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
     let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
     let policy = &loaded.inventory.rollout;
@@ -92,10 +95,15 @@ pub fn roll_out(
     } else {
         (vec![hosts], None, Amount::Percent(100))
     };
+    let policy = rollout::Policy {
+        batch,
+        parallel,
+        max_failures,
+    };
     let (events, received) = std::sync::mpsc::channel();
     let mode = Mode::choose(target.json);
     let display = std::thread::spawn(move || progress::show(received, mode));
-    let results = rollout::run(&stages, batch, parallel, max_failures, work, &events);
+    let results = rollout::run(&stages, &policy, work, &events, &loaded.options.interrupt);
     drop(events);
     let _ = display.join();
     if mode != Mode::Json {
@@ -114,6 +122,40 @@ pub fn roll_out(
 pub fn failed(report: miette::Report) -> String {
     format!("{report:?}").trim_end().to_string()
 }
+
+/// How a host's work ended early: interrupted by the operator, or failed with `report`.
+pub fn failure(report: miette::Report) -> Failure {
+    let interrupted = report
+        .downcast_ref::<ApplyError>()
+        .is_some_and(ApplyError::interrupted)
+        || report
+            .downcast_ref::<TransportError>()
+            .is_some_and(TransportError::interrupted);
+    if interrupted {
+        Failure::Interrupted
+    } else {
+        Failure::Error(failed(report))
+    }
+}
+
+/// The exit status of a rollout: 130 once interrupted (as a shell says of SIGINT),
+/// `otherwise` when every host is done, 1 when one is not.
+pub fn rollout_exit(
+    loaded: &Loaded,
+    results: &[rollout::HostResult],
+    otherwise: ExitCode,
+) -> ExitCode {
+    if loaded.options.interrupt.stopping() {
+        ExitCode::from(INTERRUPTED)
+    } else if (results.iter()).all(|r| matches!(r.status, rollout::Status::Done { .. })) {
+        otherwise
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Exit status of a run stopped by SIGINT or SIGTERM.
+pub const INTERRUPTED: u8 = 130;
 
 /// What a command on one host works on: the inventory, the host `--host` names, and its
 /// deployments (name and directory), or the one `--deployment` names.
@@ -231,7 +273,7 @@ pub fn connect_and_prepare(
     loaded: &Loaded,
     host: &str,
     step: &dyn Fn(String),
-) -> Result<(Connection, Prepared, HostFiles), String> {
+) -> Result<(Connection, Prepared, HostFiles), Failure> {
     let files = loaded
         .hosts
         .iter()
@@ -265,5 +307,5 @@ pub fn connect_and_prepare(
         let prepared = synprov::apply::prepare(&connection, &files, &local_images)?;
         Ok((connection, prepared, files))
     };
-    prepare().map_err(failed)
+    prepare().map_err(failure)
 }

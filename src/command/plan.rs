@@ -2,6 +2,7 @@
 //! parallel. Changes nothing.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use synprov::rollout::{Event, Status};
 use synprov::ui;
@@ -12,24 +13,24 @@ use crate::cli::Target;
 pub const PENDING: u8 = 2;
 
 pub fn run(target: &Target) -> miette::Result<ExitCode> {
-    let loaded = super::load(target)?;
+    let loaded = Arc::new(super::load(target)?);
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     let (output, printed) = std::sync::mpsc::channel::<Event>();
-    let output = std::sync::Mutex::new(output);
-    let work = |host: &str, step: &dyn Fn(String)| {
-        let (_, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
-        let _ = output.lock().expect("plan output").send(Event::Output {
+    let shared = Arc::clone(&loaded);
+    let work = move |host: &str, step: &dyn Fn(String)| {
+        let (_, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
+        let _ = output.send(Event::Output {
             host: host.into(),
             text: ui::plan::show(&files, &prepared, color),
         });
         let unchanged = prepared.plan.deployments.iter().map(|d| d.unchanged).sum();
         Ok((prepared.plan.change_count(), unchanged))
     };
-    let results = super::roll_out(&loaded, target, false, &work);
-    drop(output);
+    let results = super::roll_out(&loaded, target, false, Arc::new(work));
     // The plans, host by host in inventory order, after the progress display.
+    // What the hosts sent (a host abandoned after an abort may still hold the sender).
     let mut plans: Vec<(String, String)> = printed
-        .iter()
+        .try_iter()
         .filter_map(|e| match e {
             Event::Output { host, text } => Some((host, text)),
             _ => None,
@@ -43,17 +44,13 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
             print!("{text}");
         }
     }
-    let failed = results
-        .iter()
-        .any(|r| !matches!(r.status, Status::Done { .. }));
     let pending = results
         .iter()
         .any(|r| matches!(r.status, Status::Done { changes, .. } if changes > 0));
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else if pending {
+    let otherwise = if pending {
         ExitCode::from(PENDING)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    Ok(super::rollout_exit(&loaded, &results, otherwise))
 }

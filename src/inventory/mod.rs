@@ -12,6 +12,7 @@ pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
@@ -261,6 +262,43 @@ pub struct Rollout {
     pub rollback_on_failure: bool,
     /// Generations kept per deployment on its host.
     pub keep_generations: u32,
+    pub deadlines: Deadlines,
+}
+
+/// How long each step on a host may take before the host fails with it (`[rollout.deadlines]`):
+/// a dead or stuck host fails within its step's deadline, not after libssh2's own timeout.
+/// The defaults fit a slow host on a slow link; the health step waits `health_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadlines {
+    /// TCP connection and SSH handshake.
+    pub connect: Duration,
+    /// Gathering facts and fetching the deployed files.
+    pub facts: Duration,
+    /// Installing or starting Docker, and Compose.
+    pub install: Duration,
+    /// Each image streamed to the host.
+    pub image: Duration,
+    /// Writing a deployment's files (and recording a generation).
+    pub files: Duration,
+    /// `compose up` (pulls included), and each stop or start of an upgrade.
+    pub compose_up: Duration,
+    /// The config check and the database dump before an upgrade, or its restore.
+    pub backup: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        Deadlines {
+            connect: Duration::from_secs(30),
+            facts: minutes(2),
+            install: minutes(20),
+            image: minutes(30),
+            files: minutes(5),
+            compose_up: minutes(30),
+            backup: minutes(120),
+        }
+    }
 }
 
 /// A plugin of the inventory (`[[plugins]]`), before it is loaded.

@@ -145,4 +145,19 @@ pub struct RawRollout {
     pub health_timeout: Option<Spanned<u64>>,
     pub rollback_on_failure: Option<bool>,
     pub keep_generations: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub deadlines: RawDeadlines,
+}
+
+/// `[rollout.deadlines]`: durations as humantime reads them (`90s`, `15m`, `2h`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadlines {
+    pub connect: Option<Spanned<String>>,
+    pub facts: Option<Spanned<String>>,
+    pub install: Option<Spanned<String>>,
+    pub image: Option<Spanned<String>>,
+    pub files: Option<Spanned<String>>,
+    pub compose_up: Option<Spanned<String>>,
+    pub backup: Option<Spanned<String>>,
 }

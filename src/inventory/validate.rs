@@ -5,18 +5,19 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
-use super::raw::{RawDeployment, RawHostSettings, RawInventory};
+use super::raw::{RawDeadlines, RawDeployment, RawHostSettings, RawInventory};
 use super::values::{
     AddressRange, DeployDir, DeploymentName, HostName, ImageRef, TimeZone, UserName, admin_contact,
     check_dns_name, check_homeserver_table, public_baseurl,
 };
 use super::{
-    Amount, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory, NginxSettings,
-    PluginSpec, PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
+    Amount, Deadlines, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory,
+    NginxSettings, PluginSpec, PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
 };
 
 const REFERENCE: &str = "see the inventory reference in README.md";
@@ -40,6 +41,10 @@ const HEALTH_TIMEOUT: RangeInclusive<u64> = 1..=86_400;
 /// Bounds of `keep_generations`: each generation is a copy of the deployment's files (tens
 /// of kilobytes) and maybe a database dump.
 const KEEP_GENERATIONS: RangeInclusive<u32> = 1..=1000;
+
+/// Bounds of a step's deadline: a second is the least a round trip needs; a week is longer
+/// than any dump.
+const DEADLINE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(7 * 86_400);
 
 /// Most hosts worked on at once.
 const MAX_PARALLEL: u32 = 4096;
@@ -759,12 +764,47 @@ impl Checker<'_> {
             "give how many generations each deployment keeps on its host, e.g. `keep_generations = 10`",
         )?;
         Ok(Rollout {
+            deadlines: self.deadlines(&r.deadlines)?,
             parallel,
             batch,
             max_failures,
             health_timeout_secs,
             rollback_on_failure: r.rollback_on_failure.unwrap_or(false),
             keep_generations,
+        })
+    }
+
+    fn deadlines(&self, raw: &RawDeadlines) -> Result<Deadlines, InventoryError> {
+        let default = Deadlines::default();
+        let read = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
+            value.as_ref().map_or(Ok(default), |v| {
+                self.parsed(
+                    v,
+                    &format!("deadline `{key}`"),
+                    |text| {
+                        let duration =
+                            humantime::parse_duration(text).map_err(|e| e.to_string())?;
+                        if DEADLINE.contains(&duration) {
+                            Ok(duration)
+                        } else {
+                            Err("a deadline lies between 1s and 7d".into())
+                        }
+                    },
+                    &format!(
+                        "give a duration, e.g. `{key} = \"{}\"`",
+                        humantime::format_duration(default)
+                    ),
+                )
+            })
+        };
+        Ok(Deadlines {
+            connect: read(&raw.connect, "connect", default.connect)?,
+            facts: read(&raw.facts, "facts", default.facts)?,
+            install: read(&raw.install, "install", default.install)?,
+            image: read(&raw.image, "image", default.image)?,
+            files: read(&raw.files, "files", default.files)?,
+            compose_up: read(&raw.compose_up, "compose_up", default.compose_up)?,
+            backup: read(&raw.backup, "backup", default.backup)?,
         })
     }
 

@@ -4,13 +4,22 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 
-use super::{Answer, ExecOutput, LockGuard, SocketStream, TransportError};
+use std::os::unix::process::CommandExt;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use super::watch::Watch;
+use super::{Answer, ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::Host;
 
 pub struct LocalConnection {
     pub host: String,
     become_root: bool,
+    pub(super) watch: Watch,
 }
+
+/// How often a quiet command's deadline and the interrupts are looked at.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// A child process whose stdin we keep open; closing it ends the child.
 struct HeldChild(Child);
@@ -23,10 +32,15 @@ impl Drop for HeldChild {
 }
 
 impl LocalConnection {
-    pub fn new(host: &Host) -> LocalConnection {
+    pub fn new(host: &Host, options: &ConnectOptions) -> LocalConnection {
         LocalConnection {
             host: host.name.clone(),
             become_root: host.become_root,
+            watch: Watch::new(
+                &host.name,
+                options.interrupt.clone(),
+                options.deadlines.clone(),
+            ),
         }
     }
 
@@ -50,6 +64,7 @@ impl LocalConnection {
         Command::new("sh")
             .arg("-c")
             .arg(command)
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -58,23 +73,14 @@ impl LocalConnection {
     }
 
     pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
-        let mut child = self.spawn(command, Stdio::piped())?;
-        let mut input = child
-            .stdin
-            .take()
-            .ok_or_else(|| self.error("sh has no standard input"))?;
-        // Feed stdin from a thread so a command that prints a lot cannot block us.
-        let mut buffer = Vec::new();
-        stdin.read_to_end(&mut buffer).map_err(|e| self.error(e))?;
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&buffer);
-        });
-        let output = child.wait_with_output().map_err(|e| self.error(e))?;
-        let _ = writer.join();
+        let mut input = Vec::new();
+        stdin.read_to_end(&mut input).map_err(|e| self.error(e))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let status = self.run(command, input, true, &mut stdout, &mut stderr)?;
         Ok(ExecOutput {
-            status: output.status.code().unwrap_or(-1),
-            stdout: output.stdout,
-            stderr: output.stderr,
+            status,
+            stdout,
+            stderr,
         })
     }
 
@@ -89,14 +95,31 @@ impl LocalConnection {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<i32, TransportError> {
+        self.run(command, input.to_vec(), false, out, err)
+    }
+
+    /// Runs `command` in a process group of its own (the terminal's Ctrl-C is synprov's
+    /// to handle, not the step's), feeds it `input` and copies its output, checking the
+    /// step's deadline and the interrupts meanwhile: a step cut short has its whole group
+    /// killed.
+    fn run(
+        &self,
+        command: &str,
+        input: Vec<u8>,
+        close_input: bool,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        self.watch.check()?;
         let mut child = self.spawn(command, Stdio::piped())?;
-        let mut stdin = child.stdin.take();
-        if let Some(stdin) = stdin.as_mut() {
-            stdin
-                .write_all(input)
-                .and_then(|()| stdin.flush())
-                .map_err(|e| self.error(format!("sending input: {e}")))?;
-        }
+        let stdin = child.stdin.take();
+        // Written from a thread so a command that prints a lot cannot block us; the pipe
+        // comes back, still open, when the input must stay open.
+        let writer = std::thread::spawn(move || {
+            let mut stdin = stdin?;
+            let _ = stdin.write_all(&input).and_then(|()| stdin.flush());
+            (!close_input).then_some(stdin)
+        });
         // One reader thread per pipe; this thread writes, so `out` and `err` need not be
         // `Send`, and the order of their chunks is the order they arrived in.
         let (chunks, received) = std::sync::mpsc::channel();
@@ -126,15 +149,15 @@ impl LocalConnection {
         })
         .collect();
         drop(chunks);
-        let mut copied = Ok(());
-        for (id, chunk) in received {
-            let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
-            if let Err(e) = sink.write_all(&chunk).and_then(|()| sink.flush()) {
-                copied = Err(self.error(format!("writing output: {e}")));
-                break;
+        let copied = self.copy(&received, out, err);
+        drop(writer.join());
+        if copied.is_err() {
+            // Cut short, or nobody reads: the whole group goes.
+            // SAFETY: kill(2) on the child's own process group, which it leads.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
             }
         }
-        drop(stdin);
         let status = child.wait().map_err(|e| self.error(e))?;
         for reader in readers {
             let _ = reader.join();
@@ -143,6 +166,28 @@ impl LocalConnection {
         Ok(status.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         }))
+    }
+
+    /// Copies the chunks the readers send until both pipes closed, looking at the watch
+    /// whenever none came for a while.
+    fn copy(
+        &self,
+        received: &Receiver<(usize, Vec<u8>)>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<(), TransportError> {
+        loop {
+            match received.recv_timeout(CHECK_EVERY) {
+                Ok((id, chunk)) => {
+                    let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
+                    sink.write_all(&chunk)
+                        .and_then(|()| sink.flush())
+                        .map_err(|e| self.error(format!("writing output: {e}")))?;
+                }
+                Err(RecvTimeoutError::Timeout) => self.watch.check()?,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
     }
 
     pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {

@@ -7,17 +7,18 @@
 pub mod known_hosts;
 mod local;
 mod ssh;
+pub mod watch;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::inventory::{Host, Transport};
+use crate::inventory::{Deadlines, Host, Transport};
 use crate::sh;
 use crate::shell::{Command, Mode, Script, make_dirs};
+use watch::{Interrupt, Step, Watch};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -98,15 +99,62 @@ pub enum TransportError {
 
     #[error("{host}: {message}")]
     Io { host: String, message: String },
+
+    #[error("{host}: interrupted before {before}")]
+    #[diagnostic(help("the next apply carries on where this one stopped"))]
+    Interrupted { host: String, before: String },
+
+    #[error("{host}: {step} aborted by a second interrupt")]
+    #[diagnostic(help(
+        "the step was cut short: `synprov plan` shows what is left, the next apply finishes it"
+    ))]
+    Aborted { host: String, step: String },
+
+    #[error("{host}: step {step} did not finish within its deadline (waited {waited})")]
+    #[diagnostic(help(
+        "check that the host answers and is not overloaded; if it is only slow, raise `{setting}` in [rollout]"
+    ))]
+    Deadline {
+        host: String,
+        step: String,
+        waited: String,
+        setting: &'static str,
+    },
+
+    #[error(
+        "{host}: the host stopped answering during {step} (silent for {silent}s, keepalives unanswered)"
+    )]
+    #[diagnostic(help("check that the host is up and reachable, then run again"))]
+    Unresponsive {
+        host: String,
+        step: String,
+        silent: u64,
+    },
+
+    /// A later call on a connection whose command was cut short: the first reason again.
+    #[error("{said}")]
+    Spent { said: String, interrupted: bool },
+}
+
+impl TransportError {
+    /// An interrupt stopped the work, rather than the host failing it.
+    pub fn interrupted(&self) -> bool {
+        match self {
+            TransportError::Interrupted { .. } | TransportError::Aborted { .. } => true,
+            TransportError::Spent { interrupted, .. } => *interrupted,
+            _ => false,
+        }
+    }
 }
 
 /// How to connect, beyond what the inventory says of the host.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub known_hosts: PathBuf,
-    pub connect_timeout: Duration,
-    /// Bound on any single read or write of a command, so a dead host never hangs a run.
-    pub command_timeout: Duration,
+    /// How long each step may take (`connect` bounds the connection itself).
+    pub deadlines: Deadlines,
+    /// The run's interrupts, seen by every connection it opens.
+    pub interrupt: Interrupt,
 }
 
 impl Default for ConnectOptions {
@@ -115,8 +163,8 @@ impl Default for ConnectOptions {
         ConnectOptions {
             known_hosts: std::env::var_os("SYNPROV_KNOWN_HOSTS")
                 .map_or_else(|| home.join(".ssh/known_hosts"), PathBuf::from),
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(1200),
+            deadlines: Deadlines::default(),
+            interrupt: Interrupt::default(),
         }
     }
 }
@@ -181,7 +229,9 @@ impl Connection {
     /// anything, then authenticates.
     pub fn open(host: &Host, options: &ConnectOptions) -> Result<Connection, TransportError> {
         match host.transport {
-            Transport::Local => Ok(Connection::Local(local::LocalConnection::new(host))),
+            Transport::Local => Ok(Connection::Local(local::LocalConnection::new(
+                host, options,
+            ))),
             Transport::Ssh => ssh::SshConnection::open(host, options).map(Connection::Ssh),
         }
     }
@@ -284,6 +334,26 @@ impl Connection {
                 host: self.host_name().to_string(),
                 message: format!("cannot take the lock in {deploy_dir}: {said}"),
             }),
+        }
+    }
+
+    /// Opens `step` on this connection: its deadline bounds every command until the next
+    /// step; refused once the operator interrupted the run.
+    pub fn begin(&self, step: Step) -> Result<(), TransportError> {
+        self.watch().begin(step)
+    }
+
+    /// Opens `step` as part of the one in flight, which must end whatever comes: its own
+    /// deadline, but no interrupt refuses it (main started after the workers were stopped
+    /// for an upgrade, a generation recorded once the stack is verified).
+    pub fn go_on_with(&self, step: Step) -> Result<(), TransportError> {
+        self.watch().go_on_with(step)
+    }
+
+    fn watch(&self) -> &Watch {
+        match self {
+            Connection::Ssh(c) => &c.watch,
+            Connection::Local(c) => &c.watch,
         }
     }
 

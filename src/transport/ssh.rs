@@ -5,13 +5,15 @@
 //! blocking wait longer than its interval ("Timed out waiting on socket"), e.g. a quiet
 //! `docker load`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ssh2::{Channel, MethodType, Session};
 
 use super::known_hosts;
+use super::watch::{SILENCE, Watch};
 use super::{Answer, ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::{Host, HostKeyChecking};
 
@@ -20,6 +22,7 @@ pub struct SshConnection {
     session: Session,
     user: String,
     become_root: bool,
+    pub(super) watch: Watch,
 }
 
 /// An open channel to a UNIX socket. Owns its session's keep-alive by reference counting
@@ -51,16 +54,29 @@ impl Drop for HeldChannel {
     }
 }
 
-/// Seconds between keepalives while a streamed command is quiet: keeps NAT and firewall
-/// state alive and makes a dead peer an error once TCP gives up on it.
-const KEEPALIVE_SECS: u32 = 30;
+/// Seconds between keepalives while a command is quiet: keeps NAT and firewall state alive,
+/// and their answers show the peer alive (four unanswered make [`SILENCE`]).
+const KEEPALIVE_SECS: u32 = 15;
 
-/// Waits until the session's socket can go the way libssh2 last blocked on, or `seconds`.
-fn wait_for_socket(session: &Session, seconds: u32) {
+/// How long one wait on the socket lasts before the deadline and the interrupts are looked
+/// at again: a second abort ends a step within this.
+const POLL_MS: i32 = 250;
+
+/// libssh2's "would block" (`LIBSSH2_ERROR_EAGAIN`), as ssh2 reports it.
+const EAGAIN: i32 = -37;
+
+/// The bound of any wait on a connection whose command was cut short.
+const SPENT_WAIT_MS: u32 = 2000;
+
+/// Waits until the session's socket can go the way libssh2 last blocked on, or `millis`;
+/// says whether the peer sent something (or hung up).
+fn wait_for_socket(session: &Session, millis: i32) -> bool {
     use std::os::unix::io::AsRawFd;
+    // Always readable too: the answer to a keepalive is news even while a write waits.
     let events = match session.block_directions() {
-        ssh2::BlockDirections::Outbound => libc::POLLOUT,
-        ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both => {
+            libc::POLLIN | libc::POLLOUT
+        }
         _ => libc::POLLIN,
     };
     let mut poll = libc::pollfd {
@@ -69,9 +85,8 @@ fn wait_for_socket(session: &Session, seconds: u32) {
         revents: 0,
     };
     // SAFETY: one valid pollfd for the duration of the call; the fd is the session's own.
-    unsafe {
-        libc::poll(&mut poll, 1, (seconds * 1000) as libc::c_int);
-    }
+    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+    ready > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn expand_home(path: &Path) -> PathBuf {
@@ -99,14 +114,14 @@ impl SshConnection {
             .map_err(connect_error)?
             .next()
             .ok_or_else(|| connect_error(std::io::Error::other("no address")))?;
-        let tcp = TcpStream::connect_timeout(&socket_address, options.connect_timeout)
+        let tcp = TcpStream::connect_timeout(&socket_address, options.deadlines.connect)
             .map_err(connect_error)?;
         tcp.set_nodelay(true).map_err(connect_error)?;
 
         let known_text = std::fs::read_to_string(&options.known_hosts).unwrap_or_default();
         let known = known_hosts::keys_for(&known_text, &host.address, host.port);
         let mut session = Session::new().map_err(ssh_error)?;
-        session.set_timeout(options.connect_timeout.as_millis() as u32);
+        session.set_timeout(options.deadlines.connect.as_millis() as u32);
         if !known.is_empty() {
             let algorithms = known_hosts::algorithms(&known);
             if !algorithms.is_empty() {
@@ -186,8 +201,12 @@ impl SshConnection {
         }
 
         Self::authenticate(&session, host)?;
-        session.set_timeout(options.command_timeout.as_millis() as u32);
         Ok(SshConnection {
+            watch: Watch::new(
+                &host.name,
+                options.interrupt.clone(),
+                options.deadlines.clone(),
+            ),
             host: host.name.clone(),
             session,
             user: host.user.to_string(),
@@ -239,28 +258,18 @@ impl SshConnection {
         }
     }
 
+    /// Makes the next blocking call wait no longer than the step allows, or fails at once
+    /// when the step may not go on.
+    fn ready(&self) -> Result<(), TransportError> {
+        self.watch.check()?;
+        self.session
+            .set_timeout(self.watch.blocking_bound().as_millis() as u32);
+        Ok(())
+    }
+
     pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
-        let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
-        channel.exec(command).map_err(|e| self.error(e))?;
-        std::io::copy(stdin, &mut channel)
-            .map_err(|e| self.error(format!("sending input: {e}")))?;
-        channel.send_eof().map_err(|e| self.error(e))?;
-        let mut stdout = Vec::new();
-        channel
-            .read_to_end(&mut stdout)
-            .map_err(|e| self.error(format!("reading output: {e}")))?;
-        let mut stderr = Vec::new();
-        channel
-            .stderr()
-            .read_to_end(&mut stderr)
-            .map_err(|e| self.error(format!("reading errors: {e}")))?;
-        channel.wait_close().map_err(|e| self.error(e))?;
-        if let Ok(signal) = channel.exit_signal()
-            && let Some(name) = signal.exit_signal
-        {
-            return Err(self.error(format!("`{command}` was killed by signal {name}")));
-        }
-        let status = channel.exit_status().map_err(|e| self.error(e))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let status = self.run(command, stdin, true, &mut stdout, &mut stderr)?;
         Ok(ExecOutput {
             status,
             stdout,
@@ -269,13 +278,9 @@ impl SshConnection {
     }
 
     /// Runs `command`, sends it `input` and copies what it prints to `out` and `err` as it
-    /// arrives, until it ends; returns its exit status. No command timeout applies: the
-    /// session is read without blocking (libssh2's blocking wait would fail a quiet
-    /// `logs --follow` after `command_timeout`), and libssh2 keepalives, sent while the
-    /// channel is quiet, are allowed only for that time (PITFALLS.md: with blocking calls
-    /// they break any wait longer than their interval). The command's standard input stays
-    /// open until it ends; on a failure here (a closed `out`), it is closed first, so a
-    /// command that watches it ends and the channel can close.
+    /// arrives, until it ends; returns its exit status. Its standard input stays open until
+    /// it ends; on a failure here (a closed `out`), it is closed first, so a command that
+    /// watches it ends and the channel can close.
     pub fn stream(
         &self,
         command: &str,
@@ -283,19 +288,42 @@ impl SshConnection {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<i32, TransportError> {
+        self.run(command, &mut &input[..], false, out, err)
+    }
+
+    /// Runs `command` with `input` on its standard input (closed after it when
+    /// `close_input`), copying its output to `out` and `err`; returns its exit status.
+    ///
+    /// Once started, the command is driven without blocking (libssh2's blocking waits would
+    /// either fail a quiet command after their timeout or, with libssh2's keepalive set,
+    /// after the keepalive interval: PITFALLS.md), so that between reads and writes synprov
+    /// checks the step's deadline and the interrupts, and sends its own keepalives: a peer
+    /// that answers none of them for [`SILENCE`] is dead, whatever TCP thinks.
+    fn run(
+        &self,
+        command: &str,
+        input: &mut dyn Read,
+        close_input: bool,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        self.ready()?;
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;
-        channel
-            .write_all(input)
-            .and_then(|()| channel.flush())
-            .map_err(|e| self.error(format!("sending input: {e}")))?;
         self.session.set_blocking(false);
         self.session.set_keepalive(true, KEEPALIVE_SECS);
-        let copied = self.copy_until_eof(&channel, out, err);
+        let pumped = self.pump(&mut channel, input, close_input, out, err);
         self.session.set_keepalive(false, 0);
         self.session.set_blocking(true);
-        let _ = channel.send_eof();
-        copied?;
+        if let Err(error) = pumped {
+            if !matches!(error, TransportError::Ssh { .. }) {
+                // Cut short: the peer may be gone, so nothing more is waited for.
+                self.session.set_timeout(SPENT_WAIT_MS);
+            }
+            let _ = channel.send_eof();
+            return Err(error);
+        }
+        self.ready()?;
         channel.wait_close().map_err(|e| self.error(e))?;
         if let Ok(signal) = channel.exit_signal()
             && let Some(name) = signal.exit_signal
@@ -305,45 +333,84 @@ impl SshConnection {
         channel.exit_status().map_err(|e| self.error(e))
     }
 
-    /// Copies the channel's stdout and stderr until the remote end sent EOF and every byte
-    /// before it was read (`eof()` counts queued data), waiting on the socket in between.
-    fn copy_until_eof(
+    /// Sends `input` and copies the channel's stdout and stderr until the remote end sent
+    /// EOF and every byte before it was read (`eof()` counts queued data), waiting on the
+    /// socket in between.
+    fn pump(
         &self,
-        channel: &Channel,
+        channel: &mut Channel,
+        input: &mut dyn Read,
+        close_input: bool,
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<(), TransportError> {
         let mut buffer = vec![0; 32 * 1024];
+        let (mut pending, mut sent) = (Vec::new(), 0);
+        let (mut input_done, mut eof_sent) = (false, !close_input);
+        let mut heard = Instant::now();
         loop {
-            let mut read_any = false;
+            let mut moved = false;
+            if !input_done && sent == pending.len() {
+                pending.resize(buffer.len(), 0);
+                let n = input
+                    .read(&mut pending)
+                    .map_err(|e| self.error(format!("reading input: {e}")))?;
+                pending.truncate(n);
+                sent = 0;
+                input_done = n == 0;
+            }
+            if sent < pending.len() {
+                match channel.write(&pending[sent..]) {
+                    Ok(n) => {
+                        sent += n;
+                        moved = n > 0;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(self.error(format!("sending input: {e}"))),
+                }
+            } else if input_done && !eof_sent {
+                match channel.send_eof() {
+                    Ok(()) => eof_sent = true,
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(EAGAIN) => {}
+                    Err(e) => return Err(self.error(e)),
+                }
+            }
             for id in [0, 1] {
                 let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
                 match channel.stream(id).read(&mut buffer) {
                     Ok(0) => {}
                     Ok(n) => {
-                        read_any = true;
+                        moved = true;
                         sink.write_all(&buffer[..n])
                             .and_then(|()| sink.flush())
                             .map_err(|e| self.error(format!("writing output: {e}")))?;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) => return Err(self.error(format!("reading output: {e}"))),
                 }
             }
-            if read_any {
+            if moved {
+                heard = Instant::now();
                 continue;
             }
-            if channel.eof() {
+            if channel.eof() && eof_sent {
                 return Ok(());
             }
+            self.watch.check()?;
+            if heard.elapsed() >= SILENCE {
+                return Err(self.watch.unresponsive(heard.elapsed()));
+            }
             // Due or not, a keepalive goes out when libssh2 says; a full socket buffer
-            // (EAGAIN) only delays it.
+            // (EAGAIN) only delays it. Its answer is what tells a live peer from a dead one.
             let _ = self.session.keepalive_send();
-            wait_for_socket(&self.session, KEEPALIVE_SECS);
+            if wait_for_socket(&self.session, POLL_MS) {
+                heard = Instant::now();
+            }
         }
     }
 
     pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {
+        self.ready()?;
         let channel = self
             .session
             .channel_direct_streamlocal(path, None)
@@ -356,6 +423,7 @@ impl SshConnection {
         address: &str,
         port: u16,
     ) -> Result<Box<dyn SocketStream>, TransportError> {
+        self.ready()?;
         let channel = self
             .session
             .channel_direct_tcpip(address, port, None)
@@ -370,6 +438,7 @@ impl SshConnection {
         command: &str,
         script: &[u8],
     ) -> Result<(Answer, Option<LockGuard>), TransportError> {
+        self.ready()?;
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;
         channel

@@ -49,9 +49,14 @@ pub fn json_line(event: &Event) -> String {
             let (status, changes, unchanged, error) = match &result.status {
                 Status::Done { changes, unchanged } => ("ok", *changes, *unchanged, None),
                 Status::Failed(message) => ("failed", 0, 0, Some(message.as_str())),
+                Status::Interrupted { .. } => ("interrupted", 0, 0, None),
                 Status::Skipped => ("skipped", 0, 0, None),
             };
-            json!({ "event": "finished", "host": result.host, "status": status, "changes": changes, "unchanged": unchanged, "error": error, "seconds": result.duration.as_secs_f64() })
+            let after = match &result.status {
+                Status::Interrupted { after } => Some(after.as_str()),
+                _ => None,
+            };
+            json!({ "event": "finished", "host": result.host, "status": status, "changes": changes, "unchanged": unchanged, "error": error, "after": after, "seconds": result.duration.as_secs_f64() })
         }
         Event::Stopped {
             failed,
@@ -60,6 +65,7 @@ pub fn json_line(event: &Event) -> String {
         } => {
             json!({ "event": "stopped", "failed": failed, "allowed": allowed, "skipped": skipped })
         }
+        Event::Interrupted { count } => json!({ "event": "interrupted", "count": count }),
     };
     value.to_string()
 }
@@ -97,6 +103,7 @@ pub fn show(events: Receiver<Event>, mode: Mode) {
                         "stopping: {failed} host(s) failed, {allowed} allowed; not started: {}",
                         printable(&skipped.join(", "))
                     ),
+                    Event::Interrupted { count } => println!("{}", interrupted(count)),
                 }
             }
         }
@@ -160,9 +167,25 @@ fn live(events: Receiver<Event>) {
                     printable(&skipped.join(", "))
                 ));
             }
+            Event::Interrupted { count } => {
+                let _ = multi.println(interrupted(count));
+            }
         }
     }
     batch.finish();
+}
+
+/// What an interrupt does, said when it comes.
+fn interrupted(count: u8) -> &'static str {
+    match count {
+        1 => {
+            "interrupted: no new host or step starts; the steps in flight finish and release their locks (interrupt again to abort them)"
+        }
+        2 => {
+            "interrupted again: aborting the steps in flight, releasing their locks (once more exits at once)"
+        }
+        _ => "interrupted a third time: exiting",
+    }
 }
 
 fn summary(result: &HostResult) -> String {
@@ -173,6 +196,7 @@ fn summary(result: &HostResult) -> String {
             let first = message.lines().next().unwrap_or_default();
             format!("FAILED: {}", printable_report(first))
         }
+        Status::Interrupted { after } => format!("INTERRUPTED after: {}", printable(after)),
         Status::Skipped => "skipped".into(),
     }
 }
@@ -206,6 +230,15 @@ pub fn recap(results: &[HostResult]) -> String {
                         .trim_start_matches(['×', ' ']),
                 )
                 .into_owned(),
+            ),
+            Status::Interrupted { after } => (
+                "-".into(),
+                "-".into(),
+                "interrupted",
+                format!(
+                    "after: {}; the next apply finishes it",
+                    printable(after.lines().next().unwrap_or_default())
+                ),
             ),
             Status::Skipped => (
                 "-".into(),

@@ -1,17 +1,23 @@
 //! Many hosts: in batches, several at once, stopping when too many fail.
 //!
-//! Hosts of a batch run in parallel, up to `parallel` at a time, one OS thread per host (each
+//! Hosts of a batch run in parallel, up to `parallel` at a time, one thread per host (each
 //! owns its SSH session: PITFALLS.md). The next batch starts only when every host of the
 //! current one has finished; once more hosts have failed than `max_failures` allows, the
 //! hosts not yet started are left untouched. The engine reports [`Event`]s; it never prints.
+//!
+//! The engine runs on tokio ([`engine`]): a task per host, its blocking SSH work on a
+//! blocking thread, the operator's signals watched by a task of their own.
 //!
 //! A host that depends on others (its workers need the Postgres and Redis of a spread
 //! deployment's main host) comes in a later stage: stages run one after the other, each in
 //! its batches, so such a host starts only once the hosts it needs have finished.
 
+mod engine;
+
 use std::sync::Mutex;
-use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use engine::{Policy, run};
 
 use crate::inventory::Amount;
 
@@ -24,7 +30,12 @@ pub enum Status {
         unchanged: usize,
     },
     Failed(String),
-    /// Not started: the rollout stopped before reaching it.
+    /// Stopped by an interrupt after the step named (what was done before it is kept; the
+    /// next apply finishes the rest).
+    Interrupted {
+        after: String,
+    },
+    /// Not started: the rollout stopped (or was interrupted) before reaching it.
     Skipped,
 }
 
@@ -60,6 +71,10 @@ pub enum Event {
         failed: usize,
         allowed: usize,
         skipped: Vec<String>,
+    },
+    /// The operator sent SIGINT or SIGTERM: the `count`th time.
+    Interrupted {
+        count: u8,
     },
 }
 
@@ -116,87 +131,25 @@ pub fn allowed_failures(total: usize, max_failures: Amount) -> usize {
     }
 }
 
-/// What a rollout does to one host: returns (changes, unchanged files) or an error message.
-/// `step` reports progress.
-pub type Work<'a> = dyn Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), String> + Sync + 'a;
+/// Why a host's work ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It failed: the report to show.
+    Error(String),
+    /// The operator interrupted the run: the host stopped between steps (or in one, at a
+    /// second interrupt), its lock released.
+    Interrupted,
+}
 
-/// Runs `work` on every host, stage after stage (see [`stages`]) and batch after batch;
-/// returns one result per host, in the order of `stages`.
-pub fn run(
-    stages: &[Vec<String>],
-    batch: Option<Amount>,
-    parallel: usize,
-    max_failures: Amount,
-    work: &Work,
-    events: &Sender<Event>,
-) -> Vec<HostResult> {
-    let hosts: Vec<String> = stages.concat();
-    let allowed = allowed_failures(hosts.len(), max_failures);
-    let batches: Vec<Vec<String>> = stages.iter().flat_map(|s| batches(s, batch)).collect();
-    let count = batches.len();
-    let mut results: Vec<HostResult> = Vec::new();
-    for (index, batch) in batches.into_iter().enumerate() {
-        let failed = results
-            .iter()
-            .filter(|r| matches!(r.status, Status::Failed(_)))
-            .count();
-        if failed > allowed {
-            let skipped: Vec<String> = hosts
-                .iter()
-                .filter(|h| !results.iter().any(|r| &r.host == *h))
-                .cloned()
-                .collect();
-            let _ = events.send(Event::Stopped {
-                failed,
-                allowed,
-                skipped: skipped.clone(),
-            });
-            results.extend(skipped.into_iter().map(|host| HostResult {
-                host,
-                status: Status::Skipped,
-                duration: Duration::ZERO,
-            }));
-            break;
-        }
-        let _ = events.send(Event::Batch {
-            index: index + 1,
-            count,
-            hosts: batch.clone(),
-        });
-        results.extend(run_batch(&batch, parallel, work, events));
+impl From<String> for Failure {
+    fn from(report: String) -> Failure {
+        Failure::Error(report)
     }
-    results.sort_by_key(|r| hosts.iter().position(|h| *h == r.host));
-    results
 }
 
-fn run_batch(
-    batch: &[String],
-    parallel: usize,
-    work: &Work,
-    events: &Sender<Event>,
-) -> Vec<HostResult> {
-    each_at_once(batch, parallel, |host| {
-        let started = Instant::now();
-        let _ = events.send(Event::Started { host: host.clone() });
-        let step = |message: String| {
-            let _ = events.send(Event::Step {
-                host: host.clone(),
-                message,
-            });
-        };
-        let status = match work(host, &step) {
-            Ok((changes, unchanged)) => Status::Done { changes, unchanged },
-            Err(message) => Status::Failed(message),
-        };
-        let result = HostResult {
-            host: host.clone(),
-            status,
-            duration: started.elapsed(),
-        };
-        let _ = events.send(Event::Finished(result.clone()));
-        result
-    })
-}
+/// What a rollout does to one host: returns (changes, unchanged files) or why it stopped.
+/// `step` reports progress. It runs on a thread of its own, blocking as it likes.
+pub type Work = dyn Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), Failure> + Send + Sync;
 
 /// `work` on each of `items`, `parallel` at a time (one thread each, the next item taken as
 /// soon as one ends, so a slow host holds up no other); the results in the order of `items`.
@@ -228,9 +181,49 @@ pub fn each_at_once<T: Sync, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::transport::watch::Interrupt;
 
     fn hosts(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("h{i}")).collect()
+    }
+
+    /// Runs `work` as the engine does, with its own interrupt; the results and every event.
+    fn roll(
+        stages: &[Vec<String>],
+        batch: Option<Amount>,
+        parallel: usize,
+        max_failures: Amount,
+        work: impl Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), Failure> + Send + Sync + 'static,
+    ) -> (Vec<HostResult>, Vec<Event>) {
+        roll_interrupted(
+            stages,
+            batch,
+            parallel,
+            max_failures,
+            work,
+            &Interrupt::default(),
+        )
+    }
+
+    fn roll_interrupted(
+        stages: &[Vec<String>],
+        batch: Option<Amount>,
+        parallel: usize,
+        max_failures: Amount,
+        work: impl Fn(&str, &dyn Fn(String)) -> Result<(usize, usize), Failure> + Send + Sync + 'static,
+        interrupt: &Interrupt,
+    ) -> (Vec<HostResult>, Vec<Event>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let policy = Policy {
+            batch,
+            parallel,
+            max_failures,
+        };
+        let results = run(stages, &policy, Arc::new(work), &tx, interrupt);
+        (results, rx.try_iter().collect())
     }
 
     #[test]
@@ -254,21 +247,19 @@ mod tests {
 
     #[test]
     fn a_failure_past_the_threshold_stops_before_the_next_batch() {
-        let (tx, rx) = std::sync::mpsc::channel();
         let work = |host: &str, _: &dyn Fn(String)| {
             if host == "h2" {
-                Err("boom".to_string())
+                Err(Failure::Error("boom".to_string()))
             } else {
                 Ok((1, 0))
             }
         };
-        let results = run(
+        let (results, events) = roll(
             &[hosts(6)],
             Some(Amount::Count(2)),
             4,
             Amount::Count(0),
-            &work,
-            &tx,
+            work,
         );
         let statuses: Vec<_> = results
             .iter()
@@ -286,8 +277,7 @@ mod tests {
             statuses[2..].iter().all(|(_, s)| *s == Status::Skipped),
             "{statuses:?}"
         );
-        drop(tx);
-        assert!(rx.iter().any(|e| matches!(
+        assert!(events.iter().any(|e| matches!(
             e,
             Event::Stopped {
                 failed: 1,
@@ -299,21 +289,22 @@ mod tests {
 
     #[test]
     fn failures_within_the_threshold_go_on_and_hosts_run_in_parallel() {
-        let (tx, _rx) = std::sync::mpsc::channel();
-        let running = std::sync::atomic::AtomicUsize::new(0);
-        let peak = std::sync::atomic::AtomicUsize::new(0);
-        let work = |host: &str, _: &dyn Fn(String)| {
-            let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (running_, peak_) = (Arc::clone(&running), Arc::clone(&peak));
+        let work = move |host: &str, _: &dyn Fn(String)| {
+            let (running, peak) = (&running_, &peak_);
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(50));
-            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            running.fetch_sub(1, Ordering::SeqCst);
             if host == "h1" {
-                Err("down".to_string())
+                Err(Failure::Error("down".to_string()))
             } else {
                 Ok((0, 3))
             }
         };
-        let results = run(&[hosts(6)], None, 3, Amount::Percent(20), &work, &tx);
+        let (results, _) = roll(&[hosts(6)], None, 3, Amount::Percent(20), work);
         assert_eq!(
             results
                 .iter()
@@ -321,11 +312,7 @@ mod tests {
                 .count(),
             5
         );
-        assert_eq!(
-            peak.load(std::sync::atomic::Ordering::SeqCst),
-            3,
-            "three hosts at once"
-        );
+        assert_eq!(peak.load(Ordering::SeqCst), 3, "three hosts at once");
     }
 
     #[test]
@@ -347,16 +334,14 @@ mod tests {
 
     #[test]
     fn a_stage_starts_only_when_the_one_before_has_finished() {
-        let (tx, rx) = std::sync::mpsc::channel();
         let work = |_: &str, _: &dyn Fn(String)| Ok((1, 0));
         let staged = vec![
             vec!["h1".to_string(), "h2".to_string()],
             vec!["h3".to_string()],
         ];
-        run(&staged, None, 10, Amount::Count(0), &work, &tx);
-        drop(tx);
-        let order: Vec<String> = rx
-            .iter()
+        let (_, events) = roll(&staged, None, 10, Amount::Count(0), work);
+        let order: Vec<String> = events
+            .into_iter()
             .filter_map(|e| match e {
                 Event::Batch { hosts, .. } => Some(format!("batch {}", hosts.join(","))),
                 Event::Finished(r) => Some(r.host),
@@ -365,6 +350,47 @@ mod tests {
             .collect();
         assert_eq!(order[0], "batch h1,h2");
         assert_eq!(order[3..], ["batch h3", "h3"]);
+    }
+
+    #[test]
+    fn an_interrupt_starts_no_new_host_and_marks_those_in_flight_interrupted() {
+        let interrupt = Interrupt::default();
+        let raised = interrupt.clone();
+        // h1 and h2 run at once; h2 is interrupted between its steps, as a host's work is
+        // when the first signal comes (its next step refused).
+        let work = move |host: &str, step: &dyn Fn(String)| {
+            step(format!("{host}: writing 3 file(s)"));
+            if host == "h2" {
+                raised.raise();
+                return Err(Failure::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            Ok((3, 0))
+        };
+        let (results, _) = roll_interrupted(
+            &[hosts(5)],
+            Some(Amount::Count(2)),
+            2,
+            Amount::Count(0),
+            work,
+            &interrupt,
+        );
+        let statuses: Vec<Status> = results.into_iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                Status::Done {
+                    changes: 3,
+                    unchanged: 0
+                },
+                Status::Interrupted {
+                    after: "h2: writing 3 file(s)".into()
+                },
+                Status::Skipped,
+                Status::Skipped,
+                Status::Skipped,
+            ]
+        );
     }
 
     #[test]
