@@ -270,6 +270,9 @@ pub fn apply(
     // Nothing to change, nothing to lock: a no-op apply costs what a plan costs.
     let mut locks = Vec::new();
     let changing = plan.change_count() > 0 || !options.restore_db.is_empty();
+    if changing {
+        connection.begin(Step::Lock)?;
+    }
     for deployment in plan.deployments.iter().filter(|_| changing) {
         let lock = connection.lock(&deployment.dir)?;
         locks.push(lock.ok_or_else(|| ApplyError::Locked {

@@ -42,6 +42,8 @@ impl Interrupt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Facts,
+    /// Taking the deployments' locks: a round trip each, bounded as the facts are.
+    Lock,
     Install,
     Image,
     Files,
@@ -56,6 +58,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::Facts => "facts",
+            Step::Lock => "lock",
             Step::Install => "install",
             Step::Image => "image",
             Step::Files => "files",
@@ -68,7 +71,7 @@ impl Step {
     /// The key of `[rollout.deadlines]` that sets this step's deadline.
     fn setting(self) -> &'static str {
         match self {
-            Step::Facts => "deadlines.facts",
+            Step::Facts | Step::Lock => "deadlines.facts",
             Step::Install => "deadlines.install",
             Step::Image => "deadlines.image",
             Step::Files => "deadlines.files",
@@ -80,7 +83,7 @@ impl Step {
 
     fn deadline(self, deadlines: &Deadlines) -> Duration {
         match self {
-            Step::Facts => deadlines.facts,
+            Step::Facts | Step::Lock => deadlines.facts,
             Step::Install => deadlines.install,
             Step::Image => deadlines.image,
             Step::Files => deadlines.files,

@@ -14,9 +14,21 @@ pub struct Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        // Its sessions too: a test may have stopped them, or left a command sleeping.
+        for pid in self.sessions() {
+            send_signal(pid, "KILL");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `kill -SIGNAL pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 fn keygen(path: &Path) {
@@ -33,6 +45,72 @@ fn keygen(path: &Path) {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// A server that runs every command through `force-command` in its directory: it counts
+    /// the commands (one line each in `commands`) and sleeps before running one, for as many
+    /// seconds as `delay-N` (N: the command's number) or else `delay` says. A test makes a
+    /// step last, and knows which one is under way.
+    pub fn start_slow(delay_secs: u32) -> Sshd {
+        let sshd = Sshd::start_with("ForceCommand {dir}/force-command\n");
+        let d = sshd.path("");
+        std::fs::write(sshd.path("delay"), delay_secs.to_string()).unwrap();
+        let wrapper = format!(
+            "#!/bin/sh\necho x >> {d}/commands\nn=$(wc -l < {d}/commands)\nsleep \"$(cat {d}/delay-$n 2>/dev/null || cat {d}/delay)\"\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            d = d.display()
+        );
+        let path = sshd.path("force-command");
+        std::fs::write(&path, wrapper).unwrap();
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&path, executable).unwrap();
+        sshd
+    }
+
+    /// How many commands a [`Self::start_slow`] server has started.
+    pub fn commands(&self) -> usize {
+        std::fs::read_to_string(self.path("commands"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// The processes of this server's sessions (every descendant of the listener).
+    pub fn sessions(&self) -> Vec<u32> {
+        let mut family = vec![self.child.id()];
+        let mut found = true;
+        while found {
+            found = false;
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                    continue;
+                };
+                // The parent is the second field after the command's closing parenthesis.
+                let parent = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+                if parent.is_some_and(|p| family.contains(&p)) && !family.contains(&pid) {
+                    family.push(pid);
+                    found = true;
+                }
+            }
+        }
+        family.remove(0);
+        family
+    }
+
+    /// Stops (SIGSTOP) the server and all its sessions: a host that stops answering, its
+    /// TCP connections still open.
+    pub fn freeze(&self) {
+        send_signal(self.child.id(), "STOP");
+        for pid in self.sessions() {
+            send_signal(pid, "STOP");
+        }
+    }
+
+    fn start_with(extra_config: &str) -> Sshd {
         let sshd = super::require("sshd", "apt-get install openssh-server");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -47,7 +125,8 @@ impl Sshd {
             .unwrap()
             .port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nMaxStartups 100\nLogLevel ERROR\n",
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nMaxStartups 100\nLogLevel ERROR\n{}",
+            extra_config.replace("{dir}", &d.display().to_string()),
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();
