@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Fleet benchmark: `synprov plan` and a no-op `synprov apply --files-only` against 1, 10 and
-# 50 sshd instances on loopback, each host with the guide's deployment (31 files), measured
+# Fleet benchmark: `synprov plan` and a no-op `synprov apply --files-only` against 1, 10, 50,
+# 200 and 500 sshd instances on loopback, each host with the guide's deployment (31 files), measured
 # in the same run as the floor: OpenSSH's client opening one session and running `true` on
 # every host with the same parallelism. Prints times, the ratio to the floor and synprov's
 # peak memory. Asserts nothing.
 #
-#   scripts/bench-fleet.sh            # 1 10 50 hosts
-#   scripts/bench-fleet.sh 5 20       # other sizes
+#   scripts/bench-fleet.sh                    # 1 10 50 200 500 hosts, default parallelism
+#   scripts/bench-fleet.sh 5 20               # other sizes
+#   PARALLEL="10 25 50" scripts/bench-fleet.sh 500   # several parallelisms (floor alike)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/synprov-target}"
 export PATH="/usr/sbin:/sbin:$PATH"
 sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(1 10 50)
-parallel=10
+[ ${#sizes[@]} -gt 0 ] || sizes=(1 10 50 200 500)
+# synprov's default (`[rollout] parallel`), unless told.
+read -r -a parallels <<< "${PARALLEL:-$(grep -oP 'const DEFAULT_PARALLEL: u32 = \K[0-9]+' src/inventory/validate.rs)}"
 
 command -v sshd >/dev/null || { echo "needs sshd: apt-get install openssh-server" >&2; exit 1; }
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
@@ -56,9 +58,10 @@ sleep 1
 
 seconds() { local start=$1 end=$2; awk "BEGIN { printf \"%.2f\", ($end - $start) / 1e9 }"; }
 
-printf '| hosts | floor (ssh + true) | plan | ratio | no-op apply | ratio | peak memory |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| hosts | parallel | floor (ssh + true) | plan | ratio | no-op apply | ratio | peak memory |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for n in "${sizes[@]}"; do
+for parallel in "${parallels[@]}"; do
     inventory="$work/fleet-$n.toml"
     {
         printf '[defaults]\nuser = "root"\nidentity_file = "%s"\n[rollout]\nparallel = %d\n\n' "$work/client_key" "$parallel"
@@ -67,7 +70,9 @@ for n in "${sizes[@]}"; do
                 "$i" $((base_port + i)) "$i" "$i" "$i" "$work" "$i"
         done
     } > "$inventory"
-    "$synprov" apply --files-only --json --known-hosts "$work/known_hosts" "$inventory" > /dev/null
+    # The first deployment, once per size: what is measured is the no-op.
+    [ "$parallel" != "${parallels[0]}" ] ||
+        "$synprov" apply --files-only --json --known-hosts "$work/known_hosts" "$inventory" > /dev/null
 
     start=$(date +%s%N)
     seq "$n" | xargs -P "$parallel" -I{} sh -c "ssh -q -o BatchMode=yes -o UserKnownHostsFile=$work/known_hosts -i $work/client_key -p \$(($base_port + {})) root@127.0.0.1 true"
@@ -82,6 +87,7 @@ for n in "${sizes[@]}"; do
     noop=$(seconds "$start" "$(date +%s%N)")
     rss_mb=$(awk '{ printf "%.1f", $1 / 1024 }' "$work/rss")
 
-    printf '| %d | %s s | %s s | %.2fx | %s s | %.2fx | %s MiB |\n' "$n" "$floor" "$plan" \
+    printf '| %d | %d | %s s | %s s | %.2fx | %s s | %.2fx | %s MiB |\n' "$n" "$parallel" "$floor" "$plan" \
         "$(awk "BEGIN { print $plan / $floor }")" "$noop" "$(awk "BEGIN { print $noop / $floor }")" "$rss_mb"
+done
 done

@@ -44,6 +44,65 @@ fn synprov_run(dir: &Path, args: &[&str], inventory: &Path) -> (i32, String) {
     common::bed::run(dir, &[], args, inventory)
 }
 
+/// Sends SIGINT to an apply once it loads its first image: the image in flight finishes
+/// (the host has it), no later step starts, the lock is released, no file is half-written,
+/// and the exit status is 130; `plan` shows the rest as pending.
+fn interrupted_while_loading_an_image(dir: &Path, inventory: &Path) {
+    use std::io::BufRead;
+    let mut child = common::bed::command(dir, &[], &["apply"], inventory)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    let mut loading = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        out += &line;
+        out.push('\n');
+        if let Some(image) = line.split("loading image ").nth(1) {
+            loading = Some(image.trim().to_string());
+            common::sshd::send_signal(child.id(), "INT");
+            break;
+        }
+    }
+    for line in lines {
+        out += &line.unwrap();
+        out.push('\n');
+    }
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    println!("interrupted apply:\n{out}{err}");
+    let image = loading.expect("the apply loads an image");
+    assert_eq!(output.status.code(), Some(130), "{out}{err}");
+    assert!(out.contains("installing Docker"), "{out}");
+    let recap = out
+        .lines()
+        .find(|l| l.starts_with("e2e "))
+        .unwrap_or_default();
+    assert!(recap.contains("interrupted"), "{out}");
+    assert_eq!(
+        on_host(&format!("docker image inspect --format ok {image}")),
+        "ok",
+        "the image in flight finished loading"
+    );
+    assert_eq!(
+        on_host(
+            "ls /opt/synapse/e2e/synapse 2>/dev/null; find /opt/synapse/e2e -name '*.synprov-new'"
+        ),
+        "",
+        "no file written, none half-written"
+    );
+    assert_eq!(
+        on_host("flock -n -E 75 /opt/synapse/e2e/.synprov/lock echo free"),
+        "free",
+        "the lock was released"
+    );
+    let (code, plan) = synprov_run(dir, &["plan"], inventory);
+    assert_eq!(code, 2, "the rest is pending: {plan}");
+}
+
 /// Container ID and start time of each service, to see what an apply recreated.
 fn containers() -> std::collections::BTreeMap<String, String> {
     on_host("cd /opt/synapse/e2e && docker compose ps -a --format '{{.Service}} {{.ID}}'")
@@ -72,11 +131,14 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         "{out}"
     );
 
+    // Ctrl-C while the first image streams: that image finishes, nothing else starts.
+    interrupted_while_loading_an_image(dir.path(), &first);
+
     let (code, out) = synprov_run(dir.path(), &["apply"], &first);
     assert_eq!(code, 0, "apply failed");
     assert!(
-        out.contains("installing Docker") && out.contains("16 listener(s) healthy"),
-        "{out}"
+        !out.contains("installing Docker") && out.contains("16 listener(s) healthy"),
+        "the interrupted apply is completed: {out}"
     );
     assert_eq!(
         on_host("systemctl is-active docker"),

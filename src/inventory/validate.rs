@@ -46,6 +46,10 @@ const KEEP_GENERATIONS: RangeInclusive<u32> = 1..=1000;
 /// than any dump.
 const DEADLINE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(7 * 86_400);
 
+/// Hosts worked on at once unless `[rollout] parallel` says: chosen with
+/// `scripts/bench-fleet.sh` (README, "Fleet benchmark").
+const DEFAULT_PARALLEL: u32 = 10;
+
 /// Most hosts worked on at once.
 const MAX_PARALLEL: u32 = 4096;
 
@@ -729,7 +733,7 @@ impl Checker<'_> {
             &r.parallel,
             "parallel",
             1..=MAX_PARALLEL,
-            10,
+            DEFAULT_PARALLEL,
             "set how many hosts synprov works on at once, e.g. `parallel = 10`",
         )?;
         let batch = r

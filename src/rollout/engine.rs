@@ -43,6 +43,7 @@ pub fn run(
     events: &Sender<Event>,
     interrupt: &Interrupt,
 ) -> Vec<HostResult> {
+    raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(policy.parallel.max(1))
@@ -120,6 +121,24 @@ async fn roll(
     listener.abort();
     results.sort_by_key(|r| hosts.iter().position(|h| *h == r.host));
     results
+}
+
+/// Raises the soft limit of open files to the hard one: each host in flight holds a socket
+/// (and an image stream a pipe), so a `parallel` of a thousand would exhaust the usual soft
+/// limit of 1024 where the hard one (often 512Ki) is ample.
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a valid rlimit owned by this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 fn skipped_result(host: String) -> HostResult {
