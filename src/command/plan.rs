@@ -1,9 +1,13 @@
 //! `synprov plan` (and `apply --dry-run`): what would change on each host, hosts in
-//! parallel. Changes nothing.
+//! parallel; with `--out`, the plan saved for `apply PLAN`. Changes nothing on the hosts.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
-use synprov::rollout::{Event, Status};
+use miette::{Context, IntoDiagnostic};
+use synprov::rollout::{Event, HostResult, Status};
+use synprov::saved_plan::{SavedHost, SavedPlan};
 use synprov::ui;
 
 use crate::cli::Target;
@@ -11,41 +15,45 @@ use crate::cli::Target;
 /// Exit status when changes are pending.
 pub const PENDING: u8 = 2;
 
-pub fn run(target: &Target) -> miette::Result<ExitCode> {
+pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Result<ExitCode> {
     let loaded = super::load(target)?;
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
-    let (output, printed) = std::sync::mpsc::channel::<Event>();
-    let output = std::sync::Mutex::new(output);
+    // Each host's plan and how it reads, as the hosts finish.
+    let planned: Mutex<Vec<(SavedHost, String)>> = Mutex::new(Vec::new());
     let work = |host: &str, step: &dyn Fn(String)| {
         let (_, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
-        let _ = output.lock().expect("plan output").send(Event::Output {
-            host: host.into(),
-            text: ui::plan::show(&files, &prepared, color),
-        });
-        let unchanged = prepared.plan.deployments.iter().map(|d| d.unchanged).sum();
-        Ok((prepared.plan.change_count(), unchanged))
+        let record = SavedHost::of(&files, &prepared, files_only);
+        let text = ui::plan::show(&record, Some((&files, &prepared)), color);
+        let counts = (record.changes, record.unchanged());
+        planned.lock().expect("plans").push((record, text));
+        Ok(counts)
     };
     let results = super::roll_out(&loaded, target, false, &work);
-    drop(output);
     // The plans, host by host in inventory order, after the progress display.
-    let mut plans: Vec<(String, String)> = printed
-        .iter()
-        .filter_map(|e| match e {
-            Event::Output { host, text } => Some((host, text)),
-            _ => None,
-        })
-        .collect();
-    plans.sort_by_key(|(host, _)| results.iter().position(|r| &r.host == host));
-    for (host, text) in plans {
+    let mut planned = planned.into_inner().expect("plans");
+    planned.sort_by_key(|(record, _)| results.iter().position(|r| r.host == record.host));
+    for (record, text) in &planned {
         if target.json {
-            println!("{}", ui::progress::json_line(&Event::Output { host, text }));
+            let event = Event::Output {
+                host: record.host.clone(),
+                text: text.clone(),
+            };
+            println!("{}", ui::progress::json_line(&event));
         } else {
             print!("{text}");
         }
     }
-    let failed = results
-        .iter()
-        .any(|r| !matches!(r.status, Status::Done { .. }));
+    let failed = !super::unfinished(&results).is_empty();
+    if let Some(out) = out {
+        save(
+            target,
+            out,
+            files_only,
+            &loaded.inventory_sha256,
+            &results,
+            planned,
+        )?;
+    }
     let pending = results
         .iter()
         .any(|r| matches!(r.status, Status::Done { changes, .. } if changes > 0));
@@ -56,4 +64,49 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes the plan of every host to `out` (mode 0600, whole or not at all), made from the
+/// inventory whose SHA-256 is `inventory_sha256`; refuses when a host could not be planned,
+/// since the plan would not cover what was asked.
+fn save(
+    target: &Target,
+    out: &Path,
+    files_only: bool,
+    inventory_sha256: &str,
+    results: &[HostResult],
+    planned: Vec<(SavedHost, String)>,
+) -> miette::Result<()> {
+    let unplanned = super::unfinished(results);
+    if !unplanned.is_empty() {
+        return Err(miette::miette!(
+            help = "fix what the report above names, or leave those hosts out with --limit, then plan again",
+            "no plan written to {}: {} could not be planned",
+            out.display(),
+            unplanned.join(", ")
+        ));
+    }
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot resolve {}", path.display()))
+    };
+    let plan = SavedPlan::new(
+        absolute(&target.inventory)?,
+        inventory_sha256.to_string(),
+        target.limit.clone(),
+        target.roles.as_deref().map(absolute).transpose()?,
+        files_only,
+        planned.into_iter().map(|(record, _)| record).collect(),
+    );
+    super::write_with_mode(out, plan.to_json().as_bytes(), 0o600)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
+    if !target.json {
+        println!(
+            "plan saved to {}: `synprov show {0}` prints it, `synprov apply {0}` applies it",
+            ui::printable(&out.display().to_string())
+        );
+    }
+    Ok(())
 }
