@@ -221,3 +221,40 @@ pub fn show_saved(plan: &SavedPlan) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan file is data from outside: what it names is printed escaped.
+    #[test]
+    fn a_saved_plan_shows_hashes_and_escapes_the_names_it_holds() {
+        let host = serde_json::json!({
+            "host": "hs1\u{1b}[2J",
+            "facts": {
+                "digest": "0123456789abcdef0123",
+                "summary": {"os": "debian 12", "arch": "x86_64", "init": "systemd",
+                            "docker": "no Docker", "compose": "no Compose"}
+            },
+            "changes": 1, "install_docker": false, "start_docker": false,
+            "install_compose": false, "load_images": [], "orphans": [],
+            "deployments": [{
+                "deployment": "d", "dir": "/opt/d", "unchanged": 3, "restart": [],
+                "interrupted": false, "upgrade": null, "removed_workers": [],
+                "services": {"added": [], "recreated": [], "removed": []},
+                "plugin_grants": [],
+                "files": [{"path": "synapse/x\r.yaml", "change": "update",
+                           "before": "aaaaaaaaaaaaaaaa", "after": "bbbbbbbbbbbbbbbb"}]
+            }]
+        });
+        let host: SavedHost = serde_json::from_value(host).unwrap();
+        assert_eq!(
+            show(&host, None, false),
+            "host hs1\\x1b[2J: 1 change(s)\n  \
+             facts: debian 12, x86_64, systemd, no Docker, no Compose (digest 0123456789ab)\n  \
+             d (/opt/d): 1 to change, 3 unchanged\n    \
+             ~ change synapse/x\\x0d.yaml\n      \
+             sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…\n"
+        );
+    }
+}
