@@ -137,7 +137,12 @@ fn secrets(rendered: &Path) -> Vec<String> {
 fn a_saved_plan_applied_unchanged_writes_every_host_and_a_plan_of_nothing_is_a_no_op() {
     let hosts = Hosts::start();
     hosts.save_plan();
-    assert!(hosts.homeserver_text(1).is_empty(), "a plan writes nothing");
+    let check = hosts.synprov(&["apply", "fleet.plan", "--dry-run"]);
+    assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    assert!(
+        hosts.homeserver_text(1).is_empty(),
+        "neither a plan nor a dry run writes anything"
+    );
 
     let apply = hosts.synprov(&["apply", "fleet.plan"]);
     assert!(apply.status.success(), "{}", text(&apply));

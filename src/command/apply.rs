@@ -61,9 +61,9 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         flags.no_backup,
     );
     let work = |host: &str, step: &dyn Fn(String)| {
-        let prepared = super::connect_and_prepare(&loaded, host, step)?;
-        let record = SavedHost::of(&prepared.2, &prepared.1, flags.files_only);
-        host_apply.run(&prepared, &record, step)
+        let (connection, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
+        let record = SavedHost::of(&files, &prepared, flags.files_only);
+        host_apply.run(&(connection, prepared, files), &record, step)
     };
     Ok(exit_code(&super::roll_out(&loaded, target, true, &work)))
 }
@@ -133,11 +133,11 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         let saved = plan
             .host(host)
             .ok_or_else(|| format!("{host}: not in the plan {}", path.display()))?;
-        let prepared = super::connect_and_prepare(&loaded, host, step)?;
-        let now = SavedHost::of(&prepared.2, &prepared.1, plan.files_only);
+        let (connection, prepared, files) = super::connect_and_prepare(&loaded, host, step)?;
+        let now = SavedHost::of(&files, &prepared, plan.files_only);
         let differences = saved_plan::differences(saved, &now);
         if differences.is_empty() {
-            Ok((prepared, now))
+            Ok(((connection, prepared, files), now))
         } else {
             Err(super::failed(miette::miette!(
                 help = format!(
