@@ -16,6 +16,11 @@ Examples:
       Connect, and show per host what would change (exit 0: nothing, 2: changes pending).
   synprov apply inventory/example.toml
       Deploy, then verify /health of every Synapse listener.
+  synprov plan inventory/fleet.toml --out fleet.plan
+  synprov show fleet.plan
+  synprov apply fleet.plan
+      Save the plan (mode 0600, hashes only, no secret), review it, then apply exactly
+      it: a host that changed since is refused, and then nothing is applied.
   synprov apply inventory/fleet.toml --parallel 20 --limit eu
       Hosts of group eu, 20 at a time, in the batches [rollout] sets.
   synprov plan inventory/fleet.toml --json
@@ -75,25 +80,56 @@ pub enum Command {
     },
     /// Connect to the hosts and show what `apply` would change, changing nothing.
     /// Exit status: 0 nothing to change, 2 changes pending, 1 error.
-    #[command(after_help = "Example:\n  synprov plan inventory/example.toml --host hs1")]
+    #[command(
+        after_help = "Examples:\n  synprov plan inventory/example.toml --host hs1\n  synprov plan inventory/fleet.toml --out fleet.plan\n      Also save the plan, for `synprov show fleet.plan` and `synprov apply fleet.plan`."
+    )]
     Plan {
         #[command(flatten)]
         target: Target,
+        /// Save the plan to FILE (JSON, mode 0600): per host the facts it was made against
+        /// and each change by path and SHA-256, no file contents and no secret.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Plan for `apply --files-only`: Docker, Compose and images are left out.
+        #[arg(long)]
+        files_only: bool,
+    },
+    /// Print a plan saved by `plan --out`, as `plan` printed it (each changed file with its
+    /// hashes rather than its diff). Exit status: 0 nothing to change, 2 changes pending.
+    #[command(
+        after_help = "Examples:\n  synprov show fleet.plan\n  synprov show fleet.plan --json"
+    )]
+    Show {
+        /// The plan file.
+        plan: PathBuf,
+        /// The plan as it is saved (JSON), for programs.
+        #[arg(long)]
+        json: bool,
     },
     /// Deploy: install Docker where missing, write the files, bring the stacks up, verify
-    /// the health of every Synapse listener.
+    /// the health of every Synapse listener. Given a plan file (`plan --out`) instead of
+    /// an inventory, apply exactly that plan.
     #[command(
-        after_help = "Examples:\n  synprov apply inventory/example.toml\n  synprov apply inventory/example.toml --dry-run   (same as plan)"
+        after_help = "Examples:\n  synprov apply inventory/example.toml\n  synprov apply inventory/example.toml --dry-run   (same as plan)\n  synprov apply fleet.plan\n      The plan saved by `synprov plan inventory/fleet.toml --out fleet.plan`, on the\n      inventory it names, which must not have changed. Each host's facts and plan are\n      made again: a host where they differ is refused, naming what changed, and then\n      nothing is applied.\n  synprov apply fleet.plan --partial\n      Apply the hosts that still match; report the others failed.\n  synprov apply fleet.plan --dry-run\n      Check the plan against the hosts, applying nothing.\n\nA file whose first non-blank character is `{` is read as a plan (JSON), any other as an\ninventory (TOML)."
     )]
     Apply {
         #[command(flatten)]
         target: Target,
-        /// Only show the plan (exit 0 when nothing would change, 2 when changes are pending).
+        /// Only show the plan (exit 0 when nothing would change, 2 when changes are pending);
+        /// with a plan file, check it against the hosts.
         #[arg(long)]
         dry_run: bool,
-        /// Write the files only: no Docker, no images, no Compose, no health checks.
+        /// Write the files only: no Docker, no images, no Compose, no health checks. A plan
+        /// file made with `plan --files-only` is applied so without it.
         #[arg(long)]
         files_only: bool,
+        /// With a plan file: apply the hosts that still match it even when others are
+        /// refused (those are reported failed).
+        #[arg(long)]
+        partial: bool,
+        /// With a plan file: refuse it when it is older than this (default 24h).
+        #[arg(long, value_name = "DURATION")]
+        max_age: Option<humantime::Duration>,
         /// Upgrade Synapse without dumping Postgres first (the dump is what `rollback
         /// --restore-db` puts back).
         #[arg(long)]
@@ -267,7 +303,7 @@ pub struct HostsTarget {
 /// Which inventory and hosts a connecting command works on.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML); for `apply`, or a plan file made by `plan --out`.
     pub inventory: PathBuf,
     /// Only these hosts or groups (comma-separated names).
     #[arg(long, alias = "host", value_name = "NAMES", value_delimiter = ',')]

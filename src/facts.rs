@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
 
 use crate::generations::index::{self, Indexed};
 use crate::sh;
 use crate::shell::{Script, print_nul_terminated};
 
 /// The host's init system, which decides how Docker is started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Init {
     Systemd,
     SysV,
@@ -21,7 +22,7 @@ pub enum Init {
 
 /// Which Compose the host has (found by its file: running it would cost a Go start-up on
 /// every host of every plan).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Compose {
     /// The `docker compose` plugin, at this path.
     V2(String),
@@ -31,7 +32,7 @@ pub enum Compose {
 }
 
 /// What one deployment's directory holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DeployedState {
     /// Paths synprov wrote last time (relative to the deploy directory).
     pub manifest: Vec<String>,
@@ -42,7 +43,8 @@ pub struct DeployedState {
     pub pending: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone)]
+/// Serialized only for a digest of what a plan was made against (`saved_plan`).
+#[derive(Debug, Clone, Serialize)]
 pub struct Facts {
     pub os: String,
     pub arch: String,
@@ -53,6 +55,8 @@ pub struct Facts {
     /// Whether the Docker daemon runs (a `dockerd` process and its socket).
     pub docker_running: bool,
     pub compose: Compose,
+    /// Left out of the digest: free space changes by itself between a plan and its apply.
+    #[serde(skip)]
     pub free_kb: u64,
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod plugins;
 pub mod render;
 pub mod rollout;
+pub mod saved_plan;
 pub mod secrets;
 pub mod shell;
 pub mod status;

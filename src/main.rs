@@ -23,18 +23,29 @@ fn main() -> ExitCode {
             host,
             roles,
         } => command::render::run(&inventory, &out, host.as_deref(), roles.as_deref()),
-        cli::Command::Plan { target } => command::plan::run(&target),
+        cli::Command::Plan {
+            target,
+            out,
+            files_only,
+        } => command::plan::run(&target, out.as_deref(), files_only),
+        cli::Command::Show { plan, json } => command::show::run(&plan, json),
         cli::Command::Apply {
             target,
-            dry_run: true,
-            ..
-        } => command::plan::run(&target),
-        cli::Command::Apply {
-            target,
+            dry_run,
             files_only,
             no_backup,
-            ..
-        } => command::apply::run(&target, files_only, no_backup),
+            partial,
+            max_age,
+        } => command::apply::run(
+            &target,
+            &command::apply::Flags {
+                dry_run,
+                files_only,
+                no_backup,
+                partial,
+                max_age: max_age.map(Into::into),
+            },
+        ),
         cli::Command::Plugins { action } => command::plugins::run(action),
         cli::Command::Rollback {
             target,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, Facts};
@@ -10,7 +11,8 @@ use crate::generations::index::Indexed;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Change {
     Create,
     Update,
@@ -45,7 +47,7 @@ pub struct DeploymentPlan {
 
 /// A Synapse process whose service an apply removes, named as the Compose file it leaves
 /// mounted its logs (`./logs/NAME`): what is left of it on the host is found from that name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemovedWorker {
     pub service: String,
     /// The process name (`rooms6`), a plain word: letters, digits, `_` and `-`.
@@ -67,7 +69,7 @@ impl RemovedWorker {
 }
 
 /// An image change of Synapse's main process, as `docker-compose.yml` names the images.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upgrade {
     pub from: String,
     pub to: String,

@@ -136,6 +136,8 @@ pub struct Prepared {
     pub plan: HostPlan,
     /// Current contents of the files that would change or go, by (deployment, path).
     pub old: BTreeMap<(String, String), String>,
+    /// The ID on this machine of each image to preload: what `load_images` would send.
+    pub local_images: BTreeMap<String, String>,
 }
 
 /// Progress, as the engine reports it: the host and a short description of the step.
@@ -204,7 +206,12 @@ pub fn prepare(
             deployment.read_compose_change(old_compose, &new.contents);
         }
     }
-    Ok(Prepared { facts, plan, old })
+    Ok(Prepared {
+        facts,
+        plan,
+        old,
+        local_images: local_images.clone(),
+    })
 }
 
 /// The host's facts alone (no deployment files hashed), in one round trip.

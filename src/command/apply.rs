@@ -1,66 +1,288 @@
 //! `synprov apply`: plan, carry it out and verify, host by host in the batches `[rollout]`
 //! sets, several hosts at once; optionally roll back a host that fails its health check.
+//! Given a plan file (`plan --out`), it carries out exactly that plan or refuses.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use synprov::apply::rollback::{self, To};
-use synprov::apply::{self, ApplyError, Options};
+use synprov::apply::{self, ApplyError, Options, Prepared};
 use synprov::generations::Origin;
 use synprov::render::HostFiles;
 use synprov::rollout::Failure;
+use synprov::saved_plan::{self, SavedHost, SavedPlan};
 use synprov::transport::Connection;
 use synprov::ui;
 
 use crate::cli::Target;
 
-pub fn run(target: &Target, files_only: bool, no_backup: bool) -> miette::Result<ExitCode> {
+/// How `apply` was asked to run.
+pub struct Flags {
+    pub dry_run: bool,
+    pub files_only: bool,
+    pub no_backup: bool,
+    /// With a plan file: apply the hosts that match it even when others do not.
+    pub partial: bool,
+    /// With a plan file: how old it may be (default [`DEFAULT_MAX_AGE`]).
+    pub max_age: Option<Duration>,
+}
+
+/// How old a saved plan may be when `--max-age` is not given: a plan of yesterday was
+/// reviewed against a fleet that has moved on since.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
+    let path = &target.inventory;
+    let plan_text = std::fs::read_to_string(path)
+        .ok()
+        .filter(|text| SavedPlan::is_plan(text));
+    if let Some(text) = plan_text {
+        return apply_saved(target, &SavedPlan::parse(path, &text)?, flags);
+    }
+    if flags.partial || flags.max_age.is_some() {
+        return Err(miette::miette!(
+            help = format!(
+                "save a plan with `synprov plan {} --out FILE`, then `synprov apply FILE`",
+                path.display()
+            ),
+            "--partial and --max-age are for a saved plan, and {0} is an inventory",
+            path.display()
+        ));
+    }
+    if flags.dry_run {
+        return super::plan::run(target, None, flags.files_only);
+    }
     let loaded = Arc::new(super::load(target)?);
-    let options = Options {
-        files_only,
-        health_timeout: Duration::from_secs(loaded.inventory.rollout.health_timeout_secs),
-        origin: Origin::here("apply", Some(loaded.inventory_sha256.clone())),
-        keep_generations: loaded.inventory.rollout.keep_generations,
-        backup: !no_backup,
-        restore_db: Default::default(),
-    };
-    let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
-    let shared = Arc::clone(&loaded);
+    let host_apply = HostApply::new(
+        &loaded,
+        target,
+        "apply".into(),
+        flags.files_only,
+        flags.no_backup,
+    );
+    let (shared, files_only) = (Arc::clone(&loaded), flags.files_only);
     let work = move |host: &str, step: &dyn Fn(String)| {
-        let loaded = &shared;
-        let (connection, prepared, files) = super::connect_and_prepare(loaded, host, step)?;
+        let (connection, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
+        let record = SavedHost::of(&files, &prepared, files_only);
+        host_apply.run(&(connection, prepared, files), &record, step)
+    };
+    let results = super::roll_out(&loaded, target, true, Arc::new(work));
+    Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
+}
+
+/// Carries out the plan saved in `target.inventory` on the inventory it names: refused
+/// whole when the plan is too old or the inventory changed; then each host's facts and plan
+/// are made again, and a host where they differ is refused. Unless `--partial`, every host
+/// is checked first and nothing is applied when one is refused; each host is checked again
+/// just before it is applied.
+fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Result<ExitCode> {
+    let path = &target.inventory;
+    plan.check_fresh(
+        path,
+        chrono::Utc::now(),
+        flags.max_age.unwrap_or(DEFAULT_MAX_AGE),
+    )?;
+    let remake = format!(
+        "synprov plan {}{} --out {}",
+        plan.inventory.display(),
+        if flags.files_only || plan.files_only {
+            " --files-only"
+        } else {
+            ""
+        },
+        path.display()
+    );
+    if flags.files_only && !plan.files_only {
+        return Err(miette::miette!(
+            help = format!("to write the files alone, save a plan for that: `{remake}`"),
+            "{} was made for a full apply; --files-only would carry out only part of it",
+            path.display()
+        ));
+    }
+    if !target.limit.is_empty() || target.roles.is_some() {
+        return Err(miette::miette!(
+            help = format!("to apply other hosts or templates, save a plan with them: `{remake}`"),
+            "the hosts and templates of {} are those it was made for: --limit and --roles are not taken with a plan file",
+            path.display()
+        ));
+    }
+    plan.check_inventory(path, &super::file_sha256(&plan.inventory)?)?;
+    if plan.change_count() == 0 {
+        let message = format!(
+            "{}: the plan changes nothing on its {} host(s); nothing to apply",
+            ui::printable(&path.display().to_string()),
+            plan.hosts.len()
+        );
+        // On stderr with --json, whose output is events only.
+        if target.json {
+            eprintln!("{message}");
+        } else {
+            println!("{message}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = Target {
+        inventory: plan.inventory.clone(),
+        limit: plan.limit.clone(),
+        parallel: target.parallel,
+        json: target.json,
+        known_hosts: target.known_hosts.clone(),
+        roles: plan.roles.clone(),
+    };
+    let loaded = Arc::new(super::load(&target)?);
+    let against = Arc::new(Against {
+        loaded: Arc::clone(&loaded),
+        plan: plan.clone(),
+        path: path.clone(),
+        remake,
+    });
+    if !flags.partial || flags.dry_run {
+        if !target.json {
+            println!(
+                "checking {} against its hosts",
+                ui::printable(&path.display().to_string())
+            );
+        }
+        let checking = Arc::clone(&against);
+        let check = move |host: &str, step: &dyn Fn(String)| {
+            let (_, now) = checking.matching(host, step)?;
+            Ok((now.changes, now.unchanged()))
+        };
+        let results = super::roll_out(&loaded, &target, false, Arc::new(check));
+        if loaded.options.interrupt.stopping() {
+            return Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS));
+        }
+        let refused = super::unfinished(&results);
+        if !refused.is_empty() {
+            return Err(miette::miette!(
+                help = format!(
+                    "review what changed (above) and save a new plan (`{}`), or apply the hosts that still match with --partial",
+                    against.remake
+                ),
+                "{} is refused on {}: nothing was applied",
+                path.display(),
+                refused.join(", ")
+            ));
+        }
+        if flags.dry_run {
+            return Ok(ExitCode::from(super::plan::PENDING));
+        }
+    }
+    let command = format!("apply {}", path.display());
+    let host_apply = HostApply::new(&loaded, &target, command, plan.files_only, flags.no_backup);
+    let work = move |host: &str, step: &dyn Fn(String)| {
+        let (prepared, now) = against.matching(host, step)?;
+        host_apply.run(&prepared, &now, step)
+    };
+    let results = super::roll_out(&loaded, &target, true, Arc::new(work));
+    Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
+}
+
+/// A saved plan and what its hosts are checked with.
+struct Against {
+    loaded: Arc<super::Loaded>,
+    plan: SavedPlan,
+    /// The plan file.
+    path: std::path::PathBuf,
+    /// The command that saves a new plan, for the help of a refusal.
+    remake: String,
+}
+
+impl Against {
+    /// The host prepared again, if it still matches its saved plan.
+    fn matching(
+        &self,
+        host: &str,
+        step: &dyn Fn(String),
+    ) -> Result<((Connection, Prepared, HostFiles), SavedHost), Failure> {
+        let saved = self
+            .plan
+            .host(host)
+            .ok_or_else(|| format!("{host}: not in the plan {}", self.path.display()))?;
+        let (connection, prepared, files) = super::connect_and_prepare(&self.loaded, host, step)?;
+        let now = SavedHost::of(&files, &prepared, self.plan.files_only);
+        let differences = saved_plan::differences(saved, &now);
+        if differences.is_empty() {
+            Ok(((connection, prepared, files), now))
+        } else {
+            Err(Failure::Error(super::failed(miette::miette!(
+                help = format!(
+                    "the plan was made against what the host had then: review a new plan (`{}`)",
+                    self.remake
+                ),
+                "{host}: {}",
+                differences.join(&format!("\n{host}: "))
+            ))))
+        }
+    }
+}
+
+/// What applies one prepared host: the settings of the apply, and whether a host left
+/// unhealthy is rolled back.
+struct HostApply {
+    options: Options,
+    rollback_on_failure: bool,
+    color: bool,
+}
+
+impl HostApply {
+    fn new(
+        loaded: &super::Loaded,
+        target: &Target,
+        command: String,
+        files_only: bool,
+        no_backup: bool,
+    ) -> Self {
+        HostApply {
+            options: Options {
+                files_only,
+                health_timeout: Duration::from_secs(loaded.inventory.rollout.health_timeout_secs),
+                origin: Origin::here(&command, Some(loaded.inventory_sha256.clone())),
+                keep_generations: loaded.inventory.rollout.keep_generations,
+                backup: !no_backup,
+                restore_db: Default::default(),
+            },
+            rollback_on_failure: loaded.inventory.rollout.rollback_on_failure,
+            color: ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live,
+        }
+    }
+
+    /// Shows the host's plan (`record`), carries it out and verifies it; a host left
+    /// unhealthy is rolled back when `[rollout]` says so. Returns (changes, unchanged).
+    fn run(
+        &self,
+        (connection, prepared, files): &(Connection, Prepared, HostFiles),
+        record: &SavedHost,
+        step: &dyn Fn(String),
+    ) -> Result<(usize, usize), Failure> {
+        let options = &self.options;
         step(
-            ui::plan::show(&files, &prepared, color)
+            ui::plan::show(record, Some((files, prepared)), self.color)
                 .trim_end()
                 .to_string(),
         );
         let report = |_: &str, message: &str| step(message.to_string());
-        let unchanged = prepared.plan.deployments.iter().map(|d| d.unchanged).sum();
-        match apply::apply(&connection, &files, &prepared, &options, &report) {
+        match apply::apply(connection, files, prepared, options, &report) {
             Ok(outcome) => {
                 step(format!(
                     "{} change(s) applied, {} listener(s) healthy",
                     outcome.changes, outcome.healthy
                 ));
-                Ok((outcome.changes, unchanged))
+                Ok((outcome.changes, record.unchanged()))
             }
-            Err(error)
-                if error.left_unhealthy() && loaded.inventory.rollout.rollback_on_failure =>
-            {
-                apply::audit_failure(&connection, &files, &options.origin, &error);
+            Err(error) if error.left_unhealthy() && self.rollback_on_failure => {
+                apply::audit_failure(connection, files, &options.origin, &error);
                 step("unhealthy: rolling back".into());
-                let rolled = roll_back(&connection, &files, &options, &report);
+                let rolled = roll_back(connection, files, options, &report);
                 Err(Failure::Error(format!("{error}; {rolled}")))
             }
             Err(error) => {
-                apply::audit_failure(&connection, &files, &options.origin, &error);
+                apply::audit_failure(connection, files, &options.origin, &error);
                 Err(super::failure(error.into()))
             }
         }
-    };
-    let results = super::roll_out(&loaded, target, true, Arc::new(work));
-    Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
+    }
 }
 
 /// Puts each deployment of `files` back on its current generation: what ran before this

@@ -10,19 +10,24 @@ pub mod plan;
 pub mod plugins;
 pub mod render;
 pub mod rollback;
+pub mod show;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use miette::{Context, IntoDiagnostic};
 use sha2::{Digest, Sha256};
 use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
 use synprov::render::{HostFiles, Templates};
 use synprov::rollout::{self, Failure};
+use synprov::saved_plan::SavedPlan;
 use synprov::secrets::MasterKey;
 use synprov::transport::{ConnectOptions, Connection, TransportError};
 use synprov::ui::progress::{self, Mode};
@@ -64,18 +69,33 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
         .into_iter()
         .filter(|h| selected.contains(&h.host))
         .collect();
-    let bytes = std::fs::read(&target.inventory).unwrap_or_default();
     let mut options = connect_options(target.known_hosts.clone());
     options.deadlines = inventory.rollout.deadlines.clone();
     Ok(Loaded {
         inventory,
-        inventory_sha256: hex::encode(Sha256::digest(bytes)),
+        inventory_sha256: file_sha256(&target.inventory)?,
         hosts,
         options,
         key,
         templates,
         plugins,
     })
+}
+
+/// SHA-256 of a file, as recorded with each generation and in saved plans.
+pub fn file_sha256(path: &Path) -> miette::Result<String> {
+    let bytes = std::fs::read(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+/// Reads a plan file saved by `plan --out`.
+pub fn read_plan(path: &Path) -> miette::Result<SavedPlan> {
+    let text = std::fs::read_to_string(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read plan {}", path.display()))?;
+    Ok(SavedPlan::parse(path, &text)?)
 }
 
 /// Runs `work` on the loaded hosts as `[rollout]` and the flags say, showing progress;
@@ -115,6 +135,14 @@ pub fn roll_out(
         }
     }
     results
+}
+
+/// The hosts of a rollout that did not finish: failed, or never started.
+pub fn unfinished(results: &[rollout::HostResult]) -> Vec<&str> {
+    (results.iter())
+        .filter(|r| !matches!(r.status, rollout::Status::Done { .. }))
+        .map(|r| r.host.as_str())
+        .collect()
 }
 
 /// A failure as a host's result: the whole report (location, cause, fix); the recap shows
@@ -308,4 +336,34 @@ pub fn connect_and_prepare(
         Ok((connection, prepared, files))
     };
     prepare().map_err(failure)
+}
+
+/// Writes `target` with exactly `mode`, whatever the umask, and never with more: the data
+/// goes into a new file beside it, created with `mode` (which the umask can only narrow),
+/// set to `mode` exactly through its descriptor, then renamed over `target`. A secret is
+/// never readable by others, not even for a moment, and an existing `target` with a wider
+/// mode (a render of an older version) is replaced, not written through.
+pub fn write_with_mode(target: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = target
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let staged = target.with_file_name(format!(".{name}.synprov-new"));
+    match std::fs::remove_file(&staged) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&staged)?;
+    let written = file
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(contents))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&staged, target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    written
 }

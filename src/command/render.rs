@@ -1,8 +1,6 @@
 //! `synprov render`: write every file locally, as it would be written on the hosts.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -35,7 +33,7 @@ pub fn run(
                         .into_diagnostic()
                         .wrap_err_with(|| format!("cannot create {}", parent.display()))?;
                 }
-                write_with_mode(&target, file.contents.as_bytes(), file.mode)
+                super::write_with_mode(&target, file.contents.as_bytes(), file.mode)
                     .into_diagnostic()
                     .wrap_err_with(|| format!("cannot write {}", target.display()))?;
                 count += 1;
@@ -55,34 +53,4 @@ pub fn run(
         printable(&out.display().to_string())
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `target` with exactly `mode`, whatever the umask, and never with more: the data
-/// goes into a new file beside it, created with `mode` (which the umask can only narrow),
-/// set to `mode` exactly through its descriptor, then renamed over `target`. A secret is
-/// never readable by others, not even for a moment, and an existing `target` with a wider
-/// mode (a render of an older version) is replaced, not written through.
-fn write_with_mode(target: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let name = target
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let staged = target.with_file_name(format!(".{name}.synprov-new"));
-    match fs::remove_file(&staged) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&staged)?;
-    let written = file
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(contents))
-        .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&staged, target));
-    if written.is_err() {
-        let _ = fs::remove_file(&staged);
-    }
-    written
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use synprov::apply::rollback::{self, To};
 use synprov::apply::{self, Options};
 use synprov::generations::Origin;
+use synprov::saved_plan::SavedHost;
 use synprov::ui::printable;
 
 use crate::cli::HostTarget;
@@ -52,7 +53,11 @@ pub fn run(target: &HostTarget, to: Option<u32>, restore_db: bool) -> miette::Re
     } else {
         std::collections::BTreeMap::new()
     };
-    print!("{}", synprov::ui::plan::show(&files, &prepared, false));
+    let record = SavedHost::of(&files, &prepared, false);
+    print!(
+        "{}",
+        synprov::ui::plan::show(&record, Some((&files, &prepared)), false)
+    );
     let options = Options {
         files_only: false,
         health_timeout: Duration::from_secs(inventory.rollout.health_timeout_secs),

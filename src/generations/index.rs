@@ -17,7 +17,7 @@ use crate::shell::Script;
 pub const INDEX_DIR: &str = "/var/lib/synprov/deployments";
 
 /// A deployment as the index names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Indexed {
     pub name: String,
     pub dir: String,

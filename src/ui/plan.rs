@@ -1,58 +1,70 @@
 //! A host's plan as the user reads it: installs, images, each file created, changed or
-//! removed (with its masked diff), services recreated.
+//! removed (with its masked diff, or its hashes when read from a plan file), services
+//! recreated.
 
 use std::fmt::Write;
 
 use super::printable;
 use crate::apply::Prepared;
-use crate::plan::{Change, compose_service_changes};
-use crate::render::HostFiles;
+use crate::plan::Change;
+use crate::render::{DeploymentFiles, HostFiles};
+use crate::saved_plan::{FileRecord, SavedHost, SavedPlan, hash, short};
 use crate::secrets::DeploymentSecrets;
 
-pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
-    let plan = &prepared.plan;
+/// A host's plan. `live`, the rendered files and what was found on the host, adds each
+/// changed file's diff; without it (a plan read from a file, which keeps no contents) each
+/// change shows its hashes, and the facts the plan was made against are shown first.
+pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool) -> String {
     let mut out = String::new();
-    let count = plan.change_count();
+    let count = host.changes;
     let _ = writeln!(
         out,
         "host {}: {}",
-        printable(&plan.host),
+        printable(&host.host),
         if count == 0 {
             "no changes".to_string()
         } else {
             format!("{count} change(s)")
         }
     );
-    if plan.install_docker {
+    if live.is_none() {
+        let _ = writeln!(
+            out,
+            "  facts: {} (digest {})",
+            printable(&host.facts.summary.to_string()),
+            short(&host.facts.digest)
+        );
+    }
+    if host.install_docker {
         let _ = writeln!(out, "  + install Docker");
-    } else if plan.start_docker {
+    } else if host.start_docker {
         let _ = writeln!(out, "  ~ start Docker");
     }
-    if plan.install_compose {
+    if host.install_compose {
         let _ = writeln!(out, "  + install Compose");
     }
-    for image in &plan.load_images {
-        let _ = writeln!(out, "  + load image {}", printable(image));
+    for image in &host.load_images {
+        let _ = writeln!(out, "  + load image {}", printable(&image.image));
     }
-    for orphan in &plan.orphans {
+    for orphan in &host.orphans {
         let _ = writeln!(
             out,
             "  ? orphan: {} in {} is on the host but not in the inventory; left as it is \
              (`synprov destroy --host {} --deployment {}` removes it)",
             printable(&orphan.name),
             printable(&orphan.dir),
-            printable(&plan.host),
+            printable(&host.host),
             printable(&orphan.name)
         );
     }
-    for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
-        for (plugin, grants) in &deployment_files.plugin_grants {
-            let grants: Vec<String> = grants.iter().map(ToString::to_string).collect();
+    for (index, deployment) in host.deployments.iter().enumerate() {
+        for grants in &deployment.plugin_grants {
             let _ = writeln!(
                 out,
-                "  {}: plugin {plugin} granted {}",
-                deployment.deployment,
-                grants.join(", ")
+                "  {}: plugin {} granted {}",
+                printable(&deployment.deployment),
+                printable(&grants.plugin),
+                printable(&grants.grants.join(", "))
             );
         }
         if deployment.interrupted {
@@ -77,7 +89,7 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
                 printable(&upgrade.to)
             );
         }
-        if deployment.changes.is_empty() {
+        if deployment.files.is_empty() {
             let _ = writeln!(
                 out,
                 "  {} ({}): {} file(s) unchanged",
@@ -92,59 +104,35 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             "  {} ({}): {} to change, {} unchanged",
             printable(&deployment.deployment),
             printable(&deployment.dir),
-            deployment.changes.len(),
+            deployment.files.len(),
             deployment.unchanged
         );
-        let secrets = deployment_files
-            .secrets
-            .as_ref()
-            .map(DeploymentSecrets::all);
-        for change in &deployment.changes {
+        for change in &deployment.files {
             let (sign, word) = match change.change {
                 Change::Create => ("+", "create"),
                 Change::Update => ("~", "change"),
                 Change::Delete => ("-", "remove"),
             };
             let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
-            let new = deployment_files
-                .files
-                .iter()
-                .find(|f| f.path == change.path);
-            if new.is_some_and(|f| f.keep_existing) {
-                continue;
-            }
-            if change.path.ends_with(".signing.key") {
-                let _ = writeln!(out, "      (signing key: contents hidden)");
-                continue;
-            }
-            // Read back from a generation record, the secret values are not known: a file
-            // that holds them is not shown at all.
-            let secrets = match &secrets {
-                Some(secrets) => secrets.as_slice(),
-                None if new.is_some_and(|f| f.secret) => {
-                    let _ = writeln!(out, "      (holds secrets: contents hidden)");
-                    continue;
+            match live {
+                Some((files, prepared)) => {
+                    diff(&mut out, change, &files.deployments[index], prepared, color)
                 }
-                None => &[],
-            };
-            let old = prepared
-                .old
-                .get(&(deployment.deployment.clone(), change.path.clone()))
-                .map_or("", String::as_str);
-            let new_text = new.map_or("", |f| f.contents.as_str());
-            if change.change == Change::Update {
-                for line in
-                    super::diff::unified(&change.path, old, new_text, secrets, color).lines()
-                {
-                    let _ = writeln!(out, "      {line}");
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "      sha256 {} -> {}",
+                        hash(&change.before),
+                        hash(&change.after)
+                    );
                 }
             }
             if change.path == "docker-compose.yml" && change.change == Change::Update {
-                let (added, changed, removed) = compose_service_changes(old, new_text);
+                let services = &deployment.services;
                 for (label, list) in [
-                    ("new services", added),
-                    ("services recreated", changed),
-                    ("services removed", removed),
+                    ("new services", &services.added),
+                    ("services recreated", &services.recreated),
+                    ("services removed", &services.removed),
                 ] {
                     if !list.is_empty() {
                         let _ = writeln!(out, "      {label}: {}", printable(&list.join(", ")));
@@ -166,16 +154,107 @@ pub fn show(files: &HostFiles, prepared: &Prepared, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "    services recreated for changed files: {}",
-                printable(
-                    &deployment
-                        .restart
-                        .iter()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                printable(&deployment.restart.join(", "))
             );
         }
     }
     out
+}
+
+/// The diff of a changed file, its secrets masked; nothing for a file kept as the host has
+/// it, a note for one whose contents are hidden.
+fn diff(
+    out: &mut String,
+    change: &FileRecord,
+    rendered: &DeploymentFiles,
+    prepared: &Prepared,
+    color: bool,
+) {
+    let new = rendered.files.iter().find(|f| f.path == change.path);
+    if new.is_some_and(|f| f.keep_existing) {
+        return;
+    }
+    if change.path.ends_with(".signing.key") {
+        let _ = writeln!(out, "      (signing key: contents hidden)");
+        return;
+    }
+    // Read back from a generation record, the secret values are not known: a file that
+    // holds them is not shown at all.
+    let secrets = rendered.secrets.as_ref().map(DeploymentSecrets::all);
+    let secrets = match &secrets {
+        Some(secrets) => secrets.as_slice(),
+        None if new.is_some_and(|f| f.secret) => {
+            let _ = writeln!(out, "      (holds secrets: contents hidden)");
+            return;
+        }
+        None => &[],
+    };
+    if change.change == Change::Update {
+        let old = prepared
+            .old
+            .get(&(rendered.deployment.clone(), change.path.clone()))
+            .map_or("", String::as_str);
+        let new_text = new.map_or("", |f| f.contents.as_str());
+        for line in super::diff::unified(&change.path, old, new_text, secrets, color).lines() {
+            let _ = writeln!(out, "      {line}");
+        }
+    }
+}
+
+/// A plan file as `show` prints it: where it was made from, then each host's plan.
+pub fn show_saved(plan: &SavedPlan) -> String {
+    let mut out = format!(
+        "plan made {} by synprov {} from {} (sha256 {}){}{}\n",
+        plan.created.format("%Y-%m-%d %H:%M:%S UTC"),
+        printable(&plan.synprov_version),
+        printable(&plan.inventory.display().to_string()),
+        short(&plan.inventory_sha256),
+        if plan.limit.is_empty() {
+            String::new()
+        } else {
+            format!(", --limit {}", printable(&plan.limit.join(",")))
+        },
+        if plan.files_only { ", files only" } else { "" }
+    );
+    for host in &plan.hosts {
+        out += &show(host, None, false);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan file is data from outside: what it names is printed escaped.
+    #[test]
+    fn a_saved_plan_shows_hashes_and_escapes_the_names_it_holds() {
+        let host = serde_json::json!({
+            "host": "hs1\u{1b}[2J",
+            "facts": {
+                "digest": "0123456789abcdef0123",
+                "summary": {"os": "debian 12", "arch": "x86_64", "init": "systemd",
+                            "docker": "no Docker", "compose": "no Compose"}
+            },
+            "changes": 1, "install_docker": false, "start_docker": false,
+            "install_compose": false, "load_images": [], "orphans": [],
+            "deployments": [{
+                "deployment": "d", "dir": "/opt/d", "unchanged": 3, "restart": [],
+                "interrupted": false, "upgrade": null, "removed_workers": [],
+                "services": {"added": [], "recreated": [], "removed": []},
+                "plugin_grants": [],
+                "files": [{"path": "synapse/x\r.yaml", "change": "update",
+                           "before": "aaaaaaaaaaaaaaaa", "after": "bbbbbbbbbbbbbbbb"}]
+            }]
+        });
+        let host: SavedHost = serde_json::from_value(host).unwrap();
+        assert_eq!(
+            show(&host, None, false),
+            "host hs1\\x1b[2J: 1 change(s)\n  \
+             facts: debian 12, x86_64, systemd, no Docker, no Compose (digest 0123456789ab)\n  \
+             d (/opt/d): 1 to change, 3 unchanged\n    \
+             ~ change synapse/x\\x0d.yaml\n      \
+             sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…\n"
+        );
+    }
 }

@@ -1,0 +1,379 @@
+//! Saved plans (`plan --out FILE`, `apply FILE`): the plan an operator reviewed, kept in a
+//! file so that the apply does exactly that, or refuses.
+//!
+//! The file is JSON. It holds what each host was found to have (a digest of its facts and
+//! a summary) and what would change there, by path and SHA-256; never a file's contents,
+//! so that it holds no secret and may be reviewed or attached to a change request. The
+//! contents are derived again at apply time from the inventory it names (whose SHA-256 it
+//! records) and the master key beside it; each host's plan is made again and compared.
+
+mod compare;
+mod host;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use miette::Diagnostic;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use compare::{differences, hash, short};
+pub use host::{
+    FactsRecord, FactsSummary, FileRecord, ImageLoad, PluginGrants, SavedDeployment, SavedHost,
+    ServiceChanges,
+};
+
+/// The first field of every plan file: what tells one from an inventory.
+pub const FORMAT: &str = "synprov-plan";
+
+/// The layout of the file; another number is refused rather than half understood.
+pub const VERSION: u32 = 1;
+
+/// This synprov's version, recorded in the plans it makes: another version may render the
+/// same inventory otherwise.
+pub const SYNPROV_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A plan of every selected host, and what it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    pub version: u32,
+    pub synprov_version: String,
+    pub created: DateTime<Utc>,
+    /// The inventory, as an absolute path: the plan is applied from any directory.
+    pub inventory: PathBuf,
+    pub inventory_sha256: String,
+    /// The hosts or groups `--limit` named (none: every host).
+    pub limit: Vec<String>,
+    /// The directory whose templates replaced the built-in ones, if any.
+    pub roles: Option<PathBuf>,
+    /// Made for `apply --files-only`: Docker, Compose and images are no part of it.
+    pub files_only: bool,
+    pub hosts: Vec<SavedHost>,
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum SavedPlanError {
+    #[error("{path} is not a synprov plan: {reason}")]
+    #[diagnostic(help(
+        "a plan file is written by `synprov plan INVENTORY --out FILE`; an inventory is TOML"
+    ))]
+    NotAPlan { path: String, reason: String },
+
+    #[error(
+        "{path} is a plan of format {found}; this synprov ({SYNPROV_VERSION}) reads format {VERSION}"
+    )]
+    #[diagnostic(help(
+        "make the plan again with this synprov: `synprov plan INVENTORY --out {path}`"
+    ))]
+    Version { path: String, found: u32 },
+
+    #[error("{path} was made by synprov {made_by}; this is synprov {SYNPROV_VERSION}")]
+    #[diagnostic(help(
+        "another version may render the inventory otherwise: make the plan again with this one (`synprov plan {inventory} --out {path}`)"
+    ))]
+    OtherSynprov {
+        path: String,
+        made_by: String,
+        inventory: String,
+    },
+
+    #[error("{path} was made at {created}, {age} ago: older than --max-age {max_age}")]
+    #[diagnostic(help(
+        "review a fresh plan (`synprov plan {inventory} --out {path}`), or accept an older one with --max-age"
+    ))]
+    TooOld {
+        path: String,
+        created: String,
+        age: String,
+        max_age: String,
+        inventory: String,
+    },
+
+    #[error(
+        "inventory {inventory} changed since {path} was made (sha256 {planned}… then, {now}… now)"
+    )]
+    #[diagnostic(help(
+        "nothing was applied; review the change and make a new plan: `synprov plan {inventory} --out {path}`"
+    ))]
+    InventoryChanged {
+        path: String,
+        inventory: String,
+        planned: String,
+        now: String,
+    },
+}
+
+/// Just what tells a plan file and its format: read before the rest, so that a plan of
+/// another format is named as such, not as a missing field.
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+impl SavedPlan {
+    /// A plan of `hosts`, made now by this synprov from the inventory at `inventory`
+    /// (absolute) whose SHA-256 is `inventory_sha256`.
+    pub fn new(
+        inventory: PathBuf,
+        inventory_sha256: String,
+        limit: Vec<String>,
+        roles: Option<PathBuf>,
+        files_only: bool,
+        hosts: Vec<SavedHost>,
+    ) -> Self {
+        SavedPlan {
+            format: FORMAT.into(),
+            version: VERSION,
+            synprov_version: SYNPROV_VERSION.into(),
+            created: Utc::now(),
+            inventory,
+            inventory_sha256,
+            limit,
+            roles,
+            files_only,
+            hosts,
+        }
+    }
+
+    /// Whether `text` is to be read as a plan rather than an inventory: a JSON object. A
+    /// TOML inventory cannot start with `{`.
+    pub fn is_plan(text: &str) -> bool {
+        text.trim_start().starts_with('{')
+    }
+
+    /// Reads a plan file's text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<SavedPlan, SavedPlanError> {
+        let path = path.display().to_string();
+        let not_a_plan = |reason: String| SavedPlanError::NotAPlan {
+            path: path.clone(),
+            reason,
+        };
+        let located =
+            |e: serde_json::Error| format!("line {} column {}: {e}", e.line(), e.column());
+        let header: Header = serde_json::from_str(text).map_err(|e| not_a_plan(located(e)))?;
+        if header.format.as_deref() != Some(FORMAT) {
+            return Err(not_a_plan(format!("its `format` is not \"{FORMAT}\"")));
+        }
+        match header.version {
+            Some(VERSION) => {}
+            found => {
+                return Err(SavedPlanError::Version {
+                    path,
+                    found: found.unwrap_or(0),
+                });
+            }
+        }
+        serde_json::from_str(text).map_err(|e| not_a_plan(located(e)))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serializes") + "\n"
+    }
+
+    /// The number of changes on all hosts: none means applying the plan is a no-op.
+    pub fn change_count(&self) -> usize {
+        self.hosts.iter().map(|h| h.changes).sum()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&SavedHost> {
+        self.hosts.iter().find(|h| h.host == name)
+    }
+
+    /// Refuses a plan made by another synprov, or more than `max_age` before `now`
+    /// (`path` names the plan file).
+    pub fn check_fresh(
+        &self,
+        path: &Path,
+        now: DateTime<Utc>,
+        max_age: Duration,
+    ) -> Result<(), SavedPlanError> {
+        if self.synprov_version != SYNPROV_VERSION {
+            return Err(SavedPlanError::OtherSynprov {
+                path: path.display().to_string(),
+                made_by: self.synprov_version.clone(),
+                inventory: self.inventory.display().to_string(),
+            });
+        }
+        let age = (now - self.created).to_std().unwrap_or_default();
+        if age > max_age {
+            return Err(SavedPlanError::TooOld {
+                path: path.display().to_string(),
+                created: self.created.to_rfc3339(),
+                age: humantime::format_duration(Duration::from_secs(age.as_secs())).to_string(),
+                max_age: humantime::format_duration(max_age).to_string(),
+                inventory: self.inventory.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses the plan when its inventory's SHA-256 is now `sha256`.
+    pub fn check_inventory(&self, path: &Path, sha256: &str) -> Result<(), SavedPlanError> {
+        if sha256 == self.inventory_sha256 {
+            return Ok(());
+        }
+        Err(SavedPlanError::InventoryChanged {
+            path: path.display().to_string(),
+            inventory: self.inventory.display().to_string(),
+            planned: short(&self.inventory_sha256).to_string(),
+            now: short(sha256).to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Change;
+
+    fn host(name: &str, homeserver_before: &str) -> SavedHost {
+        SavedHost {
+            host: name.into(),
+            facts: FactsRecord {
+                digest: "f".repeat(64),
+                summary: FactsSummary {
+                    os: "debian 12".into(),
+                    arch: "x86_64".into(),
+                    init: "systemd".into(),
+                    docker: "Docker 27.3.1 running".into(),
+                    compose: "Compose v2".into(),
+                },
+            },
+            changes: 1,
+            install_docker: false,
+            start_docker: false,
+            install_compose: false,
+            load_images: Vec::new(),
+            deployments: vec![SavedDeployment {
+                deployment: "d".into(),
+                dir: "/opt/x".into(),
+                files: vec![FileRecord {
+                    path: "synapse/homeserver.yaml".into(),
+                    change: Change::Update,
+                    before: Some(homeserver_before.into()),
+                    after: Some("c".repeat(64)),
+                }],
+                unchanged: 31,
+                restart: vec!["synapse".into()],
+                interrupted: false,
+                upgrade: None,
+                removed_workers: Vec::new(),
+                services: ServiceChanges::default(),
+                plugin_grants: Vec::new(),
+            }],
+            orphans: Vec::new(),
+        }
+    }
+
+    fn plan() -> SavedPlan {
+        SavedPlan::new(
+            "/srv/fleet.toml".into(),
+            "e".repeat(64),
+            vec!["eu".into()],
+            None,
+            false,
+            vec![host("hs1", &"a".repeat(64)), host("hs2", &"a".repeat(64))],
+        )
+    }
+
+    #[test]
+    fn a_plan_reads_back_as_it_was_written_with_its_format_first() {
+        let plan = plan();
+        let json = plan.to_json();
+        assert!(
+            json.starts_with("{\n  \"format\": \"synprov-plan\",\n  \"version\": 1,"),
+            "{json}"
+        );
+        assert!(SavedPlan::is_plan(&json));
+        assert!(!SavedPlan::is_plan("[hosts.a]\naddress = \"x\"\n"));
+        assert_eq!(SavedPlan::parse(Path::new("p"), &json).unwrap(), plan);
+        assert_eq!(plan.change_count(), 2);
+    }
+
+    #[test]
+    fn a_plan_of_another_format_version_is_named_as_such() {
+        let json = plan()
+            .to_json()
+            .replace("\"version\": 1,", "\"version\": 7,");
+        let error = SavedPlan::parse(Path::new("fleet.plan"), &json).unwrap_err();
+        assert!(matches!(error, SavedPlanError::Version { found: 7, .. }));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "fleet.plan is a plan of format 7; this synprov ({SYNPROV_VERSION}) reads format 1"
+            )
+        );
+        let other = SavedPlan::parse(Path::new("x.json"), "{\"format\": \"other\"}").unwrap_err();
+        assert_eq!(
+            other.to_string(),
+            "x.json is not a synprov plan: its `format` is not \"synprov-plan\""
+        );
+        let broken = SavedPlan::parse(Path::new("x"), "{\n\"format\": ").unwrap_err();
+        assert!(broken.to_string().contains("line 2 column"), "{broken}");
+    }
+
+    #[test]
+    fn a_plan_older_than_max_age_or_of_another_inventory_is_refused() {
+        let plan = plan();
+        let day = Duration::from_secs(24 * 3600);
+        let path = Path::new("fleet.plan");
+        assert!(plan.check_fresh(path, plan.created, day).is_ok());
+        let later = plan.created + chrono::Duration::hours(25);
+        let error = plan.check_fresh(path, later, day).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("1day 1h ago: older than --max-age 1day"),
+            "{error}"
+        );
+        assert!(plan.check_inventory(path, &"e".repeat(64)).is_ok());
+        let changed = plan.check_inventory(path, &"9".repeat(64)).unwrap_err();
+        assert_eq!(
+            changed.to_string(),
+            "inventory /srv/fleet.toml changed since fleet.plan was made (sha256 eeeeeeeeeeee… then, 999999999999… now)"
+        );
+    }
+
+    #[test]
+    fn a_host_that_changed_since_the_plan_is_named_with_the_file_and_hashes() {
+        let saved = host("hs2", &"a".repeat(64));
+        assert!(differences(&saved, &saved.clone()).is_empty());
+
+        let edited = host("hs2", &"b".repeat(64));
+        assert_eq!(
+            differences(&saved, &edited),
+            [
+                "/opt/x/synapse/homeserver.yaml changed on the host since the plan (sha256 aaaaaaaaaaaa… now bbbbbbbbbbbb…)"
+            ]
+        );
+
+        let mut other = saved.clone();
+        other.facts.summary.docker = "Docker 28.0.0 running".into();
+        other.facts.digest = "0".repeat(64);
+        other.deployments[0].restart.push("rooms1".into());
+        other.deployments[0].files.push(FileRecord {
+            path: "nginx/nginx.conf".into(),
+            change: Change::Create,
+            before: None,
+            after: Some("d".repeat(64)),
+        });
+        assert_eq!(
+            differences(&saved, &other),
+            [
+                "/opt/x/nginx/nginx.conf was removed from the host since the plan",
+                "d: restart was [\"synapse\"], now [\"synapse\",\"rooms1\"]",
+                "the host's docker was `Docker 27.3.1 running`, now `Docker 28.0.0 running`",
+            ]
+        );
+
+        let mut digest_only = saved.clone();
+        digest_only.facts.digest = "0".repeat(64);
+        assert_eq!(
+            differences(&saved, &digest_only),
+            ["the host's facts changed since the plan (digest ffffffffffff now 000000000000)"]
+        );
+    }
+}
