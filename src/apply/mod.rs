@@ -9,6 +9,7 @@ pub mod files;
 pub mod images;
 pub mod leftovers;
 pub mod rollback;
+pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod render;
 pub mod rollback;
 pub mod status;
+pub mod unlock;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
