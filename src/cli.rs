@@ -35,6 +35,9 @@ Examples:
   synprov destroy inventory/example.toml --host hs1
       Bring hs1's stacks down and remove synprov's files, keeping the database, media,
       signing key and generations (a later apply brings the same server back).
+  synprov unlock inventory/example.toml --host hs1
+      Remove the lock record a run left on hs1 when the host crashed under it (refused,
+      naming the run, while a run holds the lock).
   synprov logs inventory/example.toml --host hs1 main rooms1 --since 10m --follow
       The logs of Synapse's main process and room worker 1, as they come.
   synprov exec inventory/example.toml --host hs1 db -- psql -U synapse -c 'select 1'
@@ -179,6 +182,18 @@ pub enum Command {
         /// `apply --files-only`.
         #[arg(long)]
         files_only: bool,
+    },
+    /// Remove the lock record a run left behind, e.g. when its host crashed under it.
+    ///
+    /// The lock file of each of the host's deployments (or the one named) is removed when no
+    /// run holds its lock. A run that ends or loses its connection releases its lock by
+    /// itself; a lock a run still holds is refused, naming that run (exit status 1).
+    #[command(after_help = "Examples:
+  synprov unlock inventory/example.toml --host hs1
+  synprov unlock inventory/example.toml --host hs1 --deployment example")]
+    Unlock {
+        #[command(flatten)]
+        target: HostTarget,
     },
     /// Show the generations a host kept for its deployments, and their audit log.
     #[command(after_help = "Example:\n  synprov history inventory/example.toml --host hs1")]

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             files_only,
         } => command::destroy::run(&target, purge, yes, files_only),
         cli::Command::Status { target } => command::status::run(&target),
+        cli::Command::Unlock { target } => command::unlock::run(&target),
         cli::Command::Logs {
             target,
             processes,

@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{files, inventory, synprov};
+use synprov::generations::Origin;
+use synprov::transport::Locking;
 
 #[test]
 fn a_local_apply_writes_the_files_and_a_second_changes_nothing() {
@@ -55,6 +59,7 @@ fn a_hostile_deploy_dir_is_locked_at_its_exact_path_and_runs_nothing() {
         &synprov::transport::ConnectOptions::default(),
     )
     .unwrap();
+    let holder = Origin::here("apply", None).holder();
     let marker = base.path().join("pwned");
     let m = marker.display();
     for hostile in [
@@ -65,13 +70,23 @@ fn a_hostile_deploy_dir_is_locked_at_its_exact_path_and_runs_nothing() {
         format!("x\"; touch {m}; \""),
     ] {
         let dir = base.path().join("sub").join(&hostile);
-        let lock = connection.lock(dir.to_str().unwrap()).unwrap();
-        assert!(lock.is_some(), "{hostile:?}");
-        assert!(dir.join(".synprov/lock").is_file(), "{hostile:?}");
+        let dir = dir.to_str().unwrap();
+        let lock = connection.lock(dir, &holder).unwrap();
+        assert!(matches!(lock, Locking::Taken(_)), "{hostile:?}");
+        assert!(
+            Path::new(dir).join(".synprov/lock").is_file(),
+            "{hostile:?}"
+        );
         assert!(!marker.exists(), "{hostile:?} ran a command");
-        // Held: a second lock of the same directory fails at once.
-        assert!(connection.lock(dir.to_str().unwrap()).unwrap().is_none());
+        // Held: a second lock of the same directory fails at once, naming the holder.
+        assert!(
+            matches!(connection.lock(dir, &holder).unwrap(), Locking::Busy(Some(r)) if r.holder == holder),
+            "{hostile:?}"
+        );
         drop(lock);
-        assert!(connection.lock(dir.to_str().unwrap()).unwrap().is_some());
+        assert!(matches!(
+            connection.lock(dir, &holder).unwrap(),
+            Locking::Taken(_)
+        ));
     }
 }

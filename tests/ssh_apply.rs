@@ -1,5 +1,6 @@
 //! plan and apply over a real OpenSSH server on loopback: authentication, host keys, a plan
-//! that changes nothing, an idempotent apply, scripts cut short in transit, the host lock.
+//! that changes nothing, an idempotent apply, scripts cut short in transit, a hostile deploy
+//! directory. (The host lock and its holders: tests/lock.rs.)
 //! (`--files-only`: the Docker steps are covered by the end-to-end test.)
 
 mod common;
@@ -10,7 +11,9 @@ use std::process::Output;
 
 use common::files;
 use common::sshd::{Sshd, deployed};
+use synprov::generations::Origin;
 use synprov::inventory;
+use synprov::transport::Locking;
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -245,38 +248,6 @@ fn a_write_cut_short_in_transit_changes_no_file() {
 }
 
 #[test]
-fn a_second_apply_while_one_holds_the_lock_fails_at_once() {
-    let sshd = Sshd::start();
-    let deploy = sshd.path("deploy");
-    let inventory = sshd.inventory(&deploy, "client_key", "");
-    let connection = sshd.connect(&inventory);
-    let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
-    assert!(lock.is_some());
-
-    let started = std::time::Instant::now();
-    let output = sshd.run(&["apply", "--files-only"], &inventory);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("another synprov run is applying to"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
-        "it does not wait for the lock"
-    );
-    assert!(!deploy.join("synapse").exists(), "nothing written");
-
-    drop(lock);
-    let output = sshd.run(&["apply", "--files-only"], &inventory);
-    assert!(
-        output.status.success(),
-        "the lock is free once its holder is gone: {}",
-        stderr(&output)
-    );
-}
-
-#[test]
 fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
     let sshd = Sshd::start();
     let inventory = sshd.inventory(&sshd.path("deploy"), "client_key", "");
@@ -286,8 +257,9 @@ fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
         "x';touch${{IFS}}{m};'$(touch {m})\n-x;touch${{IFS}}{m};",
         m = marker.display()
     ));
-    let lock = connection.lock(hostile.to_str().unwrap()).unwrap();
-    assert!(lock.is_some());
+    let holder = Origin::here("apply", None).holder();
+    let lock = connection.lock(hostile.to_str().unwrap(), &holder).unwrap();
+    assert!(matches!(lock, Locking::Taken(_)));
     assert!(hostile.join(".synprov/lock").is_file());
     assert!(!marker.exists(), "a command in the deploy directory ran");
     drop(lock);
@@ -300,7 +272,7 @@ fn a_hostile_deploy_dir_reaches_the_host_as_data_through_the_login_shell() {
 #[test]
 fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_inventory() {
     use synprov::apply::rollback::{To, list, prepare_rollback};
-    use synprov::generations::{Origin, Record, scripts};
+    use synprov::generations::{Record, scripts};
 
     let (sshd, deploy, inventory_path) = deployed();
     let inventory = inventory::load(&inventory_path).unwrap();
@@ -528,11 +500,12 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
 
     // Another run holds the lock: destroy waits for nobody and touches nothing.
     let connection = sshd.connect(&inventory);
-    let lock = connection.lock(deploy.to_str().unwrap()).unwrap();
+    let holder = Origin::here("apply", None).holder();
+    let lock = connection.lock(deploy.to_str().unwrap(), &holder).unwrap();
     let locked = sshd.run(&["destroy", "--host", "loop", "--files-only"], &inventory);
     assert_eq!(locked.status.code(), Some(1));
     assert!(
-        stderr(&locked).contains("another synprov run is applying to"),
+        stderr(&locked).contains(&format!("is locked by {}@", holder.user)),
         "{}",
         stderr(&locked)
     );
@@ -584,7 +557,8 @@ fn destroy_keeps_the_data_removes_the_rest_and_the_next_apply_brings_the_files_b
     let apply = sshd.run(&["apply", "--files-only"], &inventory);
     assert!(apply.status.success(), "{}", stderr(&apply));
     let back = snapshot(&deploy);
-    for (path, (contents, _)) in &written {
+    // The lock file records its last holder: this apply.
+    for (path, (contents, _)) in written.iter().filter(|(p, _)| *p != ".synprov/lock") {
         assert_eq!(
             back.get(path).map(|(c, _)| c),
             Some(contents),

@@ -198,7 +198,6 @@ pub fn destroy(
     options: &Options,
     report: Report,
 ) -> Result<Destroyed, ApplyError> {
-    let host = connection.host_name();
     let survey = || -> Result<Survey, ApplyError> {
         Ok(parse_survey(
             &connection.run_script(&survey_script(dir))?.stdout_text(),
@@ -211,10 +210,7 @@ pub fn destroy(
             ..Destroyed::default()
         });
     }
-    let _lock = connection.lock(dir)?.ok_or_else(|| ApplyError::Locked {
-        host: host.to_string(),
-        dir: dir.to_string(),
-    })?;
+    let _lock = super::lock(connection, dir, &options.origin)?;
     // Read again under the lock: an apply that ended just before may have changed it.
     let result = survey()
         .and_then(|survey| destroy_locked(connection, deployment, dir, &survey, options, report));

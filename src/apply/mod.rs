@@ -9,6 +9,7 @@ pub mod files;
 pub mod images;
 pub mod leftovers;
 pub mod rollback;
+pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +24,7 @@ use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade}
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::watch::Step;
-use crate::transport::{Connection, TransportError};
+use crate::transport::{Connection, LockGuard, LockRecord, Locking, TransportError};
 use crate::verify::{self, Deadline, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
@@ -36,13 +37,18 @@ pub enum ApplyError {
     #[diagnostic(transparent)]
     Generation(#[from] GenerationError),
 
-    #[error(
-        "{host}: another synprov run is applying to {dir} (its lock {dir}/.synprov/lock is held)"
-    )]
+    /// `holder` as [`ApplyError::locked`] describes it.
+    #[error("{host}: {dir} is locked by {holder}")]
     #[diagnostic(help(
-        "wait for it to finish; the lock is released as soon as that run ends or loses its connection"
+        "wait for that run to finish: its lock is released as soon as it ends or loses its connection{hung}"
     ))]
-    Locked { host: String, dir: String },
+    Locked {
+        host: String,
+        dir: String,
+        holder: String,
+        /// How to end the run if it hangs, when its record says where it runs.
+        hung: String,
+    },
 
     /// The first line ends with the output's last line, usually the reason (the recap of a
     /// rollout shows only the first line).
@@ -117,6 +123,35 @@ impl ApplyError {
         } else {
             format!("failed: {first}")
         }
+    }
+
+    /// The lock of `dir` on `host` is held, by the run `record` names if its lock file
+    /// has a readable one.
+    pub fn locked(host: &str, dir: &str, record: Option<&LockRecord>) -> ApplyError {
+        ApplyError::Locked {
+            host: host.to_string(),
+            dir: dir.to_string(),
+            holder: crate::transport::lock::describe(record, chrono::Utc::now()),
+            hung: record.map_or(String::new(), |r| {
+                format!(
+                    " (if it hangs, end it: pid {} on {}, or pid {} on {host}, which holds the lock)",
+                    r.holder.pid, r.holder.controller, r.host_pid
+                )
+            }),
+        }
+    }
+}
+
+/// Takes the lock of the deployment in `dir` for the run `origin` describes, or fails at once
+/// naming the run that holds it.
+pub fn lock(connection: &Connection, dir: &str, origin: &Origin) -> Result<LockGuard, ApplyError> {
+    match connection.lock(dir, &origin.holder())? {
+        Locking::Taken(guard) => Ok(guard),
+        Locking::Busy(record) => Err(ApplyError::locked(
+            connection.host_name(),
+            dir,
+            record.as_ref(),
+        )),
     }
 }
 
@@ -281,11 +316,7 @@ pub fn apply(
         connection.begin(Step::Lock)?;
     }
     for deployment in plan.deployments.iter().filter(|_| changing) {
-        let lock = connection.lock(&deployment.dir)?;
-        locks.push(lock.ok_or_else(|| ApplyError::Locked {
-            host: name.to_string(),
-            dir: deployment.dir.clone(),
-        })?);
+        locks.push(lock(connection, &deployment.dir, &options.origin)?);
     }
 
     let compose = if options.files_only {

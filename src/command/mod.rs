@@ -12,6 +12,7 @@ pub mod render;
 pub mod rollback;
 pub mod show;
 pub mod status;
+pub mod unlock;
 
 use std::collections::BTreeMap;
 use std::io::Write;

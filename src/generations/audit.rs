@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::transport::Holder;
+
 /// Who ran a command, from where, when, with which synprov and inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -28,6 +30,18 @@ impl Origin {
             command: command.to_string(),
             synprov: env!("CARGO_PKG_VERSION").to_string(),
             inventory_sha256,
+        }
+    }
+
+    /// This run as the holder of a deployment's lock, which its record on the host names
+    /// to a run that finds the lock busy: since the command started.
+    pub fn holder(&self) -> Holder {
+        Holder {
+            user: self.user.clone(),
+            controller: self.controller.clone(),
+            pid: std::process::id(),
+            command: format!("synprov {}", self.command),
+            since: self.at,
         }
     }
 

@@ -8,8 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use super::lock::TAKEN;
 use super::watch::Watch;
-use super::{Answer, ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::Host;
 
 pub struct LocalConnection {
@@ -212,34 +213,38 @@ impl LocalConnection {
         Ok(Box::new(stream))
     }
 
-    /// Runs `command`, sends it `script` and keeps its standard input open: a lock the
-    /// script takes is held until the returned guard is dropped.
+    /// Runs `command`, sends it `script` and keeps its standard input open when the
+    /// script's first line says it holds the lock: held until the returned guard is
+    /// dropped. Otherwise returns all it printed.
     pub(super) fn hold(
         &self,
         command: &str,
         script: &[u8],
-    ) -> Result<(Answer, Option<LockGuard>), TransportError> {
+    ) -> Result<Result<LockGuard, String>, TransportError> {
         let mut child = self.spawn(command, Stdio::null())?;
-        let sent = match child.stdin.as_mut() {
+        if let Err(e) = match child.stdin.as_mut() {
             Some(input) => input.write_all(script).and_then(|()| input.flush()),
             None => Err(std::io::Error::other("no standard input")),
-        };
-        let mut line = String::new();
-        if let Some(output) = child.stdout.as_mut() {
-            let _ = BufReader::new(output).read_line(&mut line);
+        } {
+            drop(child.stdin.take());
+            let _ = child.wait();
+            return Err(self.error(format!("sending the lock script: {e}")));
         }
-        let answer = match sent {
-            Ok(()) => Answer::of(&line),
-            Err(e) => Answer::Failed(format!("cannot send the lock script: {e}")),
-        };
-        if matches!(answer, Answer::Locked) {
-            let guard = LockGuard {
+        let mut output = String::new();
+        let mut reader = child.stdout.take().map(BufReader::new);
+        if let Some(reader) = reader.as_mut() {
+            let _ = reader.read_line(&mut output);
+        }
+        if output.trim() == TAKEN {
+            return Ok(Ok(LockGuard {
                 _inner: Box::new(HeldChild(child)),
-            };
-            return Ok((answer, Some(guard)));
+            }));
         }
         drop(child.stdin.take());
+        if let Some(reader) = reader.as_mut() {
+            let _ = reader.read_to_string(&mut output);
+        }
         let _ = child.wait();
-        Ok((answer, None))
+        Ok(Err(output))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod known_hosts;
 mod local;
+pub mod lock;
 mod ssh;
 pub mod watch;
 
@@ -16,8 +17,9 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::inventory::{Deadlines, Host, Transport};
-use crate::sh;
-use crate::shell::{Command, Mode, Script, make_dirs};
+use crate::shell::{Command, Script};
+use lock::{Answer, lock_script, unlock_script};
+pub use lock::{Holder, LOCK_FILE, LockGuard, LockRecord, Locking, Unlocking};
 use watch::{Interrupt, Step, Watch};
 
 /// What a command printed and how it ended.
@@ -179,51 +181,6 @@ pub enum Connection {
     Local(local::LocalConnection),
 }
 
-/// Where a deployment's lock lives, relative to its deploy directory.
-pub const LOCK_FILE: &str = ".synprov/lock";
-
-/// The first line a lock script printed, read.
-enum Answer {
-    Locked,
-    /// Another run holds it (`flock -n` gives up without a word).
-    Busy,
-    /// The lock script said why it could not run.
-    Failed(String),
-}
-
-impl Answer {
-    fn of(line: &str) -> Answer {
-        match line.trim() {
-            "locked" => Answer::Locked,
-            "" => Answer::Busy,
-            said => Answer::Failed(said.to_string()),
-        }
-    }
-}
-
-/// The lock of the deployment in `deploy_dir`: creates the deploy directory (and every
-/// missing one above it) with mode 0755, so that the SSH user reaches the sockets under it,
-/// and `.synprov` with 0700; then `flock -n` holds [`LOCK_FILE`] for as long as its
-/// standard input, the connection, stays open. Errors go to standard output, whose first
-/// line is `locked` once the lock is held.
-pub fn lock_script(deploy_dir: &str) -> Script {
-    let state = format!("{deploy_dir}/.synprov");
-    let mut s = sh!("exec 2>&1\numask 077\n");
-    s.push(make_dirs(deploy_dir, Mode(0o755)));
-    s.push(sh!(
-        "mkdir -p -m 700 -- {}\nexec flock -n -- {} sh -c 'echo locked; exec cat >/dev/null'\n",
-        state,
-        format!("{deploy_dir}/{LOCK_FILE}")
-    ));
-    s
-}
-
-/// Holds a host's deploy lock until dropped (or until synprov dies: the lock is a `flock`
-/// held by a command whose standard input is this connection, so it never outlives us).
-pub struct LockGuard {
-    _inner: Box<dyn std::any::Any>,
-}
-
 impl Connection {
     /// Connects to `host`; for SSH, checks its key against known_hosts before sending
     /// anything, then authenticates.
@@ -318,22 +275,47 @@ impl Connection {
     }
 
     /// Takes the exclusive lock of the deployment in `deploy_dir` on the host
-    /// ([`LOCK_FILE`] there), or fails at once when another run holds it. The lock script
-    /// travels on standard input like any other, which stays open while the lock is held.
-    pub fn lock(&self, deploy_dir: &str) -> Result<Option<LockGuard>, TransportError> {
+    /// ([`LOCK_FILE`] there) for `holder`, or fails at once when another run holds it, with
+    /// that run's record. The lock script travels on standard input like any other, which
+    /// stays open while the lock is held.
+    pub fn lock(&self, deploy_dir: &str, holder: &Holder) -> Result<Locking, TransportError> {
         let command = self.shell().line();
-        let script = lock_script(deploy_dir);
-        let (answer, guard) = match self {
+        let script = lock_script(deploy_dir, holder);
+        let held = match self {
             Connection::Ssh(c) => c.hold(&command, script.as_bytes())?,
             Connection::Local(c) => c.hold(&command, script.as_bytes())?,
         };
-        match answer {
-            Answer::Locked => Ok(guard),
-            Answer::Busy => Ok(None),
-            Answer::Failed(said) => Err(TransportError::Io {
-                host: self.host_name().to_string(),
-                message: format!("cannot take the lock in {deploy_dir}: {said}"),
-            }),
+        let output = match held {
+            Ok(guard) => return Ok(Locking::Taken(guard)),
+            Err(output) => output,
+        };
+        match Answer::of(&output) {
+            Answer::Busy(record) => Ok(Locking::Busy(record)),
+            Answer::Failed(said) => Err(self.lock_error("take", deploy_dir, &said)),
+            Answer::Removed(_) | Answer::Absent => Err(self.lock_error(
+                "take",
+                deploy_dir,
+                output.lines().next().unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// Removes the lock file of the deployment in `deploy_dir` when no run holds its lock:
+    /// a record that outlived its run (see [`unlock_script`]).
+    pub fn unlock(&self, deploy_dir: &str) -> Result<Unlocking, TransportError> {
+        let output = self.run_script(&unlock_script(deploy_dir))?.stdout_text();
+        match Answer::of(&output) {
+            Answer::Absent => Ok(Unlocking::Absent),
+            Answer::Busy(record) => Ok(Unlocking::Held(record)),
+            Answer::Removed(record) => Ok(Unlocking::Removed(record)),
+            Answer::Failed(said) => Err(self.lock_error("check", deploy_dir, &said)),
+        }
+    }
+
+    fn lock_error(&self, verb: &str, deploy_dir: &str, said: &str) -> TransportError {
+        TransportError::Io {
+            host: self.host_name().to_string(),
+            message: format!("cannot {verb} the lock in {deploy_dir}: {said}"),
         }
     }
 
@@ -362,33 +344,5 @@ impl Connection {
             Connection::Ssh(c) => &c.host,
             Connection::Local(c) => &c.host,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lock_script_quotes_a_hostile_deploy_dir_as_data() {
-        assert_eq!(
-            lock_script("/opt/x;touch${IFS}/tmp/pwned;").text(),
-            "exec 2>&1\numask 077\n\
-             mkdir -p -m 755 -- /opt '/opt/x;touch${IFS}' '/opt/x;touch${IFS}/tmp' '/opt/x;touch${IFS}/tmp/pwned;'\n\
-             mkdir -p -m 700 -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov'\n\
-             exec flock -n -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock' sh -c 'echo locked; exec cat >/dev/null'\n"
-        );
-        assert_eq!(
-            lock_script("/o'p\nt/$(id)").text(),
-            "exec 2>&1\numask 077\n\
-             mkdir -p -m 755 -- '/o'\\''p\nt' '/o'\\''p\nt/$(id)'\n\
-             mkdir -p -m 700 -- '/o'\\''p\nt/$(id)/.synprov'\n\
-             exec flock -n -- '/o'\\''p\nt/$(id)/.synprov/lock' sh -c 'echo locked; exec cat >/dev/null'\n"
-        );
-        assert_eq!(
-            lock_script("-rf").text(),
-            "exec 2>&1\numask 077\nmkdir -p -m 755 -- -rf\nmkdir -p -m 700 -- -rf/.synprov\n\
-             exec flock -n -- -rf/.synprov/lock sh -c 'echo locked; exec cat >/dev/null'\n"
-        );
     }
 }

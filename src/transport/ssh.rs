@@ -13,8 +13,9 @@ use std::time::Instant;
 use ssh2::{Channel, MethodType, Session};
 
 use super::known_hosts;
+use super::lock::TAKEN;
 use super::watch::{SILENCE, Watch};
-use super::{Answer, ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
 use crate::inventory::{Host, HostKeyChecking};
 
 pub struct SshConnection {
@@ -431,13 +432,14 @@ impl SshConnection {
         Ok(Box::new(SocketChannel(channel)))
     }
 
-    /// Runs `command`, sends it `script` and keeps the channel open: a lock the script
-    /// takes is held until the returned guard is dropped.
+    /// Runs `command`, sends it `script` and keeps the channel open when the script's first
+    /// line says it holds the lock: held until the returned guard is dropped. Otherwise
+    /// returns all it printed.
     pub(super) fn hold(
         &self,
         command: &str,
         script: &[u8],
-    ) -> Result<(Answer, Option<LockGuard>), TransportError> {
+    ) -> Result<Result<LockGuard, String>, TransportError> {
         self.ready()?;
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;
@@ -445,17 +447,17 @@ impl SshConnection {
             .write_all(script)
             .and_then(|()| channel.flush())
             .map_err(|e| self.error(format!("sending the lock script: {e}")))?;
-        let mut line = String::new();
-        let _ = BufReader::new(&mut channel).read_line(&mut line);
-        let answer = Answer::of(&line);
-        if matches!(answer, Answer::Locked) {
-            let guard = LockGuard {
+        let mut output = String::new();
+        let mut reader = BufReader::new(&mut channel);
+        let _ = reader.read_line(&mut output);
+        if output.trim() == TAKEN {
+            return Ok(Ok(LockGuard {
                 _inner: Box::new(HeldChannel(channel)),
-            };
-            return Ok((answer, Some(guard)));
+            }));
         }
+        let _ = reader.read_to_string(&mut output);
         let _ = channel.send_eof();
         let _ = channel.wait_close();
-        Ok((answer, None))
+        Ok(Err(output))
     }
 }
