@@ -58,8 +58,8 @@ sleep 1
 
 seconds() { local start=$1 end=$2; awk "BEGIN { printf \"%.2f\", ($end - $start) / 1e9 }"; }
 
-printf '| hosts | parallel | floor (ssh + true) | plan | ratio | no-op apply | ratio | peak memory |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| hosts | parallel | floor (ssh + true) | plan | ratio | no-op apply | ratio | its CPU | peak memory |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for n in "${sizes[@]}"; do
 for parallel in "${parallels[@]}"; do
     inventory="$work/fleet-$n.toml"
@@ -83,11 +83,12 @@ for parallel in "${parallels[@]}"; do
     plan=$(seconds "$start" "$(date +%s%N)")
 
     start=$(date +%s%N)
-    /usr/bin/time -f '%M' -o "$work/rss" "$synprov" apply --files-only --json --known-hosts "$work/known_hosts" "$inventory" > /dev/null
+    /usr/bin/time -f '%M %U %S' -o "$work/rss" "$synprov" apply --files-only --json --known-hosts "$work/known_hosts" "$inventory" > /dev/null
     noop=$(seconds "$start" "$(date +%s%N)")
     rss_mb=$(awk '{ printf "%.1f", $1 / 1024 }' "$work/rss")
+    cpu=$(awk '{ printf "%.1f", $2 + $3 }' "$work/rss")
 
-    printf '| %d | %d | %s s | %s s | %.2fx | %s s | %.2fx | %s MiB |\n' "$n" "$parallel" "$floor" "$plan" \
-        "$(awk "BEGIN { print $plan / $floor }")" "$noop" "$(awk "BEGIN { print $noop / $floor }")" "$rss_mb"
+    printf '| %d | %d | %s s | %s s | %.2fx | %s s | %.2fx | %s s | %s MiB |\n' "$n" "$parallel" "$floor" "$plan" \
+        "$(awk "BEGIN { print $plan / $floor }")" "$noop" "$(awk "BEGIN { print $noop / $floor }")" "$cpu" "$rss_mb"
 done
 done

@@ -307,7 +307,7 @@ pub struct HostsTarget {
     /// Only this deployment of each host (default: each of them).
     #[arg(long, value_name = "NAME")]
     pub deployment: Option<String>,
-    /// Hosts worked on at once (default: `[rollout] parallel`, 10).
+    /// Hosts worked on at once (default: `[rollout] parallel`, 25).
     #[arg(long, value_name = "N")]
     pub parallel: Option<u32>,
     /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
@@ -323,7 +323,7 @@ pub struct Target {
     /// Only these hosts or groups (comma-separated names).
     #[arg(long, alias = "host", value_name = "NAMES", value_delimiter = ',')]
     pub limit: Vec<String>,
-    /// Hosts worked on at once (default: `[rollout] parallel`, 10).
+    /// Hosts worked on at once (default: `[rollout] parallel`, 25).
     #[arg(long, value_name = "N")]
     pub parallel: Option<u32>,
     /// One JSON object per line for each event, for CI systems.

@@ -48,7 +48,7 @@ const DEADLINE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::fr
 
 /// Hosts worked on at once unless `[rollout] parallel` says: chosen with
 /// `scripts/bench-fleet.sh` (README, "Fleet benchmark").
-const DEFAULT_PARALLEL: u32 = 10;
+const DEFAULT_PARALLEL: u32 = 25;
 
 /// Most hosts worked on at once.
 const MAX_PARALLEL: u32 = 4096;
