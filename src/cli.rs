@@ -326,9 +326,13 @@ pub struct Target {
     /// Hosts worked on at once (default: `[rollout] parallel`, 25).
     #[arg(long, value_name = "N")]
     pub parallel: Option<u32>,
-    /// One JSON object per line for each event, for CI systems.
+    /// One JSON object per line for each event (with its time, and each step's duration in
+    /// a `step_done` event), for CI systems.
     #[arg(long)]
     pub json: bool,
+    /// After the recap, list the ten slowest steps (host, seconds, step).
+    #[arg(long)]
+    pub timings: bool,
     /// known_hosts file (default ~/.ssh/known_hosts, or SYNPROV_KNOWN_HOSTS).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,

@@ -157,13 +157,39 @@ fn limit_picks_hosts_or_groups_and_json_reports_every_event() {
             .iter()
             .any(|e| e["event"] == "step" && e["host"] == "hs3")
     );
+    // Every event carries its time; each step that ended says how long it took.
+    assert!(
+        (events.iter()).all(|e| e["time"]
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())),
+        "{events:?}"
+    );
+    let writing = (events.iter())
+        .find(|e| {
+            e["event"] == "step_done"
+                && e["host"] == "hs3"
+                && e["step"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with("writing 32 file(s)"))
+        })
+        .unwrap_or_else(|| panic!("no step_done for the files: {events:?}"));
+    assert!(writing["seconds"].as_f64().is_some_and(|s| s >= 0.0));
 
-    let again = fleet.run(&inventory, &["--limit", "hs3,hs4"]);
+    let again = fleet.run(&inventory, &["--limit", "hs3,hs4", "--timings"]);
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
+    let slowest: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| *l != "slowest steps:")
+        .collect();
+    assert!(
+        slowest.len() > 2 && slowest[1].starts_with("host") && slowest[1].ends_with("step"),
+        "--timings lists the slowest steps:\n{stdout}"
+    );
     assert!(
         stdout
             .lines()
+            .take_while(|l| *l != "slowest steps:")
             .filter(|l| l.starts_with("hs"))
             .all(|l| l.contains(" 0 ")),
         "no changes the second time:\n{stdout}"

@@ -127,6 +127,7 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         limit: plan.limit.clone(),
         parallel: target.parallel,
         json: target.json,
+        timings: target.timings,
         known_hosts: target.known_hosts.clone(),
         roles: plan.roles.clone(),
     };

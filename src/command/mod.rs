@@ -126,9 +126,12 @@ pub fn roll_out(
     let display = std::thread::spawn(move || progress::show(received, mode));
     let results = rollout::run(&stages, &policy, work, &events, &loaded.options.interrupt);
     drop(events);
-    let _ = display.join();
+    let timings = display.join().unwrap_or_default();
     if mode != Mode::Json {
         print!("{}", progress::recap(&results));
+        if target.timings {
+            print!("{}", timings.slowest(SLOWEST));
+        }
         for result in &results {
             if let rollout::Status::Failed(report) = &result.status {
                 eprintln!("{}", synprov::ui::printable_report(report));
@@ -182,6 +185,9 @@ pub fn rollout_exit(
         ExitCode::FAILURE
     }
 }
+
+/// Steps listed by `--timings`.
+const SLOWEST: usize = 10;
 
 /// Exit status of a run stopped by SIGINT or SIGTERM.
 pub const INTERRUPTED: u8 = 130;

@@ -5,6 +5,7 @@ pub mod diff;
 pub mod lines;
 pub mod plan;
 pub mod progress;
+pub mod timings;
 
 use std::borrow::Cow;
 use std::fmt::Write;

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use super::timings::{StepTime, Timings};
 use super::{printable, printable_report};
 use crate::rollout::{Event, HostResult, Status};
 
@@ -32,9 +33,9 @@ impl Mode {
     }
 }
 
-/// One event as a JSON line.
+/// One event as a JSON line, with the time it is shown at (RFC 3339, UTC, milliseconds).
 pub fn json_line(event: &Event) -> String {
-    let value = match event {
+    let mut value = match event {
         Event::Batch {
             index,
             count,
@@ -67,12 +68,31 @@ pub fn json_line(event: &Event) -> String {
         }
         Event::Interrupted { count } => json!({ "event": "interrupted", "count": count }),
     };
+    value["time"] = json!(now());
     value.to_string()
 }
 
-/// Shows events until the engine drops its sender. Host names, steps and errors come from
-/// the inventory, plugins and hosts: they are printed through [`printable`].
-pub fn show(events: Receiver<Event>, mode: Mode) {
+/// A step that finished, as a JSON line.
+pub fn step_done_line(done: &StepTime) -> String {
+    json!({ "event": "step_done", "host": done.host, "step": done.step, "seconds": done.took.as_secs_f64(), "time": now() })
+        .to_string()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Shows events until the engine drops its sender, and returns how long each step took.
+/// Host names, steps and errors come from the inventory, plugins and hosts: they are
+/// printed through [`printable`].
+pub fn show(events: Receiver<Event>, mode: Mode) -> Timings {
+    let mut timings = Timings::default();
+    let events = events.into_iter().inspect(|event| {
+        let done = timings.see(event, Instant::now());
+        if let (Mode::Json, Some(done)) = (mode, done) {
+            println!("{}", step_done_line(&done));
+        }
+    });
     match mode {
         Mode::Json => {
             for event in events {
@@ -109,9 +129,10 @@ pub fn show(events: Receiver<Event>, mode: Mode) {
         }
         Mode::Live => live(events),
     }
+    timings
 }
 
-fn live(events: Receiver<Event>) {
+fn live(events: impl Iterator<Item = Event>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {msg}")
         .expect("valid template");
