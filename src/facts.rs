@@ -58,6 +58,10 @@ pub struct Facts {
     /// Left out of the digest: free space changes by itself between a plan and its apply.
     #[serde(skip)]
     pub free_kb: u64,
+    /// `MemTotal` of `/proc/meminfo`; 0 when not found. Postgres is sized from it.
+    pub memory_kb: u64,
+    /// Processors this host's processes may run on (`nproc`); 0 when not found.
+    pub cores: u32,
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,
     pub deployments: BTreeMap<String, DeployedState>,
@@ -111,6 +115,8 @@ grep -qx dockerd /proc/[0-9]*/comm && [ -S /var/run/docker.sock ] && echo docker
 for d in "$HOME/.docker/cli-plugins" /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do [ -x "$d/docker-compose" ] && { echo "compose_v2=$d/docker-compose"; break; }; done
 command -v docker-compose >/dev/null && echo "compose_v1=$(command -v docker-compose)"
 echo "free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
+awk '$1 == "MemTotal:" {print "memory_kb=" $2}' /proc/meminfo
+echo "cores=$(nproc)"
 "#);
     s.push(index::list());
     for image in images {
@@ -194,6 +200,8 @@ pub fn parse(output: &str) -> Facts {
         docker_running: false,
         compose: Compose::Missing,
         free_kb: 0,
+        memory_kb: 0,
+        cores: 0,
         images: BTreeMap::new(),
         deployments: BTreeMap::new(),
         indexed: Vec::new(),
@@ -224,6 +232,8 @@ pub fn parse(output: &str) -> Facts {
                 facts.compose = Compose::V1(value.to_string())
             }
             "free_kb" => facts.free_kb = value.trim().parse().unwrap_or(0),
+            "memory_kb" => facts.memory_kb = value.trim().parse().unwrap_or(0),
+            "cores" => facts.cores = value.trim().parse().unwrap_or(0),
             "indexed" => facts.indexed.extend(index::parse(value)),
             "image" => {
                 if let Some((image, id)) = value.split_once(' ')
@@ -321,6 +331,7 @@ mod tests {
         ];
         let facts = parse(&run(&script(&query, &[])));
         assert!(!facts.arch.is_empty());
+        assert!(facts.memory_kb > 0 && facts.cores > 0, "{facts:?}");
         let state = &facts.deployments["d"];
         assert_eq!(state.manifest, ["a.yaml", "old.yaml"]);
         assert_eq!(
@@ -391,9 +402,25 @@ mod tests {
     }
 
     #[test]
+    fn the_script_reads_memory_and_cores_the_way_the_sizing_expects() {
+        let text = script(&[], &[]);
+        assert!(
+            text.text().contains(
+                "awk '$1 == \"MemTotal:\" {print \"memory_kb=\" $2}' /proc/meminfo\n\
+                 echo \"cores=$(nproc)\"\n"
+            ),
+            "{}",
+            text.text()
+        );
+        let facts = parse("memory_kb=4028416\ncores=2\n");
+        assert_eq!((facts.memory_kb, facts.cores), (4_028_416, 2));
+    }
+
+    #[test]
     fn output_that_is_not_well_formed_leaves_defaults_and_never_panics() {
         let mut hostile = Vec::new();
         hostile.extend_from_slice(b"os=\xff\xfe\nfree_kb=99999999999999999999999\n");
+        hostile.extend_from_slice(b"memory_kb=-1\ncores=4294967296\n");
         hostile.extend_from_slice(b"manifest=YQ==\nhash=abc  orphan\npending=dXA=\n");
         hostile.extend_from_slice(b"deployment=!!!\nmanifest=YQ==\n");
         hostile.extend_from_slice(b"image=no-space\nimage=!!! id\n==\n=\nnoequals\n");
@@ -401,7 +428,7 @@ mod tests {
         hostile.extend_from_slice(b"manifest=%%%\npending=\n");
         hostile.extend_from_slice(format!("arch={}\n", "x".repeat(1 << 20)).as_bytes());
         let facts = parse(&String::from_utf8_lossy(&hostile));
-        assert_eq!(facts.free_kb, 0);
+        assert_eq!((facts.free_kb, facts.memory_kb, facts.cores), (0, 0, 0));
         assert!(facts.images.is_empty());
         assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), ["d"]);
         let state = &facts.deployments["d"];

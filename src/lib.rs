@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod saved_plan;
 pub mod secrets;
 pub mod shell;
+pub mod sizing;
 pub mod status;
 pub mod topology;
 pub mod transport;

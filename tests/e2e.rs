@@ -130,6 +130,13 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         out.contains("+ install Docker") && out.contains("+ load image synprov/synapse:1.163"),
         "{out}"
     );
+    // Sized from this host's memory, and shown with the reason.
+    let planned_buffers = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("postgres: shared_buffers "))
+        .and_then(|sized| sized.split(' ').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the plan shows how Postgres is sized:\n{out}"));
 
     // Ctrl-C while the first image streams: that image finishes, nothing else starts.
     interrupted_while_loading_an_image(dir.path(), &first);
@@ -152,6 +159,15 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert!(
         services.iter().all(|l| l.ends_with(" healthy")),
         "every container healthy:\n{status}"
+    );
+    assert_eq!(
+        on_host(
+            "cd /opt/synapse/e2e && docker compose exec -T db sh -c \
+             'PGPASSWORD=\"$POSTGRES_PASSWORD\" exec psql -h /sockets -U \"$POSTGRES_USER\" \
+             -d \"$POSTGRES_DB\" -tAc \"SHOW shared_buffers\"'"
+        ),
+        planned_buffers,
+        "Postgres runs with the shared buffers the plan showed"
     );
 
     // A client conversation through Nginx.

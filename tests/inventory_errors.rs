@@ -167,6 +167,37 @@ fn a_connection_budget_over_max_connections_is_refused() {
 }
 
 #[test]
+fn a_pinned_postgres_size_postgres_could_not_read_is_refused() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.postgres]\nshared_buffers = \"2 GB\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:18",
+            "invalid shared_buffers \"2 GB\"",
+            "one of kB, MB, GB or TB",
+            "e.g. \"2GB\" or \"512MB\"",
+        ],
+    );
+}
+
+#[test]
+fn a_pool_beyond_what_postgres_takes_is_refused_without_a_pinned_max_connections() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.workers]\nrooms = 1000\n[deployments.d.postgres]\ncp_max = 1000\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:10:10",
+            "more than Postgres' ceiling of 262143 connections allows",
+            "lower cp_max to 259 or less",
+        ],
+    );
+}
+
+#[test]
 fn check_reports_the_same_errors() {
     let (dir, path) = inventory("[hosts.hs1]\nadress = \"x\"\n");
     let output = synprov(dir.path())

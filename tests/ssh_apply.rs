@@ -197,7 +197,9 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let inventory = inventory::load(&changed).unwrap();
     let host_files = common::render_hosts(&inventory, Some("loop"));
     let connection = sshd.connect(&changed);
-    let prepared = synprov::apply::prepare(&connection, &host_files[0], &BTreeMap::new()).unwrap();
+    let facts = synprov::apply::gather(&connection, &host_files[0], &BTreeMap::new()).unwrap();
+    let prepared =
+        synprov::apply::prepare(&connection, &host_files[0], facts, &BTreeMap::new()).unwrap();
     let plan = &prepared.plan.deployments[0];
     assert!(
         plan.changes.len() >= 4,
@@ -276,9 +278,9 @@ fn generations_are_recorded_whole_listed_pruned_and_read_back_without_the_invent
 
     let (sshd, deploy, inventory_path) = deployed();
     let inventory = inventory::load(&inventory_path).unwrap();
-    let rendered = common::render_hosts(&inventory, Some("loop"));
-    let files = &rendered[0].deployments[0];
     let connection = sshd.connect(&inventory_path);
+    let rendered = common::render_with_facts(&inventory, "loop", &connection);
+    let files = &rendered.deployments[0];
     let dir = deploy.to_str().unwrap();
     let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
     let save = |command: &str| {

@@ -178,13 +178,13 @@ pub struct Prepared {
 /// Progress, as the engine reports it: the host and a short description of the step.
 pub type Report<'a> = &'a dyn Fn(&str, &str);
 
-/// Facts and plan of one host, in two round trips (facts and hashes; the current contents
-/// of the files that change, for the diff).
-pub fn prepare(
+/// The facts of one host and the hashes of the files `files` names there, in one round
+/// trip: what [`prepare`] plans against.
+pub fn gather(
     connection: &Connection,
     files: &HostFiles,
     local_images: &BTreeMap<String, String>,
-) -> Result<Prepared, ApplyError> {
+) -> Result<Facts, ApplyError> {
     let queries: Vec<DeploymentQuery> = files
         .deployments
         .iter()
@@ -197,7 +197,18 @@ pub fn prepare(
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
     let output = connection.run_script(&facts::script(&queries, &images))?;
-    let facts = facts::parse(&output.stdout_text());
+    Ok(facts::parse(&output.stdout_text()))
+}
+
+/// The plan of `files` on one host against its `facts` (from [`gather`], for the same
+/// paths), with the current contents of the files that change, for the diff (one more
+/// round trip when some do).
+pub fn prepare(
+    connection: &Connection,
+    files: &HostFiles,
+    facts: Facts,
+    local_images: &BTreeMap<String, String>,
+) -> Result<Prepared, ApplyError> {
     let plan = plan::plan_host(files, &facts, local_images);
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan

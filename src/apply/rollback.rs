@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::files::{self, Fetch};
-use super::{ApplyError, Prepared, prepare, step};
+use super::{ApplyError, Prepared, gather, prepare, step};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
 use crate::render::{DeploymentFiles, HostFiles};
@@ -86,7 +86,8 @@ pub fn prepare_rollback(
         docker_source,
         deployments: restored,
     };
-    let prepared = prepare(connection, &files, &BTreeMap::new())?;
+    let facts = gather(connection, &files, &BTreeMap::new())?;
+    let prepared = prepare(connection, &files, facts, &BTreeMap::new())?;
     Ok((files, prepared, numbers))
 }
 

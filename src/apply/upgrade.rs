@@ -50,6 +50,7 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
         images: Vec::new(),
         preload: false,
         plugin_grants: Vec::new(),
+        postgres: Vec::new(),
     };
     let staged_plan = DeploymentPlan {
         dir: stage.clone(),

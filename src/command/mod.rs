@@ -301,15 +301,17 @@ fn preload_images(files: &HostFiles) -> Vec<String> {
     images
 }
 
-/// Connects to a loaded host and prepares its plan; a failure is the host's result. When
-/// plugins add to the host, its files are first rendered again with the host's facts, which
-/// the plugins are told (one more round trip, for the facts alone).
+/// Connects to a loaded host and prepares its plan; a failure is the host's result. The
+/// host's files are rendered again with its facts, which size Postgres and which plugins
+/// are told. Without plugins the facts change no file's path, so the facts gathered with
+/// the hashes of the files rendered before connecting serve; plugins may add files from
+/// the facts, so the facts are gathered alone first (one more round trip).
 pub fn connect_and_prepare(
     loaded: &Loaded,
     host: &str,
     step: &dyn Fn(String),
 ) -> Result<(Connection, Prepared, HostFiles), Failure> {
-    let files = loaded
+    let offline = loaded
         .hosts
         .iter()
         .find(|h| h.host == host)
@@ -317,29 +319,34 @@ pub fn connect_and_prepare(
     step("gathering facts".into());
     let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
         let local_images: BTreeMap<String, String> =
-            synprov::apply::images::local_ids(&preload_images(files))?;
+            synprov::apply::images::local_ids(&preload_images(offline))?;
         let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
-        let plugins_apply = files.deployments.iter().any(|d| {
-            (loaded.plugins).apply_to(
-                &loaded.inventory,
-                &loaded.inventory.deployments[&d.deployment],
-            )
-        });
-        let files = if plugins_apply {
-            step("running plugins with the host's facts".into());
-            let facts = synprov::apply::host_facts(&connection)?;
+        let render = |facts| {
             synprov::render::render_host(
                 &loaded.inventory,
                 &loaded.key,
                 &loaded.templates,
                 &loaded.plugins,
                 host,
-                Some(&facts),
-            )?
-        } else {
-            files.clone()
+                Some(facts),
+            )
         };
-        let prepared = synprov::apply::prepare(&connection, &files, &local_images)?;
+        let plugins_apply = offline.deployments.iter().any(|d| {
+            (loaded.plugins).apply_to(
+                &loaded.inventory,
+                &loaded.inventory.deployments[&d.deployment],
+            )
+        });
+        let (files, facts) = if plugins_apply {
+            step("running plugins with the host's facts".into());
+            let files = render(&synprov::apply::host_facts(&connection)?)?;
+            let facts = synprov::apply::gather(&connection, &files, &local_images)?;
+            (files, facts)
+        } else {
+            let facts = synprov::apply::gather(&connection, offline, &local_images)?;
+            (render(&facts)?, facts)
+        };
+        let prepared = synprov::apply::prepare(&connection, &files, facts, &local_images)?;
         Ok((connection, prepared, files))
     };
     prepare().map_err(failure)

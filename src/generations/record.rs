@@ -171,6 +171,7 @@ impl Record {
                     )
                 })
                 .collect(),
+            postgres: Vec::new(),
         })
     }
 }

@@ -74,6 +74,7 @@ impl Diagnostic for InventoryWarning {
 }
 
 /// The inventory's text and name, so that errors can be located in it.
+#[derive(Debug)]
 pub struct Source {
     pub name: String,
     pub text: String,

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
-pub use values::{AddressRange, DeployDir, ImageRef, TimeZone, UserName};
+pub use validate::CONNECTION_HEADROOM;
+pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
 /// is always exactly one.
@@ -145,7 +146,9 @@ impl Images {
     }
 }
 
-/// The guide's two `postgresql.conf` sizes.
+/// The guide's two reference machines: the host Postgres is sized for when its facts are
+/// not known (`synprov render`, which connects nowhere). Once synprov has gathered a
+/// host's facts, its measured memory and cores are used instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostgresProfile {
     /// 4 cores, 8 GB of RAM (the guide's "conservative" settings).
@@ -154,12 +157,38 @@ pub enum PostgresProfile {
     Large,
 }
 
+impl PostgresProfile {
+    /// As the inventory spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PostgresProfile::Small => "small",
+            PostgresProfile::Large => "large",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
     pub profile: PostgresProfile,
-    pub max_connections: u32,
     /// Connection pool size of every Synapse process.
     pub cp_max: u32,
+    /// Settings the inventory fixes, whatever the host has.
+    pub pins: PostgresPins,
+}
+
+/// The `postgresql.conf` settings synprov sizes from the host, as the inventory pins
+/// them; `None` is sized. `max_connections`, when pinned, has been checked to hold the
+/// deployment's connection budget.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresPins {
+    pub shared_buffers: Option<MemorySize>,
+    pub effective_cache_size: Option<MemorySize>,
+    pub work_mem: Option<MemorySize>,
+    pub maintenance_work_mem: Option<MemorySize>,
+    pub max_worker_processes: Option<u32>,
+    pub max_parallel_workers: Option<u32>,
+    pub max_parallel_workers_per_gather: Option<u32>,
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +258,19 @@ impl Deployment {
 
     pub fn count(&self, kind: WorkerKind) -> u32 {
         self.workers[&kind]
+    }
+
+    /// How many Synapse processes the deployment runs: main and every worker.
+    pub fn process_count(&self) -> u32 {
+        1 + self.workers.values().sum::<u32>()
+    }
+
+    /// The Postgres connections the deployment needs: every process's pool full
+    /// (`cp_max`), and [`CONNECTION_HEADROOM`] for maintenance. In u64: 6001 processes
+    /// times cp_max 1000 stays far from overflow, but beyond what Postgres takes.
+    pub fn connection_budget(&self) -> u64 {
+        u64::from(self.process_count()) * u64::from(self.postgres.cp_max)
+            + u64::from(CONNECTION_HEADROOM)
     }
 
     /// How many listeners the processes have (main's two, and each worker's): the TCP
@@ -342,9 +384,23 @@ pub struct Inventory {
     pub plugins: Vec<PluginSpec>,
     /// Values that are valid but dangerous, for the commands to show before they act.
     pub warnings: Vec<InventoryWarning>,
+    /// Its text, to locate what later stages refuse (a host too small, found at plan time).
+    source: error::Source,
 }
 
 impl Inventory {
+    /// An error about host `host` as a whole, pointing at its `[hosts.NAME]` table.
+    pub fn host_error(
+        &self,
+        host: &str,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> InventoryError {
+        let span = self.source.table_span("hosts", host);
+        self.source.error(span, message, label, help)
+    }
+
     /// The hosts named by `names` (host or group names), in inventory order; all hosts when
     /// `names` is empty. An unknown name is an error naming the known ones.
     pub fn select(&self, names: &[String]) -> Result<Vec<String>, String> {
@@ -431,7 +487,7 @@ pub fn parse(path: &Path, text: String) -> Result<Inventory, InventoryError> {
         name: path.display().to_string(),
         text,
     };
-    validate::validate(path, &source)
+    validate::validate(path, source)
 }
 
 #[cfg(test)]

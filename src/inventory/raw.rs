@@ -126,6 +126,13 @@ pub struct RawPostgres {
     pub profile: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<u32>>,
     pub cp_max: Option<Spanned<u32>>,
+    pub shared_buffers: Option<Spanned<String>>,
+    pub effective_cache_size: Option<Spanned<String>>,
+    pub work_mem: Option<Spanned<String>>,
+    pub maintenance_work_mem: Option<Spanned<String>>,
+    pub max_worker_processes: Option<Spanned<u32>>,
+    pub max_parallel_workers: Option<Spanned<u32>>,
+    pub max_parallel_workers_per_gather: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

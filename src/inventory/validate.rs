@@ -17,7 +17,8 @@ use super::values::{
 };
 use super::{
     Amount, Deadlines, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory,
-    NginxSettings, PluginSpec, PostgresProfile, PostgresSettings, Rollout, Transport, WorkerKind,
+    MemorySize, NginxSettings, PluginSpec, PostgresPins, PostgresProfile, PostgresSettings,
+    Rollout, Transport, WorkerKind,
 };
 
 const REFERENCE: &str = "see the inventory reference in README.md";
@@ -31,6 +32,10 @@ pub const CONNECTION_HEADROOM: u32 = 10;
 
 /// Postgres' own ceiling on `max_connections`.
 const MAX_CONNECTIONS: u32 = 262_143;
+
+/// Most background processes of one kind a Postgres setting may be given: beyond the
+/// cores of any host, small enough that a typo is caught.
+const MAX_POSTGRES_WORKERS: u32 = 1024;
 
 /// Largest connection pool of one Synapse process.
 const MAX_CP: u32 = 1000;
@@ -57,11 +62,11 @@ const MAX_PARALLEL: u32 = 4096;
 /// (reached over the private network in a spread deployment).
 const SERVICE_PORTS: [(u16, &str); 2] = [(5432, "Postgres"), (6379, "Redis")];
 
-pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryError> {
+pub fn validate(path: &Path, source: Source) -> Result<Inventory, InventoryError> {
     let raw: RawInventory =
-        toml::from_str(&source.text).map_err(|e| deserialize_error(source, &e))?;
+        toml::from_str(&source.text).map_err(|e| deserialize_error(&source, &e))?;
     let checker = Checker {
-        source,
+        source: &source,
         warnings: RefCell::default(),
     };
     let hosts = checker.hosts(&raw)?;
@@ -75,6 +80,7 @@ pub fn validate(path: &Path, source: &Source) -> Result<Inventory, InventoryErro
         rollout,
         plugins,
         warnings: checker.warnings.into_inner(),
+        source,
     })
 }
 
@@ -175,6 +181,20 @@ impl Checker<'_> {
     where
         T: Copy + PartialOrd + std::fmt::Display,
     {
+        Ok(self.within(value, key, range, help)?.unwrap_or(default))
+    }
+
+    /// A number within `range` when given, or an error pointing at it.
+    fn within<T>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        range: RangeInclusive<T>,
+        help: &str,
+    ) -> Result<Option<T>, InventoryError>
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
         match value {
             Some(v) if !range.contains(v.get_ref()) => Err(self.at(
                 v,
@@ -187,8 +207,8 @@ impl Checker<'_> {
                 "out of range",
                 help,
             )),
-            Some(v) => Ok(*v.get_ref()),
-            None => Ok(default),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
         }
     }
 
@@ -554,7 +574,7 @@ impl Checker<'_> {
             None => serde_json::Map::new(),
         };
 
-        let postgres = self.postgres(raw, &workers)?;
+        let postgres = self.postgres(raw)?;
         let deployment = Deployment {
             name: name_text.clone(),
             server_name: server_name.clone(),
@@ -571,6 +591,7 @@ impl Checker<'_> {
             nginx,
             homeserver_extra,
         };
+        self.connection_budget(raw, &deployment)?;
         if deployment.is_spread() {
             self.port_base(raw, &deployment)?;
         }
@@ -668,63 +689,104 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn postgres(
-        &self,
-        raw: &RawDeployment,
-        workers: &BTreeMap<WorkerKind, u32>,
-    ) -> Result<PostgresSettings, InventoryError> {
-        let profile = match raw.postgres.profile.as_ref().map(|p| p.get_ref().as_str()) {
+    fn postgres(&self, raw: &RawDeployment) -> Result<PostgresSettings, InventoryError> {
+        let given = &raw.postgres;
+        let profile = match given.profile.as_ref().map(|p| p.get_ref().as_str()) {
             None | Some("small") => PostgresProfile::Small,
             Some("large") => PostgresProfile::Large,
             Some(other) => {
                 return Err(self.at(
-                    raw.postgres.profile.as_ref().unwrap_or(&raw.host),
+                    given.profile.as_ref().unwrap_or(&raw.host),
                     format!("unknown Postgres profile `{other}`"),
                     "unknown profile",
                     "use \"small\" (4 cores, 8 GB) or \"large\" (16+ cores, 64 GB)",
                 ));
             }
         };
-        let max_connections = self.bounded(
-            &raw.postgres.max_connections,
-            "max_connections",
-            CONNECTION_HEADROOM + 1..=MAX_CONNECTIONS,
-            500,
-            "Postgres takes no more; a connection budget needs more than the headroom",
-        )?;
+        let memory = |value: &Option<Spanned<String>>, key: &str| {
+            (value.as_ref())
+                .map(|v| {
+                    self.parsed(
+                        v,
+                        key,
+                        MemorySize::parse,
+                        "give an amount in a unit Postgres reads, e.g. \"2GB\" or \"512MB\"",
+                    )
+                })
+                .transpose()
+        };
+        let processes = |value: &Option<Spanned<u32>>, key: &str| {
+            self.within(
+                value,
+                key,
+                0..=MAX_POSTGRES_WORKERS,
+                "give a number of background processes, about one per core",
+            )
+        };
+        let pins = PostgresPins {
+            shared_buffers: memory(&given.shared_buffers, "shared_buffers")?,
+            effective_cache_size: memory(&given.effective_cache_size, "effective_cache_size")?,
+            work_mem: memory(&given.work_mem, "work_mem")?,
+            maintenance_work_mem: memory(&given.maintenance_work_mem, "maintenance_work_mem")?,
+            max_worker_processes: processes(&given.max_worker_processes, "max_worker_processes")?,
+            max_parallel_workers: processes(&given.max_parallel_workers, "max_parallel_workers")?,
+            max_parallel_workers_per_gather: processes(
+                &given.max_parallel_workers_per_gather,
+                "max_parallel_workers_per_gather",
+            )?,
+            max_connections: self.within(
+                &given.max_connections,
+                "max_connections",
+                CONNECTION_HEADROOM + 1..=MAX_CONNECTIONS,
+                "Postgres takes no more; a connection budget needs more than the headroom",
+            )?,
+        };
         let cp_max = self.bounded(
-            &raw.postgres.cp_max,
+            &given.cp_max,
             "cp_max",
             1..=MAX_CP,
             6,
             "the guide suggests 6 per process with many workers",
         )?;
-        // In u64: 6001 processes times cp_max 1000 stays far from overflow.
-        let processes = 1 + u64::from(workers.values().sum::<u32>());
-        let opened = processes * u64::from(cp_max);
-        let needed = opened + u64::from(CONNECTION_HEADROOM);
-        if needed > u64::from(max_connections) {
-            let span = raw
-                .postgres
-                .max_connections
-                .as_ref()
-                .or(raw.postgres.cp_max.as_ref())
-                .map_or_else(|| raw.host.span(), |s| s.span());
-            let lower = (u64::from(max_connections - CONNECTION_HEADROOM) / processes).max(1);
-            let fix = if needed <= u64::from(MAX_CONNECTIONS) {
-                format!(
-                    "set `[deployments.NAME.postgres] max_connections = {needed}` or more, or lower cp_max to {lower} or less"
-                )
-            } else {
-                format!("lower cp_max to {lower} or less")
-            };
-            return Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {opened} Postgres connections, more than max_connections = {max_connections} allows ({CONNECTION_HEADROOM} are kept for maintenance)"), "connection budget exceeded", fix));
-        }
         Ok(PostgresSettings {
             profile,
-            max_connections,
             cp_max,
+            pins,
         })
+    }
+
+    /// Every process's full pool and the headroom must fit in `max_connections`: the one
+    /// pinned, or else Postgres' own ceiling (synprov sizes it to the budget).
+    fn connection_budget(
+        &self,
+        raw: &RawDeployment,
+        deployment: &Deployment,
+    ) -> Result<(), InventoryError> {
+        let pinned = deployment.postgres.pins.max_connections;
+        let max_connections = pinned.unwrap_or(MAX_CONNECTIONS);
+        let needed = deployment.connection_budget();
+        if needed <= u64::from(max_connections) {
+            return Ok(());
+        }
+        let (processes, cp_max) = (deployment.process_count(), deployment.postgres.cp_max);
+        let opened = needed - u64::from(CONNECTION_HEADROOM);
+        let span = (raw.postgres.max_connections.as_ref())
+            .or(raw.postgres.cp_max.as_ref())
+            .map_or_else(|| raw.host.span(), |s| s.span());
+        let lower =
+            (u64::from(max_connections - CONNECTION_HEADROOM) / u64::from(processes)).max(1);
+        let fix = if needed <= u64::from(MAX_CONNECTIONS) {
+            format!(
+                "set `[deployments.NAME.postgres] max_connections = {needed}` or more (or leave it out: synprov then sizes it), or lower cp_max to {lower} or less"
+            )
+        } else {
+            format!("lower cp_max to {lower} or less")
+        };
+        let limit = match pinned {
+            Some(_) => format!("max_connections = {max_connections}"),
+            None => format!("Postgres' ceiling of {max_connections} connections"),
+        };
+        Err(self.source.error(span, format!("{processes} Synapse processes with cp_max = {cp_max} may open {opened} Postgres connections, more than {limit} allows ({CONNECTION_HEADROOM} are kept for maintenance)"), "connection budget exceeded", fix))
     }
 
     fn rollout(&self, raw: &RawInventory) -> Result<Rollout, InventoryError> {

@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use super::RenderedDir;
-use crate::inventory::{Deployment, PostgresProfile, WorkerKind};
+use crate::inventory::{Deployment, WorkerKind};
 use crate::plugins::Contribution;
 use crate::secrets::DeploymentSecrets;
+use crate::sizing::PostgresSizing;
 use crate::topology::{Endpoint, Process, Role, Topology};
 
 /// The user and group Synapse and Redis run as (the guide's 1000:1000).
@@ -110,12 +111,14 @@ fn redis_service(topology: &Topology) -> (String, Value) {
     }
 }
 
-/// The context of `docker-compose.yml` for the part of `deployment` that runs on `host`.
+/// The context of `docker-compose.yml` for the part of `deployment` that runs on `host`,
+/// with `postgres` sized when its Postgres runs there.
 pub fn compose(
     deployment: &Deployment,
     topology: &Topology,
     host: &str,
     contributions: &[Contribution],
+    postgres: Option<&PostgresSizing>,
 ) -> Value {
     let (redis_command, redis_health) = redis_service(topology);
     let redis_conf =
@@ -134,7 +137,9 @@ pub fn compose(
         },
         "uid": UID,
         "gid": GID,
-        "shm_size": match deployment.postgres.profile { PostgresProfile::Small => "1g", PostgresProfile::Large => "4g" },
+        // The tuning guide: /dev/shm about as large as the shared buffers (Docker's
+        // default of 64MB fails parallel queries).
+        "shm_size": postgres.map(|p| format!("{}m", p.shared_buffers.value.mb_rounded_up())),
         "nginx_port": deployment.nginx.http_port,
         "redis_command": redis_command,
         "redis_health": redis_health,

@@ -27,6 +27,7 @@ use crate::facts::Facts;
 use crate::inventory::{Deployment, DockerSource, Inventory};
 use crate::plugins::{Contribution, PluginCheck, PluginError, Plugins, Scope};
 use crate::secrets::{DeploymentSecrets, MasterKey};
+use crate::sizing::{self, Machine, PostgresSizing};
 use crate::topology::Topology;
 use crate::verify::{self, HealthTarget};
 
@@ -57,6 +58,11 @@ pub enum RenderError {
     #[error("host `{host}` is not in the inventory")]
     #[diagnostic(help("known hosts: {known}"))]
     UnknownHost { host: String, known: String },
+
+    /// The host cannot hold what the inventory places on it (found from its facts).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
 }
 
 /// One file of a deployment, relative to its deploy directory.
@@ -113,6 +119,7 @@ impl DeploymentFiles {
             images: Vec::new(),
             preload: false,
             plugin_grants: Vec::new(),
+            postgres: Vec::new(),
         }
     }
 }
@@ -147,6 +154,9 @@ pub struct DeploymentFiles {
     pub preload: bool,
     /// What the operator granted the plugins adding to it, by plugin (shown with the plan).
     pub plugin_grants: Vec<(String, Vec<crate::inventory::Grant>)>,
+    /// How its Postgres is sized, a setting and its reason a line (shown with the plan
+    /// when `postgresql.conf` changes); empty where its Postgres does not run.
+    pub postgres: Vec<String>,
 }
 
 /// A plugin's health check, with the plugin and the service to show logs of.
@@ -194,7 +204,9 @@ pub fn render(
         .collect()
 }
 
-/// Renders what `host` gets; plugins are told its `facts` when given.
+/// Renders what `host` gets. With its `facts`, plugins are told them and Postgres is sized
+/// from its memory and cores (a host too small for what it runs is refused); without,
+/// Postgres is sized for the machine of the deployment's profile.
 pub fn render_host(
     inventory: &Inventory,
     key: &MasterKey,
@@ -203,6 +215,10 @@ pub fn render_host(
     host: &str,
     facts: Option<&Facts>,
 ) -> Result<HostFiles, RenderError> {
+    if let Some(facts) = facts {
+        sizing::check_memory(inventory, host, facts)?;
+    }
+    let sharing = sizing::postgres_on(inventory, host);
     let mut deployments = Vec::new();
     for deployment in inventory.deployments_on(host) {
         let topology = Topology::resolve(deployment, &inventory.hosts);
@@ -216,6 +232,10 @@ pub fn render_host(
             facts,
         };
         let contributions = plugins.contribute(&scope, key, &mut secrets.plugins)?;
+        let postgres = (host == deployment.host).then(|| {
+            let machine = Machine::of(facts, deployment.postgres.profile);
+            PostgresSizing::new(deployment, machine, sharing)
+        });
         let files = render_deployment(
             deployment,
             &topology,
@@ -223,6 +243,7 @@ pub fn render_host(
             templates,
             host,
             &contributions,
+            postgres.as_ref(),
         )?;
         let deploy_dir = deployment.deploy_dir.to_string();
         let images = deployment
@@ -248,6 +269,10 @@ pub fn render_host(
             images,
             preload: deployment.images.preload,
             plugin_grants: plugins::grants(&contributions),
+            postgres: postgres
+                .as_ref()
+                .map(PostgresSizing::lines)
+                .unwrap_or_default(),
         });
     }
     Ok(HostFiles {
@@ -257,7 +282,8 @@ pub fn render_host(
     })
 }
 
-/// The files of `deployment` that belong on `host`.
+/// The files of `deployment` that belong on `host`; `postgres` is how its Postgres is
+/// sized when it runs on `host` (the deployment's main host).
 pub fn render_deployment(
     deployment: &Deployment,
     topology: &Topology,
@@ -265,6 +291,7 @@ pub fn render_deployment(
     templates: &Templates,
     host: &str,
     contributions: &[Contribution],
+    postgres: Option<&PostgresSizing>,
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let main_host = host == deployment.host;
     plugins::check_names(topology, contributions)?;
@@ -301,7 +328,7 @@ pub fn render_deployment(
     add(
         "docker-compose.yml".into(),
         "compose/docker-compose.yml",
-        &compose::compose(deployment, topology, host, contributions),
+        &compose::compose(deployment, topology, host, contributions, postgres),
     )?;
     if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
         add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
@@ -313,12 +340,12 @@ pub fn render_deployment(
         &json!({ "project": deployment.name }),
     )?;
     add(".synapse.env".into(), "synapse/synapse.env", &env)?;
-    if main_host {
+    if let Some(sizing) = postgres {
         add(".postgres.env".into(), "postgres/postgres.env", &env)?;
         add(
             "postgres/postgresql.conf".into(),
             "postgres/postgresql.conf",
-            &postgres::postgresql_conf(deployment, topology),
+            &postgres::postgresql_conf(deployment, topology, sizing),
         )?;
         let nginx = json!({
             "server_name": deployment.server_name,

@@ -1,36 +1,37 @@
-//! Values for `postgresql.conf`: the guide's two hardware profiles.
+//! Values for `postgresql.conf`: the guide's settings, sized for the host (see `sizing`).
 
 use serde_json::{Value, json};
 
-use crate::inventory::{Deployment, PostgresProfile};
+use crate::inventory::Deployment;
+use crate::sizing::PostgresSizing;
 use crate::topology::{Endpoint, Topology};
 
 /// The context of `postgres/postgresql.conf`.
-pub fn postgresql_conf(deployment: &Deployment, topology: &Topology) -> Value {
-    let profile = match deployment.postgres.profile {
-        PostgresProfile::Small => json!({
-            "name": "small", "description": "4 cores, 8 GB of RAM",
-            "workers": 4, "per_gather": 2, "maintenance": 1,
-            "effective_cache_size": "2GB", "maintenance_work_mem": "512MB",
-            "shared_buffers": "1GB", "work_mem": "28MB", "max_wal_size": "2GB",
-        }),
-        PostgresProfile::Large => json!({
-            "name": "large", "description": "16 cores or more, 64 GB of RAM, SSD",
-            "workers": 16, "per_gather": 4, "maintenance": 4,
-            "effective_cache_size": "40GB", "maintenance_work_mem": "1GB",
-            "shared_buffers": "4GB", "work_mem": "32MB", "max_wal_size": "4GB",
-        }),
-    };
+pub fn postgresql_conf(
+    deployment: &Deployment,
+    topology: &Topology,
+    sizing: &PostgresSizing,
+) -> Value {
     // The official image's entrypoint reaches its temporary server through the default
     // socket directory while it initialises the database, so that one stays too.
     json!({
         "server_name": deployment.server_name,
-        "profile": profile,
+        "sizing": {
+            "shared_buffers": sizing.shared_buffers.value.to_string(),
+            "effective_cache_size": sizing.effective_cache_size.value.to_string(),
+            "work_mem": sizing.work_mem.value.to_string(),
+            "maintenance_work_mem": sizing.maintenance_work_mem.value.to_string(),
+            "max_wal_size": sizing.max_wal_size().to_string(),
+            "max_worker_processes": sizing.max_worker_processes.value,
+            "max_parallel_workers": sizing.max_parallel_workers.value,
+            "max_parallel_workers_per_gather": sizing.max_parallel_workers_per_gather.value,
+            "max_parallel_maintenance_workers": sizing.max_parallel_maintenance_workers,
+            "max_connections": sizing.max_connections.value,
+        },
         "listen_addresses": match &topology.postgres {
             Endpoint::Tcp { address, .. } => address.as_str(),
             Endpoint::Unix { .. } => "",
         },
-        "max_connections": deployment.postgres.max_connections,
         "timezone": deployment.timezone,
     })
 }

@@ -114,6 +114,10 @@ pub struct SavedDeployment {
     pub services: ServiceChanges,
     /// Each plugin applying to the deployment, with what it is granted.
     pub plugin_grants: Vec<PluginGrants>,
+    /// How its Postgres is sized, a setting and why a line; empty where it does not run
+    /// (and in plans saved before synprov sized it).
+    #[serde(default)]
+    pub postgres: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +217,7 @@ impl SavedHost {
                             grants: grants.iter().map(ToString::to_string).collect(),
                         })
                         .collect(),
+                    postgres: rendered.postgres.clone(),
                 }
             })
             .collect();

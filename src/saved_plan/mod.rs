@@ -263,6 +263,7 @@ mod tests {
                 removed_workers: Vec::new(),
                 services: ServiceChanges::default(),
                 plugin_grants: Vec::new(),
+                postgres: Vec::new(),
             }],
             orphans: Vec::new(),
         }

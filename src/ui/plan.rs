@@ -11,6 +11,9 @@ use crate::render::{DeploymentFiles, HostFiles};
 use crate::saved_plan::{FileRecord, SavedHost, SavedPlan, hash, short};
 use crate::secrets::DeploymentSecrets;
 
+/// The file whose settings `plan` explains: how Postgres was sized.
+const POSTGRESQL_CONF: &str = "postgres/postgresql.conf";
+
 /// A host's plan. `live`, the rendered files and what was found on the host, adds each
 /// changed file's diff; without it (a plan read from a file, which keeps no contents) each
 /// change shows its hashes, and the facts the plan was made against are shown first.
@@ -114,6 +117,11 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                 Change::Delete => ("-", "remove"),
             };
             let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
+            if change.path == POSTGRESQL_CONF && change.change != Change::Delete {
+                for line in &deployment.postgres {
+                    let _ = writeln!(out, "      postgres: {}", printable(line));
+                }
+            }
             match live {
                 Some((files, prepared)) => {
                     diff(&mut out, change, &files.deployments[index], prepared, color)
@@ -226,11 +234,11 @@ pub fn show_saved(plan: &SavedPlan) -> String {
 mod tests {
     use super::*;
 
-    /// A plan file is data from outside: what it names is printed escaped.
-    #[test]
-    fn a_saved_plan_shows_hashes_and_escapes_the_names_it_holds() {
+    /// A saved plan of `host` whose deployment `d` changes `file` (a JSON file record),
+    /// with Postgres sized as `postgres` says.
+    fn saved(host: &str, file: serde_json::Value, postgres: &[&str]) -> SavedHost {
         let host = serde_json::json!({
-            "host": "hs1\u{1b}[2J",
+            "host": host,
             "facts": {
                 "digest": "0123456789abcdef0123",
                 "summary": {"os": "debian 12", "arch": "x86_64", "init": "systemd",
@@ -242,12 +250,18 @@ mod tests {
                 "deployment": "d", "dir": "/opt/d", "unchanged": 3, "restart": [],
                 "interrupted": false, "upgrade": null, "removed_workers": [],
                 "services": {"added": [], "recreated": [], "removed": []},
-                "plugin_grants": [],
-                "files": [{"path": "synapse/x\r.yaml", "change": "update",
-                           "before": "aaaaaaaaaaaaaaaa", "after": "bbbbbbbbbbbbbbbb"}]
+                "plugin_grants": [], "postgres": postgres, "files": [file]
             }]
         });
-        let host: SavedHost = serde_json::from_value(host).unwrap();
+        serde_json::from_value(host).unwrap()
+    }
+
+    /// A plan file is data from outside: what it names is printed escaped.
+    #[test]
+    fn a_saved_plan_shows_hashes_and_escapes_the_names_it_holds() {
+        let file = serde_json::json!({"path": "synapse/x\r.yaml", "change": "update",
+                                      "before": "aaaaaaaaaaaaaaaa", "after": "bbbbbbbbbbbbbbbb"});
+        let host = saved("hs1\u{1b}[2J", file, &[]);
         assert_eq!(
             show(&host, None, false),
             "host hs1\\x1b[2J: 1 change(s)\n  \
@@ -255,6 +269,20 @@ mod tests {
              d (/opt/d): 1 to change, 3 unchanged\n    \
              ~ change synapse/x\\x0d.yaml\n      \
              sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…\n"
+        );
+    }
+
+    #[test]
+    fn a_changed_postgresql_conf_shows_how_postgres_is_sized() {
+        let file = serde_json::json!({"path": "postgres/postgresql.conf", "change": "create",
+                                      "before": null, "after": "bbbbbbbbbbbbbbbb"});
+        let why = "shared_buffers 1GB (25% of 4GB RAM / 1 deployment)";
+        let shown = show(&saved("hs1", file, &[why]), None, false);
+        assert!(
+            shown.contains(&format!(
+                "    + create postgres/postgresql.conf\n      postgres: {why}\n"
+            )),
+            "{shown}"
         );
     }
 }

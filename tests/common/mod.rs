@@ -64,13 +64,13 @@ pub fn render(inventory: &Path) -> tempfile::TempDir {
 }
 
 /// The files of `only` (or every host) of `inventory`, rendered in process with the test
-/// key and no plugins, for tests that drive the library's later stages directly.
+/// key and no plugins, for tests that drive the library's later stages directly. Without
+/// the hosts' facts, Postgres is sized for the profile's machine.
 pub fn render_hosts(
     inventory: &synprov::inventory::Inventory,
     only: Option<&str>,
 ) -> Vec<synprov::render::HostFiles> {
-    let key = synprov::secrets::MasterKey::from_text(TEST_KEY).unwrap();
-    let templates = synprov::render::Templates::load(None).unwrap();
+    let (key, templates) = key_and_templates();
     synprov::render::render(
         inventory,
         &key,
@@ -79,6 +79,24 @@ pub fn render_hosts(
         only,
     )
     .unwrap()
+}
+
+/// The files of `host` as `plan` and `apply` render them: with the facts of the host
+/// `connection` reaches, which size Postgres.
+pub fn render_with_facts(
+    inventory: &synprov::inventory::Inventory,
+    host: &str,
+    connection: &synprov::transport::Connection,
+) -> synprov::render::HostFiles {
+    let (key, templates) = key_and_templates();
+    let facts = synprov::apply::host_facts(connection).unwrap();
+    let plugins = synprov::plugins::Plugins::none();
+    synprov::render::render_host(inventory, &key, &templates, &plugins, host, Some(&facts)).unwrap()
+}
+
+fn key_and_templates() -> (synprov::secrets::MasterKey, synprov::render::Templates) {
+    let key = synprov::secrets::MasterKey::from_text(TEST_KEY).unwrap();
+    (key, synprov::render::Templates::load(None).unwrap())
 }
 
 /// Writes `text` as an inventory file in a fresh directory.

@@ -454,24 +454,21 @@ pub fn postgres(
     let max_connections = seen
         .get("max_connections")
         .and_then(|m| m.parse::<u64>().ok());
+    let processes = d.processes().len() as u64;
+    let budget = processes * u64::from(d.cp_max) + 10;
+    let intended = d.max_connections.map_or(budget, u64::from);
     ensure(
-        max_connections == Some(u64::from(d.max_connections)),
-        "postgresql.conf: max_connections differs from the inventory's",
-        || format!("{max_connections:?}, intended {}", d.max_connections),
+        max_connections == Some(intended),
+        "postgresql.conf: max_connections is neither the inventory's nor the connection budget",
+        || format!("{max_connections:?}, intended {intended}"),
     )?;
     let cp_max = homeserver.and_then(|h| h.pointer("/database/args/cp_max"));
     if let Some(cp_max) = cp_max.and_then(Json::as_u64) {
-        let processes = d.processes().len() as u64;
         let needed = processes * cp_max + 10;
         ensure(
-            needed <= u64::from(d.max_connections),
+            needed <= intended,
             "Postgres connections: the processes' pools exceed max_connections",
-            || {
-                format!(
-                    "{processes} processes x cp_max {cp_max} + 10 > {}",
-                    d.max_connections
-                )
-            },
+            || format!("{processes} processes x cp_max {cp_max} + 10 > {intended}"),
         )?;
     }
     Ok(())

@@ -21,7 +21,8 @@ pub struct DeploymentMeaning {
     pub admin_allow: Vec<String>,
     pub trusted_proxies: Vec<String>,
     pub cp_max: u32,
-    pub max_connections: u32,
+    /// As pinned; synprov sizes it to the connection budget when not.
+    pub max_connections: Option<u32>,
     pub workers: BTreeMap<&'static str, u32>,
     pub placement: BTreeMap<&'static str, String>,
     pub homeserver: Table,
@@ -150,8 +151,7 @@ impl DeploymentMeaning {
                 .unwrap_or(6),
             max_connections: get("postgres", "max_connections")
                 .map(|v| integer::<u32>(v, "max_connections"))
-                .transpose()?
-                .unwrap_or(500),
+                .transpose()?,
             homeserver: match d.get("homeserver") {
                 Some(Value::Table(t)) => t.clone(),
                 Some(other) => return Err(format!("homeserver is not a table: {other}")),
