@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use super::ApplyError;
+use super::metered::Metered;
 use crate::shell::Command as HostCommand;
 use crate::transport::Connection;
 
@@ -40,8 +41,8 @@ pub fn local_ids(images: &[String]) -> Result<BTreeMap<String, String>, ApplyErr
     Ok(out)
 }
 
-/// Streams `image` into the host's Docker.
-pub fn load(connection: &Connection, image: &str) -> Result<(), ApplyError> {
+/// Streams `image` into the host's Docker, saying how far it got every few seconds.
+pub fn load(connection: &Connection, image: &str, say: &dyn Fn(String)) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
     // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
     // image being sent finishes.
@@ -54,11 +55,13 @@ pub fn load(connection: &Connection, image: &str) -> Result<(), ApplyError> {
         .map_err(|_| ApplyError::MissingImage {
             image: image.to_string(),
         })?;
-    let Some(mut stream) = save.stdout.take() else {
+    let Some(stream) = save.stdout.take() else {
         return Err(ApplyError::MissingImage {
             image: image.to_string(),
         });
     };
+    let what = format!("loading image {image}");
+    let mut stream = Metered::new(stream, &what, say);
     let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
     let saved = save.wait().map(|s| s.success()).unwrap_or(false);
     if !saved || !output.success() {

@@ -8,12 +8,15 @@ pub mod docker;
 pub mod files;
 pub mod images;
 pub mod leftovers;
+mod metered;
 pub mod rollback;
 pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use metered::Metered;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -425,7 +428,7 @@ fn install(
     for image in &plan.load_images {
         connection.begin(Step::Image)?;
         report(name, &format!("loading image {image}"));
-        images::load(connection, image)?;
+        images::load(connection, image, &|message| report(name, &message))?;
     }
     Ok(compose)
 }
@@ -832,11 +835,13 @@ fn install_compose(connection: &Connection, report: Report) -> Result<Compose, A
             &name,
             &format!("sending the Compose v2 plugin ({})", plugin.display()),
         );
-        let mut file = std::fs::File::open(&plugin).map_err(|e| ApplyError::Step {
+        let file = std::fs::File::open(&plugin).map_err(|e| ApplyError::Step {
             host: name.clone(),
             step: "reading the Compose plugin".into(),
             tail: e.to_string(),
         })?;
+        let say = |message: String| report(&name, &message);
+        let mut file = Metered::new(file, "sending the Compose v2 plugin", &say);
         let output = connection.exec(
             &connection.privileged(docker::compose_plugin_install_command()),
             &mut file,
