@@ -12,6 +12,7 @@ mod postgres;
 mod pyyaml;
 mod synapse;
 mod templates;
+mod yaml;
 
 use std::collections::BTreeSet;
 
@@ -351,7 +352,7 @@ pub fn render_deployment(
     let mut rendered = files
         .into_iter()
         .map(|(path, contents)| {
-            check_yaml(&path, &contents)?;
+            yaml::check(&path, &contents)?;
             // The inventory's own secrets are merged into homeserver.yaml, maybe re-quoted.
             let secret = secrets.found_in(&contents)
                 || (path == "synapse/homeserver.yaml" && !secrets.given.is_empty());
@@ -434,19 +435,4 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
         out.push(dir("logs/nginx", 0o755, None));
     }
     out
-}
-
-/// Every YAML file must parse: a broken one would only fail on the host.
-fn check_yaml(path: &str, contents: &str) -> Result<(), RenderError> {
-    let is_yaml =
-        path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".log.config");
-    if is_yaml {
-        serde_norway::from_str::<serde_norway::Value>(contents).map_err(|e| {
-            RenderError::InvalidYaml {
-                path: path.to_string(),
-                message: e.to_string(),
-            }
-        })?;
-    }
-    Ok(())
 }
