@@ -9,6 +9,7 @@ pub mod facts;
 pub mod generations;
 pub mod inventory;
 pub mod ops;
+pub mod parallel;
 pub mod plan;
 pub mod plugins;
 pub mod render;

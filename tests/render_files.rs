@@ -454,15 +454,13 @@ fn homeserver_settings_from_the_inventory_are_merged() {
     assert_eq!(hs["server_name"].as_str(), Some("gamma.example"));
 }
 
-#[test]
-fn a_roles_directory_overrides_a_template() {
+/// `synprov render` of the example inventory into a fresh directory, with a `--roles`
+/// directory holding one template: `template` (`ROLE/templates/NAME.hbs`) reading `text`.
+fn render_with_template(template: &str, text: &str) -> (std::process::Output, tempfile::TempDir) {
     let roles = tempfile::tempdir().unwrap();
-    fs::create_dir_all(roles.path().join("nginx/templates")).unwrap();
-    fs::write(
-        roles.path().join("nginx/templates/private.conf.hbs"),
-        "allow 10.9.9.9;\ndeny all;\n",
-    )
-    .unwrap();
+    let path = roles.path().join(template);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
     let out = tempfile::tempdir().unwrap();
     let output = synprov(&root())
         .args(["render", "inventory/example.toml", "--roles"])
@@ -471,11 +469,41 @@ fn a_roles_directory_overrides_a_template() {
         .arg(out.path())
         .output()
         .unwrap();
+    (output, out)
+}
+
+#[test]
+fn a_roles_directory_overrides_a_template() {
+    let (output, out) = render_with_template(
+        "nginx/templates/private.conf.hbs",
+        "allow 10.9.9.9;\ndeny all;\n",
+    );
     assert!(output.status.success());
     assert_eq!(
         fs::read_to_string(out.path().join("hs1/example/nginx/private.conf")).unwrap(),
         "allow 10.9.9.9;\ndeny all;\n"
     );
+}
+
+/// The rendered YAML is read back: a template that emits broken YAML is refused before
+/// anything is written, naming the file it rendered.
+#[test]
+fn a_roles_template_emitting_broken_yaml_is_refused_naming_the_file() {
+    let (output, out) = render_with_template(
+        "synapse/templates/worker.yaml.hbs",
+        "worker_name: {{yaml name}}\nworker_listeners: [\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rendered synapse/workers/") && stderr.contains("is not valid YAML"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("check your own templates (--roles)"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
 }
 
 #[test]

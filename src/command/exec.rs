@@ -68,7 +68,7 @@ pub fn run(target: &HostsTarget, process: &str, command: &[String]) -> miette::R
         }
         several => {
             let parallel = target.parallel.unwrap_or(inventory.rollout.parallel).max(1) as usize;
-            let ran = synprov::rollout::each_at_once(several, parallel, |on| {
+            let ran = synprov::parallel::each_at_once(several, parallel, |on| {
                 let mut ran = Ran {
                     status: Ok(0),
                     stdout: Vec::new(),

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use synprov::rollout::each_at_once;
+use synprov::parallel::each_at_once;
 use synprov::status::{self, DeploymentStatus};
 use synprov::transport::Connection;
 use synprov::ui::printable;
