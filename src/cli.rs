@@ -24,7 +24,11 @@ Examples:
   synprov apply inventory/fleet.toml --parallel 20 --limit eu
       Hosts of group eu, 20 at a time, in the batches [rollout] sets.
   synprov plan inventory/fleet.toml --json
-      One JSON event per line, for CI.
+      One JSON event per line, for CI, each with its time; step_done gives each step's
+      seconds.
+  synprov apply inventory/fleet.toml --timings
+      After the recap, the ten slowest steps. Ctrl-C stops starting hosts and steps (exit
+      130); a second Ctrl-C aborts the steps in flight. [rollout.deadlines] bounds each step.
   synprov status inventory/fleet.toml
       Per host: the generation deployed, drifted files and images, unhealthy processes
       (exit 0: all as recorded and healthy, 1: something is not).
