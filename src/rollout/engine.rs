@@ -77,24 +77,19 @@ async fn roll(
         let failed = (results.iter())
             .filter(|r| matches!(r.status, Status::Failed(_)))
             .count();
-        let not_started = || -> Vec<String> {
-            (hosts.iter())
+        if interrupt.stopping() || failed > allowed {
+            let skipped: Vec<String> = (hosts.iter())
                 .filter(|h| !results.iter().any(|r| &r.host == *h))
                 .cloned()
-                .collect()
-        };
-        if interrupt.stopping() {
-            let skipped = not_started();
-            results.extend(skipped.into_iter().map(skipped_result));
-            break;
-        }
-        if failed > allowed {
-            let skipped = not_started();
-            let _ = events.send(Event::Stopped {
-                failed,
-                allowed,
-                skipped: skipped.clone(),
-            });
+                .collect();
+            // An interrupt was said when it came; a threshold passed is said here.
+            if !interrupt.stopping() {
+                let _ = events.send(Event::Stopped {
+                    failed,
+                    allowed,
+                    skipped: skipped.clone(),
+                });
+            }
             results.extend(skipped.into_iter().map(skipped_result));
             break;
         }
