@@ -44,10 +44,10 @@ fn synprov_run(dir: &Path, args: &[&str], inventory: &Path) -> (i32, String) {
     common::bed::run(dir, &[], args, inventory)
 }
 
-/// Sends SIGINT to an apply once it loads its first image: the image in flight finishes
-/// (the host has it), no later step starts, the lock is released, no file is half-written,
+/// Sends SIGINT to an apply once it loads the images (one stream): the stream in flight
+/// finishes (the host has every image), no later step starts, the lock is released, no file is half-written,
 /// and the exit status is 130; `plan` shows the rest as pending.
-fn interrupted_while_loading_an_image(dir: &Path, inventory: &Path) {
+fn interrupted_while_loading_the_images(dir: &Path, inventory: &Path) {
     use std::io::BufRead;
     let mut child = common::bed::command(dir, &[], &["apply"], inventory)
         .stdout(std::process::Stdio::piped())
@@ -61,8 +61,14 @@ fn interrupted_while_loading_an_image(dir: &Path, inventory: &Path) {
         let line = line.unwrap();
         out += &line;
         out.push('\n');
-        if let Some(image) = line.split("loading image ").nth(1) {
-            loading = Some(image.trim().to_string());
+        if let Some(images) = line.split("loading images ").nth(1) {
+            loading = Some(
+                images
+                    .trim()
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            );
             common::sshd::send_signal(child.id(), "INT");
             break;
         }
@@ -74,7 +80,7 @@ fn interrupted_while_loading_an_image(dir: &Path, inventory: &Path) {
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
     println!("interrupted apply:\n{out}{err}");
-    let image = loading.expect("the apply loads an image");
+    let images = loading.expect("the apply loads the images in one stream");
     assert_eq!(output.status.code(), Some(130), "{out}{err}");
     assert!(out.contains("installing Docker"), "{out}");
     let recap = out
@@ -82,11 +88,14 @@ fn interrupted_while_loading_an_image(dir: &Path, inventory: &Path) {
         .find(|l| l.starts_with("e2e "))
         .unwrap_or_default();
     assert!(recap.contains("interrupted"), "{out}");
-    assert_eq!(
-        on_host(&format!("docker image inspect --format ok {image}")),
-        "ok",
-        "the image in flight finished loading"
-    );
+    assert_eq!(images.len(), 4, "{images:?}");
+    for image in images {
+        assert_eq!(
+            on_host(&format!("docker image inspect --format ok {image}")),
+            "ok",
+            "the stream in flight finished loading"
+        );
+    }
     assert_eq!(
         on_host(
             "ls /opt/synapse/e2e/synapse 2>/dev/null; find /opt/synapse/e2e -name '*.synprov-new'"
@@ -139,7 +148,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         .unwrap_or_else(|| panic!("the plan shows how Postgres is sized:\n{out}"));
 
     // Ctrl-C while the first image streams: that image finishes, nothing else starts.
-    interrupted_while_loading_an_image(dir.path(), &first);
+    interrupted_while_loading_the_images(dir.path(), &first);
 
     let (code, out) = synprov_run(dir.path(), &["apply"], &first);
     assert_eq!(code, 0, "apply failed");

@@ -1,5 +1,7 @@
 //! Images streamed from this machine to a host (`docker save` into `docker load` over the
 //! connection), for hosts that cannot pull: skipped when the host has the same image ID.
+//! The images a host lacks go in one stream: `docker save` of several images writes each
+//! layer once, and the images of a stack share their big base layers.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -41,33 +43,48 @@ pub fn local_ids(images: &[String]) -> Result<BTreeMap<String, String>, ApplyErr
     Ok(out)
 }
 
-/// Streams `image` into the host's Docker, saying how far it got every few seconds.
-pub fn load(connection: &Connection, image: &str, say: &dyn Fn(String)) -> Result<(), ApplyError> {
+/// What a stream of `images` is called in the reports: `loading image A` or
+/// `loading images A, B`.
+pub fn loading(images: &[String]) -> String {
+    match images {
+        [image] => format!("loading image {image}"),
+        _ => format!("loading images {}", images.join(", ")),
+    }
+}
+
+/// Streams `images` into the host's Docker in one `docker save`, saying how far it got
+/// every few seconds.
+pub fn load(
+    connection: &Connection,
+    images: &[String],
+    say: &dyn Fn(String),
+) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
+    let missing = || ApplyError::MissingImage {
+        image: images.join(", "),
+    };
     // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
-    // image being sent finishes.
+    // stream in flight finishes.
     let mut save = Command::new("docker")
-        .args(["save", "--", image])
+        .arg("save")
+        .arg("--")
+        .args(images)
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|_| ApplyError::MissingImage {
-            image: image.to_string(),
-        })?;
+        .map_err(|_| missing())?;
     let Some(stream) = save.stdout.take() else {
-        return Err(ApplyError::MissingImage {
-            image: image.to_string(),
-        });
+        return Err(missing());
     };
-    let what = format!("loading image {image}");
+    let what = loading(images);
     let mut stream = Metered::new(stream, &what, say);
     let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
     let saved = save.wait().map(|s| s.success()).unwrap_or(false);
     if !saved || !output.success() {
         return Err(ApplyError::Step {
             host,
-            step: format!("loading image {image}"),
+            step: what,
             tail: output.tail(10),
         });
     }
@@ -81,5 +98,12 @@ mod tests {
     #[test]
     fn an_image_is_loaded_by_a_command_line_that_holds_no_value() {
         assert_eq!(load_command().line(), "docker load");
+    }
+
+    #[test]
+    fn a_stream_of_several_images_names_them_all() {
+        let images = ["a:1".to_string(), "b:2".to_string()];
+        assert_eq!(loading(&images[..1]), "loading image a:1");
+        assert_eq!(loading(&images), "loading images a:1, b:2");
     }
 }

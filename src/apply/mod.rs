@@ -425,10 +425,12 @@ fn install(
         connection.begin(Step::Install)?;
         compose = install_compose(connection, report)?;
     }
-    for image in &plan.load_images {
+    if !plan.load_images.is_empty() {
         connection.begin(Step::Image)?;
-        report(name, &format!("loading image {image}"));
-        images::load(connection, image, &|message| report(name, &message))?;
+        report(name, &images::loading(&plan.load_images));
+        images::load(connection, &plan.load_images, &|message| {
+            report(name, &message)
+        })?;
     }
     Ok(compose)
 }
