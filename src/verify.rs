@@ -198,7 +198,9 @@ pub fn wait_healthy(
             return failing;
         }
         std::thread::sleep(deadline.left(delay));
-        delay = (delay * 2).min(Duration::from_secs(5));
+        // A check is one request on the open connection: cheap enough to repeat every
+        // second, so a stack that turns healthy is seen as such within a second.
+        delay = (delay * 2).min(Duration::from_secs(1));
         pending = failing.into_iter().map(|(t, _)| t).collect();
     }
 }

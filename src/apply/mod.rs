@@ -809,7 +809,7 @@ fn wait_containers_healthy(
         if unhealthy.is_empty() || deadline.passed() {
             return Ok(unhealthy);
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

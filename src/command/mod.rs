@@ -14,7 +14,6 @@ pub mod show;
 pub mod status;
 pub mod unlock;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -35,13 +34,15 @@ use synprov::ui::progress::{self, Mode};
 
 use crate::cli::{HostTarget, Target};
 
-/// The inventory and every file of the chosen hosts, rendered before connecting anywhere:
-/// a bad inventory fails before any host is touched.
+/// The inventory, checked by rendering every file of every host before connecting
+/// anywhere (a bad inventory fails before any host is touched), and the chosen hosts.
 pub struct Loaded {
     pub inventory: Inventory,
     /// SHA-256 of the inventory file, recorded with each generation.
     pub inventory_sha256: String,
-    pub hosts: Vec<HostFiles>,
+    /// The chosen hosts. Their files are not kept: at 500 hosts they would be most of
+    /// synprov's memory, and each host is rendered again with its facts when reached.
+    pub hosts: Vec<String>,
     pub options: ConnectOptions,
     key: MasterKey,
     templates: Templates,
@@ -66,10 +67,11 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
     let key = MasterKey::for_inventory(&target.inventory)?;
     let templates = Templates::load(target.roles.as_deref())?;
     let plugins = Plugins::load(&inventory, Limits::default())?;
-    let hosts = synprov::render::render(&inventory, &key, &templates, &plugins, None)?
-        .into_iter()
-        .filter(|h| selected.contains(&h.host))
-        .collect();
+    let hosts =
+        synprov::render::render_each(&inventory, &key, &templates, &plugins, None, |h| h.host)?
+            .into_iter()
+            .filter(|h| selected.contains(h))
+            .collect();
     let mut options = connect_options(target.known_hosts.clone());
     options.deadlines = inventory.rollout.deadlines.clone();
     Ok(Loaded {
@@ -107,7 +109,7 @@ pub fn roll_out(
     batched: bool,
     work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
-    let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
+    let hosts = loaded.hosts.clone();
     let policy = &loaded.inventory.rollout;
     let parallel = target.parallel.unwrap_or(policy.parallel).max(1) as usize;
     let (stages, batch, max_failures) = if batched {
@@ -302,49 +304,47 @@ fn preload_images(files: &HostFiles) -> Vec<String> {
 }
 
 /// Connects to a loaded host and prepares its plan; a failure is the host's result. The
-/// host's files are rendered again with its facts, which size Postgres and which plugins
-/// are told. Without plugins the facts change no file's path, so the facts gathered with
-/// the hashes of the files rendered before connecting serve; plugins may add files from
-/// the facts, so the facts are gathered alone first (one more round trip).
+/// host's files are rendered with its facts, which size Postgres and which plugins are
+/// told. Without plugins the facts change no file's path, so the facts gathered with the
+/// hashes of the files rendered without them serve; plugins may add files from the facts,
+/// so the facts are gathered alone first (one more round trip).
 pub fn connect_and_prepare(
     loaded: &Loaded,
     host: &str,
     step: &dyn Fn(String),
 ) -> Result<(Connection, Prepared, HostFiles), Failure> {
-    let offline = loaded
-        .hosts
-        .iter()
-        .find(|h| h.host == host)
-        .expect("a selected host");
     step("gathering facts".into());
     let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
-        let local_images: BTreeMap<String, String> =
-            synprov::apply::images::local_ids(&preload_images(offline))?;
-        let connection = Connection::open(&loaded.inventory.hosts[host], &loaded.options)?;
+        let inventory = &loaded.inventory;
         let render = |facts| {
             synprov::render::render_host(
-                &loaded.inventory,
+                inventory,
                 &loaded.key,
                 &loaded.templates,
                 &loaded.plugins,
                 host,
-                Some(facts),
+                facts,
             )
         };
-        let plugins_apply = offline.deployments.iter().any(|d| {
-            (loaded.plugins).apply_to(
-                &loaded.inventory,
-                &loaded.inventory.deployments[&d.deployment],
-            )
-        });
-        let (files, facts) = if plugins_apply {
+        let local_ids = |files| synprov::apply::images::local_ids(&preload_images(files));
+        let plugins_apply = inventory
+            .deployments_on(host)
+            .any(|d| loaded.plugins.apply_to(inventory, d));
+        let (connection, files, facts, local_images) = if plugins_apply {
+            let connection = Connection::open(&inventory.hosts[host], &loaded.options)?;
             step("running plugins with the host's facts".into());
-            let files = render(&synprov::apply::host_facts(&connection)?)?;
+            let files = render(Some(&synprov::apply::host_facts(&connection)?))?;
+            let local_images = local_ids(&files)?;
             let facts = synprov::apply::gather(&connection, &files, &local_images)?;
-            (files, facts)
+            (connection, files, facts, local_images)
         } else {
-            let facts = synprov::apply::gather(&connection, offline, &local_images)?;
-            (render(&facts)?, facts)
+            // An image missing here fails before any connection is opened.
+            let offline = render(None)?;
+            let local_images = local_ids(&offline)?;
+            let connection = Connection::open(&inventory.hosts[host], &loaded.options)?;
+            let facts = synprov::apply::gather(&connection, &offline, &local_images)?;
+            let files = render(Some(&facts))?;
+            (connection, files, facts, local_images)
         };
         let prepared = synprov::apply::prepare(&connection, &files, facts, &local_images)?;
         Ok((connection, prepared, files))

@@ -188,6 +188,20 @@ pub fn render(
     plugins: &Plugins,
     only_host: Option<&str>,
 ) -> Result<Vec<HostFiles>, RenderError> {
+    render_each(inventory, key, templates, plugins, only_host, |files| files)
+}
+
+/// Renders as [`render`] does and keeps of each host only what `keep` takes from its files:
+/// a fleet is checked whole without holding every host's files at once (a rollout renders
+/// each host again, with its facts, when it reaches it).
+pub fn render_each<R: Send>(
+    inventory: &Inventory,
+    key: &MasterKey,
+    templates: &Templates,
+    plugins: &Plugins,
+    only_host: Option<&str>,
+    keep: impl Fn(HostFiles) -> R + Sync,
+) -> Result<Vec<R>, RenderError> {
     if let Some(host) = only_host.filter(|h| !inventory.hosts.contains_key(*h)) {
         return Err(RenderError::UnknownHost {
             host: host.to_string(),
@@ -206,7 +220,7 @@ pub fn render(
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     crate::parallel::each_at_once(&hosts, cores, |host| {
-        render_host(inventory, key, templates, plugins, host, None)
+        render_host(inventory, key, templates, plugins, host, None).map(&keep)
     })
     .into_iter()
     .collect()
