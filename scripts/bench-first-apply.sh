@@ -72,13 +72,33 @@ TOML
 on_plain() { ssh -q -i "$work/key" -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="$work/known_hosts" "root@$plain_ip" "$@"; }
 
 now() { date +%s.%N; }
+steps=()
+# `timed NAME COMMAND...`: runs the plain script's step, noting how long it took.
+timed() {
+    local name=$1 began
+    shift
+    began=$(now)
+    "$@"
+    steps+=("$(printf '%8.1f  %s' "$(awk "BEGIN { print $(now) - $began }")" "$name")")
+}
+send_images() { docker save "${images[@]}" | on_plain 'docker load -q >/dev/null'; }
+send_files() {
+    tar -C "$work/rendered/bench/bench" -c . | on_plain "mkdir -p $deploy && tar -C $deploy -x &&
+        cd $deploy && mkdir -p media sockets redis logs/nginx && chmod 777 sockets &&
+        chown -R 1000:1000 synapse media redis"
+}
+up() {
+    on_plain "cd $deploy && docker compose up -d --wait" >"$work/plain.out" 2>&1 || {
+        cat "$work/plain.out"
+        exit 1
+    }
+}
 start=$(now)
-on_plain 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null'
-on_plain 'install -D -m 755 /dev/stdin /usr/local/lib/docker/cli-plugins/docker-compose' <"$compose_plugin"
-docker save "${images[@]}" | on_plain 'docker load -q >/dev/null'
-tar -C "$work/rendered/bench/bench" -c . | on_plain "mkdir -p $deploy && tar -C $deploy -x &&
-    mkdir -p $deploy/media $deploy/sockets && chown -R 1000:1000 $deploy/synapse $deploy/media $deploy/sockets $deploy/logs"
-on_plain "cd $deploy && docker compose up -d --wait --quiet-pull >/dev/null 2>&1"
+timed "install docker.io" on_plain 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null'
+timed "send the Compose v2 plugin" on_plain 'install -D -m 755 /dev/stdin /usr/local/lib/docker/cli-plugins/docker-compose' <"$compose_plugin"
+timed "docker save | docker load, every image" send_images
+timed "copy the files" send_files
+timed "docker compose up -d --wait" up
 plain_seconds=$(awk "BEGIN { print $(now) - $start }")
 
 export SYNPROV_KNOWN_HOSTS=$work/known_hosts
@@ -94,5 +114,7 @@ printf '\nbare host to a verified stack of %s containers (same files, same image
 printf '%-14s %8s\n' "" seconds
 printf '%-14s %8.1f\n' "plain script" "$plain_seconds" synprov "$synprov_seconds"
 printf '%-14s %8.2f\n' ratio "$(awk "BEGIN { print $synprov_seconds / $plain_seconds }")"
+printf '\nplain script, its steps:\n seconds  step\n'
+printf '%s\n' "${steps[@]}"
 printf '\nsynprov, slowest steps:\n'
 sed -n '/slowest steps/,$p' "$work/synprov.out" | tail -n +2

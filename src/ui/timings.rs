@@ -1,6 +1,8 @@
 //! How long each step of each host took, read from the engine's events: a host's step runs
 //! from the message that announced it to the next message of the same host (or the host's
-//! end). `--json` reports each step as it finishes; `--timings` lists the slowest at the end.
+//! end). A message that begins with the step's own followed by `: ` (`loading images A:
+//! 120.0 MB sent`) says how far the step got and ends nothing. `--json` reports each step
+//! as it finishes; `--timings` lists the slowest at the end.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -36,6 +38,13 @@ impl Timings {
             Event::Finished(result) => (&result.host, None),
             _ => return None,
         };
+        if let (Some(next), Some((step, _))) = (&next, self.open.get(host))
+            && next
+                .strip_prefix(step.as_str())
+                .is_some_and(|rest| rest.starts_with(": "))
+        {
+            return None;
+        }
         let ended = self.open.remove(host).map(|(step, since)| StepTime {
             host: host.clone(),
             step,
@@ -80,7 +89,7 @@ mod tests {
     use crate::rollout::{HostResult, Status};
 
     #[test]
-    fn a_step_lasts_until_the_next_message_of_its_host_and_the_slowest_come_first() {
+    fn a_step_lasts_until_the_next_step_of_its_host_and_the_slowest_come_first() {
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
         let step = |host: &str, message: &str| Event::Step {
@@ -96,6 +105,8 @@ mod tests {
         timings.see(&Event::Started { host: "hs2".into() }, at(400));
         timings.see(&step("hs1", "loading image a\nmore"), at(500));
         timings.see(&step("hs2", "gathering facts"), at(600));
+        let progress = step("hs1", "loading image a: 12.0 MB sent, 4.0 MB/s");
+        assert_eq!(timings.see(&progress, at(3500)), None, "progress ends no step");
         let ended = timings.see(&step("hs1", "d: writing 3 file(s)"), at(4500));
         assert_eq!(
             ended,
