@@ -183,6 +183,20 @@ fn a_pinned_postgres_size_postgres_could_not_read_is_refused() {
 }
 
 #[test]
+fn a_pinned_postgres_size_below_what_postgres_starts_with_is_refused() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.postgres]\nwork_mem = \"1kB\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:12",
+            "invalid work_mem \"1kB\": Postgres refuses work_mem below 64kB",
+        ],
+    );
+}
+
+#[test]
 fn a_pool_beyond_what_postgres_takes_is_refused_without_a_pinned_max_connections() {
     let stderr = render_fails(&format!(
         "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.workers]\nrooms = 1000\n[deployments.d.postgres]\ncp_max = 1000\n"

@@ -703,13 +703,21 @@ impl Checker<'_> {
                 ));
             }
         };
-        let memory = |value: &Option<Spanned<String>>, key: &str| {
+        // Below its minimum, Postgres refuses to start: the pin is refused here instead.
+        let memory = |value: &Option<Spanned<String>>, key: &str, min: MemorySize| {
             (value.as_ref())
                 .map(|v| {
+                    let parse = |text: &str| {
+                        MemorySize::parse(text).and_then(|size| {
+                            (size >= min)
+                                .then_some(size)
+                                .ok_or(format!("Postgres refuses {key} below {min}"))
+                        })
+                    };
                     self.parsed(
                         v,
                         key,
-                        MemorySize::parse,
+                        parse,
                         "give an amount in a unit Postgres reads, e.g. \"2GB\" or \"512MB\"",
                     )
                 })
@@ -724,10 +732,24 @@ impl Checker<'_> {
             )
         };
         let pins = PostgresPins {
-            shared_buffers: memory(&given.shared_buffers, "shared_buffers")?,
-            effective_cache_size: memory(&given.effective_cache_size, "effective_cache_size")?,
-            work_mem: memory(&given.work_mem, "work_mem")?,
-            maintenance_work_mem: memory(&given.maintenance_work_mem, "maintenance_work_mem")?,
+            // Postgres' minimums (runtime-config-resource): 16 buffers of 8kB, one page,
+            // 64kB and 1MB.
+            shared_buffers: memory(
+                &given.shared_buffers,
+                "shared_buffers",
+                MemorySize::from_kb(128),
+            )?,
+            effective_cache_size: memory(
+                &given.effective_cache_size,
+                "effective_cache_size",
+                MemorySize::from_kb(8),
+            )?,
+            work_mem: memory(&given.work_mem, "work_mem", MemorySize::from_kb(64))?,
+            maintenance_work_mem: memory(
+                &given.maintenance_work_mem,
+                "maintenance_work_mem",
+                MemorySize::from_mb(1),
+            )?,
             max_worker_processes: processes(&given.max_worker_processes, "max_worker_processes")?,
             max_parallel_workers: processes(&given.max_parallel_workers, "max_parallel_workers")?,
             max_parallel_workers_per_gather: processes(

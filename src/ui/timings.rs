@@ -106,7 +106,11 @@ mod tests {
         timings.see(&step("hs1", "loading image a\nmore"), at(500));
         timings.see(&step("hs2", "gathering facts"), at(600));
         let progress = step("hs1", "loading image a: 12.0 MB sent, 4.0 MB/s");
-        assert_eq!(timings.see(&progress, at(3500)), None, "progress ends no step");
+        assert_eq!(
+            timings.see(&progress, at(3500)),
+            None,
+            "progress ends no step"
+        );
         let ended = timings.see(&step("hs1", "d: writing 3 file(s)"), at(4500));
         assert_eq!(
             ended,

@@ -128,6 +128,8 @@ pub enum Field {
     Image(&'static str),
     CpMax,
     MaxConnections,
+    /// A pinned Postgres memory setting (`shared_buffers`, ...).
+    PostgresMemory(&'static str),
     Workers(&'static str),
     HealthTimeout,
     /// The whole `[deployments.NAME.homeserver]` table.
@@ -147,6 +149,14 @@ pub const WORKER_KINDS: [&str; 6] = [
 
 pub const IMAGE_KINDS: [&str; 4] = ["synapse", "postgres", "redis", "nginx"];
 
+/// The Postgres memory settings an inventory can pin.
+pub const POSTGRES_MEMORY: [&str; 4] = [
+    "shared_buffers",
+    "effective_cache_size",
+    "work_mem",
+    "maintenance_work_mem",
+];
+
 impl Field {
     /// Every field, for the survey.
     pub fn all() -> Vec<Field> {
@@ -165,6 +175,7 @@ impl Field {
         ];
         all.extend(IMAGE_KINDS.map(Field::Image));
         all.extend([Field::CpMax, Field::MaxConnections]);
+        all.extend(POSTGRES_MEMORY.map(Field::PostgresMemory));
         all.extend(WORKER_KINDS.map(Field::Workers));
         all.extend([Field::HealthTimeout, Field::Homeserver, Field::EchoConfig]);
         all
@@ -185,6 +196,7 @@ impl Field {
             Field::Image(kind) => vec!["images", kind],
             Field::CpMax => vec!["postgres", "cp_max"],
             Field::MaxConnections => vec!["postgres", "max_connections"],
+            Field::PostgresMemory(setting) => vec!["postgres", setting],
             Field::Workers(kind) => vec!["workers", kind],
             Field::Homeserver => vec!["homeserver"],
             _ => return None,
@@ -601,6 +613,10 @@ pub fn values(field: Field) -> BoxedStrategy<Value> {
         ]),
         Field::CpMax => number(1..=20),
         Field::MaxConnections => number(50..=5000),
+        Field::PostgresMemory(_) => string(&[
+            "256MB", "1GB", "64kB", "2TB", "1kB", "128kB", "16MB", "1024", "1.5GB", " 4GB", "8 MB",
+            "1gb", "0MB", "1TB",
+        ]),
         Field::Workers(_) => number(1..=4),
         Field::HealthTimeout => number(1..=3600),
         Field::Homeserver | Field::EchoConfig => table(),

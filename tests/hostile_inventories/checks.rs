@@ -462,6 +462,19 @@ pub fn postgres(
         "postgresql.conf: max_connections is neither the inventory's nor the connection budget",
         || format!("{max_connections:?}, intended {intended}"),
     )?;
+    for (setting, pinned) in &d.postgres_memory {
+        let (intended, rendered) = (postgres_memory(setting, pinned), seen.get(setting));
+        ensure(
+            intended.is_some(),
+            "postgresql.conf: a pinned memory setting Postgres refuses was accepted",
+            || format!("{setting} = {pinned:?}"),
+        )?;
+        ensure(
+            rendered.and_then(|r| postgres_memory(setting, r)) == intended,
+            "postgresql.conf: a pinned memory setting differs from the inventory's",
+            || format!("{setting} = {rendered:?}, intended {pinned:?}"),
+        )?;
+    }
     let cp_max = homeserver.and_then(|h| h.pointer("/database/args/cp_max"));
     if let Some(cp_max) = cp_max.and_then(Json::as_u64) {
         let needed = processes * cp_max + 10;
@@ -472,6 +485,35 @@ pub fn postgres(
         )?;
     }
     Ok(())
+}
+
+/// The amount in kB Postgres reads in `value` for the memory `setting`, when it is within
+/// the setting's range (Postgres refuses to start otherwise). Postgres' own reading: an
+/// integer, optional blanks, a unit of kB, MB, GB or TB (case-sensitive); a number without
+/// a unit counts in the setting's base unit (8kB blocks, or kB) and a fraction is rounded.
+/// This oracle is stricter where synprov is documented to be: a unit is required, no blank,
+/// no fraction.
+fn postgres_memory(setting: &str, value: &str) -> Option<u64> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = value.split_at(digits);
+    let per = match unit {
+        "kB" => 1,
+        "MB" => 1 << 10,
+        "GB" => 1 << 20,
+        "TB" => 1 << 30,
+        _ => return None,
+    };
+    let kb = number.parse::<u64>().ok()?.checked_mul(per)?;
+    // postgresql.org's runtime-config-resource: the minimum of each; the maximum is
+    // INT_MAX of the base unit (2147483647 kB for the kB settings).
+    let (min, max) = match setting {
+        "shared_buffers" => (128, (i32::MAX as u64) * 8),
+        "effective_cache_size" => (8, (i32::MAX as u64) * 8),
+        "work_mem" => (64, i32::MAX as u64),
+        "maintenance_work_mem" => (1024, i32::MAX as u64),
+        _ => unreachable!("a memory setting"),
+    };
+    (min..=max).contains(&kb).then_some(kb)
 }
 
 /// A name of the IANA time zone database (as this machine's tzdata has it).

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use toml::{Table, Value};
 
-use crate::case::{IMAGE_KINDS, WORKER_KINDS};
+use crate::case::{IMAGE_KINDS, POSTGRES_MEMORY, WORKER_KINDS};
 
 /// One deployment, as its inventory entry means it.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct DeploymentMeaning {
     pub cp_max: u32,
     /// As pinned; synprov sizes it to the connection budget when not.
     pub max_connections: Option<u32>,
+    /// The Postgres memory settings pinned, as written.
+    pub postgres_memory: BTreeMap<&'static str, String>,
     pub workers: BTreeMap<&'static str, u32>,
     pub placement: BTreeMap<&'static str, String>,
     pub homeserver: Table,
@@ -96,6 +98,12 @@ impl DeploymentMeaning {
             let image = optional_string(get("images", kind), kind)?;
             images.insert(kind, image.unwrap_or_else(|| default.to_string()));
         }
+        let mut postgres_memory = BTreeMap::new();
+        for setting in POSTGRES_MEMORY {
+            if let Some(text) = optional_string(get("postgres", setting), setting)? {
+                postgres_memory.insert(setting, text);
+            }
+        }
         let mut workers = BTreeMap::new();
         let mut placement = BTreeMap::new();
         for kind in WORKER_KINDS {
@@ -152,6 +160,7 @@ impl DeploymentMeaning {
             max_connections: get("postgres", "max_connections")
                 .map(|v| integer::<u32>(v, "max_connections"))
                 .transpose()?,
+            postgres_memory,
             homeserver: match d.get("homeserver") {
                 Some(Value::Table(t)) => t.clone(),
                 Some(other) => return Err(format!("homeserver is not a table: {other}")),
