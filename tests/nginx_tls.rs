@@ -162,15 +162,19 @@ fn well_known_delegation_serves_both_documents_on_the_https_port_and_no_federati
     assert!(std::net::TcpStream::connect(("127.0.0.1", bed.port(8448))).is_err());
 }
 
-/// gixy's findings of high severity in the rendered config of `inventory`.
-fn gixy_high(inventory: &Path) -> Vec<serde_json::Value> {
-    let gixy = require("gixy", "pip install gixy");
+/// The rendered Nginx config of `inventory`, staged.
+fn staged(inventory: &Path) -> common::nginx::StagedNginx {
     let rendered = render(inventory);
     let nginx = common::files(rendered.path())
         .into_iter()
         .find(|f| f.ends_with("nginx/nginx.conf"))
         .unwrap();
-    let staged = common::nginx::stage(rendered.path().join(&nginx).parent().unwrap(), &[]);
+    common::nginx::stage(rendered.path().join(&nginx).parent().unwrap(), &[])
+}
+
+/// gixy's findings of high severity in a staged config, as `plugin: summary`.
+fn gixy_high(staged: &common::nginx::StagedNginx) -> Vec<String> {
+    let gixy = require("gixy", "pip install gixy");
     let output = std::process::Command::new(gixy)
         .arg("--format")
         .arg("json")
@@ -187,6 +191,7 @@ fn gixy_high(inventory: &Path) -> Vec<serde_json::Value> {
     findings
         .into_iter()
         .filter(|f| f["severity"] == "HIGH")
+        .map(|f| format!("{}: {}", f["plugin"], f["summary"]))
         .collect()
 }
 
@@ -195,10 +200,23 @@ fn gixy_finds_nothing_of_high_severity_in_either_variant() {
     let ca = TestCa::new("synprov test CA");
     for tls in ["", "federation = \"well-known\"\n"] {
         let (_dir, path) = tls_inventory(&ca, &["example.org"], "https://example.org/", tls);
-        let high = gixy_high(&path);
+        let high = gixy_high(&staged(&path));
         assert!(high.is_empty(), "{tls}: {high:#?}");
     }
-    let plain = common::root().join("inventory/example.toml");
+    let plain = staged(&common::root().join("inventory/example.toml"));
+    assert!(gixy_high(&plain).is_empty(), "plain HTTP");
+
+    // gixy reads the included files: a location it must refuse is found there.
+    let locations = plain.base().join("conf/locations.conf");
+    let text = std::fs::read_to_string(&locations).unwrap();
+    std::fs::write(
+        &locations,
+        format!("{text}location /files {{\n    alias /data/;\n}}\n"),
+    )
+    .unwrap();
     let high = gixy_high(&plain);
-    assert!(high.is_empty(), "plain HTTP: {high:#?}");
+    assert!(
+        high.iter().any(|f| f.starts_with("\"alias_traversal\"")),
+        "{high:?}"
+    );
 }

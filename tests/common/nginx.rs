@@ -71,8 +71,9 @@ pub fn stage(rendered: &Path, ports: &[(u16, u16)]) -> StagedNginx {
         }
         let mut text = std::fs::read_to_string(&path)
             .unwrap()
-            .replace("/etc/nginx/", &format!("{}/conf/", base.display()))
             .replace("/tmp/", &format!("{}/run/", base.display()))
+            // After /tmp/: the staged directory itself is under /tmp.
+            .replace("/etc/nginx/", &format!("{}/conf/", base.display()))
             .replace("/sockets/", &format!("{}/sockets/", base.display()))
             .replace("/var/log/nginx/", &format!("{}/logs/", base.display()));
         for (container, port) in ports {
