@@ -509,3 +509,23 @@ fn tls_needs_an_https_public_baseurl_and_a_known_federation_mode() {
         &["unknown federation mode `443`", "\"well-known\""],
     );
 }
+
+#[test]
+fn check_shows_where_nginx_serves_https_and_until_when_the_certificate_is_valid() {
+    let (dir, path) = inventory(&format!("{HOST}{TLS}federation = \"well-known\"\n"));
+    let (cert, key) = common::tls::TestCa::new("test CA").issue(&["example.org"]);
+    std::fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("privkey.pem"), &key).unwrap();
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("nginx              HTTPS on 443, federation delegated by /.well-known/matrix/server, HTTP on 80 redirected; certificate valid until "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(key.lines().nth(1).unwrap()));
+}
