@@ -65,19 +65,20 @@ impl Checker<'_> {
         Ok(Some(TlsSettings {
             pair,
             federation,
-            https_port: self.tls_port(&tls.https_port, 443)?,
-            federation_port: self.tls_port(&tls.federation_port, 8448)?,
+            https_port: self.tls_port(&tls.https_port, "https_port", 443)?,
+            federation_port: self.tls_port(&tls.federation_port, "federation_port", 8448)?,
         }))
     }
 
     fn tls_port(
         &self,
         port: &Option<toml::Spanned<u16>>,
+        key: &str,
         default: u16,
     ) -> Result<u16, InventoryError> {
         self.bounded(
             port,
-            "port",
+            key,
             1..=u16::MAX,
             default,
             "give a port from 1 to 65535",
