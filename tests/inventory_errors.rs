@@ -529,3 +529,27 @@ fn check_shows_where_nginx_serves_https_and_until_when_the_certificate_is_valid(
     );
     assert!(!stdout.contains(key.lines().nth(1).unwrap()));
 }
+
+#[test]
+fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
+    let (dir, path) = inventory(&format!("{HOST}{TLS}"));
+    let (cert, key) = common::tls::TestCa::new("test CA").issue_for(&["example.org"], -30..-1);
+    std::fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("privkey.pem"), key).unwrap();
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:",
+            "warning",
+            "the TLS certificate expired on",
+            "renew it",
+        ],
+    );
+}

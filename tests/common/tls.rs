@@ -22,9 +22,13 @@ fn new_key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
 }
 
-/// A certificate of `key` named `common_name`, valid from today for `days`; the issuer and
-/// extensions are the caller's.
-fn builder(common_name: &str, key: &PKey<Private>, days: u32) -> openssl::x509::X509Builder {
+/// A certificate of `key` named `common_name`, valid over `days` (from today, in days); the
+/// issuer and extensions are the caller's.
+fn builder(
+    common_name: &str,
+    key: &PKey<Private>,
+    days: std::ops::Range<i64>,
+) -> openssl::x509::X509Builder {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_nid(Nid::COMMONNAME, common_name)
         .unwrap();
@@ -37,17 +41,22 @@ fn builder(common_name: &str, key: &PKey<Private>, days: u32) -> openssl::x509::
         .unwrap();
     cert.set_subject_name(&name).unwrap();
     cert.set_pubkey(key).unwrap();
-    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    cert.set_not_after(&Asn1Time::days_from_now(days).unwrap())
-        .unwrap();
+    let day = |offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        Asn1Time::from_unix(now + offset * 86_400).unwrap()
+    };
+    cert.set_not_before(&day(days.start)).unwrap();
+    cert.set_not_after(&day(days.end)).unwrap();
     cert
 }
 
 impl TestCa {
     pub fn new(common_name: &str) -> TestCa {
         let key = new_key();
-        let mut cert = builder(common_name, &key, 30);
+        let mut cert = builder(common_name, &key, -2..30);
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_nid(Nid::COMMONNAME, common_name)
             .unwrap();
@@ -78,8 +87,13 @@ impl TestCa {
     /// A server certificate for `names` (DNS names; IP addresses as `IP:...`), signed by
     /// this CA: the certificate PEM and its key PEM (PKCS#8).
     pub fn issue(&self, names: &[&str]) -> (String, String) {
+        self.issue_for(names, 0..30)
+    }
+
+    /// [`TestCa::issue`] with a certificate valid over `days` (from today, in days).
+    pub fn issue_for(&self, names: &[&str], days: std::ops::Range<i64>) -> (String, String) {
         let key = new_key();
-        let mut cert = builder(names[0].trim_start_matches("IP:"), &key, 30);
+        let mut cert = builder(names[0].trim_start_matches("IP:"), &key, days);
         cert.set_issuer_name(self.cert.subject_name()).unwrap();
         let mut san = SubjectAlternativeName::new();
         for name in names {
