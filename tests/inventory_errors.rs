@@ -510,30 +510,10 @@ fn tls_needs_an_https_public_baseurl_and_a_known_federation_mode() {
     );
 }
 
-#[test]
-fn check_shows_where_nginx_serves_https_and_until_when_the_certificate_is_valid() {
-    let (dir, path) = inventory(&format!("{HOST}{TLS}federation = \"well-known\"\n"));
-    let (cert, key) = common::tls::TestCa::new("test CA").issue(&["example.org"]);
-    std::fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("privkey.pem"), &key).unwrap();
-    let output = synprov(dir.path())
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("nginx              HTTPS on 443, federation delegated by /.well-known/matrix/server, HTTP on 80 redirected; certificate valid until "),
-        "{stdout}"
-    );
-    assert!(!stdout.contains(key.lines().nth(1).unwrap()));
-}
-
-#[test]
-fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
-    let (dir, path) = inventory(&format!("{HOST}{TLS}"));
-    let (cert, key) = common::tls::TestCa::new("test CA").issue_for(&["example.org"], -30..-1);
+/// `synprov check` of `text` with the TLS pair `(cert, key)` beside it, which must pass:
+/// its stdout and stderr.
+fn check_with_tls(text: &str, (cert, key): (String, String)) -> (String, String) {
+    let (dir, path) = inventory(text);
     std::fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
     std::fs::write(dir.path().join("privkey.pem"), key).unwrap();
     let output = synprov(dir.path())
@@ -541,8 +521,31 @@ fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
         .arg(&path)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn check_shows_where_nginx_serves_https_and_until_when_the_certificate_is_valid() {
+    let pair = common::tls::TestCa::new("test CA").issue(&["example.org"]);
+    let key_line = pair.1.lines().nth(1).unwrap().to_string();
+    let (stdout, stderr) =
+        check_with_tls(&format!("{HOST}{TLS}federation = \"well-known\"\n"), pair);
+    assert!(
+        stdout.contains("nginx              HTTPS on 443, federation delegated by /.well-known/matrix/server, HTTP on 80 redirected; certificate valid until "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&key_line) && !stderr.contains(&key_line));
+}
+
+#[test]
+fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
+    let pair = common::tls::TestCa::new("test CA").issue_for(&["example.org"], -30..-1);
+    let (_, stderr) = check_with_tls(&format!("{HOST}{TLS}"), pair);
     assert_mentions(
         &stderr,
         &[
