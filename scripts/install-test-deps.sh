@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives, when missing: Debian's nginx (for `nginx -t` and the
-# routing tests), Compose v2 (for `docker compose config`), PyYAML (Synapse's YAML parser) and
+# routing tests), gixy (the Nginx analyser of the TLS tests), Compose v2 (for `docker compose config`), PyYAML (Synapse's YAML parser) and
 # tzdata (the IANA zones). Idempotent; needs root.
 set -euo pipefail
 
@@ -32,6 +32,17 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     # A python3 that is not Debian's (pyenv, a venv) does not see the Debian package.
     if ! python3 -c 'import yaml' 2>/dev/null; then
         python3 -m pip install -q pyyaml
+    fi
+fi
+
+# gixy (PyPI): the TLS tests fail on any finding of high severity in the rendered Nginx config.
+if ! command -v gixy >/dev/null 2>&1; then
+    log "installing gixy (Nginx configuration analyser)"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python3 -m pip install -q gixy
+    else
+        apt_install python3-pip
+        python3 -m pip install -q --break-system-packages gixy
     fi
 fi
 

@@ -15,7 +15,8 @@ Examples:
   synprov plan inventory/example.toml
       Connect, and show per host what would change (exit 0: nothing, 2: changes pending).
   synprov apply inventory/example.toml
-      Deploy, then verify /health of every Synapse listener.
+      Deploy, then verify /health of every Synapse listener. With [deployments.NAME.tls],
+      a renewed certificate is reloaded by Nginx (SIGHUP), no container recreated.
   synprov plan inventory/fleet.toml --out fleet.plan
   synprov show fleet.plan
   synprov apply fleet.plan

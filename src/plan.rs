@@ -34,6 +34,9 @@ pub struct DeploymentPlan {
     pub unchanged: usize,
     /// Services to recreate because a file they read changed.
     pub restart: BTreeSet<String>,
+    /// Services to reload (SIGHUP) because a file they reload changed (Nginx's certificate
+    /// and key); none of `restart`, which a recreation covers.
+    pub reload: BTreeSet<String>,
     /// The last apply wrote files but stopped before the stack was up on them: it must be
     /// brought up (and `restart` recreated) even if no file changes now.
     pub interrupted: bool,
@@ -94,6 +97,7 @@ impl DeploymentPlan {
                 .collect(),
             unchanged: 0,
             restart: restart.iter().map(|s| s.to_string()).collect(),
+            reload: BTreeSet::new(),
             interrupted: false,
             upgrade: None,
             removed_workers: Vec::new(),
@@ -117,6 +121,7 @@ impl DeploymentPlan {
         let (added, changed, _) = service_changes(&old_services, &new_services);
         for service in added.iter().chain(&changed) {
             self.restart.remove(service);
+            self.reload.remove(service);
         }
         let image = |services: &BTreeMap<String, serde_norway::Value>| {
             services
@@ -212,6 +217,7 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         .unwrap_or_default();
     let mut changes = Vec::new();
     let mut restart: BTreeSet<String> = state.pending.iter().flatten().cloned().collect();
+    let mut reload = BTreeSet::new();
     let mut unchanged = 0;
     for file in &files.files {
         let change = match state.hashes.get(&file.path) {
@@ -224,7 +230,9 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
             Some(change) => {
                 // A created file belongs to a service that starts anyway (new worker, first
                 // deploy); an updated one needs its readers recreated.
-                if change == Change::Update {
+                if change == Change::Update && file.reloads {
+                    reload.extend(file.used_by.iter().cloned());
+                } else if change == Change::Update {
                     restart.extend(file.used_by.iter().cloned());
                 }
                 changes.push(FileChange {
@@ -244,12 +252,14 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
             });
         }
     }
+    reload.retain(|service| !restart.contains(service));
     DeploymentPlan {
         deployment: files.deployment.clone(),
         dir: files.deploy_dir.clone(),
         changes,
         unchanged,
         restart,
+        reload,
         interrupted: state.pending.is_some(),
         upgrade: None,
         removed_workers: Vec::new(),
@@ -376,6 +386,55 @@ mod tests {
             both.restart,
             ["synapse".to_string()].into(),
             "Compose recreates rooms1 itself"
+        );
+    }
+
+    /// The plan of Nginx's files `files` (path, contents, reloaded) on a host that has
+    /// each of them with the contents `old`.
+    fn nginx_plan(files: &[(&str, &str, bool)]) -> DeploymentPlan {
+        let rendered: Vec<_> = (files.iter())
+            .map(|(path, contents, reloads)| {
+                let mut file = crate::render::RenderedFile::for_test(path, contents, 0o644);
+                file.used_by = vec!["nginx".into()];
+                file.reloads = *reloads;
+                file
+            })
+            .collect();
+        let mut facts = crate::facts::parse("");
+        facts.deployments.insert(
+            "d".into(),
+            crate::facts::DeployedState {
+                manifest: files.iter().map(|f| f.0.to_string()).collect(),
+                hashes: (files.iter())
+                    .map(|f| (f.0.to_string(), sha256_hex("old")))
+                    .collect(),
+                pending: None,
+            },
+        );
+        plan_deployment(
+            &DeploymentFiles::for_test("/opt/d", rendered, Vec::new()),
+            &facts,
+        )
+    }
+
+    #[test]
+    fn a_changed_certificate_reloads_nginx_and_a_changed_config_recreates_it_instead() {
+        let renewed = nginx_plan(&[
+            ("nginx/tls-certificate.pem", "new", true),
+            ("nginx/tls-key.pem", "new", true),
+            ("nginx/nginx.conf", "old", false),
+        ]);
+        assert_eq!(renewed.reload, ["nginx".to_string()].into());
+        assert!(renewed.restart.is_empty(), "{:?}", renewed.restart);
+
+        let both = nginx_plan(&[
+            ("nginx/tls-certificate.pem", "new", true),
+            ("nginx/nginx.conf", "new", false),
+        ]);
+        assert_eq!(both.restart, ["nginx".to_string()].into());
+        assert!(
+            both.reload.is_empty(),
+            "the recreation reads the new certificate"
         );
     }
 

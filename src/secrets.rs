@@ -30,6 +30,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret the operator gives rather than one synprov derives (a TLS private key):
+    /// from here on it is masked like the others.
+    pub fn given(text: String) -> Secret {
+        Secret(text)
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -96,3 +96,47 @@ fn the_merged_services_keep_the_templates_and_start_in_order_of_health() {
             .contains("synapse_replication_main.sock")
     );
 }
+
+/// The host ports Compose publishes for the nginx service of the rendered `inventory`, as
+/// `host:container`, sorted.
+fn nginx_ports(inventory: &Path) -> Vec<String> {
+    let out = render(inventory);
+    let dir = compose_dirs(out.path()).pop().unwrap();
+    let output = config(&dir, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut ports: Vec<String> = (merged["services"]["nginx"]["ports"].as_array().unwrap())
+        .iter()
+        .map(|p| format!("{}:{}", p["published"].as_str().unwrap(), p["target"]))
+        .collect();
+    ports.sort();
+    ports
+}
+
+#[test]
+fn with_tls_nginx_publishes_http_https_and_federation_and_with_well_known_no_federation() {
+    let ca = common::tls::TestCa::new("test CA");
+    let (cert, key) = ca.issue(&["example.org"]);
+    let inventory = |tls: &str| {
+        let (dir, path) = common::inventory(&format!(
+            "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n\
+[deployments.d.tls]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n{tls}"
+        ));
+        std::fs::write(dir.path().join("c.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("k.pem"), &key).unwrap();
+        (dir, path)
+    };
+    let (_dir, path) = inventory("");
+    assert_eq!(nginx_ports(&path), ["443:8443", "80:8008", "8448:8448"]);
+    let (_dir, path) = inventory("federation = \"well-known\"\nhttps_port = 8443\n");
+    assert_eq!(nginx_ports(&path), ["80:8008", "8443:8443"]);
+    assert_eq!(
+        nginx_ports(&root().join("inventory/example.toml")),
+        ["8008:8008"],
+        "without TLS, the plain listener alone, as before"
+    );
+}

@@ -393,13 +393,18 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     );
 
     upgrade_in_the_order_synapse_requires_and_back_with_the_database(dir.path(), &first, &secret);
+    https_with_a_local_ca_and_a_certificate_change_that_reloads_nginx_only(
+        dir.path(),
+        &first,
+        &secret,
+    );
 }
 
 /// The same Synapse with another version label: an image to upgrade to.
 const NEXT: &str = "synprov/synapse:1.163-next";
 
-/// Each Synapse process's start (ns since the epoch) and image, by Compose service.
-fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
+/// Each container's start (ns since the epoch) and image, by Compose service.
+fn starts() -> std::collections::BTreeMap<String, (u128, String)> {
     on_host(
         "cd /opt/synapse/e2e && for c in $(docker compose ps -q); do \
          set -- $(docker inspect --format '{{index .Config.Labels \"com.docker.compose.service\"}} {{.State.StartedAt}} {{.Config.Image}}' \"$c\"); \
@@ -409,14 +414,20 @@ fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
     .filter_map(|l| {
         let mut fields = l.split(' ');
         let (service, start, image) = (fields.next()?, fields.next()?, fields.next()?);
-        image.starts_with("synprov/synapse").then(|| {
-            (
-                service.to_string(),
-                (start.parse().unwrap(), image.to_string()),
-            )
-        })
+        Some((
+            service.to_string(),
+            (start.parse().unwrap(), image.to_string()),
+        ))
     })
     .collect()
+}
+
+/// [`starts`] of the Synapse processes.
+fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
+    starts()
+        .into_iter()
+        .filter(|(_, (_, image))| image.starts_with("synprov/synapse"))
+        .collect()
 }
 
 /// A Synapse upgrade: refused before anything is touched when the new image refuses the
@@ -517,6 +528,110 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         !matrix::logs_in(&base, "alice3"),
         "alice3 came after the dump"
     );
+}
+
+/// Nginx serving HTTPS itself with a certificate of a CA made here: the client flow over
+/// HTTPS with the chain verified against that CA alone, plain HTTP redirected, federation's
+/// key endpoint on 8448; then a renewed certificate, which Nginx reloads with no container
+/// recreated or restarted.
+fn https_with_a_local_ca_and_a_certificate_change_that_reloads_nginx_only(
+    dir: &Path,
+    first: &Path,
+    secret: &str,
+) {
+    let ca = common::tls::TestCa::new("synprov e2e CA");
+    let issue = || {
+        let (cert, key) = ca.issue(&[&format!("IP:{HOST_IP}")]);
+        std::fs::write(dir.join("fullchain.pem"), &cert).unwrap();
+        std::fs::write(dir.join("privkey.pem"), &key).unwrap();
+        (cert, key)
+    };
+    let (cert, _) = issue();
+    let tls = dir.join("tls.toml");
+    let today = std::fs::read_to_string(first).unwrap();
+    std::fs::write(
+        &tls,
+        format!(
+            "{}[deployments.e2e.tls]\ncertificate = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+            today.replace(
+                &format!("public_baseurl = \"http://{HOST_IP}:8008/\""),
+                &format!("public_baseurl = \"https://{HOST_IP}/\""),
+            )
+        ),
+    )
+    .unwrap();
+    let (code, out) = synprov_run(dir, &["apply"], &tls);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("16 listener(s) healthy"), "{out}");
+    assert_eq!(
+        on_host("stat -c '%a %U' /opt/synapse/e2e/nginx/tls-key.pem"),
+        "600 root",
+        "the key is root's alone"
+    );
+
+    let base = format!("https://{HOST_IP}");
+    matrix::trust(&ca.pem());
+    matrix::conversation(&base, secret, "e2e.example", "4");
+    let versions = matrix::agent()
+        .get(&format!("{base}/_matrix/client/versions"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        versions.header("strict-transport-security"),
+        Some("max-age=63072000")
+    );
+    let plain = ureq::AgentBuilder::new().redirects(0).build();
+    let redirect = plain
+        .get(&format!("http://{HOST_IP}/_matrix/client/versions"))
+        .call()
+        .unwrap();
+    assert_eq!(redirect.status(), 301);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("{base}/_matrix/client/versions").as_str())
+    );
+    let keys: serde_json::Value = matrix::agent()
+        .get(&format!("https://{HOST_IP}:8448/_matrix/key/v2/server"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(keys["server_name"], "e2e.example", "{keys}");
+    assert_eq!(
+        common::tls::served_certificate(HOST_IP, 443, HOST_IP, &ca.pem()),
+        cert
+    );
+
+    // A renewed certificate: the plan shows it without the key, Nginx reloads it.
+    let (renewed, renewed_key) = issue();
+    let (code, out) = synprov_run(dir, &["plan"], &tls);
+    assert_eq!(code, 2, "{out}");
+    for expected in [
+        "~ change nginx/tls-certificate.pem",
+        "~ change nginx/tls-key.pem",
+        "(TLS key: contents hidden)",
+        "services reloaded for changed files: nginx",
+    ] {
+        assert!(out.contains(expected), "plan lacks {expected:?}:\n{out}");
+    }
+    assert!(!out.contains("recreated"), "{out}");
+    assert!(
+        !out.contains(renewed_key.lines().nth(1).unwrap()),
+        "the key is never shown"
+    );
+    let before = starts();
+    let (code, out) = synprov_run(dir, &["apply"], &tls);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(starts(), before, "no container recreated or restarted");
+    // The reload is asynchronous: Nginx's new workers take over within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while common::tls::served_certificate(HOST_IP, 443, HOST_IP, &ca.pem()) != renewed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Nginx still serves the old certificate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A host whose only Compose is the distribution's legacy docker-compose v1: synprov

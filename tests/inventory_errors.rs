@@ -9,7 +9,15 @@ const HOST: &str = "[hosts.hs1]\naddress = \"203.0.113.10\"\n\n";
 
 /// Runs `render` on `text`; asserts failure and that nothing was written; returns stderr.
 fn render_fails(text: &str) -> String {
+    render_fails_beside(text, &[])
+}
+
+/// [`render_fails`] with `files` (name, contents) written beside the inventory.
+fn render_fails_beside(text: &str, files: &[(&str, &str)]) -> String {
     let (dir, path) = inventory(text);
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
     let out = dir.path().join("out");
     let output = synprov(dir.path())
         .arg("render")
@@ -425,4 +433,140 @@ fn a_fifo_as_the_inventory_is_refused_at_once() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_mentions(&stderr, &["not a regular file"]);
+}
+
+const TLS: &str = "[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n\
+[deployments.d.tls]\ncertificate = \"fullchain.pem\"\nkey = \"privkey.pem\"\n";
+
+#[test]
+fn a_tls_file_missing_or_not_pem_is_refused_naming_its_key() {
+    let ca = common::tls::TestCa::new("test CA");
+    let (cert, key) = ca.issue(&["example.org"]);
+    let stderr = render_fails_beside(&format!("{HOST}{TLS}"), &[("fullchain.pem", &cert)]);
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:9:",
+            "TLS key: cannot read",
+            "privkey.pem",
+            "unusable key",
+        ],
+    );
+    let stderr = render_fails_beside(
+        &format!("{HOST}{TLS}"),
+        &[("fullchain.pem", &key), ("privkey.pem", &key)],
+    );
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:",
+            "holds no PEM certificate",
+            "fullchain.pem",
+        ],
+    );
+    assert!(
+        !stderr.contains("PRIVATE KEY-----\n"),
+        "the key is never printed"
+    );
+    let stderr = render_fails_beside(
+        &format!("{HOST}{TLS}"),
+        &[("fullchain.pem", &cert), ("privkey.pem", &cert)],
+    );
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:9:", "holds no unencrypted PEM private key"],
+    );
+}
+
+#[test]
+fn a_tls_key_of_another_certificate_is_refused() {
+    let ca = common::tls::TestCa::new("test CA");
+    let (cert, _) = ca.issue(&["example.org"]);
+    let (_, other_key) = ca.issue(&["example.org"]);
+    let stderr = render_fails_beside(
+        &format!("{HOST}{TLS}"),
+        &[("fullchain.pem", &cert), ("privkey.pem", &other_key)],
+    );
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:9:", "is not the key of the certificate"],
+    );
+    assert!(
+        !stderr.contains(other_key.lines().nth(1).unwrap()),
+        "the key is never printed"
+    );
+}
+
+#[test]
+fn tls_needs_an_https_public_baseurl_and_a_known_federation_mode() {
+    let text = format!("{HOST}{TLS}").replace(
+        "host = \"hs1\"\n",
+        "host = \"hs1\"\npublic_baseurl = \"http://matrix.example.org/\"\n",
+    );
+    let stderr = render_fails(&text);
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:7:",
+            "is not https, but Nginx serves HTTPS",
+            "must be https://",
+        ],
+    );
+    let ca = common::tls::TestCa::new("test CA");
+    let (cert, key) = ca.issue(&["example.org"]);
+    let stderr = render_fails_beside(
+        &format!("{HOST}{TLS}federation = \"443\"\n"),
+        &[("fullchain.pem", &cert), ("privkey.pem", &key)],
+    );
+    assert_mentions(
+        &stderr,
+        &["unknown federation mode `443`", "\"well-known\""],
+    );
+}
+
+/// `synprov check` of `text` with the TLS pair `(cert, key)` beside it, which must pass:
+/// its stdout and stderr.
+fn check_with_tls(text: &str, (cert, key): (String, String)) -> (String, String) {
+    let (dir, path) = inventory(text);
+    std::fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("privkey.pem"), key).unwrap();
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn check_shows_where_nginx_serves_https_and_until_when_the_certificate_is_valid() {
+    let pair = common::tls::TestCa::new("test CA").issue(&["example.org"]);
+    let key_line = pair.1.lines().nth(1).unwrap().to_string();
+    let (stdout, stderr) =
+        check_with_tls(&format!("{HOST}{TLS}federation = \"well-known\"\n"), pair);
+    assert!(
+        stdout.contains("nginx              HTTPS on 443, federation delegated by /.well-known/matrix/server, HTTP on 80 redirected; certificate valid until "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&key_line) && !stderr.contains(&key_line));
+}
+
+#[test]
+fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
+    let pair = common::tls::TestCa::new("test CA").issue_for(&["example.org"], -30..-1);
+    let (_, stderr) = check_with_tls(&format!("{HOST}{TLS}"), pair);
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:8:",
+            "warning",
+            "the TLS certificate expired on",
+            "renew it",
+        ],
+    );
 }

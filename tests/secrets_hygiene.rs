@@ -303,3 +303,57 @@ fn a_plan_over_an_old_compose_file_shows_no_old_redis_password_nor_raw_escapes()
         "{shown}"
     );
 }
+
+#[test]
+fn a_tls_key_is_written_0600_and_a_renewed_one_is_never_shown_and_only_reloads_nginx() {
+    let deploy = tempfile::tempdir().unwrap();
+    let target = deploy.path().join("d");
+    let (dir, path) = inventory(&format!(
+        "[hosts.main]\ntransport = \"local\"\n\
+[deployments.d]\nserver_name = \"example.org\"\nhost = \"main\"\ndeploy_dir = \"{}\"\n\
+[deployments.d.tls]\ncertificate = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+        target.display()
+    ));
+    let ca = common::tls::TestCa::new("test CA");
+    let issue = || {
+        let (cert, key) = ca.issue(&["example.org"]);
+        fs::write(dir.path().join("fullchain.pem"), cert).unwrap();
+        fs::write(dir.path().join("privkey.pem"), &key).unwrap();
+        key
+    };
+    let old_key = issue();
+    let apply = synprov(dir.path())
+        .args(["apply", "--files-only"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(mode(&target.join("nginx/tls-key.pem")), 0o600);
+    assert_eq!(mode(&target.join("nginx/tls-certificate.pem")), 0o644);
+    assert_eq!(
+        fs::read_to_string(target.join("nginx/tls-key.pem")).unwrap(),
+        old_key
+    );
+
+    let new_key = issue();
+    let plan = synprov(dir.path()).arg("plan").arg(&path).output().unwrap();
+    let shown = stdout(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{shown}{}", stderr(&plan));
+    for expected in [
+        "~ change nginx/tls-certificate.pem",
+        "~ change nginx/tls-key.pem",
+        "(TLS key: contents hidden)",
+        "services reloaded for changed files: nginx",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "plan lacks {expected:?}:\n{shown}"
+        );
+    }
+    assert!(!shown.contains("recreated"), "{shown}");
+    for key in [&old_key, &new_key] {
+        for line in key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!shown.contains(line), "a key line is shown:\n{shown}");
+        }
+    }
+}

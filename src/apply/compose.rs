@@ -43,10 +43,14 @@ pub fn stop<'a>(kind: &Compose, services: impl IntoIterator<Item = &'a String>) 
 /// recreated on the good one. The sockets go because a process killed while listening
 /// leaves its lock naming its PID, and the next container's Synapse, with the same PID,
 /// takes the lock for a live owner and refuses to listen.
+///
+/// Last, `reload`, the services that take their changed files with SIGHUP (Nginx re-reads
+/// its certificate and key, its connections and the other containers untouched).
 pub fn up_script(
     dir: &str,
     kind: &Compose,
     restart: &BTreeSet<String>,
+    reload: &BTreeSet<String>,
     sockets: &[String],
 ) -> Script {
     let mut s = sh!("set -e\numask 077\ncd -- {}\n", dir);
@@ -75,6 +79,13 @@ pub fn up_script(
         "{} 2>&1\n",
         compose(kind).arg("up").arg("-d").arg("--remove-orphans")
     ));
+    if !reload.is_empty() {
+        let hup = compose(kind).arg("kill").arg("-s").arg("SIGHUP").arg("--");
+        s.push(sh!(
+            "{} 2>&1\n",
+            reload.iter().fold(hup, |c, service| c.arg(service))
+        ));
+    }
     s
 }
 
@@ -166,7 +177,14 @@ mod tests {
         let restart: BTreeSet<String> = ["rooms5".to_string(), "synapse".to_string()].into();
         let sockets = ["/opt/s/sockets/synapse_inbound_main.sock".to_string()];
         assert_eq!(
-            up_script("/opt/s", &Compose::V2("2.40".into()), &restart, &sockets).text(),
+            up_script(
+                "/opt/s",
+                &Compose::V2("2.40".into()),
+                &restart,
+                &BTreeSet::new(),
+                &sockets
+            )
+            .text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker compose -f docker-compose.yml stop -- rooms5 synapse 2>&1\n\
              rm -f -- /opt/s/sockets/synapse_inbound_main.sock /opt/s/sockets/synapse_inbound_main.sock.lock\n\
@@ -174,9 +192,34 @@ mod tests {
              docker compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
         );
         assert_eq!(
-            up_script("/opt/s", &Compose::V1("1.29".into()), &BTreeSet::new(), &[]).text(),
+            up_script(
+                "/opt/s",
+                &Compose::V1("1.29".into()),
+                &BTreeSet::new(),
+                &BTreeSet::new(),
+                &[]
+            )
+            .text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
+        );
+    }
+
+    #[test]
+    fn up_reloads_with_sighup_the_services_whose_reloadable_files_changed_after_the_stack() {
+        let reload: BTreeSet<String> = ["nginx".to_string(), "$(id)".to_string()].into();
+        assert_eq!(
+            up_script(
+                "/opt/s",
+                &Compose::V1("1.29".into()),
+                &BTreeSet::new(),
+                &reload,
+                &[]
+            )
+            .text(),
+            "set -e\numask 077\ncd -- /opt/s\n\
+             docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n\
+             docker-compose -f docker-compose.yml kill -s SIGHUP -- '$(id)' nginx 2>&1\n"
         );
     }
 
@@ -187,7 +230,14 @@ mod tests {
         let quoted = "'/opt/x;touch${IFS}/tmp/pwned;'\\'''";
         let restart: BTreeSet<String> = ["-rf".to_string(), "$(id)".to_string()].into();
         assert_eq!(
-            up_script(dir, &v2, &restart, &[format!("{dir}/sockets/$(id).sock")]).text(),
+            up_script(
+                dir,
+                &v2,
+                &restart,
+                &BTreeSet::new(),
+                &[format!("{dir}/sockets/$(id).sock")]
+            )
+            .text(),
             format!(
                 "set -e\numask 077\ncd -- {quoted}\n\
                  docker compose -f docker-compose.yml stop -- '$(id)' -rf 2>&1\n\

@@ -101,8 +101,10 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
         }
     }
     if mark_pending {
+        // The services to reload are marked as ones to recreate: an apply cut short before
+        // the reload is finished by a recreation, which reads the new files too.
         let mut lines = vec!["up"];
-        lines.extend(plan.restart.iter().map(String::as_str));
+        lines.extend(plan.restart.iter().chain(&plan.reload).map(String::as_str));
         s.push(write_paths(
             &lines,
             sh!(" > {}.new && mv -f {}.new {}\n", PENDING, PENDING, PENDING),

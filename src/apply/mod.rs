@@ -519,6 +519,7 @@ fn apply_deployment(
             &deployment.dir,
             compose,
             &deployment.restart,
+            &deployment.reload,
             &sockets,
         ))?;
         if !output.success() {

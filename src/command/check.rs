@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use synprov::inventory::{Inventory, Transport, WorkerKind};
+use synprov::inventory::{Deployment, Federation, Inventory, TlsSettings, Transport, WorkerKind};
 use synprov::topology::Topology;
 
 pub fn run(path: &Path) -> miette::Result<ExitCode> {
@@ -60,6 +60,9 @@ pub fn summary(inventory: &Inventory) -> String {
                     "main",
                     topology.main().health_endpoint().describe()
                 );
+                if let Some(tls) = &deployment.tls {
+                    let _ = writeln!(out, "    {:<18} {}", "nginx", https(deployment, tls));
+                }
             }
             for kind in WorkerKind::ALL {
                 let names: Vec<String> = topology
@@ -77,4 +80,16 @@ pub fn summary(inventory: &Inventory) -> String {
         }
     }
     out
+}
+
+/// Where Nginx serves HTTPS and federation, and until when its certificate is valid.
+fn https(deployment: &Deployment, tls: &TlsSettings) -> String {
+    let federation = match tls.federation {
+        Federation::Port => format!("federation on {}", tls.federation_port),
+        Federation::WellKnown => "federation delegated by /.well-known/matrix/server".into(),
+    };
+    format!(
+        "HTTPS on {}, {federation}, HTTP on {} redirected; certificate valid until {}",
+        tls.https_port, deployment.nginx.http_port, tls.pair.not_after
+    )
 }

@@ -48,6 +48,9 @@ pub struct RecordedFile {
     pub owner: Option<(u32, u32)>,
     #[serde(default)]
     pub used_by: Vec<String>,
+    /// Its readers reload it rather than being recreated (absent in older records).
+    #[serde(default)]
+    pub reloads: bool,
 }
 
 impl Record {
@@ -78,6 +81,7 @@ impl Record {
                     keep_existing: f.keep_existing,
                     owner: f.owner,
                     used_by: f.used_by.clone(),
+                    reloads: f.reloads,
                 })
                 .collect(),
             dirs: files.dirs.clone(),
@@ -149,6 +153,7 @@ impl Record {
                 keep_existing: file.keep_existing,
                 owner: file.owner,
                 used_by: file.used_by.clone(),
+                reloads: file.reloads,
             });
         }
         Ok(DeploymentFiles {

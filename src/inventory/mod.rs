@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
 pub use validate::CONNECTION_HEADROOM;
-pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, UserName};
+pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, TlsPair, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
 /// is always exactly one.
@@ -201,6 +201,27 @@ pub struct NginxSettings {
     pub admin_allow: Vec<AddressRange>,
 }
 
+/// How other homeservers find this one when Nginx serves HTTPS itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Federation {
+    /// On its own port (8448 unless set), as the Matrix spec's default.
+    Port,
+    /// On the HTTPS port, announced by `/.well-known/matrix/server` (delegation), which
+    /// Nginx serves with `/.well-known/matrix/client`.
+    WellKnown,
+}
+
+/// `[deployments.NAME.tls]`: Nginx terminates TLS with the operator's certificate.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub pair: TlsPair,
+    pub federation: Federation,
+    /// Host port of the HTTPS listener.
+    pub https_port: u16,
+    /// Host port of the federation listener ([`Federation::Port`] only).
+    pub federation_port: u16,
+}
+
 /// One homeserver and where its pieces run.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -219,6 +240,8 @@ pub struct Deployment {
     pub images: Images,
     pub postgres: PostgresSettings,
     pub nginx: NginxSettings,
+    /// HTTPS by Nginx itself; `None` is the plain-HTTP variant behind a TLS proxy.
+    pub tls: Option<TlsSettings>,
     /// Extra `homeserver.yaml` settings from the inventory, merged over the base settings.
     pub homeserver_extra: serde_json::Map<String, serde_json::Value>,
 }

@@ -82,6 +82,8 @@ pub struct RawDeployment {
     pub postgres: RawPostgres,
     #[serde(default)]
     pub nginx: RawNginx,
+    /// HTTPS served by Nginx itself; absent, Nginx speaks plain HTTP behind a TLS proxy.
+    pub tls: Option<RawTls>,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
     pub homeserver: Option<Spanned<toml::Table>>,
 }
@@ -141,6 +143,18 @@ pub struct RawNginx {
     pub http_port: Option<Spanned<u16>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub admin_allow: Option<Vec<Spanned<String>>>,
+}
+
+/// `[deployments.NAME.tls]`: the files are paths on the controller, relative to the
+/// inventory's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Spanned<String>,
+    pub key: Spanned<String>,
+    pub federation: Option<Spanned<String>>,
+    pub https_port: Option<Spanned<u16>>,
+    pub federation_port: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

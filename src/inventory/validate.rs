@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod tls;
+
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
 use super::raw::{RawDeadlines, RawDeployment, RawHostSettings, RawInventory};
 use super::values::{
@@ -67,6 +69,7 @@ pub fn validate(path: &Path, source: Source) -> Result<Inventory, InventoryError
         toml::from_str(&source.text).map_err(|e| deserialize_error(&source, &e))?;
     let checker = Checker {
         source: &source,
+        dir: path.parent().unwrap_or(Path::new(".")),
         warnings: RefCell::default(),
     };
     let hosts = checker.hosts(&raw)?;
@@ -137,6 +140,8 @@ fn deserialize_error(source: &Source, error: &toml::de::Error) -> InventoryError
 
 struct Checker<'a> {
     source: &'a Source,
+    /// The inventory's directory: the paths it names are relative to it.
+    dir: &'a Path,
     warnings: RefCell<Vec<InventoryWarning>>,
 }
 
@@ -553,6 +558,7 @@ impl Checker<'_> {
             nginx: image(&raw.images.nginx, "nginx:mainline-alpine-slim")?,
         };
         let nginx = self.nginx(raw)?;
+        let tls = self.tls(raw, &public_baseurl)?;
         let homeserver_extra = match &raw.homeserver {
             Some(table) => {
                 check_homeserver_table(table.get_ref()).map_err(|refusal| {
@@ -589,6 +595,7 @@ impl Checker<'_> {
             images,
             postgres,
             nginx,
+            tls,
             homeserver_extra,
         };
         self.connection_budget(raw, &deployment)?;
@@ -633,6 +640,8 @@ impl Checker<'_> {
                 ));
             }
             Some(port) => *port.get_ref(),
+            // With TLS, the plain listener only redirects browsers to HTTPS.
+            None if raw.tls.is_some() => 80,
             None => 8008,
         };
         Ok(NginxSettings {
@@ -1091,6 +1100,12 @@ fn port_claims(raw: &RawDeployment, deployment: &Deployment) -> Vec<PortClaim> {
         http,
         http_span,
     )];
+    if let (Some(raw_tls), Some(tls)) = (&raw.tls, &deployment.tls) {
+        for (port, what, span) in tls::tls_ports(raw_tls, tls) {
+            let port = u32::from(port);
+            claims.push(claim(&deployment.host, what, port, port, span));
+        }
+    }
     if deployment.is_spread() {
         let base_span = raw
             .port_base

@@ -100,6 +100,7 @@ mod tests {
             keep_existing: false,
             owner: None,
             used_by: used_by.iter().map(|s| s.to_string()).collect(),
+            reloads: false,
         }
     }
 

@@ -141,6 +141,7 @@ pub fn compose(
         // default of 64MB fails parallel queries).
         "shm_size": postgres.map(|p| format!("{}m", p.shared_buffers.value.mb_rounded_up())),
         "nginx_port": deployment.nginx.http_port,
+        "tls": super::tls::context(deployment),
         "redis_command": redis_command,
         "redis_health": redis_health,
         "redis_conf": redis_conf,

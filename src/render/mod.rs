@@ -12,6 +12,7 @@ mod postgres;
 mod pyyaml;
 mod synapse;
 mod templates;
+mod tls;
 mod yaml;
 
 use std::collections::BTreeSet;
@@ -23,6 +24,7 @@ use thiserror::Error;
 pub use compose::health_command;
 pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
+pub use tls::{CERTIFICATE as TLS_CERTIFICATE, KEY as TLS_KEY};
 
 use crate::facts::Facts;
 use crate::inventory::{Deployment, DockerSource, Inventory};
@@ -82,6 +84,9 @@ pub struct RenderedFile {
     /// Compose services that read it from a mounted directory, and so must be restarted
     /// when it changes (Compose itself only tracks the compose file and env files).
     pub used_by: Vec<String>,
+    /// Its readers take a change with a reload (SIGHUP), not a recreation: Nginx's
+    /// certificate and key.
+    pub reloads: bool,
 }
 
 #[cfg(test)]
@@ -96,6 +101,7 @@ impl RenderedFile {
             keep_existing: false,
             owner: None,
             used_by: Vec::new(),
+            reloads: false,
         }
     }
 }
@@ -377,6 +383,7 @@ pub fn render_deployment(
             "trusted_proxies": deployment.nginx.trusted_proxies,
             "admin_allow": deployment.nginx.admin_allow,
             "plugin_locations": plugins::locations(contributions),
+            "tls": tls::context(deployment),
         });
         for file in [
             "nginx.conf",
@@ -410,6 +417,7 @@ pub fn render_deployment(
                 keep_existing: path == signing_key,
                 owner,
                 used_by: used_by(&path, topology, host),
+                reloads: false,
                 mode: if secret { 0o600 } else { 0o644 },
                 secret,
                 path,
@@ -417,6 +425,9 @@ pub fn render_deployment(
             })
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
+    if let Some(tls) = deployment.tls.as_ref().filter(|_| main_host) {
+        rendered.extend(tls::files(tls));
+    }
     plugins::add_files(
         &mut rendered,
         contributions,

@@ -201,6 +201,7 @@ pub fn add_files(
                 keep_existing: false,
                 owner: file.owner,
                 used_by: file.used_by.clone(),
+                reloads: false,
             });
         }
     }

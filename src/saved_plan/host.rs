@@ -107,6 +107,9 @@ pub struct SavedDeployment {
     pub files: Vec<FileRecord>,
     pub unchanged: usize,
     pub restart: Vec<String>,
+    /// Services reloaded (SIGHUP) for changed files (absent in plans of older synprovs).
+    #[serde(default)]
+    pub reload: Vec<String>,
     pub interrupted: bool,
     pub upgrade: Option<Upgrade>,
     pub removed_workers: Vec<RemovedWorker>,
@@ -207,6 +210,7 @@ impl SavedHost {
                     files,
                     unchanged: deployment.unchanged,
                     restart: deployment.restart.iter().cloned().collect(),
+                    reload: deployment.reload.iter().cloned().collect(),
                     interrupted: deployment.interrupted,
                     upgrade: deployment.upgrade.clone(),
                     removed_workers: deployment.removed_workers.clone(),

@@ -258,6 +258,7 @@ mod tests {
                 }],
                 unchanged: 31,
                 restart: vec!["synapse".into()],
+                reload: Vec::new(),
                 interrupted: false,
                 upgrade: None,
                 removed_workers: Vec::new(),

@@ -165,6 +165,13 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                 printable(&deployment.restart.join(", "))
             );
         }
+        if !deployment.reload.is_empty() {
+            let _ = writeln!(
+                out,
+                "    services reloaded for changed files: {}",
+                printable(&deployment.reload.join(", "))
+            );
+        }
     }
     out
 }
@@ -182,8 +189,8 @@ fn diff(
     if new.is_some_and(|f| f.keep_existing) {
         return;
     }
-    if change.path.ends_with(".signing.key") {
-        let _ = writeln!(out, "      (signing key: contents hidden)");
+    if let Some(what) = hidden_contents(&change.path) {
+        let _ = writeln!(out, "      ({what}: contents hidden)");
         return;
     }
     // Read back from a generation record, the secret values are not known: a file that
@@ -206,6 +213,18 @@ fn diff(
         for line in super::diff::unified(&change.path, old, new_text, secrets, color).lines() {
             let _ = writeln!(out, "      {line}");
         }
+    }
+}
+
+/// What a file whose contents are never shown, not even masked, holds: the keys. Their
+/// secret spans lines, which no mask of a value or setting on one line covers.
+fn hidden_contents(path: &str) -> Option<&'static str> {
+    if path.ends_with(".signing.key") {
+        Some("signing key")
+    } else if path == crate::render::TLS_KEY {
+        Some("TLS key")
+    } else {
+        None
     }
 }
 

@@ -1,7 +1,27 @@
 //! A Matrix client for the end-to-end tests: Synapse's client API through a deployment's
 //! Nginx, as a real client uses it.
 
+use std::sync::OnceLock;
+
 use serde_json::{Value, json};
+
+/// The HTTP client of every request here, once [`trust`] has set one.
+static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+
+/// From now on, every request of this process's client trusts `ca_pem` and no other CA:
+/// a deployment whose Nginx serves HTTPS with a certificate of the test's own CA is then
+/// reached with the chain verified. Once per process.
+pub fn trust(ca_pem: &str) {
+    assert!(
+        AGENT.set(super::tls::https_agent(ca_pem)).is_ok(),
+        "trust is called once"
+    );
+}
+
+/// The client requests go through: ureq's default, or the one [`trust`] made.
+pub fn agent() -> ureq::Agent {
+    AGENT.get().cloned().unwrap_or_else(ureq::agent)
+}
 
 pub struct Client {
     pub base: String,
@@ -13,13 +33,14 @@ pub struct Client {
 pub fn register(base: &str, name: &str, shared_secret: &str) -> Client {
     use hmac::{Hmac, Mac};
     let url = format!("{base}/_synapse/admin/v1/register");
-    let nonce: Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+    let nonce: Value = agent().get(&url).call().unwrap().into_json().unwrap();
     let nonce = nonce["nonce"].as_str().unwrap();
     let password = format!("{name}-password");
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(shared_secret.as_bytes()).unwrap();
     mac.update(format!("{nonce}\0{name}\0{password}\0notadmin").as_bytes());
     let body = json!({ "nonce": nonce, "username": name, "password": password, "admin": false, "mac": hex::encode(mac.finalize().into_bytes()) });
-    let registered: Value = ureq::post(&url)
+    let registered: Value = agent()
+        .post(&url)
         .send_json(body)
         .unwrap()
         .into_json()
@@ -31,7 +52,7 @@ pub fn register(base: &str, name: &str, shared_secret: &str) -> Client {
 /// Logs `name`, registered by [`register`], in with its password, as a client does.
 pub fn login(base: &str, name: &str) -> Client {
     let password = format!("{name}-password");
-    let login: Value = ureq::post(&format!("{base}/_matrix/client/v3/login"))
+    let login: Value = agent().post(&format!("{base}/_matrix/client/v3/login"))
         .send_json(json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": password }))
         .unwrap()
         .into_json()
@@ -47,14 +68,15 @@ pub fn login(base: &str, name: &str) -> Client {
 
 /// Whether `name` can log in with the password [`register`] gave it.
 pub fn logs_in(base: &str, name: &str) -> bool {
-    ureq::post(&format!("{base}/_matrix/client/v3/login"))
+    agent().post(&format!("{base}/_matrix/client/v3/login"))
         .send_json(json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": format!("{name}-password") }))
         .is_ok()
 }
 
 impl Client {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let request = ureq::request(method, &format!("{}{path}", self.base))
+        let request = agent()
+            .request(method, &format!("{}{path}", self.base))
             .set("Authorization", &format!("Bearer {}", self.token));
         let response = match body {
             Some(body) => request.send_json(body),
@@ -126,21 +148,23 @@ pub fn conversation(base: &str, shared_secret: &str, server_name: &str, round: &
             .any(|e| e["content"]["body"] == "hello bob"),
         "{messages}"
     );
-    let upload = ureq::post(&format!(
-        "{base}/_matrix/media/v3/upload?filename=hello.txt"
-    ))
-    .set("Authorization", &format!("Bearer {}", alice.token))
-    .set("Content-Type", "text/plain")
-    .send_bytes(b"media through the media worker")
-    .unwrap()
-    .into_json::<Value>()
-    .unwrap();
+    let upload = agent()
+        .post(&format!(
+            "{base}/_matrix/media/v3/upload?filename=hello.txt"
+        ))
+        .set("Authorization", &format!("Bearer {}", alice.token))
+        .set("Content-Type", "text/plain")
+        .send_bytes(b"media through the media worker")
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
     let mxc = upload["content_uri"]
         .as_str()
         .unwrap()
         .trim_start_matches("mxc://")
         .to_string();
-    let download = ureq::get(&format!("{base}/_matrix/client/v1/media/download/{mxc}"))
+    let download = agent()
+        .get(&format!("{base}/_matrix/client/v1/media/download/{mxc}"))
         .set("Authorization", &format!("Bearer {}", bob.token))
         .call()
         .unwrap()

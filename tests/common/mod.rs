@@ -6,6 +6,7 @@ pub mod bed;
 pub mod matrix;
 pub mod nginx;
 pub mod sshd;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

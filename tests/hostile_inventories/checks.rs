@@ -409,7 +409,7 @@ pub fn nginx_conf(dir: &Path, d: &DeploymentMeaning, baseline: &Baseline) -> Res
         .local_addr()
         .unwrap()
         .port();
-    let test = nginx::stage(dir, port).test();
+    let test = nginx::stage(dir, &[(8008, port)]).test();
     ensure(test.status.success(), "nginx -t refuses the config", || {
         String::from_utf8_lossy(&test.stderr).into_owned()
     })

@@ -13,6 +13,7 @@ mod memory;
 mod name;
 mod network;
 mod time_zone;
+mod tls;
 
 pub use base_url::public_baseurl;
 pub use contact::admin_contact;
@@ -23,6 +24,7 @@ pub use memory::MemorySize;
 pub use name::{DeploymentName, HostName, UserName, check_dns_name};
 pub use network::AddressRange;
 pub use time_zone::TimeZone;
+pub use tls::{TlsFile, TlsPair, read_tls_pair};
 
 /// A string newtype whose only constructor is its parser: it reads as a `&str` everywhere
 /// (templates, builders, output) but cannot be made from an unchecked string.
