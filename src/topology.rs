@@ -41,6 +41,24 @@ impl Endpoint {
     }
 }
 
+/// The port every process's metrics listener takes inside its own container, on a single
+/// host (Synapse's documented 9000): each container has its network namespace, so one port
+/// serves all, reached by service name on the deployment's Compose network.
+pub const METRICS_PORT: u16 = 9000;
+
+/// Where a process serves Prometheus metrics (`/_synapse/metrics`): never through Nginx,
+/// never published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// The address Synapse binds: every address of its container on a single host (only
+    /// the deployment's Compose network reaches it), the host's private address when spread.
+    pub bind: String,
+    pub port: u16,
+    /// What Prometheus scrapes, `host:port`: the Compose service's name on a single host,
+    /// the private address when spread.
+    pub target: String,
+}
+
 /// What a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -62,6 +80,8 @@ pub struct Process {
     pub replication: Option<Endpoint>,
     /// The `[client, federation]` (or media) listener, for processes Nginx routes to.
     pub inbound: Option<Endpoint>,
+    /// Its metrics listener, when the deployment has metrics on.
+    pub metrics: Option<MetricsListener>,
 }
 
 impl Process {
@@ -147,6 +167,7 @@ impl Topology {
             host: deployment.host.clone(),
             replication: Some(endpoint(&deployment.host, "replication", "main")),
             inbound: Some(endpoint(&deployment.host, "inbound", "main")),
+            metrics: None,
         }];
         for kind in WorkerKind::ALL {
             let host = deployment.host_of(kind);
@@ -160,7 +181,29 @@ impl Topology {
                     host: host.to_string(),
                     replication: replicates.then(|| endpoint(host, "replication", &name)),
                     inbound: inbound.then(|| endpoint(host, "inbound", &name)),
+                    metrics: None,
                     name,
+                });
+            }
+        }
+        // After every other listener: turning metrics on moves no port.
+        if deployment.metrics {
+            for process in &mut processes {
+                process.metrics = Some(if spread {
+                    let port = next_port;
+                    next_port = next_port.saturating_add(1);
+                    let address = private(&process.host);
+                    MetricsListener {
+                        target: format!("{address}:{port}"),
+                        bind: address,
+                        port,
+                    }
+                } else {
+                    MetricsListener {
+                        bind: "0.0.0.0".into(),
+                        port: METRICS_PORT,
+                        target: format!("{}:{METRICS_PORT}", process.service),
+                    }
                 });
             }
         }

@@ -96,3 +96,61 @@ fn the_merged_services_keep_the_templates_and_start_in_order_of_health() {
             .contains("synapse_replication_main.sock")
     );
 }
+
+/// Each service of every rendered Compose file, as Compose merges it.
+fn merged_services(inventory: &str) -> Vec<(String, serde_json::Value)> {
+    let out = render(&root().join("inventory").join(inventory));
+    let mut services = Vec::new();
+    for dir in compose_dirs(out.path()) {
+        let output = config(&dir, &["--format", "json"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let merged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        for (name, service) in merged["services"].as_object().unwrap() {
+            services.push((format!("{}: {name}", dir.display()), service.clone()));
+        }
+    }
+    services
+}
+
+#[test]
+fn every_service_drops_its_capabilities_is_limited_and_only_nginx_publishes_a_port() {
+    for inventory in ["example.toml", "fleet.toml", "spread.toml"] {
+        for (name, service) in merged_services(inventory) {
+            let service_name = name.rsplit(": ").next().unwrap();
+            assert_eq!(service["cap_drop"], serde_json::json!(["ALL"]), "{name}");
+            assert_eq!(
+                service["security_opt"],
+                serde_json::json!(["no-new-privileges:true"]),
+                "{name}"
+            );
+            assert_eq!(service["read_only"], true, "{name}");
+            assert!(service["pids_limit"].as_u64().unwrap_or(0) > 0, "{name}");
+            assert!(service["mem_limit"].as_str().is_some(), "{name}");
+            assert!(service["privileged"].is_null(), "{name}");
+            assert_eq!(
+                service["ports"].is_array(),
+                service_name == "nginx",
+                "{name}: {}",
+                service["ports"]
+            );
+            // What each adds back: its entrypoint's switch to its user, nothing more.
+            let added: Vec<&str> = service["cap_add"]
+                .as_array()
+                .map(|a| a.iter().map(|c| c.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            let expected: &[&str] = match service_name {
+                "redis" => &[],
+                "db" => &["CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"],
+                "nginx" => &["CHOWN", "SETGID", "SETUID"],
+                _ => &["SETGID", "SETUID"],
+            };
+            let mut added = added;
+            added.sort_unstable();
+            assert_eq!(added, expected, "{name}");
+        }
+    }
+}

@@ -82,6 +82,8 @@ pub struct RawDeployment {
     pub postgres: RawPostgres,
     #[serde(default)]
     pub nginx: RawNginx,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
     pub homeserver: Option<Spanned<toml::Table>>,
 }
@@ -141,6 +143,13 @@ pub struct RawNginx {
     pub http_port: Option<Spanned<u16>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub admin_allow: Option<Vec<Spanned<String>>>,
+}
+
+/// `[deployments.NAME.metrics]`: Synapse's Prometheus metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

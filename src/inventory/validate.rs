@@ -589,6 +589,7 @@ impl Checker<'_> {
             images,
             postgres,
             nginx,
+            metrics: raw.metrics.enabled.unwrap_or(false),
             homeserver_extra,
         };
         self.connection_budget(raw, &deployment)?;

@@ -6,6 +6,7 @@
 
 mod compose;
 mod merge;
+mod metrics;
 mod nginx;
 mod plugins;
 mod postgres;
@@ -374,6 +375,10 @@ pub fn render_deployment(
         ] {
             add(format!("nginx/{file}"), &format!("nginx/{file}"), &nginx)?;
         }
+    }
+
+    if let Some(targets) = metrics::targets(deployment, topology).filter(|_| main_host) {
+        files.push((metrics::TARGETS.into(), targets));
     }
 
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);
