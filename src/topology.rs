@@ -372,4 +372,62 @@ mod tests {
         ports.dedup();
         assert_eq!(ports.len(), count, "every listener has its own port");
     }
+
+    #[test]
+    fn metrics_take_the_ports_after_every_other_listener_and_move_none() {
+        let spread = "[deployments.d.placement]\nrooms = \"g\"\n";
+        let off = topology(spread);
+        let on = topology(&format!(
+            "{spread}[deployments.d.metrics]\nenabled = true\n"
+        ));
+        let last = off
+            .processes
+            .iter()
+            .flat_map(|p| [&p.replication, &p.inbound])
+            .flatten()
+            .map(|e| match e {
+                Endpoint::Tcp { port, .. } => *port,
+                Endpoint::Unix { .. } => 0,
+            })
+            .max()
+            .unwrap();
+        for (before, after) in off.processes.iter().zip(&on.processes) {
+            assert_eq!(
+                (&before.replication, &before.inbound),
+                (&after.replication, &after.inbound)
+            );
+            assert_eq!(before.metrics, None);
+        }
+        let ports: Vec<u16> = on
+            .processes
+            .iter()
+            .map(|p| p.metrics.as_ref().unwrap().port)
+            .collect();
+        let expected: Vec<u16> = (1..=on.processes.len() as u16).map(|i| last + i).collect();
+        assert_eq!(ports, expected);
+        let rooms1 = on
+            .workers(WorkerKind::Rooms)
+            .next()
+            .unwrap()
+            .metrics
+            .clone()
+            .unwrap();
+        assert_eq!(rooms1.bind, "10.1.0.2");
+        assert_eq!(rooms1.target, format!("10.1.0.2:{}", rooms1.port));
+    }
+
+    #[test]
+    fn on_one_host_every_process_serves_metrics_on_port_9000_of_its_container() {
+        let t = topology("[deployments.d.metrics]\nenabled = true\n");
+        let media1 = t.workers(WorkerKind::Media).next().unwrap();
+        assert_eq!(
+            media1.metrics,
+            Some(MetricsListener {
+                bind: "0.0.0.0".into(),
+                port: METRICS_PORT,
+                target: "media1:9000".into(),
+            })
+        );
+        assert!(t.processes.iter().all(|p| p.metrics.is_some()));
+    }
 }

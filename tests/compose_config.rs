@@ -144,7 +144,7 @@ fn every_service_drops_its_capabilities_is_limited_and_only_nginx_publishes_a_po
                 .unwrap_or_default();
             let expected: &[&str] = match service_name {
                 "redis" => &[],
-                "db" => &["CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"],
+                "db" => &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
                 "nginx" => &["CHOWN", "SETGID", "SETUID"],
                 _ => &["SETGID", "SETUID"],
             };

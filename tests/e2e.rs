@@ -210,7 +210,8 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 2, "changes pending");
     assert!(
-        out.contains("+ install Docker") && out.contains("+ load image synprov/synapse:1.163"),
+        out.contains("+ install Docker")
+            && out.contains("+ load image synprov/synapse:1.163-setpriv"),
         "{out}"
     );
     // Sized from this host's memory, and shown with the reason.
@@ -473,7 +474,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
 }
 
 /// The same Synapse with another version label: an image to upgrade to.
-const NEXT: &str = "synprov/synapse:1.163-next";
+const NEXT: &str = "synprov/synapse:1.163-setpriv-next";
 
 /// Each Synapse process's start (ns since the epoch) and image, by Compose service.
 fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
@@ -506,14 +507,14 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
 ) {
     common::bed::build_image(
         NEXT,
-        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+        "FROM synprov/synapse:1.163-setpriv\nLABEL org.opencontainers.image.version=1.163.2-next\n",
     );
     let base = format!("http://{HOST_IP}:8008");
     let next = dir.join("next.toml");
     let today = std::fs::read_to_string(first).unwrap();
     std::fs::write(
         &next,
-        today.replace("\"synprov/synapse:1.163\"", &format!("\"{NEXT}\"")),
+        today.replace("\"synprov/synapse:1.163-setpriv\"", &format!("\"{NEXT}\"")),
     )
     .unwrap();
     let refused = dir.join("next-refused.toml");
@@ -530,7 +531,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(&format!(
-            "upgrade Synapse synprov/synapse:1.163 -> {NEXT}: config check on the new image"
+            "upgrade Synapse synprov/synapse:1.163-setpriv -> {NEXT}: config check on the new image"
         )),
         "{out}"
     );
@@ -587,7 +588,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert!(
         synapse_starts()
             .values()
-            .all(|(_, image)| image == "synprov/synapse:1.163")
+            .all(|(_, image)| image == "synprov/synapse:1.163-setpriv")
     );
     assert!(matrix::logs_in(&base, "alice2"));
     assert!(
