@@ -21,7 +21,7 @@ use miette::Diagnostic;
 use serde_json::json;
 use thiserror::Error;
 
-pub use compose::health_command;
+pub use compose::{GID, UID, health_command};
 pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
 
