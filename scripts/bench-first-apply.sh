@@ -19,7 +19,7 @@ subnet=172.31.246.0/24
 plain=synprov-bench-plain plain_ip=172.31.246.10
 tool=synprov-bench-synprov tool_ip=172.31.246.11
 deploy=/opt/synapse/bench
-images=(synprov/synapse:1.163 synprov/postgres:15 synprov/redis:7 synprov/nginx:1.22)
+images=(synprov/synapse:1.163-setpriv synprov/postgres:15 synprov/redis:7 synprov/nginx:1.22)
 
 bash scripts/start-dockerd.sh >/dev/null
 bash scripts/install-compose.sh
@@ -84,8 +84,9 @@ timed() {
 send_images() { docker save "${images[@]}" | on_plain 'docker load -q >/dev/null'; }
 send_files() {
     tar -C "$work/rendered/bench/bench" -c . | on_plain "mkdir -p $deploy && tar -C $deploy -x &&
-        cd $deploy && mkdir -p media sockets redis logs/nginx && chmod 777 sockets &&
-        chown -R 1000:1000 synapse media redis"
+        cd $deploy && mkdir -p media sockets redis && chmod 777 sockets &&
+        logs=\$(grep -o '\./logs/[^:]*' docker-compose.yml | sort -u) && mkdir -p \$logs &&
+        chown -R 1000:1000 synapse media redis \$(printf '%s\n' \$logs | grep -v /nginx)"
 }
 up() {
     on_plain "cd $deploy && docker compose up -d --wait" >"$work/plain.out" 2>&1 || {

@@ -41,6 +41,24 @@ impl Endpoint {
     }
 }
 
+/// The port every process's metrics listener takes inside its own container, on a single
+/// host (Synapse's documented 9000): each container has its network namespace, so one port
+/// serves all, reached by service name on the deployment's Compose network.
+pub const METRICS_PORT: u16 = 9000;
+
+/// Where a process serves Prometheus metrics (`/_synapse/metrics`): never through Nginx,
+/// never published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// The address Synapse binds: every address of its container on a single host (only
+    /// the deployment's Compose network reaches it), the host's private address when spread.
+    pub bind: String,
+    pub port: u16,
+    /// What Prometheus scrapes, `host:port`: the Compose service's name on a single host,
+    /// the private address when spread.
+    pub target: String,
+}
+
 /// What a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -62,6 +80,8 @@ pub struct Process {
     pub replication: Option<Endpoint>,
     /// The `[client, federation]` (or media) listener, for processes Nginx routes to.
     pub inbound: Option<Endpoint>,
+    /// Its metrics listener, when the deployment has metrics on.
+    pub metrics: Option<MetricsListener>,
 }
 
 impl Process {
@@ -147,6 +167,7 @@ impl Topology {
             host: deployment.host.clone(),
             replication: Some(endpoint(&deployment.host, "replication", "main")),
             inbound: Some(endpoint(&deployment.host, "inbound", "main")),
+            metrics: None,
         }];
         for kind in WorkerKind::ALL {
             let host = deployment.host_of(kind);
@@ -160,7 +181,29 @@ impl Topology {
                     host: host.to_string(),
                     replication: replicates.then(|| endpoint(host, "replication", &name)),
                     inbound: inbound.then(|| endpoint(host, "inbound", &name)),
+                    metrics: None,
                     name,
+                });
+            }
+        }
+        // After every other listener: turning metrics on moves no port.
+        if deployment.metrics {
+            for process in &mut processes {
+                process.metrics = Some(if spread {
+                    let port = next_port;
+                    next_port = next_port.saturating_add(1);
+                    let address = private(&process.host);
+                    MetricsListener {
+                        target: format!("{address}:{port}"),
+                        bind: address,
+                        port,
+                    }
+                } else {
+                    MetricsListener {
+                        bind: "0.0.0.0".into(),
+                        port: METRICS_PORT,
+                        target: format!("{}:{METRICS_PORT}", process.service),
+                    }
                 });
             }
         }
@@ -328,5 +371,63 @@ mod tests {
         let count = ports.len();
         ports.dedup();
         assert_eq!(ports.len(), count, "every listener has its own port");
+    }
+
+    #[test]
+    fn metrics_take_the_ports_after_every_other_listener_and_move_none() {
+        let spread = "[deployments.d.placement]\nrooms = \"g\"\n";
+        let off = topology(spread);
+        let on = topology(&format!(
+            "{spread}[deployments.d.metrics]\nenabled = true\n"
+        ));
+        let last = off
+            .processes
+            .iter()
+            .flat_map(|p| [&p.replication, &p.inbound])
+            .flatten()
+            .map(|e| match e {
+                Endpoint::Tcp { port, .. } => *port,
+                Endpoint::Unix { .. } => 0,
+            })
+            .max()
+            .unwrap();
+        for (before, after) in off.processes.iter().zip(&on.processes) {
+            assert_eq!(
+                (&before.replication, &before.inbound),
+                (&after.replication, &after.inbound)
+            );
+            assert_eq!(before.metrics, None);
+        }
+        let ports: Vec<u16> = on
+            .processes
+            .iter()
+            .map(|p| p.metrics.as_ref().unwrap().port)
+            .collect();
+        let expected: Vec<u16> = (1..=on.processes.len() as u16).map(|i| last + i).collect();
+        assert_eq!(ports, expected);
+        let rooms1 = on
+            .workers(WorkerKind::Rooms)
+            .next()
+            .unwrap()
+            .metrics
+            .clone()
+            .unwrap();
+        assert_eq!(rooms1.bind, "10.1.0.2");
+        assert_eq!(rooms1.target, format!("10.1.0.2:{}", rooms1.port));
+    }
+
+    #[test]
+    fn on_one_host_every_process_serves_metrics_on_port_9000_of_its_container() {
+        let t = topology("[deployments.d.metrics]\nenabled = true\n");
+        let media1 = t.workers(WorkerKind::Media).next().unwrap();
+        assert_eq!(
+            media1.metrics,
+            Some(MetricsListener {
+                bind: "0.0.0.0".into(),
+                port: METRICS_PORT,
+                target: "media1:9000".into(),
+            })
+        );
+        assert!(t.processes.iter().all(|p| p.metrics.is_some()));
     }
 }

@@ -101,14 +101,7 @@ fn the_merged_services_keep_the_templates_and_start_in_order_of_health() {
 /// `host:container`, sorted.
 fn nginx_ports(inventory: &Path) -> Vec<String> {
     let out = render(inventory);
-    let dir = compose_dirs(out.path()).pop().unwrap();
-    let output = config(&dir, &["--format", "json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let merged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let merged = merged(&compose_dirs(out.path()).pop().unwrap());
     let mut ports: Vec<String> = (merged["services"]["nginx"]["ports"].as_array().unwrap())
         .iter()
         .map(|p| format!("{}:{}", p["published"].as_str().unwrap(), p["target"]))
@@ -139,4 +132,67 @@ fn with_tls_nginx_publishes_http_https_and_federation_and_with_well_known_no_fed
         ["8008:8008"],
         "without TLS, the plain listener alone, as before"
     );
+}
+
+/// The Compose file in `dir`, as Compose merges it.
+fn merged(dir: &Path) -> serde_json::Value {
+    let output = config(dir, &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Each service of every rendered Compose file, as Compose merges it.
+fn merged_services(inventory: &str) -> Vec<(String, serde_json::Value)> {
+    let out = render(&root().join("inventory").join(inventory));
+    let mut services = Vec::new();
+    for dir in compose_dirs(out.path()) {
+        let merged = merged(&dir);
+        for (name, service) in merged["services"].as_object().unwrap() {
+            services.push((format!("{}: {name}", dir.display()), service.clone()));
+        }
+    }
+    services
+}
+
+#[test]
+fn every_service_drops_its_capabilities_is_limited_and_only_nginx_publishes_a_port() {
+    for inventory in ["example.toml", "fleet.toml", "spread.toml"] {
+        for (name, service) in merged_services(inventory) {
+            let service_name = name.rsplit(": ").next().unwrap();
+            assert_eq!(service["cap_drop"], serde_json::json!(["ALL"]), "{name}");
+            assert_eq!(
+                service["security_opt"],
+                serde_json::json!(["no-new-privileges:true"]),
+                "{name}"
+            );
+            assert_eq!(service["read_only"], true, "{name}");
+            assert!(service["pids_limit"].as_u64().unwrap_or(0) > 0, "{name}");
+            assert!(service["mem_limit"].as_str().is_some(), "{name}");
+            assert!(service["privileged"].is_null(), "{name}");
+            assert_eq!(
+                service["ports"].is_array(),
+                service_name == "nginx",
+                "{name}: {}",
+                service["ports"]
+            );
+            // What each adds back: its entrypoint's switch to its user, nothing more.
+            let added: Vec<&str> = service["cap_add"]
+                .as_array()
+                .map(|a| a.iter().map(|c| c.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            let expected: &[&str] = match service_name {
+                "redis" => &[],
+                "db" => &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+                "nginx" => &["CHOWN", "SETGID", "SETUID"],
+                _ => &["SETGID", "SETUID"],
+            };
+            let mut added = added;
+            added.sort_unstable();
+            assert_eq!(added, expected, "{name}");
+        }
+    }
 }

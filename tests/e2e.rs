@@ -32,7 +32,8 @@ fn inventory(dir: &Path, rooms: u32) -> std::path::PathBuf {
 [deployments.e2e.workers]\nrooms = {rooms}\n\
 [deployments.e2e.images]\n{PRELOADED_IMAGES}\
 [deployments.e2e.nginx]\nadmin_allow = [\"172.16.0.0/12\", \"127.0.0.1\"]\n\
-[deployments.e2e.postgres]\nmax_connections = 200\n",
+[deployments.e2e.postgres]\nmax_connections = 200\n\
+[deployments.e2e.metrics]\nenabled = true\n",
             key = dir.join("key").display()
         ),
     )
@@ -112,6 +113,88 @@ fn interrupted_while_loading_the_images(dir: &Path, inventory: &Path) {
     assert_eq!(code, 2, "the rest is pending: {plan}");
 }
 
+/// `docker inspect` of every container of the stack: all capabilities dropped (and only an
+/// entrypoint's user switch added back), no-new-privileges, a read-only root, process and
+/// memory limits, and no port published but Nginx's. Synapse runs as the deployment's
+/// user (its entrypoint dropped root, as the official image's does).
+fn hardened_containers() {
+    let inspect = on_host(
+        "cd /opt/synapse/e2e && docker inspect --format \
+         '{{index .Config.Labels \"com.docker.compose.service\"}} {{json .HostConfig.CapDrop}} \
+         {{json .HostConfig.CapAdd}} {{json .HostConfig.SecurityOpt}} {{.HostConfig.ReadonlyRootfs}} \
+         {{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{json .HostConfig.PortBindings}}' \
+         $(docker compose ps -q)",
+    );
+    let lines: Vec<&str> = inspect.lines().collect();
+    assert_eq!(lines.len(), 16, "{inspect}");
+    for line in lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [
+            service,
+            drop,
+            _add,
+            security,
+            read_only,
+            pids,
+            memory,
+            ports,
+        ] = fields[..]
+        else {
+            panic!("unexpected inspect line: {line}");
+        };
+        assert_eq!(drop, r#"["ALL"]"#, "{line}");
+        assert_eq!(security, r#"["no-new-privileges:true"]"#, "{line}");
+        assert_eq!(read_only, "true", "{line}");
+        assert!(pids.parse::<u64>().unwrap() > 0, "{line}");
+        assert!(memory.parse::<u64>().unwrap() > 0, "{line}");
+        if service == "nginx" {
+            assert!(ports.contains(r#""HostPort":"8008""#), "{line}");
+        } else {
+            assert!(
+                ports == "{}" || ports == "null",
+                "{service} publishes: {line}"
+            );
+        }
+    }
+    assert_eq!(
+        on_host("cd /opt/synapse/e2e && docker compose exec -T synapse stat -c %u:%g /proc/1"),
+        "1000:1000",
+        "Synapse runs as the deployment's user, not root"
+    );
+}
+
+/// Every target of the rendered Prometheus file answers with Prometheus' text format, from
+/// inside the stack's network (the targets are never published on the host).
+fn every_metrics_target_answers() {
+    let file: Vec<serde_json::Value> =
+        serde_json::from_str(&on_host("cat /opt/synapse/e2e/prometheus/targets.json")).unwrap();
+    assert_eq!(file.len(), 13, "one target per Synapse process");
+    let urls: Vec<String> = file
+        .iter()
+        .map(|group| {
+            format!(
+                "http://{}{}",
+                group["targets"][0].as_str().unwrap(),
+                group["labels"]["__metrics_path__"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let answers = on_host(&format!(
+        "cd /opt/synapse/e2e && docker compose exec -T nginx sh -c \
+         'for url in {}; do echo \"$url $(wget -q -O - \"$url\" | grep -c \"^# TYPE \")\"; done'",
+        urls.join(" ")
+    ));
+    let counts: Vec<(&str, u32)> = answers
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(url, n)| (url, n.parse().unwrap_or(0)))
+        .collect();
+    assert_eq!(counts.len(), urls.len(), "{answers}");
+    for (url, types) in counts {
+        assert!(types > 10, "{url} answers Prometheus metrics: {answers}");
+    }
+}
+
 /// Container ID and start time of each service, to see what an apply recreated.
 fn containers() -> std::collections::BTreeMap<String, String> {
     on_host("cd /opt/synapse/e2e && docker compose ps -a --format '{{.Service}} {{.ID}}'")
@@ -136,7 +219,8 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 2, "changes pending");
     assert!(
-        out.contains("+ install Docker") && out.contains("+ load image synprov/synapse:1.163"),
+        out.contains("+ install Docker")
+            && out.contains("+ load image synprov/synapse:1.163-setpriv"),
         "{out}"
     );
     // Sized from this host's memory, and shown with the reason.
@@ -178,6 +262,9 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         planned_buffers,
         "Postgres runs with the shared buffers the plan showed"
     );
+
+    hardened_containers();
+    every_metrics_target_answers();
 
     // A client conversation through Nginx.
     let secret = matrix::shared_secret(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml"));
@@ -401,7 +488,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
 }
 
 /// The same Synapse with another version label: an image to upgrade to.
-const NEXT: &str = "synprov/synapse:1.163-next";
+const NEXT: &str = "synprov/synapse:1.163-setpriv-next";
 
 /// Each container's start (ns since the epoch) and image, by Compose service.
 fn starts() -> std::collections::BTreeMap<String, (u128, String)> {
@@ -440,14 +527,14 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
 ) {
     common::bed::build_image(
         NEXT,
-        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+        "FROM synprov/synapse:1.163-setpriv\nLABEL org.opencontainers.image.version=1.163.2-next\n",
     );
     let base = format!("http://{HOST_IP}:8008");
     let next = dir.join("next.toml");
     let today = std::fs::read_to_string(first).unwrap();
     std::fs::write(
         &next,
-        today.replace("\"synprov/synapse:1.163\"", &format!("\"{NEXT}\"")),
+        today.replace("\"synprov/synapse:1.163-setpriv\"", &format!("\"{NEXT}\"")),
     )
     .unwrap();
     let refused = dir.join("next-refused.toml");
@@ -464,7 +551,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(&format!(
-            "upgrade Synapse synprov/synapse:1.163 -> {NEXT}: config check on the new image"
+            "upgrade Synapse synprov/synapse:1.163-setpriv -> {NEXT}: config check on the new image"
         )),
         "{out}"
     );
@@ -521,7 +608,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert!(
         synapse_starts()
             .values()
-            .all(|(_, image)| image == "synprov/synapse:1.163")
+            .all(|(_, image)| image == "synprov/synapse:1.163-setpriv")
     );
     assert!(matrix::logs_in(&base, "alice2"));
     assert!(

@@ -85,6 +85,20 @@ fn e2e_plugins_deploy_a_turn_server_synapse_hands_out_credentials_for_and_well_k
         "cd {DIR} && docker compose ps --format '{{{{.Service}}}} {{{{.State}}}}'"
     ));
     assert!(status.lines().any(|l| l == "coturn running"), "{status}");
+    // Confined like synprov's own services: granted the host's network, nothing more.
+    let coturn = host.exec(&format!(
+        "cd {DIR} && docker inspect --format '{{{{json .HostConfig.CapDrop}}}} {{{{json .HostConfig.CapAdd}}}} \
+         {{{{json .HostConfig.SecurityOpt}}}} {{{{.HostConfig.PidsLimit}}}} {{{{.HostConfig.Memory}}}}' \
+         $(docker compose ps -q coturn)"
+    ));
+    assert_eq!(
+        coturn,
+        format!(
+            r#"["ALL"] null ["no-new-privileges:true"] 256 {}"#,
+            512 * 1024 * 1024
+        ),
+        "the plugin's service drops every capability and has limits"
+    );
 
     // The plugin was told the host's facts when synprov connected.
     let echo = host.exec(&format!("cat {DIR}/plugins/echo/echo/input.txt"));

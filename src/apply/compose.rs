@@ -148,10 +148,17 @@ pub fn logs(kind: &Compose, query: &LogsQuery, services: &[String]) -> Command {
         .fold(logs.arg("--"), |logs, service| logs.arg(service))
 }
 
-/// `compose exec -T SERVICE COMMAND...`: no terminal (the output is read through a pipe),
-/// and each word of the command one argument.
-pub fn exec(kind: &Compose, service: &str, command: &[String]) -> Command {
-    let exec = compose(kind).arg("exec").arg("-T").arg("--").arg(service);
+/// `compose exec -T [--user USER] SERVICE COMMAND...`: no terminal (the output is read
+/// through a pipe), and each word of the command one argument. `user` (`uid:gid`) runs the
+/// command as the service's own process does: a container that dropped its capabilities
+/// leaves root unable to read files that are not root's.
+pub fn exec(kind: &Compose, service: &str, user: Option<&str>, command: &[String]) -> Command {
+    let exec = compose(kind).arg("exec").arg("-T");
+    let exec = match user {
+        Some(user) => exec.arg("--user").arg(user),
+        None => exec,
+    };
+    let exec = exec.arg("--").arg(service);
     command.iter().fold(exec, |exec, word| exec.arg(word))
 }
 
@@ -302,13 +309,13 @@ mod tests {
             hostile.into(),
         ];
         assert_eq!(
-            exec(&Compose::V2(String::new()), "-rf", &command).line(),
+            exec(&Compose::V2(String::new()), "-rf", None, &command).line(),
             "docker compose -f docker-compose.yml exec -T -- -rf sh -c 'echo $SECRET; exit 3' \
              '/opt/x;touch${IFS}/tmp/pwned;'\\'''"
         );
         assert_eq!(
-            exec(&Compose::V1(String::new()), "$(id)", &[]).line(),
-            "docker-compose -f docker-compose.yml exec -T -- '$(id)'"
+            exec(&Compose::V1(String::new()), "$(id)", Some("1000:1000"), &[]).line(),
+            "docker-compose -f docker-compose.yml exec -T --user 1000:1000 -- '$(id)'"
         );
     }
 

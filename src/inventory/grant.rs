@@ -1,7 +1,8 @@
 //! What an operator may grant a plugin beyond the default (`allow = [...]` in `[[plugins]]`).
 //!
-//! By default a plugin's Compose services run confined: no host namespaces, no added
-//! capabilities, no devices, no ports below 1024 on the host. A grant lifts exactly one of
+//! By default a plugin's Compose services run confined, as synprov's own services do: every
+//! capability dropped (`cap_drop: [ALL]`), `no-new-privileges`, process and memory limits,
+//! no host namespaces, no devices, no ports below 1024 on the host. A grant lifts exactly one of
 //! those limits, so that what a plugin may do to a host is written in the inventory, where
 //! the operator reads it, and not decided by the plugin's author.
 
@@ -21,7 +22,8 @@ pub enum Grant {
     Privileged,
     /// Ports below 1024 published on the host.
     PrivilegedPorts,
-    /// One Linux capability in `cap_add` (its name without `CAP_`).
+    /// One Linux capability in `cap_add` (its name without `CAP_`): the one capability the
+    /// service gets back of those all services drop.
     Capability(&'static str),
     /// One device node of the host in `devices` (an absolute path under /dev).
     Device(String),

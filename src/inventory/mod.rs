@@ -242,6 +242,9 @@ pub struct Deployment {
     pub nginx: NginxSettings,
     /// HTTPS by Nginx itself; `None` is the plain-HTTP variant behind a TLS proxy.
     pub tls: Option<TlsSettings>,
+    /// Every Synapse process serves its metrics on a listener of its own, on the private
+    /// network, and a Prometheus scrape file lists them (`[deployments.NAME.metrics]`).
+    pub metrics: bool,
     /// Extra `homeserver.yaml` settings from the inventory, merged over the base settings.
     pub homeserver_extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -296,14 +299,17 @@ impl Deployment {
             + u64::from(CONNECTION_HEADROOM)
     }
 
-    /// How many listeners the processes have (main's two, and each worker's): the TCP
-    /// ports from `port_base` a spread deployment uses.
+    /// How many listeners the processes have (main's two, and each worker's, and one more
+    /// each for metrics): the TCP ports from `port_base` a spread deployment uses.
     pub fn listener_count(&self) -> u32 {
         let mut count = 2;
         for (kind, workers) in &self.workers {
             for index in 1..=*workers {
                 count += u32::from(kind.replicates(index)) + u32::from(kind.serves_clients());
             }
+        }
+        if self.metrics {
+            count += self.process_count();
         }
         count
     }

@@ -84,6 +84,8 @@ pub struct RawDeployment {
     pub nginx: RawNginx,
     /// HTTPS served by Nginx itself; absent, Nginx speaks plain HTTP behind a TLS proxy.
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
     pub homeserver: Option<Spanned<toml::Table>>,
 }
@@ -155,6 +157,13 @@ pub struct RawTls {
     pub federation: Option<Spanned<String>>,
     pub https_port: Option<Spanned<u16>>,
     pub federation_port: Option<Spanned<u16>>,
+}
+
+/// `[deployments.NAME.metrics]`: Synapse's Prometheus metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

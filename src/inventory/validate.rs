@@ -596,6 +596,7 @@ impl Checker<'_> {
             postgres,
             nginx,
             tls,
+            metrics: raw.metrics.enabled.unwrap_or(false),
             homeserver_extra,
         };
         self.connection_budget(raw, &deployment)?;

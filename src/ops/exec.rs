@@ -5,12 +5,15 @@ use std::io::Write;
 
 use super::{Deployed, OpsError, until_disconnected};
 use crate::apply::compose;
+use crate::render::{GID, UID};
 use crate::shell::Script;
 use crate::transport::Connection;
 
 /// The script that runs `command` in the container of `name` (a process or service the
-/// host recorded). Every word is one argument of `compose exec`; the script travels on
-/// standard input, so the words appear on the host's command lines only as `exec`'s own.
+/// host recorded): in a Synapse process's, as Synapse's user, who owns its files (root there
+/// has no capability to read them). Every word is one argument of `compose exec`; the
+/// script travels on standard input, so the words appear on the host's command lines only
+/// as `exec`'s own.
 pub fn script(
     host: &str,
     deployed: &Deployed,
@@ -26,9 +29,13 @@ pub fn script(
             name: crate::ui::printable(name).into_owned(),
             valid,
         })?;
+    let user = deployed
+        .services
+        .runs_synapse(service)
+        .then(|| format!("{UID}:{GID}"));
     Ok(until_disconnected(
         &deployed.dir,
-        compose::exec(&deployed.compose, service, command),
+        compose::exec(&deployed.compose, service, user.as_deref(), command),
     ))
 }
 
@@ -61,21 +68,28 @@ mod tests {
             name: "d".into(),
             dir: "/opt/d".into(),
             compose: Compose::V2(String::new()),
-            services: Services::from_names(&[("main", "synapse")]),
+            services: Services::from_names(&[("main", "synapse"), ("db", "db")]),
         };
         let command = ["sh", "-c", "exit 3", "/opt/x;touch${IFS}/tmp/pwned;'"].map(String::from);
         assert_eq!(
             script("h", &deployed, "main", &command).unwrap().text(),
             "umask 077\nsynprov_run() {\ncd -- /opt/d || exit 1\n\
-             docker compose -f docker-compose.yml exec -T -- synapse sh -c 'exit 3' \
+             docker compose -f docker-compose.yml exec -T --user 1000:1000 -- synapse sh -c 'exit 3' \
              '/opt/x;touch${IFS}/tmp/pwned;'\\''' &\ncommand=$!\n\
              { cat >/dev/null; kill \"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
              wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
              synprov_run 3<&0 </dev/null\n"
         );
+        assert!(
+            script("h", &deployed, "db", &command)
+                .unwrap()
+                .text()
+                .contains("exec -T -- db sh -c"),
+            "the other services' commands run as their image's user"
+        );
         let error = script("h", &deployed, "rooms9", &command).unwrap_err();
         assert!(
-            matches!(&error, OpsError::UnknownName { valid, .. } if valid == "main"),
+            matches!(&error, OpsError::UnknownName { valid, .. } if valid == "db, main"),
             "{error:?}"
         );
     }

@@ -2,7 +2,7 @@
 //! read from its current generation's record rather than the inventory: the host runs what
 //! it recorded, which a changed inventory may no longer describe.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::generations::Record;
 use crate::verify::Probe;
@@ -10,7 +10,11 @@ use crate::verify::Probe;
 /// Name to Compose service: each Synapse process (`main` is `synapse`, `client_sync1` is
 /// `client-sync1`), and the other services under their own names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Services(BTreeMap<String, String>);
+pub struct Services {
+    names: BTreeMap<String, String>,
+    /// The services that run Synapse.
+    synapse: BTreeSet<String>,
+}
 
 impl Services {
     /// The services `record` names. Synapse processes come from its health targets (every
@@ -37,31 +41,45 @@ impl Services {
         for service in others.into_iter().chain(redis) {
             names.entry(service.clone()).or_insert(service);
         }
-        Services(names)
+        Services {
+            names,
+            synapse: synapse.into_iter().collect(),
+        }
+    }
+
+    /// Whether `service` runs a Synapse process (as the deployment's user, not root).
+    pub fn runs_synapse(&self, service: &str) -> bool {
+        self.synapse.contains(service)
     }
 
     /// The Compose service of `name`, or every valid name, comma-separated.
     pub fn service(&self, name: &str) -> Result<&str, String> {
-        self.0
+        self.names
             .get(name)
             .map(String::as_str)
-            .ok_or_else(|| self.0.keys().cloned().collect::<Vec<_>>().join(", "))
+            .ok_or_else(|| self.names.keys().cloned().collect::<Vec<_>>().join(", "))
     }
 
-    /// Services named as given, for tests of what uses them.
+    /// Services named as given, for tests of what uses them; `main` and the names ending
+    /// in a digit are Synapse processes.
     #[cfg(test)]
     pub(crate) fn from_names(names: &[(&str, &str)]) -> Services {
-        Services(
-            names
+        Services {
+            names: names
                 .iter()
                 .map(|(name, service)| (name.to_string(), service.to_string()))
                 .collect(),
-        )
+            synapse: names
+                .iter()
+                .filter(|(name, _)| *name == "main" || name.ends_with(|c: char| c.is_ascii_digit()))
+                .map(|(_, service)| service.to_string())
+                .collect(),
+        }
     }
 
     /// The names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.names.keys().map(String::as_str)
     }
 }
 

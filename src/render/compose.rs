@@ -13,6 +13,33 @@ use crate::topology::{Endpoint, Process, Role, Topology};
 pub const UID: u32 = 1000;
 pub const GID: u32 = 1000;
 
+/// How many processes (threads included) a Synapse container may run: the reactor's
+/// thread pool, the database pool's threads, media thumbnailing, and a healthcheck's curl,
+/// with room to spare; a fork bomb stops well short of the host's limit.
+const SYNAPSE_PIDS: u32 = 256;
+
+/// Redis: its main thread, a few background I/O threads, the child of a background save and
+/// the healthcheck's redis-cli.
+const REDIS_PIDS: u32 = 64;
+
+/// Nginx: `worker_processes auto` starts one worker per core of the host (not of the
+/// container's `cpus`), so the limit leaves room for large hosts.
+const NGINX_PIDS: u32 = 512;
+
+/// Postgres beyond its connections (one process each): the background processes, the
+/// autovacuum launcher and workers, the entrypoint's temporary server and the healthcheck.
+const POSTGRES_PIDS_BESIDES_CONNECTIONS: u32 = 64;
+
+/// Postgres' process limit: a process per connection and per background worker it may
+/// start (`max_worker_processes`), plus [`POSTGRES_PIDS_BESIDES_CONNECTIONS`].
+fn postgres_pids(sizing: &PostgresSizing) -> u32 {
+    sizing
+        .max_connections
+        .value
+        .saturating_add(sizing.max_worker_processes.value)
+        .saturating_add(POSTGRES_PIDS_BESIDES_CONNECTIONS)
+}
+
 /// The healthcheck of a Synapse process: `/health` on one of its listeners.
 pub fn health_command(process: &Process) -> String {
     match process.health_endpoint() {
@@ -140,6 +167,12 @@ pub fn compose(
         // The tuning guide: /dev/shm about as large as the shared buffers (Docker's
         // default of 64MB fails parallel queries).
         "shm_size": postgres.map(|p| format!("{}m", p.shared_buffers.value.mb_rounded_up())),
+        "pids": {
+            "synapse": SYNAPSE_PIDS,
+            "redis": REDIS_PIDS,
+            "nginx": NGINX_PIDS,
+            "postgres": postgres.map(postgres_pids),
+        },
         "nginx_port": deployment.nginx.http_port,
         "tls": super::tls::context(deployment),
         "redis_command": redis_command,

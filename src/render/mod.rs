@@ -6,6 +6,7 @@
 
 mod compose;
 mod merge;
+mod metrics;
 mod nginx;
 mod plugins;
 mod postgres;
@@ -21,7 +22,7 @@ use miette::Diagnostic;
 use serde_json::json;
 use thiserror::Error;
 
-pub use compose::health_command;
+pub use compose::{GID, UID, health_command};
 pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
 pub use tls::{CERTIFICATE as TLS_CERTIFICATE, KEY as TLS_KEY};
@@ -395,6 +396,10 @@ pub fn render_deployment(
         ] {
             add(format!("nginx/{file}"), &format!("nginx/{file}"), &nginx)?;
         }
+    }
+
+    if let Some(targets) = metrics::targets(deployment, topology).filter(|_| main_host) {
+        files.push((metrics::TARGETS.into(), targets));
     }
 
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);

@@ -85,13 +85,44 @@ pub fn grants(contributions: &[Contribution]) -> Vec<(String, Vec<Grant>)> {
         .collect()
 }
 
-/// The plugins' services as YAML lines for the `services:` mapping of docker-compose.yml.
+/// The process limit of a plugin's service that sets none.
+const PLUGIN_PIDS: u64 = 256;
+
+/// The memory limit of a plugin's service that sets none (synprov's small services').
+const PLUGIN_MEMORY: &str = "0.5G";
+
+/// A plugin's service confined as synprov's own are: every capability dropped (the ones
+/// granted come back through its `cap_add`, which the plugin service rules held
+/// to the grants), no gaining privileges, and a process and a memory limit unless it sets
+/// its own. `privileged: true` (granted) still gives every capability: Docker ignores
+/// `cap_drop` then.
+fn hardened(definition: &serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::Value;
+    let mut definition = definition.clone();
+    if let Value::Mapping(map) = &mut definition {
+        map.insert("cap_drop".into(), Value::Sequence(vec!["ALL".into()]));
+        map.insert(
+            "security_opt".into(),
+            Value::Sequence(vec!["no-new-privileges:true".into()]),
+        );
+        if !map.contains_key("pids_limit") {
+            map.insert("pids_limit".into(), PLUGIN_PIDS.into());
+        }
+        if !map.contains_key("mem_limit") {
+            map.insert("mem_limit".into(), PLUGIN_MEMORY.into());
+        }
+    }
+    definition
+}
+
+/// The plugins' services as YAML lines for the `services:` mapping of docker-compose.yml,
+/// each [`hardened`].
 pub fn compose_services(contributions: &[Contribution]) -> String {
     let mut out = String::new();
     for contribution in contributions {
         for (name, definition) in &contribution.services {
             let mut service = serde_norway::Mapping::new();
-            service.insert(name.as_str().into(), definition.clone());
+            service.insert(name.as_str().into(), hardened(definition));
             let yaml = serde_norway::to_string(&service).expect("a parsed value serializes");
             out.push_str(&format!("  # from plugin {}\n", contribution.plugin));
             for line in yaml.lines() {
@@ -211,6 +242,32 @@ pub fn add_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(yaml: &str) -> serde_norway::Value {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_plugin_service_drops_every_capability_and_gets_limits_unless_it_sets_them() {
+        let plain = hardened(&service("image: coturn\ncap_add: [NET_ADMIN]\n"));
+        assert_eq!(
+            plain,
+            service(
+                "image: coturn\ncap_add: [NET_ADMIN]\ncap_drop: [ALL]\n\
+                 security_opt: ['no-new-privileges:true']\npids_limit: 256\nmem_limit: 0.5G\n"
+            )
+        );
+        let own = hardened(&service(
+            "image: x\ncap_drop: [NET_RAW]\nsecurity_opt: [no-new-privileges]\npids_limit: 10\nmem_limit: 2G\n",
+        ));
+        assert_eq!(
+            own,
+            service(
+                "image: x\ncap_drop: [ALL]\nsecurity_opt: ['no-new-privileges:true']\npids_limit: 10\nmem_limit: 2G\n"
+            ),
+            "its own limits stay; its capabilities are dropped all the same"
+        );
+    }
 
     #[test]
     fn every_route_of_synprov_lies_under_a_reserved_prefix() {

@@ -31,12 +31,13 @@ const IP_RANGE_BLOCKLIST: [&str; 19] = [
     "fec0::/10",
 ];
 
-/// The listeners a process declares: replication first, then inbound.
+/// The listeners a process declares: replication first, then inbound, then metrics.
 fn listeners(process: &Process) -> Vec<Value> {
     let listener = |endpoint: &Endpoint, resources: &[&str], x_forwarded: bool| {
         let mut value = endpoint_value(endpoint);
         value["resources"] = json!(resources);
         value["x_forwarded"] = json!(x_forwarded);
+        value["metrics"] = json!(false);
         value
     };
     let mut out = Vec::new();
@@ -45,6 +46,9 @@ fn listeners(process: &Process) -> Vec<Value> {
     }
     if let Some(endpoint) = &process.inbound {
         out.push(listener(endpoint, process.inbound_resources(), true));
+    }
+    if let Some(metrics) = &process.metrics {
+        out.push(json!({ "metrics": true, "host": metrics.bind, "port": metrics.port }));
     }
     out
 }
@@ -94,6 +98,7 @@ pub fn homeserver(
         "postgres": postgres,
         "redis": endpoint_value(&topology.redis),
         "main_listeners": listeners(topology.main()),
+        "metrics": deployment.metrics,
         "ip_range_blocklist": IP_RANGE_BLOCKLIST,
         "duties": {
             "stream_writer": topology.stream_writer().name,

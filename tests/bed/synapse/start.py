@@ -11,16 +11,17 @@ docker/start.py, without its config templating.
                                $SYNAPSE_SERVER_NAME (SYNAPSE_REPORT_STATS required), like
                                the official image's `generate`.
 
-jemalloc is preloaded when present, as in the official image. Unlike it, this image runs
-Synapse as root: UID and GID are accepted and ignored (no gosu), so Synapse's sockets keep
-its default mode 0666 and every other container can reach them.
+jemalloc is preloaded when present, as in the official image. As the official image does
+with gosu, Synapse runs as UID:GID from the environment (991:991 when unset) when started
+as root, through util-linux's setpriv: so the test bed meets the same ownership, socket
+mode and capability problems (it needs SETUID and SETGID) as the official image would.
 """
 
 import os
 import platform
 import subprocess
 import sys
-from typing import List, MutableMapping, NoReturn
+from typing import List, MutableMapping, NoReturn, Tuple
 
 PYTHON = "/opt/venv/bin/python"
 
@@ -82,7 +83,18 @@ def run(args: List[str], environ: MutableMapping[str, str]) -> NoReturn:
     log("Starting synapse with args " + " ".join(args))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(PYTHON, [PYTHON] + args, environ)
+    os.execve(*as_user([PYTHON] + args), environ)
+
+
+def as_user(command: List[str]) -> Tuple[str, List[str]]:
+    """The program and arguments that run `command` as the official image's user: UID:GID
+    from the environment, 991:991 by default, when started as root; as is otherwise."""
+    if os.getuid() != 0:
+        return command[0], command
+    uid = int(os.environ.get("UID", "991"))
+    gid = int(os.environ.get("GID", "991"))
+    setpriv = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    return setpriv[0], setpriv + command
 
 
 def main(argv: List[str], environ: MutableMapping[str, str]) -> None:
