@@ -487,11 +487,74 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         }
     }
     matrix::conversation(&base, secret, "e2e.example", "3");
+    // A table the dump does not have (as a newer Synapse's migrations would add).
+    let psql = |sql: &str| {
+        on_host(&format!(
+            "docker exec e2e-db-1 psql -U synapse -d synapse -tAc \"{sql}\""
+        ))
+    };
+    psql("CREATE TABLE created_after_the_dump (x int)");
 
-    // Back, with the database of before the upgrade: the users registered since are gone,
-    // those of before log in.
-    let (code, out) = synprov_run(dir, &["rollback", "--host", "e2e", "--restore-db"], &next);
+    // The same tag rebuilt (another image ID behind it) is an upgrade too, in the same order.
+    common::bed::build_image(
+        NEXT,
+        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.3-rebuilt\n",
+    );
+    let rebuilt_id = String::from_utf8(
+        std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", NEXT])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let (code, out) = synprov_run(dir, &["plan"], &next);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "upgrade Synapse {NEXT} (same tag, new image ID sha256:"
+        )) && out.contains(&format!("-> {}..)", &rebuilt_id[..19])),
+        "{out}"
+    );
+    let (code, out) = synprov_run(dir, &["apply"], &next);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("database dumped beside generation"), "{out}");
+    let after = synapse_starts();
+    let main_start = after["synapse"].0;
+    assert!(
+        after
+            .iter()
+            .all(|(service, (start, _))| service == "synapse" || *start > main_start),
+        "every worker started after main: {after:?}"
+    );
+    assert_eq!(
+        on_host("docker inspect --format '{{.Image}}' e2e-synapse-1 e2e-rooms1-1"),
+        format!("{rebuilt_id}\n{rebuilt_id}"),
+        "main and the workers run the rebuilt image"
+    );
+
+    // Back, with the database of before the first upgrade: the users registered since are
+    // gone, those of before log in, and the table created since is gone too.
+    let (code, out) = synprov_run(
+        dir,
+        &[
+            "rollback",
+            "--host",
+            "e2e",
+            "--to",
+            dumped.as_str(),
+            "--restore-db",
+        ],
+        &next,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_tables WHERE tablename = 'created_after_the_dump'"),
+        "0",
+        "the database is exactly as dumped"
+    );
     assert!(
         out.contains(&format!(
             "restoring the database dumped beside generation {dumped}"

@@ -108,6 +108,17 @@ pub fn roll_out(
     work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
     let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
+    roll_out_on(loaded, target, hosts, batched, work)
+}
+
+/// [`roll_out`] on `hosts` only (of the loaded hosts).
+pub fn roll_out_on(
+    loaded: &Loaded,
+    target: &Target,
+    hosts: Vec<String>,
+    batched: bool,
+    work: Arc<rollout::Work>,
+) -> Vec<rollout::HostResult> {
     let policy = &loaded.inventory.rollout;
     let parallel = target.parallel.unwrap_or(policy.parallel).max(1) as usize;
     let (stages, batch, max_failures) = if batched {

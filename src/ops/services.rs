@@ -2,7 +2,7 @@
 //! read from its current generation's record rather than the inventory: the host runs what
 //! it recorded, which a changed inventory may no longer describe.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::generations::Record;
 use crate::verify::Probe;
@@ -10,7 +10,11 @@ use crate::verify::Probe;
 /// Name to Compose service: each Synapse process (`main` is `synapse`, `client_sync1` is
 /// `client-sync1`), and the other services under their own names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Services(BTreeMap<String, String>);
+pub struct Services {
+    services: BTreeMap<String, String>,
+    /// The names of the Synapse processes among them, which log to a file of their own.
+    synapse: BTreeSet<String>,
+}
 
 impl Services {
     /// The services `record` names. Synapse processes come from its health targets (every
@@ -24,6 +28,7 @@ impl Services {
                 names.insert(target.process.clone(), service.clone());
             }
         }
+        let processes: BTreeSet<String> = names.keys().cloned().collect();
         let synapse: Vec<String> = names.values().cloned().collect();
         let others = (record.files.iter().flat_map(|f| f.used_by.iter()))
             .chain(record.health.iter().filter_map(|t| t.service.as_ref()))
@@ -37,31 +42,40 @@ impl Services {
         for service in others.into_iter().chain(redis) {
             names.entry(service.clone()).or_insert(service);
         }
-        Services(names)
+        Services {
+            services: names,
+            synapse: processes,
+        }
+    }
+
+    /// Whether `name` is a Synapse process (its full log is in `logs/NAME` on the host).
+    pub fn is_synapse(&self, name: &str) -> bool {
+        self.synapse.contains(name)
     }
 
     /// The Compose service of `name`, or every valid name, comma-separated.
     pub fn service(&self, name: &str) -> Result<&str, String> {
-        self.0
+        self.services
             .get(name)
             .map(String::as_str)
-            .ok_or_else(|| self.0.keys().cloned().collect::<Vec<_>>().join(", "))
+            .ok_or_else(|| self.services.keys().cloned().collect::<Vec<_>>().join(", "))
     }
 
-    /// Services named as given, for tests of what uses them.
+    /// For tests of what uses them: the Synapse processes `synapse` as (name, service),
+    /// and `others` by their names.
     #[cfg(test)]
-    pub(crate) fn from_names(names: &[(&str, &str)]) -> Services {
-        Services(
-            names
-                .iter()
+    pub(crate) fn from_names(synapse: &[(&str, &str)], others: &[&str]) -> Services {
+        let others = others.iter().map(|name| (*name, *name));
+        Services {
+            services: (synapse.iter().copied().chain(others))
                 .map(|(name, service)| (name.to_string(), service.to_string()))
                 .collect(),
-        )
+            synapse: synapse.iter().map(|(name, _)| name.to_string()).collect(),
+        }
     }
 
-    /// The names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.services.keys().map(String::as_str)
     }
 }
 
