@@ -245,22 +245,30 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         "{out}"
     );
 
-    // Day two, as `deploy` through sudo: what main's container printed (Synapse writes its
-    // own log to a file: the container shows its start line), and commands in the
-    // containers of main and db, each word as given, the exit status passed through.
+    // Day two, as `deploy` through sudo: main's full log (its file, INFO lines included,
+    // where the container's console has only warnings), Postgres' from its container, and
+    // commands in the containers of main and db, each word as given, the exit status
+    // passed through.
     let (code, out) = synprov_run(
         dir.path(),
-        &["logs", "--host", "e2e", "main", "--tail", "5"],
+        &[
+            "logs", "--host", "e2e", "main", "--tail", "5", "--since", "1h",
+        ],
         &first,
     );
     assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("main | ")).collect();
     assert!(
-        out.contains("synapse-1  | Starting synapse with args -m synapse.app.homeserver")
-            && out
-                .lines()
-                .all(|l| l.is_empty() || l.starts_with("synapse-1 ")),
+        lines.len() == 5 && lines.iter().any(|l| l.contains(" - INFO - ")),
         "{out}"
     );
+    let (code, out) = synprov_run(
+        dir.path(),
+        &["logs", "--host", "e2e", "db", "--tail", "3"],
+        &first,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("db-1 ")), "{out}");
     let exec = |process: &str, command: &[&str]| {
         let args = [&["exec", "--host", "e2e", process, "--"], command].concat();
         synprov_run(dir.path(), &args, &first)

@@ -67,9 +67,9 @@ mod tests {
         assert_eq!(
             script("h", &deployed, "main", &command).unwrap().text(),
             "umask 077\nsynprov_run() {\ncd -- /opt/d || exit 1\n\
-             setsid docker compose -f docker-compose.yml exec -T -- synapse sh -c 'exit 3' \
+             docker compose -f docker-compose.yml exec -T -- synapse sh -c 'exit 3' \
              '/opt/x;touch${IFS}/tmp/pwned;'\\''' &\ncommand=$!\n\
-             { cat >/dev/null; kill -- -\"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
+             { cat >/dev/null; kill 0; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
              wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
              synprov_run 3<&0 </dev/null\n"
         );

@@ -268,7 +268,7 @@ mod tests {
         assert!(
             script.text().starts_with(&format!(
                 "umask 077\nsynprov_run() {{\ncd -- '/opt/x;touch${{IFS}}/tmp/pwned;'\\''' || exit 1\n\
-                 setsid sh -c {} synprov-logs &\ncommand=$!\n",
+                 sh -c {} synprov-logs &\ncommand=$!\n",
                 crate::shell::quote(following.text())
             )),
             "{}",
