@@ -236,7 +236,7 @@ fn upgrade_spread(
         }
         Ok((count, 0))
     };
-    let checked = super::roll_out_on(loaded, target, hosts.clone(), false, Arc::new(check));
+    let checked = super::roll_out_on(loaded, target, hosts.clone(), false, false, Arc::new(check));
     let upgrading = std::mem::take(&mut *upgrading.lock().expect("not poisoned"));
     let refused = super::unfinished(&checked);
     if !refused.is_empty() {
@@ -246,7 +246,10 @@ fn upgrade_spread(
         );
         return Some(super::rollout_exit(loaded, &checked, ExitCode::FAILURE));
     }
-    let deployments: Vec<String> = upgrading.values().flatten().cloned().collect();
+    let deployments: Vec<String> = (upgrading.values().flatten().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     // The hosts of their workers alone: main's host stops its own in its apply.
     let workers_only: Vec<String> = (hosts.iter())
         .filter(|h| {
@@ -259,6 +262,13 @@ fn upgrade_spread(
         .collect();
     if workers_only.is_empty() {
         return None;
+    }
+    if !target.json {
+        println!(
+            "{}: the new Synapse image accepts the config on every host; stopping the workers on {} until main runs it",
+            deployments.join(", "),
+            workers_only.join(", ")
+        );
     }
     let (shared, origin) = (Arc::clone(loaded), options.origin.clone());
     let stop = move |host: &str, step: &dyn Fn(String)| {
@@ -282,7 +292,7 @@ fn upgrade_spread(
             .map_err(|e| super::failure(e.into()))?;
         Ok((stopped, 0))
     };
-    let stopped = super::roll_out_on(loaded, target, workers_only, false, Arc::new(stop));
+    let stopped = super::roll_out_on(loaded, target, workers_only, false, false, Arc::new(stop));
     if !super::unfinished(&stopped).is_empty() {
         return Some(super::rollout_exit(loaded, &stopped, ExitCode::FAILURE));
     }

@@ -108,15 +108,17 @@ pub fn roll_out(
     work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
     let hosts: Vec<String> = loaded.hosts.iter().map(|h| h.host.clone()).collect();
-    roll_out_on(loaded, target, hosts, batched, work)
+    roll_out_on(loaded, target, hosts, batched, true, work)
 }
 
-/// [`roll_out`] on `hosts` only (of the loaded hosts).
+/// [`roll_out`] on `hosts` only (of the loaded hosts); without `recap`, the recap is shown
+/// only when a host did not finish (a step before the rollout proper).
 pub fn roll_out_on(
     loaded: &Loaded,
     target: &Target,
     hosts: Vec<String>,
     batched: bool,
+    recap: bool,
     work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
     let policy = &loaded.inventory.rollout;
@@ -139,7 +141,9 @@ pub fn roll_out_on(
     drop(events);
     let timings = display.join().unwrap_or_default();
     if mode != Mode::Json {
-        print!("{}", progress::recap(&results));
+        if recap || !unfinished(&results).is_empty() {
+            print!("{}", progress::recap(&results));
+        }
         if target.timings {
             print!("{}", timings.slowest(SLOWEST));
         }
