@@ -250,6 +250,18 @@ fn upgrade_spread(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Their workers would start on the new image before main runs it.
+    let without_main: Vec<String> = (deployments.iter())
+        .filter(|d| !selected.contains(&inventory.deployments[*d].host.as_str()))
+        .map(|d| format!("{d} (main on {})", inventory.deployments[d].host))
+        .collect();
+    if !without_main.is_empty() {
+        eprintln!(
+            "Synapse's image changes in {}: apply its main host too (--limit), which upgrades first; nothing was touched",
+            without_main.join(", ")
+        );
+        return Some(ExitCode::FAILURE);
+    }
     // The hosts of their workers alone: main's host stops its own in its apply.
     let workers_only: Vec<String> = (hosts.iter())
         .filter(|h| {
