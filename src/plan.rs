@@ -565,6 +565,29 @@ mod tests {
     }
 
     #[test]
+    fn on_a_host_of_workers_only_their_image_is_synapse_s() {
+        let workers = |image: &str| {
+            format!(
+                "services:\n  rooms1:\n    image: {image}\n    volumes:\n      - ./logs/rooms1:/data/logs\n  \
+                 other:\n    image: x\n"
+            )
+        };
+        let mut plan = plan(&[("docker-compose.yml", Change::Update)]);
+        plan.read_compose_change(&workers("synapse:1.163"), &workers("synapse:1.164"));
+        assert_eq!(
+            plan.upgrade.map(|u| u.to_string()).as_deref(),
+            Some("Synapse synapse:1.163 -> synapse:1.164")
+        );
+        let mut plan =
+            DeploymentPlan::for_test("/opt/d", &[("docker-compose.yml", Change::Update)], &[]);
+        plan.read_compose_change(
+            &workers("synapse:1.163"),
+            &workers("synapse:1.163").replace("image: x", "image: y"),
+        );
+        assert_eq!(plan.upgrade, None, "another service's image");
+    }
+
+    #[test]
     fn a_worker_whose_service_leaves_the_compose_file_is_named_with_its_leftovers() {
         let old = "x: &synapse\n  image: s\nservices:\n  synapse:\n    <<: *synapse\n    volumes:\n      - ./logs/main:/data/logs\n  \
                    client-sync2:\n    <<: *synapse\n    volumes:\n      - ./sockets:/sockets\n      - ./logs/client_sync2:/data/logs\n  \
