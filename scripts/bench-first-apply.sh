@@ -19,7 +19,7 @@ subnet=172.31.246.0/24
 plain=synprov-bench-plain plain_ip=172.31.246.10
 tool=synprov-bench-synprov tool_ip=172.31.246.11
 deploy=/opt/synapse/bench
-images=(synprov/synapse:1.163-setpriv synprov/postgres:15 synprov/redis:7 synprov/nginx:1.22)
+images=(synprov/synapse:1.163 synprov/postgres:15 synprov/redis:7 synprov/nginx:1.22)
 
 bash scripts/start-dockerd.sh >/dev/null
 bash scripts/install-compose.sh

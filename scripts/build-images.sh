@@ -13,10 +13,8 @@
 # Images (the Dockerfiles and entry scripts are under tests/bed/<name>/):
 #   synprov/debian-base:bookworm  debootstrap --variant=minbase bookworm, `docker import`ed
 #   synprov/host:bookworm         a systemd "server" with sshd, sudo and a `deploy` user
-#   synprov/synapse:1.163-setpriv Synapse from PyPI, with the official image's /start.py interface
-#                                 (dropping root to UID:GID, as the official image does; the tag
-#                                 says so, apart from the earlier synprov/synapse:1.163 that ran
-#                                 Synapse as root)
+#   synprov/synapse:1.163         Synapse from PyPI, with the official image's /start.py interface
+#                                 (dropping root to UID:GID, as the official image does)
 #   synprov/postgres:15           Debian's PostgreSQL 15, official image's entrypoint behaviour
 #   synprov/redis:7               Debian's Redis 7
 #   synprov/nginx:1.22            Debian's Nginx 1.22
@@ -43,7 +41,7 @@ LABEL=org.synprov.bed
 BASE_TAG=synprov/debian-base:bookworm
 declare -A TAGS=(
     [host]=synprov/host:bookworm
-    [synapse]=synprov/synapse:1.163-setpriv
+    [synapse]=synprov/synapse:1.163
     [postgres]=synprov/postgres:15
     [redis]=synprov/redis:7
     [nginx]=synprov/nginx:1.22

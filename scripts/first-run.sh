@@ -91,7 +91,7 @@ sender = 1
 [deployments.demo.images]
 # The images built above, streamed to the host over SSH.
 preload = true
-synapse = "synprov/synapse:1.163-setpriv"
+synapse = "synprov/synapse:1.163"
 postgres = "synprov/postgres:15"
 redis = "synprov/redis:7"
 nginx = "synprov/nginx:1.22"

@@ -139,7 +139,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         max_age: Option<humantime::Duration>,
         /// Upgrade Synapse without dumping Postgres first (the dump is what `rollback
-        /// --restore-db` puts back).
+        /// --restore-db` puts back). A new image reference of Synapse is an upgrade, and so
+        /// is, with `preload`, an image rebuilt under the same tag.
         #[arg(long)]
         no_backup: bool,
     },
@@ -161,7 +162,8 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         to: Option<u32>,
         /// Also put back the database dumped beside that generation before an upgrade from
-        /// it, replacing everything written since. Every Synapse process is stopped meanwhile.
+        /// it, exactly as dumped (tables created since are gone too), in one transaction.
+        /// Every Synapse process is stopped meanwhile.
         #[arg(long)]
         restore_db: bool,
     },
@@ -216,11 +218,13 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print what the containers of a deployment's processes (`main`, `rooms1`, ...) and
-    /// services (`db`, `redis`, `nginx`) printed (`compose logs`), as the host's current
-    /// generation names them; all of them when none is named. Exit status: Compose's.
+    /// Print the full logs of a deployment's Synapse processes (`main`, `rooms1`, ...: the
+    /// file each writes, INFO lines included) and what the containers of its other services
+    /// (`db`, `redis`, `nginx`) printed (`compose logs`), as the host's current generation
+    /// names them; all of them when none is named. Exit status: 0, or 1 when one could not
+    /// be read.
     #[command(
-        after_help = "Examples:\n  synprov logs inventory/example.toml --host hs1 main --tail 50\n  synprov logs inventory/example.toml --host hs1 rooms1 rooms2 --since 10m --follow\n\n--since takes a duration (10m, 1h 30m) or a UTC time (2026-12-01T10:00:00Z); a host\nwith only Compose v1 has no --since.\n\nSynapse prints its warnings and errors; its full log is a file, read with exec, e.g.\n  synprov exec inventory/example.toml --host hs1 rooms1 -- tail -n 100 /data/logs/rooms.log"
+        after_help = "Examples:\n  synprov logs inventory/example.toml --host hs1 main --tail 50\n  synprov logs inventory/example.toml --host hs1 rooms1 rooms2 --since 10m --follow\n\n--since takes a duration (10m, 1h 30m) or a UTC time (2026-12-01T10:00:00Z); a host\nwith only Compose v1 has no --since for the services other than Synapse's.\n\nA Synapse process's lines come from its log file (logs/NAME/ on the host, with the files\nrotated before it), each after `NAME | `."
     )]
     Logs {
         #[command(flatten)]
@@ -231,7 +235,7 @@ pub enum Command {
         /// Only lines since then: a duration before now (10m) or a UTC time.
         #[arg(long, value_name = "WHEN")]
         since: Option<synprov::ops::logs::Since>,
-        /// Only the last N lines of each container.
+        /// Only the last N lines of each process or service.
         #[arg(long, value_name = "N")]
         tail: Option<u32>,
         /// Keep printing new lines, until the containers stop or Ctrl-C.

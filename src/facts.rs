@@ -41,6 +41,10 @@ pub struct DeployedState {
     /// Set when an apply wrote files but stopped before the stack was up on them: the
     /// services it was to recreate.
     pub pending: Option<Vec<String>>,
+    /// The ID of the image Synapse's main container runs, when asked for
+    /// ([`DeploymentQuery::main_image`]) and the container exists: a rebuild of its image
+    /// under the same tag is an upgrade, which only this ID tells.
+    pub main_image: Option<String>,
 }
 
 /// Serialized only for a digest of what a plan was made against (`saved_plan`).
@@ -74,6 +78,16 @@ pub struct DeploymentQuery<'a> {
     pub name: &'a str,
     pub dir: &'a str,
     pub paths: Vec<&'a str>,
+    /// Ask for the image ID main's container runs ([`DeployedState::main_image`]): for a
+    /// deployment whose images are sent from this machine, to compare with what is sent.
+    pub main_image: bool,
+}
+
+/// Whether `id` is an image ID as Docker prints it (`sha256:` and 64 hex digits): what a
+/// host says is one is checked before it is used.
+pub fn is_image_id(id: &str) -> bool {
+    id.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The manifest of managed files inside a deploy directory: their paths, each followed by a
@@ -130,7 +144,7 @@ echo "cores=$(nproc)"
         s.push(sh!(
             "echo {}\n(\ncd -- {} || exit 0\n\
              [ -f {} ] && base64 < {} | sed 's/^/manifest=/'\n\
-             [ -f {} ] && base64 < {} | sed 's/^/pending=/'\n{ ",
+             [ -f {} ] && base64 < {} | sed 's/^/pending=/'\n",
             format!("deployment={}", STANDARD.encode(d.name)),
             d.dir,
             MANIFEST,
@@ -138,6 +152,14 @@ echo "cores=$(nproc)"
             PENDING,
             PENDING
         ));
+        if d.main_image {
+            // Main's container as Compose v2 names it, or v1, in the project `.env` names.
+            s.push(sh!(
+                "p=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env) && [ -n \"$p\" ] && \
+                 docker inspect --format 'main_image={{.Image}}' -- \"$p-synapse-1\" \"${p}_synapse_1\"\n"
+            ));
+        }
+        s.push(sh!("{ "));
         s.push(print_nul_terminated(&d.paths));
         s.push(sh!("; [ -f {} ] && ", MANIFEST));
         s.push(nul_paths(MANIFEST));
@@ -262,6 +284,13 @@ pub fn parse(output: &str) -> Facts {
                 };
                 into.push_str(value.trim());
             }
+            "main_image" => {
+                if let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c))
+                    && is_image_id(value.trim())
+                {
+                    state.main_image = Some(value.trim().to_string());
+                }
+            }
             "hash" => {
                 let Some(state) = current.as_ref().and_then(|c| facts.deployments.get_mut(c))
                 else {
@@ -322,11 +351,13 @@ mod tests {
                 name: "d",
                 dir: d,
                 paths: vec!["a.yaml", "missing.yaml"],
+                main_image: false,
             },
             DeploymentQuery {
                 name: "new",
                 dir: "/nonexistent/x",
                 paths: vec!["a"],
+                main_image: false,
             },
         ];
         let facts = parse(&run(&script(&query, &[])));
@@ -363,6 +394,7 @@ mod tests {
             name,
             dir: dir.path().to_str().unwrap(),
             paths: paths.to_vec(),
+            main_image: false,
         }];
         let facts = parse(&run(&script(&query, &[])));
         assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), [name]);
@@ -384,6 +416,7 @@ mod tests {
             name: "d'1",
             dir: "/opt/$(x)",
             paths: vec!["-a", "b c"],
+            main_image: false,
         }];
         let text = script(&query, &["img;rm -rf /".to_string()]);
         let prefix = script(&[], &[]);
@@ -399,6 +432,35 @@ mod tests {
              then tr '\\n' '\\000' < .synprov/manifest; else cat < .synprov/manifest; fi; }; } \
              | xargs -0 -r sha256sum -- | sort -u -k2 | sed 's/^/hash=/'\n)\nexit 0\n"
         );
+    }
+
+    #[test]
+    fn the_image_of_main_s_container_is_asked_for_by_the_project_s_container_names() {
+        let query = |main_image| DeploymentQuery {
+            name: "d",
+            dir: "/opt/d",
+            paths: Vec::new(),
+            main_image,
+        };
+        let asked = script(&[query(true)], &[]);
+        let line = "p=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env) && [ -n \"$p\" ] && \
+                    docker inspect --format 'main_image={{.Image}}' -- \"$p-synapse-1\" \"${p}_synapse_1\"\n";
+        // Outside the group whose output is hashed.
+        assert!(
+            asked
+                .text()
+                .contains(&format!("sed 's/^/pending=/'\n{line}{{ :; ")),
+            "{}",
+            asked.text()
+        );
+        assert!(!script(&[query(false)], &[]).text().contains("main_image"));
+
+        let id = format!("sha256:{}", "0a".repeat(32));
+        let facts = parse(&format!(
+            "deployment=ZA==\nmain_image={id}\ndeployment=ZQ==\nmain_image=sha256:short\n"
+        ));
+        assert_eq!(facts.deployments["d"].main_image.as_ref(), Some(&id));
+        assert_eq!(facts.deployments["e"].main_image, None, "not an image ID");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::facts::{Compose, Facts};
+use crate::facts::{Compose, DeployedState, Facts};
 use crate::generations::index::Indexed;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
@@ -41,7 +41,8 @@ pub struct DeploymentPlan {
     /// brought up (and `restart` recreated) even if no file changes now.
     pub interrupted: bool,
     /// Synapse's image changes on a running deployment: the apply goes in the order Synapse
-    /// requires (config check, dump, workers stopped, main first).
+    /// requires (config check, dump, workers stopped, main first). Also set on a host of a
+    /// spread deployment with workers only, whose workers wait for main.
     pub upgrade: Option<Upgrade>,
     /// Synapse processes whose service leaves `docker-compose.yml`: once Compose has
     /// removed their containers, their log directory and sockets go too.
@@ -71,11 +72,33 @@ impl RemovedWorker {
     }
 }
 
-/// An image change of Synapse's main process, as `docker-compose.yml` names the images.
+/// An image change of Synapse's main process: another image reference in
+/// `docker-compose.yml`, or the same reference naming another image (rebuilt under the
+/// same tag, and sent from this machine).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upgrade {
     pub from: String,
     pub to: String,
+    /// When the reference stays: the ID of the image main runs, and of the one sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<(String, String)>,
+}
+
+impl std::fmt::Display for Upgrade {
+    /// `Synapse A -> B`, or `Synapse A (same tag, new image ID sha256:0123.. -> sha256:4567..)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |id: &str| id.get(..19).map_or(id.to_string(), |s| format!("{s}.."));
+        match &self.rebuilt {
+            Some((from, to)) => write!(
+                f,
+                "Synapse {} (same tag, new image ID {} -> {})",
+                self.to,
+                short(from),
+                short(to)
+            ),
+            None => write!(f, "Synapse {} -> {}", self.from, self.to),
+        }
+    }
 }
 
 /// The Compose service of Synapse's main process.
@@ -106,8 +129,9 @@ impl DeploymentPlan {
 
     /// Reads the change of `docker-compose.yml`, whose current contents are `old_compose`:
     /// leaves out of `restart` the services Compose recreates by itself (those added or
-    /// changed), and notes an [`Upgrade`] when main's image changes. When the file does not
-    /// change, Compose recreates nothing and `restart` stays whole.
+    /// changed), and notes an [`Upgrade`] when Synapse's image reference changes (one found
+    /// by image ID stays otherwise). When the file does not change, Compose recreates
+    /// nothing and `restart` stays whole.
     pub fn read_compose_change(&mut self, old_compose: &str, new_compose: &str) {
         let Some(change) = self.changes.iter().find(|c| c.path == "docker-compose.yml") else {
             return;
@@ -123,17 +147,15 @@ impl DeploymentPlan {
             self.restart.remove(service);
             self.reload.remove(service);
         }
-        let image = |services: &BTreeMap<String, serde_norway::Value>| {
-            services
-                .get(MAIN_SERVICE)
-                .and_then(|main| main.get("image"))
-                .and_then(|image| image.as_str())
-                .map(str::to_string)
-        };
-        self.upgrade = match (image(&old_services), image(&new_services)) {
-            (Some(from), Some(to)) if from != to => Some(Upgrade { from, to }),
-            _ => None,
-        };
+        if let (Some(from), Some(to)) = (synapse_image(&old_services), synapse_image(&new_services))
+            && from != to
+        {
+            self.upgrade = Some(Upgrade {
+                from,
+                to,
+                rebuilt: None,
+            });
+        }
         self.removed_workers = removed_workers(&old_services, &new_services);
     }
 
@@ -160,11 +182,16 @@ pub struct HostPlan {
 }
 
 impl HostPlan {
-    /// The number of changes: each file, each install, each image.
+    /// The number of changes: each file, each install, each image, and main to move to
+    /// the image rebuilt under its tag.
     pub fn change_count(&self) -> usize {
         self.deployments
             .iter()
-            .map(|d| d.changes.len() + usize::from(d.interrupted))
+            .map(|d| {
+                d.changes.len()
+                    + usize::from(d.interrupted)
+                    + usize::from(d.upgrade.as_ref().is_some_and(|u| u.rebuilt.is_some()))
+            })
             .sum::<usize>()
             + usize::from(self.install_docker)
             + usize::from(self.start_docker)
@@ -198,7 +225,7 @@ pub fn plan_host(
         deployments: files
             .deployments
             .iter()
-            .map(|d| plan_deployment(d, facts))
+            .map(|d| plan_deployment(d, facts, local_images))
             .collect(),
         orphans: facts
             .indexed
@@ -209,7 +236,11 @@ pub fn plan_host(
     }
 }
 
-fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
+fn plan_deployment(
+    files: &DeploymentFiles,
+    facts: &Facts,
+    local_images: &BTreeMap<String, String>,
+) -> DeploymentPlan {
     let state = facts
         .deployments
         .get(&files.deployment)
@@ -261,9 +292,44 @@ fn plan_deployment(files: &DeploymentFiles, facts: &Facts) -> DeploymentPlan {
         restart,
         reload,
         interrupted: state.pending.is_some(),
-        upgrade: None,
+        upgrade: rebuilt(files, &state, local_images),
         removed_workers: Vec::new(),
     }
+}
+
+/// The upgrade of main to the image sent under the same reference, when main's container
+/// runs another image (its image was rebuilt and tagged again here). Only a sent image is
+/// known here: one the host pulls is seen by the host alone.
+fn rebuilt(
+    files: &DeploymentFiles,
+    state: &DeployedState,
+    local_images: &BTreeMap<String, String>,
+) -> Option<Upgrade> {
+    let running = state.main_image.as_ref()?;
+    let compose = files
+        .files
+        .iter()
+        .find(|f| f.path == "docker-compose.yml")?;
+    let reference = synapse_image(&compose_services(&compose.contents))?;
+    let sent = local_images.get(&reference)?;
+    (sent != running).then(|| Upgrade {
+        from: reference.clone(),
+        to: reference,
+        rebuilt: Some((running.clone(), sent.clone())),
+    })
+}
+
+/// The image reference of Synapse here: main's service's, or on a host of a spread
+/// deployment that has only workers, a worker's (they all run main's image).
+fn synapse_image(services: &BTreeMap<String, serde_norway::Value>) -> Option<String> {
+    let image =
+        |definition: &serde_norway::Value| definition.get("image")?.as_str().map(str::to_string);
+    services.get(MAIN_SERVICE).and_then(image).or_else(|| {
+        services
+            .values()
+            .filter(|definition| synapse_process(definition).is_some())
+            .find_map(image)
+    })
 }
 
 /// The services of a compose file by name, with YAML merge keys applied; none when it
@@ -295,27 +361,33 @@ pub fn removed_workers(
     old.iter()
         .filter(|(service, _)| !new.contains_key(*service))
         .filter_map(|(service, definition)| {
-            let name = definition
-                .get("volumes")?
-                .as_sequence()?
-                .iter()
-                .filter_map(|v| {
-                    v.as_str()?
-                        .strip_prefix("./logs/")?
-                        .strip_suffix(":/data/logs")
-                })
-                .next()?
-                .to_string();
-            let plain = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            plain.then(|| RemovedWorker {
+            Some(RemovedWorker {
                 service: service.clone(),
-                name,
+                name: synapse_process(definition)?,
             })
         })
         .collect()
+}
+
+/// The Synapse process a service runs, named as its log directory `./logs/NAME` mounted on
+/// `/data/logs` (every Synapse service has one); none for other services, and for a name
+/// that is not a plain word (the host's file is not trusted).
+fn synapse_process(definition: &serde_norway::Value) -> Option<String> {
+    let name = definition
+        .get("volumes")?
+        .as_sequence()?
+        .iter()
+        .filter_map(|v| {
+            v.as_str()?
+                .strip_prefix("./logs/")?
+                .strip_suffix(":/data/logs")
+        })
+        .next()?;
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    plain.then(|| name.to_string())
 }
 
 /// Services added, changed and removed between two compose files (after YAML merge keys
@@ -409,11 +481,13 @@ mod tests {
                     .map(|f| (f.0.to_string(), sha256_hex("old")))
                     .collect(),
                 pending: None,
+                main_image: None,
             },
         );
         plan_deployment(
             &DeploymentFiles::for_test("/opt/d", rendered, Vec::new()),
             &facts,
+            &BTreeMap::new(),
         )
     }
 
@@ -451,7 +525,8 @@ mod tests {
             upgrade.upgrade,
             Some(Upgrade {
                 from: "synapse:1.163".into(),
-                to: "synapse:1.164".into()
+                to: "synapse:1.164".into(),
+                rebuilt: None
             })
         );
 
@@ -463,6 +538,114 @@ mod tests {
         let other_db = template("synapse:1.163").replace("image: pg", "image: pg2");
         same.read_compose_change(&template("synapse:1.163"), &other_db);
         assert_eq!(same.upgrade, None, "another image than main's");
+    }
+
+    #[test]
+    fn an_image_rebuilt_under_the_same_tag_is_an_upgrade_when_it_is_sent() {
+        let id = |digit: &str| format!("sha256:{}", digit.repeat(64));
+        let compose = "services:\n  synapse:\n    image: synapse:1.163\n  rooms1:\n    image: synapse:1.163\n";
+        let files = crate::render::HostFiles {
+            host: "h".into(),
+            docker_source: crate::inventory::DockerSource::Distribution,
+            deployments: vec![DeploymentFiles::for_test(
+                "/opt/d",
+                vec![crate::render::RenderedFile::for_test(
+                    "docker-compose.yml",
+                    compose,
+                    0o644,
+                )],
+                Vec::new(),
+            )],
+        };
+        let upgrade = |running: Option<String>, sent: Option<String>| {
+            let mut facts = crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n");
+            // The tag on the host already names the new image (an earlier apply loaded it
+            // and stopped at the config check): main's container still runs the old one.
+            facts
+                .images
+                .extend(sent.clone().map(|id| ("synapse:1.163".to_string(), id)));
+            facts.deployments.insert(
+                "d".into(),
+                DeployedState {
+                    hashes: [("docker-compose.yml".into(), sha256_hex(compose))].into(),
+                    main_image: running,
+                    ..Default::default()
+                },
+            );
+            let local: BTreeMap<String, String> = sent
+                .map(|id| ("synapse:1.163".to_string(), id))
+                .into_iter()
+                .collect();
+            let plan = plan_host(&files, &facts, &local);
+            (plan.deployments[0].upgrade.clone(), plan.change_count())
+        };
+        let (rebuilt, count) = upgrade(Some(id("a")), Some(id("b")));
+        assert_eq!(
+            rebuilt,
+            Some(Upgrade {
+                from: "synapse:1.163".into(),
+                to: "synapse:1.163".into(),
+                rebuilt: Some((id("a"), id("b")))
+            })
+        );
+        assert_eq!(
+            count, 1,
+            "main moves to the new image: a change, though none is sent"
+        );
+        assert_eq!(
+            rebuilt.unwrap().to_string(),
+            "Synapse synapse:1.163 (same tag, new image ID sha256:aaaaaaaaaaaa.. -> sha256:bbbbbbbbbbbb..)"
+        );
+        assert_eq!(
+            upgrade(Some(id("b")), Some(id("b"))),
+            (None, 0),
+            "same image"
+        );
+        assert_eq!(
+            upgrade(None, Some(id("b"))).0,
+            None,
+            "no main container yet"
+        );
+        assert_eq!(
+            upgrade(Some(id("a")), None).0,
+            None,
+            "pulled by the host: unknown here"
+        );
+
+        // A reference that stays in a changed compose file keeps the upgrade by ID; a new
+        // reference is the upgrade.
+        let mut plan = plan(&[("docker-compose.yml", Change::Update)]);
+        plan.upgrade = upgrade(Some(id("a")), Some(id("b"))).0;
+        plan.read_compose_change(compose, &format!("{compose}  db:\n    image: pg\n"));
+        assert!(plan.upgrade.as_ref().is_some_and(|u| u.rebuilt.is_some()));
+        plan.read_compose_change(compose, &compose.replace("1.163", "1.164"));
+        assert_eq!(
+            plan.upgrade.map(|u| u.to_string()).as_deref(),
+            Some("Synapse synapse:1.163 -> synapse:1.164")
+        );
+    }
+
+    #[test]
+    fn on_a_host_of_workers_only_their_image_is_synapse_s() {
+        let workers = |image: &str| {
+            format!(
+                "services:\n  rooms1:\n    image: {image}\n    volumes:\n      - ./logs/rooms1:/data/logs\n  \
+                 other:\n    image: x\n"
+            )
+        };
+        let mut plan = plan(&[("docker-compose.yml", Change::Update)]);
+        plan.read_compose_change(&workers("synapse:1.163"), &workers("synapse:1.164"));
+        assert_eq!(
+            plan.upgrade.map(|u| u.to_string()).as_deref(),
+            Some("Synapse synapse:1.163 -> synapse:1.164")
+        );
+        let mut plan =
+            DeploymentPlan::for_test("/opt/d", &[("docker-compose.yml", Change::Update)], &[]);
+        plan.read_compose_change(
+            &workers("synapse:1.163"),
+            &workers("synapse:1.163").replace("image: x", "image: y"),
+        );
+        assert_eq!(plan.upgrade, None, "another service's image");
     }
 
     #[test]

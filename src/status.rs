@@ -74,6 +74,7 @@ pub fn host_status(
                 .iter()
                 .flat_map(|(_, r)| r.files.iter().map(|f| f.path.as_str()))
                 .collect(),
+            main_image: false,
         })
         .collect();
     let mut images: Vec<String> = found

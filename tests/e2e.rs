@@ -220,7 +220,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert_eq!(code, 2, "changes pending");
     assert!(
         out.contains("+ install Docker")
-            && out.contains("+ load image synprov/synapse:1.163-setpriv"),
+            && out.contains("+ load image synprov/synapse:1.163"),
         "{out}"
     );
     // Sized from this host's memory, and shown with the reason.
@@ -341,22 +341,30 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         "{out}"
     );
 
-    // Day two, as `deploy` through sudo: what main's container printed (Synapse writes its
-    // own log to a file: the container shows its start line), and commands in the
-    // containers of main and db, each word as given, the exit status passed through.
+    // Day two, as `deploy` through sudo: main's full log (its file, INFO lines included,
+    // where the container's console has only warnings), Postgres' from its container, and
+    // commands in the containers of main and db, each word as given, the exit status
+    // passed through.
     let (code, out) = synprov_run(
         dir.path(),
-        &["logs", "--host", "e2e", "main", "--tail", "5"],
+        &[
+            "logs", "--host", "e2e", "main", "--tail", "5", "--since", "1h",
+        ],
         &first,
     );
     assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("main | ")).collect();
     assert!(
-        out.contains("synapse-1  | Starting synapse with args -m synapse.app.homeserver")
-            && out
-                .lines()
-                .all(|l| l.is_empty() || l.starts_with("synapse-1 ")),
+        lines.len() == 5 && lines.iter().any(|l| l.contains(" - INFO - ")),
         "{out}"
     );
+    let (code, out) = synprov_run(
+        dir.path(),
+        &["logs", "--host", "e2e", "db", "--tail", "3"],
+        &first,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("db-1 ")), "{out}");
     let exec = |process: &str, command: &[&str]| {
         let args = [&["exec", "--host", "e2e", process, "--"], command].concat();
         synprov_run(dir.path(), &args, &first)
@@ -488,7 +496,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
 }
 
 /// The same Synapse with another version label: an image to upgrade to.
-const NEXT: &str = "synprov/synapse:1.163-setpriv-next";
+const NEXT: &str = "synprov/synapse:1.163-next";
 
 /// Each container's start (ns since the epoch) and image, by Compose service.
 fn starts() -> std::collections::BTreeMap<String, (u128, String)> {
@@ -527,14 +535,14 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
 ) {
     common::bed::build_image(
         NEXT,
-        "FROM synprov/synapse:1.163-setpriv\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
     );
     let base = format!("http://{HOST_IP}:8008");
     let next = dir.join("next.toml");
     let today = std::fs::read_to_string(first).unwrap();
     std::fs::write(
         &next,
-        today.replace("\"synprov/synapse:1.163-setpriv\"", &format!("\"{NEXT}\"")),
+        today.replace("\"synprov/synapse:1.163\"", &format!("\"{NEXT}\"")),
     )
     .unwrap();
     let refused = dir.join("next-refused.toml");
@@ -551,7 +559,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(&format!(
-            "upgrade Synapse synprov/synapse:1.163-setpriv -> {NEXT}: config check on the new image"
+            "upgrade Synapse synprov/synapse:1.163 -> {NEXT}: config check on the new image"
         )),
         "{out}"
     );
@@ -594,11 +602,74 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         }
     }
     matrix::conversation(&base, secret, "e2e.example", "3");
+    // A table the dump does not have (as a newer Synapse's migrations would add).
+    let psql = |sql: &str| {
+        on_host(&format!(
+            "docker exec e2e-db-1 psql -U synapse -d synapse -tAc \"{sql}\""
+        ))
+    };
+    psql("CREATE TABLE created_after_the_dump (x int)");
 
-    // Back, with the database of before the upgrade: the users registered since are gone,
-    // those of before log in.
-    let (code, out) = synprov_run(dir, &["rollback", "--host", "e2e", "--restore-db"], &next);
+    // The same tag rebuilt (another image ID behind it) is an upgrade too, in the same order.
+    common::bed::build_image(
+        NEXT,
+        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.3-rebuilt\n",
+    );
+    let rebuilt_id = String::from_utf8(
+        std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", NEXT])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let (code, out) = synprov_run(dir, &["plan"], &next);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "upgrade Synapse {NEXT} (same tag, new image ID sha256:"
+        )) && out.contains(&format!("-> {}..)", &rebuilt_id[..19])),
+        "{out}"
+    );
+    let (code, out) = synprov_run(dir, &["apply"], &next);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("database dumped beside generation"), "{out}");
+    let after = synapse_starts();
+    let main_start = after["synapse"].0;
+    assert!(
+        after
+            .iter()
+            .all(|(service, (start, _))| service == "synapse" || *start > main_start),
+        "every worker started after main: {after:?}"
+    );
+    assert_eq!(
+        on_host("docker inspect --format '{{.Image}}' e2e-synapse-1 e2e-rooms1-1"),
+        format!("{rebuilt_id}\n{rebuilt_id}"),
+        "main and the workers run the rebuilt image"
+    );
+
+    // Back, with the database of before the first upgrade: the users registered since are
+    // gone, those of before log in, and the table created since is gone too.
+    let (code, out) = synprov_run(
+        dir,
+        &[
+            "rollback",
+            "--host",
+            "e2e",
+            "--to",
+            dumped.as_str(),
+            "--restore-db",
+        ],
+        &next,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_tables WHERE tablename = 'created_after_the_dump'"),
+        "0",
+        "the database is exactly as dumped"
+    );
     assert!(
         out.contains(&format!(
             "restoring the database dumped beside generation {dumped}"
@@ -608,7 +679,7 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     assert!(
         synapse_starts()
             .values()
-            .all(|(_, image)| image == "synprov/synapse:1.163-setpriv")
+            .all(|(_, image)| image == "synprov/synapse:1.163")
     );
     assert!(matrix::logs_in(&base, "alice2"));
     assert!(

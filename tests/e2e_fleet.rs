@@ -359,7 +359,11 @@ fn e2e_fleet_three_homeservers_roll_out_in_batches_of_one_and_faults_stop_or_let
     for host in ["fleet1", "fleet3"] {
         let (code, out) = run(&["logs", "--host", host, "main", "--tail", "5"], &broken);
         assert_eq!(code, 0, "{out}");
-        assert!(out.contains("synapse-1"), "main's container, named: {out}");
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("main | ")).count(),
+            5,
+            "main's last lines, from its log file: {out}"
+        );
     }
 }
 
@@ -433,4 +437,80 @@ fn e2e_spread_one_homeserver_over_three_hosts_serves_a_client_through_the_main_h
             "{host}: nothing to change the second time"
         );
     }
+
+    // An upgrade of Synapse across the three hosts: a new config the new image refuses
+    // touches no host; then the upgrade itself stops the workers on every host before main
+    // starts on the new image, and starts them only after it.
+    common::bed::build_image(
+        SPREAD_NEXT,
+        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-spread\n",
+    );
+    let today = std::fs::read_to_string(&inventory).unwrap();
+    let next = dir.join("spread-next.toml");
+    std::fs::write(
+        &next,
+        today.replace("\"synprov/synapse:1.163\"", &format!("\"{SPREAD_NEXT}\"")),
+    )
+    .unwrap();
+    let refused = dir.join("spread-refused.toml");
+    std::fs::write(
+        &refused,
+        format!(
+            "{}[deployments.big.homeserver]\nevent_cache_size = \"lots\"\n",
+            std::fs::read_to_string(&next).unwrap()
+        ),
+    )
+    .unwrap();
+    let before: Vec<_> = bed.hosts.iter().map(synapse_starts).collect();
+    let (code, out) = common::bed::run(dir, &[], &["apply"], &refused);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refuses the new config") && out.contains("no host was touched"),
+        "{out}"
+    );
+    let after: Vec<_> = bed.hosts.iter().map(synapse_starts).collect();
+    assert_eq!(after, before, "no Synapse process was touched on any host");
+
+    let (code, out) = common::bed::run(dir, &[], &["apply"], &next);
+    assert_eq!(code, 0, "{out}");
+    let starts: Vec<(String, u128, String)> = bed.hosts.iter().flat_map(synapse_starts).collect();
+    let main_start = (starts.iter())
+        .find(|(name, _, _)| name == "big-synapse-1")
+        .map(|(_, start, _)| *start)
+        .expect("main runs");
+    assert_eq!(
+        starts.len(),
+        before.iter().map(Vec::len).sum::<usize>(),
+        "{starts:?}"
+    );
+    assert!(before.iter().all(|host| !host.is_empty()), "{before:?}");
+    for (name, start, image) in &starts {
+        assert_eq!(image, SPREAD_NEXT, "{name} runs the new image");
+        assert!(
+            name == "big-synapse-1" || *start > main_start,
+            "{name} started after main: {starts:?}"
+        );
+    }
+    matrix::conversation(&main.url(8008), &secret, "big.example", "2");
+}
+
+/// The same Synapse with another version label, for the spread homeserver's upgrade.
+const SPREAD_NEXT: &str = "synprov/synapse:1.163-spread";
+
+/// Each Synapse container on `host`: its name, its start (ns since the epoch) and image.
+fn synapse_starts(host: &Host) -> Vec<(String, u128, String)> {
+    host.exec(
+        "for c in $(docker ps -aq); do \
+         set -- $(docker inspect --format '{{.Name}} {{.State.StartedAt}} {{.Config.Image}}' \"$c\"); \
+         echo \"${1#/} $(date -d \"$2\" +%s%N) $3\"; done",
+    )
+    .lines()
+    .filter_map(|l| {
+        let mut fields = l.split(' ');
+        let (name, start, image) = (fields.next()?, fields.next()?, fields.next()?);
+        image.starts_with("synprov/synapse").then(|| {
+            (name.to_string(), start.parse().unwrap(), image.to_string())
+        })
+    })
+    .collect()
 }

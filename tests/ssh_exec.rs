@@ -154,8 +154,9 @@ fn local_streams_and_stops_alike() {
 }
 
 /// A one-service stack in a real Docker, in place of the rendered one: its `synapse`
-/// service prints four lines in three seconds, then nothing (so that a `logs --follow` left
-/// behind on the host would wait there forever). Taken down when dropped.
+/// service prints four lines in three seconds, and writes them to its log file as Synapse
+/// does (`logs/main/homeserver.log` on the host), then nothing (so that a `logs --follow`
+/// left behind on the host would wait there forever). Taken down when dropped.
 struct Stack {
     dir: PathBuf,
 }
@@ -167,7 +168,9 @@ impl Stack {
         std::fs::write(
             dir.join("docker-compose.yml"),
             "services:\n  synapse:\n    image: synprov/debian-base:bookworm\n    init: true\n    \
-             command: [\"sh\", \"-c\", \"echo ready; for i in 1 2 3; do sleep 1; echo tick; done; exec sleep infinity\"]\n",
+             volumes:\n      - ./logs/main:/data/logs\n    command:\n      - sh\n      - -c\n      - |\n        \
+             log() { echo \"$$1\"; echo \"$$(date -u '+%Y-%m-%d %H:%M:%S'),000 - synapse - 1 - INFO - - $$1\" >> /data/logs/homeserver.log; }\n        \
+             log ready; for i in 1 2 3; do sleep 1; log tick; done; exec sleep infinity\n",
         )
         .unwrap();
         std::fs::write(
@@ -269,7 +272,7 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
     );
     assert_eq!(common_stderr(&output), "err\n");
 
-    // logs: the last lines of `main` (the `synapse` service).
+    // logs: the last lines of `main`, from its log file.
     std::thread::sleep(Duration::from_secs(4));
     let output = sshd.run(
         &["logs", "--host", "loop", "main", "--tail", "2"],
@@ -278,7 +281,9 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
     assert!(output.status.success(), "{}", common_stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
-        text.lines().filter(|l| l.ends_with("| tick")).count(),
+        (text.lines())
+            .filter(|l| l.starts_with("main | 20") && l.ends_with(" - INFO - - tick"))
+            .count(),
         2,
         "{text}"
     );
@@ -325,7 +330,7 @@ fn logs_and_exec_reach_the_recorded_services_of_a_real_stack_over_ssh() {
         }
         let line = line.expect("the four lines the container printed");
         assert!(
-            line.ends_with("| ready") || line.ends_with("| tick"),
+            line.starts_with("main | ") && (line.ends_with("- ready") || line.ends_with("- tick")),
             "{line}"
         );
     }

@@ -10,6 +10,7 @@ pub mod images;
 pub mod leftovers;
 mod metered;
 pub mod rollback;
+pub mod spread;
 pub mod unlock;
 pub mod upgrade;
 
@@ -195,6 +196,7 @@ pub fn gather(
             name: &d.deployment,
             dir: &d.deploy_dir,
             paths: d.files.iter().map(|f| f.path.as_str()).collect(),
+            main_image: d.preload,
         })
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
@@ -374,7 +376,8 @@ pub fn apply(
     )?;
     let mut recorded = Vec::new();
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
-        if !deployment.changes.is_empty() || deployment.interrupted {
+        if !deployment.changes.is_empty() || deployment.interrupted || deployment.upgrade.is_some()
+        {
             let number = record(connection, deployment_files, prepared, options)?;
             report(
                 name,
@@ -393,7 +396,7 @@ pub fn apply(
 
 /// What the host lacks for the stacks: Docker installed or started, Compose, the images.
 /// Returns the Compose to use.
-fn install(
+pub(crate) fn install(
     connection: &Connection,
     files: &HostFiles,
     prepared: &Prepared,
@@ -486,6 +489,7 @@ fn apply_deployment(
         && (!deployment.changes.is_empty()
             || deployment.interrupted
             || restore_db.is_some()
+            || deployment.upgrade.is_some()
             || plan.install_docker
             || !plan.load_images.is_empty())
     {
@@ -563,22 +567,7 @@ fn check_and_dump(
     report: Report,
 ) -> Result<(), ApplyError> {
     let name = connection.host_name();
-    connection.begin(Step::Backup)?;
-    report(
-        name,
-        &format!(
-            "{}: upgrading Synapse from {} to {}: checking the config with the new image",
-            plan.deployment, upgrade.from, upgrade.to
-        ),
-    );
-    let output = connection.run_script(&upgrade::check_script(files, plan, &upgrade.to))?;
-    if !output.success() {
-        return Err(ApplyError::ConfigRefused {
-            host: name.to_string(),
-            image: upgrade.to.clone(),
-            tail: output.tail(20),
-        });
-    }
+    check_config(connection, files, plan, upgrade, report)?;
     if !options.backup {
         return Ok(());
     }
@@ -608,6 +597,47 @@ fn check_and_dump(
     Ok(())
 }
 
+/// Synapse's config check with the new image (already on the host) on the new files of
+/// `plan`: no process touched; refused with Synapse's message.
+pub(crate) fn check_config(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    plan: &DeploymentPlan,
+    upgrade: &Upgrade,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    connection.begin(Step::Backup)?;
+    report(
+        name,
+        &format!(
+            "{}: upgrading {upgrade}: checking the config with the new image",
+            plan.deployment
+        ),
+    );
+    let output = connection.run_script(&upgrade::check_script(files, plan, &upgrade.to))?;
+    if !output.success() {
+        return Err(ApplyError::ConfigRefused {
+            host: name.to_string(),
+            image: upgrade.to.clone(),
+            tail: output.tail(20),
+        });
+    }
+    Ok(())
+}
+
+/// The Compose services of the Synapse workers of `files` (each once): what an upgrade
+/// stops before main moves to the new image.
+pub(crate) fn synapse_workers(files: &DeploymentFiles) -> Vec<String> {
+    (files.health.iter())
+        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
+        .filter_map(|t| t.service.clone())
+        .filter(|s| s != MAIN_SERVICE)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Stops the workers (and main, to restore the database while nothing uses it), then
 /// starts main alone and waits for it to be healthy: it runs the schema migrations before
 /// any worker starts on the new image.
@@ -621,23 +651,11 @@ fn start_main_first(
     report: Report,
 ) -> Result<(), ApplyError> {
     let name = connection.host_name();
-    let synapse: Vec<&HealthTarget> = files
-        .health
-        .iter()
-        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
-        .collect();
-    // Each worker once, whatever the order of its listeners.
-    let workers: Vec<String> = (synapse.iter())
-        .filter_map(|t| t.service.clone())
-        .filter(|s| s != MAIN_SERVICE)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     report(name, &format!("{}: stopping the workers", plan.deployment));
     step(
         connection,
         "stopping the workers",
-        &upgrade::stop_script(&plan.dir, compose, &workers),
+        &upgrade::stop_script(&plan.dir, compose, &synapse_workers(files)),
     )?;
     if let Some(number) = restore_db {
         report(
@@ -666,8 +684,8 @@ fn start_main_first(
         "starting main",
         &upgrade::start_main_script(&plan.dir, compose),
     )?;
-    let main: Vec<HealthTarget> = synapse
-        .into_iter()
+    let main: Vec<HealthTarget> = (files.health.iter())
+        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
         .filter(|t| t.service.as_deref() == Some(MAIN_SERVICE))
         .cloned()
         .collect();

@@ -89,19 +89,30 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
     s
 }
 
-/// `pg_dump` (or `pg_restore`) in the db container, as the database's owner, with the
-/// password from the container's own environment: no secret on any command line.
-fn in_db(kind: &Compose, program: &str) -> Command {
+/// `shell` run in the db container, with the password of the database's owner exported
+/// from the container's own environment: no secret on any command line.
+fn in_db(kind: &Compose, shell: &str) -> Command {
     compose(kind)
         .arg("exec")
         .arg("-T")
         .arg("db")
         .arg("sh")
         .arg("-c")
-        .arg(format!(
-            "PGPASSWORD=\"$POSTGRES_PASSWORD\" exec {program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\""
-        ))
+        .arg(format!("export PGPASSWORD=\"$POSTGRES_PASSWORD\"; {shell}"))
 }
+
+/// `program` connected to the deployment's database as its owner.
+fn as_owner(program: &str) -> String {
+    format!("{program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
+}
+
+/// The restore, as one transaction fed to `psql`: the `public` schema (where Synapse keeps
+/// everything) dropped and created again, owned by the database's owner, then the dump's
+/// SQL; committed only when `pg_restore` read the whole dump. Any error, or a dump that
+/// does not read to its end, aborts it, and the database stays as it was.
+const RESTORE: &str = "{ echo 'SET client_min_messages = warning; BEGIN; DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION CURRENT_USER;'; \
+if pg_restore --no-owner -f -; then echo 'COMMIT;'; \
+else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION 'the dump could not be read: nothing was restored'; END \\$\\$;\"; fi; } | ";
 
 /// Dumps the deployment's database (Postgres' custom format) into generation `number`, whole
 /// or not at all.
@@ -110,7 +121,7 @@ pub fn dump_script(dir: &str, kind: &Compose, number: u32) -> Script {
     sh!(
         "set -e\numask 077\ncd -- {}\n{} > {}\nmv -f -- {} {}\n",
         dir,
-        in_db(kind, "pg_dump -Fc"),
+        in_db(kind, &format!("exec {}", as_owner("pg_dump -Fc"))),
         format!("{dump}.new"),
         format!("{dump}.new"),
         dump
@@ -127,15 +138,19 @@ pub fn stop_script(dir: &str, kind: &Compose, services: &[String]) -> Script {
     )
 }
 
-/// Puts generation `number`'s dump back into the database, in one transaction, replacing
-/// what is there. Every Synapse process must be stopped.
+/// Puts generation `number`'s dump back into the database, exactly: in one transaction,
+/// everything there now (tables a newer Synapse created included) gives way to what was
+/// dumped. Every Synapse process must be stopped.
 pub fn restore_script(dir: &str, kind: &Compose, number: u32) -> Script {
     sh!(
         "set -e\numask 077\ncd -- {}\n{} < {} 2>&1\n",
         dir,
         in_db(
             kind,
-            "pg_restore --clean --if-exists --single-transaction --no-owner"
+            &format!(
+                "{RESTORE}{}",
+                as_owner("psql -X -q -o /dev/null -v ON_ERROR_STOP=1")
+            )
         ),
         format!("{GENERATIONS}/{number}/{DUMP}")
     )
@@ -167,13 +182,13 @@ mod tests {
     #[test]
     fn the_database_is_dumped_and_restored_in_the_db_container_with_its_own_password() {
         let v2 = Compose::V2(String::new());
-        let in_db = "sh -c 'PGPASSWORD=\"$POSTGRES_PASSWORD\" exec";
+        let in_db = "sh -c 'export PGPASSWORD=\"$POSTGRES_PASSWORD\";";
         let with = "-h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"'";
         assert_eq!(
             dump_script(HOSTILE, &v2, 7).text(),
             format!(
                 "set -e\numask 077\ncd -- {QUOTED}\n\
-                 docker compose -f docker-compose.yml exec -T db {in_db} pg_dump -Fc {with} \
+                 docker compose -f docker-compose.yml exec -T db {in_db} exec pg_dump -Fc {with} \
                  > .synprov/generations/7/db.dump.new\n\
                  mv -f -- .synprov/generations/7/db.dump.new .synprov/generations/7/db.dump\n"
             )
@@ -182,8 +197,12 @@ mod tests {
             restore_script("/opt/s", &Compose::V1(String::new()), 3).text(),
             format!(
                 "set -e\numask 077\ncd -- /opt/s\n\
-                 docker-compose -f docker-compose.yml exec -T db {in_db} pg_restore --clean --if-exists \
-                 --single-transaction --no-owner {with} < .synprov/generations/3/db.dump 2>&1\n"
+                 docker-compose -f docker-compose.yml exec -T db {in_db} \
+                 {{ echo '\\''SET client_min_messages = warning; BEGIN; DROP SCHEMA public CASCADE; \
+                 CREATE SCHEMA public AUTHORIZATION CURRENT_USER;'\\''; \
+                 if pg_restore --no-owner -f -; then echo '\\''COMMIT;'\\''; \
+                 else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION '\\''the dump could not be read: nothing was restored'\\''; END \\$\\$;\"; fi; }} \
+                 | psql -X -q -o /dev/null -v ON_ERROR_STOP=1 {with} < .synprov/generations/3/db.dump 2>&1\n"
             )
         );
     }

@@ -2,8 +2,9 @@
 //! sets, several hosts at once; optionally roll back a host that fails its health check.
 //! Given a plan file (`plan --out`), it carries out exactly that plan or refuses.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use synprov::apply::rollback::{self, To};
@@ -61,6 +62,11 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         flags.files_only,
         flags.no_backup,
     );
+    if !flags.files_only
+        && let Some(stopped) = upgrade_spread(&loaded, target, &host_apply.options)
+    {
+        return Ok(stopped);
+    }
     let (shared, files_only) = (Arc::clone(&loaded), flags.files_only);
     let work = move |host: &str, step: &dyn Fn(String)| {
         let (connection, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
@@ -172,12 +178,137 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
     }
     let command = format!("apply {}", path.display());
     let host_apply = HostApply::new(&loaded, &target, command, plan.files_only, flags.no_backup);
+    if !plan.files_only
+        && let Some(stopped) = upgrade_spread(&loaded, &target, &host_apply.options)
+    {
+        return Ok(stopped);
+    }
     let work = move |host: &str, step: &dyn Fn(String)| {
         let (prepared, now) = against.matching(host, step)?;
         host_apply.run(&prepared, &now, step)
     };
     let results = super::roll_out(&loaded, &target, true, Arc::new(work));
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
+}
+
+/// Before the rollout, when Synapse's image changes in a deployment spread over several of
+/// the hosts (`synprov::apply::spread`): every host of it checks the new config with the
+/// new image, then, if none refused, the workers on the hosts other than main's stop; the
+/// rollout then upgrades main first and starts them after. Returns the exit status when it
+/// stops there (a host refused or failed: nothing was touched, or interrupted); costs one
+/// more round trip to each host of a spread deployment.
+fn upgrade_spread(
+    loaded: &Arc<super::Loaded>,
+    target: &Target,
+    options: &Options,
+) -> Option<ExitCode> {
+    let inventory = &loaded.inventory;
+    let selected: Vec<&str> = loaded.hosts.iter().map(String::as_str).collect();
+    let spread: Vec<String> = (inventory.deployments.iter())
+        .filter(|(_, d)| d.is_spread() && d.hosts().iter().any(|h| selected.contains(h)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if spread.is_empty() {
+        return None;
+    }
+    let hosts: Vec<String> = (selected.iter())
+        .filter(|h| {
+            spread
+                .iter()
+                .any(|d| inventory.deployments[d].hosts().contains(h))
+        })
+        .map(|h| h.to_string())
+        .collect();
+    // The spread deployments upgrading, by host.
+    let upgrading = Arc::new(Mutex::new(BTreeMap::<String, Vec<String>>::new()));
+    let (shared, found, wanted) = (Arc::clone(loaded), Arc::clone(&upgrading), spread.clone());
+    let check = move |host: &str, step: &dyn Fn(String)| {
+        let (connection, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
+        let report = |_: &str, message: &str| step(message.to_string());
+        let checked = apply::spread::check(&connection, &files, &prepared, &wanted, &report)
+            .map_err(|e| super::failure(e.into()))?;
+        let count = checked.len();
+        if count > 0 {
+            found
+                .lock()
+                .expect("not poisoned")
+                .insert(host.to_string(), checked);
+        }
+        Ok((count, 0))
+    };
+    let checked = super::roll_out_on(loaded, target, hosts.clone(), false, false, Arc::new(check));
+    let upgrading = std::mem::take(&mut *upgrading.lock().expect("not poisoned"));
+    let refused = super::unfinished(&checked);
+    if !refused.is_empty() {
+        eprintln!(
+            "Synapse's new image was not checked on {}: no host was touched",
+            refused.join(", ")
+        );
+        return Some(super::rollout_exit(loaded, &checked, ExitCode::FAILURE));
+    }
+    let deployments: Vec<String> = (upgrading.values().flatten().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Their workers would start on the new image before main runs it.
+    let without_main: Vec<String> = (deployments.iter())
+        .filter(|d| !selected.contains(&inventory.deployments[*d].host.as_str()))
+        .map(|d| format!("{d} (main on {})", inventory.deployments[d].host))
+        .collect();
+    if !without_main.is_empty() {
+        eprintln!(
+            "Synapse's image changes in {}: apply its main host too (--limit), which upgrades first; nothing was touched",
+            without_main.join(", ")
+        );
+        return Some(ExitCode::FAILURE);
+    }
+    // The hosts of their workers alone: main's host stops its own in its apply.
+    let workers_only: Vec<String> = (hosts.iter())
+        .filter(|h| {
+            deployments.iter().any(|d| {
+                let d = &inventory.deployments[d];
+                d.host != **h && d.hosts().contains(&h.as_str())
+            })
+        })
+        .cloned()
+        .collect();
+    if workers_only.is_empty() {
+        return None;
+    }
+    if !target.json {
+        println!(
+            "{}: the new Synapse image accepts the config on every host; stopping the workers on {} until main runs it",
+            deployments.join(", "),
+            workers_only.join(", ")
+        );
+    }
+    let (shared, origin) = (Arc::clone(loaded), options.origin.clone());
+    let stop = move |host: &str, step: &dyn Fn(String)| {
+        let files = &shared
+            .render(host, None)
+            .map_err(|e| super::failure(e.into()))?;
+        let connection = Connection::open(&shared.inventory.hosts[host], &shared.options)
+            .map_err(|e| super::failure(e.into()))?;
+        let report = |_: &str, message: &str| step(message.to_string());
+        let stopped = apply::host_facts(&connection)
+            .and_then(|facts| {
+                apply::spread::stop_workers(
+                    &connection,
+                    files,
+                    &facts.compose,
+                    &deployments,
+                    &origin,
+                    &report,
+                )
+            })
+            .map_err(|e| super::failure(e.into()))?;
+        Ok((stopped, 0))
+    };
+    let stopped = super::roll_out_on(loaded, target, workers_only, false, false, Arc::new(stop));
+    if !super::unfinished(&stopped).is_empty() {
+        return Some(super::rollout_exit(loaded, &stopped, ExitCode::FAILURE));
+    }
+    None
 }
 
 /// A saved plan and what its hosts are checked with.

@@ -49,6 +49,25 @@ pub struct Loaded {
     plugins: Plugins,
 }
 
+impl Loaded {
+    /// The files of `host`, sized with its `facts` when known (see
+    /// [`synprov::render::render_host`]).
+    pub fn render(
+        &self,
+        host: &str,
+        facts: Option<&synprov::facts::Facts>,
+    ) -> Result<HostFiles, synprov::render::RenderError> {
+        synprov::render::render_host(
+            &self.inventory,
+            &self.key,
+            &self.templates,
+            &self.plugins,
+            host,
+            facts,
+        )
+    }
+}
+
 /// Loads the inventory and shows its warnings (valid but dangerous values) on stderr.
 pub fn load_inventory(path: &std::path::Path) -> miette::Result<Inventory> {
     let mut inventory = inventory::load(path)?;
@@ -109,7 +128,19 @@ pub fn roll_out(
     batched: bool,
     work: Arc<rollout::Work>,
 ) -> Vec<rollout::HostResult> {
-    let hosts = loaded.hosts.clone();
+    roll_out_on(loaded, target, loaded.hosts.clone(), batched, true, work)
+}
+
+/// [`roll_out`] on `hosts` only (of the loaded hosts); without `recap`, the recap is shown
+/// only when a host did not finish (a step before the rollout proper).
+pub fn roll_out_on(
+    loaded: &Loaded,
+    target: &Target,
+    hosts: Vec<String>,
+    batched: bool,
+    recap: bool,
+    work: Arc<rollout::Work>,
+) -> Vec<rollout::HostResult> {
     let policy = &loaded.inventory.rollout;
     let parallel = target.parallel.unwrap_or(policy.parallel).max(1) as usize;
     let (stages, batch, max_failures) = if batched {
@@ -130,7 +161,9 @@ pub fn roll_out(
     drop(events);
     let timings = display.join().unwrap_or_default();
     if mode != Mode::Json {
-        print!("{}", progress::recap(&results));
+        if recap || !unfinished(&results).is_empty() {
+            print!("{}", progress::recap(&results));
+        }
         if target.timings {
             print!("{}", timings.slowest(SLOWEST));
         }
@@ -316,16 +349,7 @@ pub fn connect_and_prepare(
     step("gathering facts".into());
     let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
         let inventory = &loaded.inventory;
-        let render = |facts| {
-            synprov::render::render_host(
-                inventory,
-                &loaded.key,
-                &loaded.templates,
-                &loaded.plugins,
-                host,
-                facts,
-            )
-        };
+        let render = |facts| loaded.render(host, facts);
         let local_ids = |files| synprov::apply::images::local_ids(&preload_images(files));
         let plugins_apply = inventory
             .deployments_on(host)

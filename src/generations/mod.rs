@@ -207,9 +207,7 @@ pub fn parse_listing(output: &str) -> Listing {
             .lines()
             .filter_map(|line| {
                 let (id, reference) = line.split_once(' ')?;
-                let id_ok = id.strip_prefix("sha256:").is_some_and(|hex| {
-                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                });
+                let id_ok = crate::facts::is_image_id(id);
                 let reference = crate::inventory::ImageRef::parse(reference.trim()).ok()?;
                 id_ok.then(|| (reference.to_string(), id.to_string()))
             })

@@ -29,9 +29,11 @@ pub fn script(
             name: crate::ui::printable(name).into_owned(),
             valid,
         })?;
+    // A Synapse process runs as the deployment's user, and root in its container, without
+    // capabilities, could not read what that user wrote.
     let user = deployed
         .services
-        .runs_synapse(service)
+        .is_synapse(name)
         .then(|| format!("{UID}:{GID}"));
     Ok(until_disconnected(
         &deployed.dir,
@@ -68,7 +70,7 @@ mod tests {
             name: "d".into(),
             dir: "/opt/d".into(),
             compose: Compose::V2(String::new()),
-            services: Services::from_names(&[("main", "synapse"), ("db", "db")]),
+            services: Services::from_names(&[("main", "synapse")], &["db"]),
         };
         let command = ["sh", "-c", "exit 3", "/opt/x;touch${IFS}/tmp/pwned;'"].map(String::from);
         assert_eq!(
@@ -76,7 +78,7 @@ mod tests {
             "umask 077\nsynprov_run() {\ncd -- /opt/d || exit 1\n\
              docker compose -f docker-compose.yml exec -T --user 1000:1000 -- synapse sh -c 'exit 3' \
              '/opt/x;touch${IFS}/tmp/pwned;'\\''' &\ncommand=$!\n\
-             { cat >/dev/null; kill \"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
+             { cat >/dev/null; kill 0; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
              wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
              synprov_run 3<&0 </dev/null\n"
         );

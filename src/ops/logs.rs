@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use super::{Deployed, OpsError, until_disconnected};
 use crate::apply::compose::{self, LogsQuery};
 use crate::facts::Compose;
-use crate::shell::Script;
+use crate::sh;
+use crate::shell::{Command, Script};
 use crate::transport::Connection;
 
 /// How far back `--since` goes: parsed here, so that only a number of seconds or a
@@ -64,40 +65,134 @@ pub struct Request {
     pub follow: bool,
 }
 
+/// Prints the log file of one Synapse process, `logs/NAME/*.log` on the host (after the
+/// files it rotated before, oldest first), each line after `NAME | `. Arguments: the
+/// process (a plain word), the time to start from (`YYYY-MM-DD HH:MM:SS`, UTC as Synapse
+/// writes it in its containers; empty for all), the last lines to show (empty for all),
+/// and `follow` to go on with the lines written after. The console of a Synapse container
+/// has its warnings only: this file has every line (INFO included), and reading it costs
+/// no second copy.
+fn file_log() -> Script {
+    sh!(r#"synprov_file_log() {
+set -- "$1" "$2" "$3" "$4" logs/"$1"/*.log
+if [ ! -f "$5" ]; then echo "$1: no log file in logs/$1" >&2; return 1; fi
+lines=$(wc -l < "$5")
+{ for old in "$5".*; do if [ -f "$old" ]; then cat -- "$old"; fi; done; head -n "$lines" -- "$5"; } |
+awk -v from="$2" 'shown || from == "" || (/^[0-9]/ && substr($0, 1, 19) >= from) { shown = 1; print }' |
+if [ -n "$3" ]; then tail -n "$3"; else cat; fi | sed "s/^/$1 | /"
+if [ "$4" = follow ]; then tail -n +"$((lines + 1))" -F -- "$5" 2>/dev/null | $unbuffered "s/^/$1 | /"; fi
+}
+if sed -u q </dev/null >/dev/null 2>&1; then unbuffered='sed -u'; else unbuffered=sed; fi
+"#)
+}
+
+/// A process name that can stand in a `sed` expression and a path: letters, digits, `_`
+/// and `-`, as synprov names them (the host's record is not trusted to).
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The script that prints the logs `request` asks for, from the deployment as the host
-/// recorded it: each name must be one it recorded.
+/// recorded it: each name must be one it recorded. A Synapse process's come from its log
+/// file ([`file_log`]), the other services' from Compose; with `follow`, all at once.
 pub fn script(host: &str, deployed: &Deployed, request: &Request) -> Result<Script, OpsError> {
+    Ok(until_disconnected(
+        &deployed.dir,
+        Command::new("sh")
+            .arg("-c")
+            .arg(body(host, deployed, request)?.text())
+            .arg("synprov-logs"),
+    ))
+}
+
+/// What [`script`] runs in the deployment's directory.
+fn body(host: &str, deployed: &Deployed, request: &Request) -> Result<Script, OpsError> {
     let deployment = &deployed.name;
-    let services = request
-        .names
-        .iter()
-        .map(|name| {
-            deployed
-                .services
-                .service(name)
-                .map(String::from)
-                .map_err(|valid| OpsError::UnknownName {
-                    host: host.to_string(),
-                    deployment: deployment.clone(),
-                    name: crate::ui::printable(name).into_owned(),
-                    valid,
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if request.since.is_some() && matches!(deployed.compose, Compose::V1(_)) {
+    let names: Vec<&str> = if request.names.is_empty() {
+        deployed.services.names().collect()
+    } else {
+        request.names.iter().map(String::as_str).collect()
+    };
+    let mut processes = Vec::new();
+    let mut services = Vec::new();
+    for name in names {
+        let service = deployed
+            .services
+            .service(name)
+            .map_err(|valid| OpsError::UnknownName {
+                host: host.to_string(),
+                deployment: deployment.clone(),
+                name: crate::ui::printable(name).into_owned(),
+                valid,
+            })?;
+        if deployed.services.is_synapse(name) && plain(name) {
+            processes.push(name);
+        } else {
+            services.push(service.to_string());
+        }
+    }
+    if request.since.is_some() && !services.is_empty() && matches!(deployed.compose, Compose::V1(_))
+    {
         return Err(OpsError::SinceOnComposeV1 {
             host: host.to_string(),
         });
     }
-    let query = LogsQuery {
-        tail: request.tail,
-        since: request.since.map(|s| s.compose_arg()),
-        follow: request.follow,
+    let mut body = file_log();
+    body.push(match request.since {
+        None => sh!("from=\n"),
+        Some(Since::Ago(ago)) => sh!(
+            "ago={}\nfrom=$(date -u -d \"@$(( $(date +%s) - ago ))\" '+%Y-%m-%d %H:%M:%S')\n",
+            ago.as_secs().to_string()
+        ),
+        Some(Since::At(at)) => sh!("from={}\n", log_time(at)),
+    });
+    let (tail, follow) = (
+        request.tail.map(|n| n.to_string()).unwrap_or_default(),
+        if request.follow { "follow" } else { "" },
+    );
+    let then = || {
+        if request.follow {
+            sh!(" &\n")
+        } else {
+            sh!(" || status=1\n")
+        }
     };
-    Ok(until_disconnected(
-        &deployed.dir,
-        compose::logs(&deployed.compose, &query, &services),
-    ))
+    body.push(sh!("status=0\n"));
+    for process in processes {
+        body.push(sh!(
+            "synprov_file_log {} \"$from\" {} {}",
+            process,
+            tail,
+            follow
+        ));
+        body.push(then());
+    }
+    if !services.is_empty() {
+        let query = LogsQuery {
+            tail: request.tail,
+            since: request.since.map(|s| s.compose_arg()),
+            follow: request.follow,
+        };
+        body.push(sh!(
+            "{}",
+            compose::logs(&deployed.compose, &query, &services)
+        ));
+        body.push(then());
+    }
+    body.push(sh!("wait\nexit \"$status\"\n"));
+    Ok(body)
+}
+
+/// `at` as Synapse's log lines start: `YYYY-MM-DD HH:MM:SS`, UTC.
+fn log_time(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replacen('T', " ", 1)
+        .trim_end_matches('Z')
+        .to_string()
 }
 
 /// Streams the logs of the deployment `name` in `dir` to `out` and `err` until they end
@@ -125,10 +220,10 @@ mod tests {
             name: "d".into(),
             dir: "/opt/x;touch${IFS}/tmp/pwned;'".into(),
             compose,
-            services: Services::from_names(&[
-                ("main", "synapse"),
-                ("client_sync1", "client-sync1"),
-            ]),
+            services: Services::from_names(
+                &[("main", "synapse"), ("client_sync1", "client-sync1")],
+                &["db"],
+            ),
         }
     }
 
@@ -154,22 +249,107 @@ mod tests {
     }
 
     #[test]
-    fn the_script_names_the_recorded_services_and_quotes_the_dir() {
+    fn synapse_processes_are_read_from_their_files_and_other_services_from_compose() {
         let request = Request {
-            names: vec!["client_sync1".into(), "main".into()],
+            names: vec!["client_sync1".into(), "main".into(), "db".into()],
             since: Some(Since::Ago(Duration::from_secs(600))),
             tail: Some(5),
             follow: true,
         };
-        let script = script("h", &deployed(Compose::V2(String::new())), &request).unwrap();
+        let deployed = deployed(Compose::V2(String::new()));
+        let following = body("h", &deployed, &request).unwrap();
+        let calls = "ago=600\nfrom=$(date -u -d \"@$(( $(date +%s) - ago ))\" '+%Y-%m-%d %H:%M:%S')\n\
+             status=0\nsynprov_file_log client_sync1 \"$from\" 5 follow &\n\
+             synprov_file_log main \"$from\" 5 follow &\n\
+             docker compose -f docker-compose.yml logs --no-color --tail 5 --since 600s --follow -- db &\n\
+             wait\nexit \"$status\"\n";
+        assert!(following.text().ends_with(calls), "{}", following.text());
+        let script = script("h", &deployed, &request).unwrap();
+        assert!(
+            script.text().starts_with(&format!(
+                "umask 077\nsynprov_run() {{\ncd -- '/opt/x;touch${{IFS}}/tmp/pwned;'\\''' || exit 1\n\
+                 sh -c {} synprov-logs &\ncommand=$!\n",
+                crate::shell::quote(following.text())
+            )),
+            "{}",
+            script.text()
+        );
+
+        let all = Request {
+            since: Some("2026-12-01T10:00:00Z".parse().unwrap()),
+            ..Request::default()
+        };
+        let all = body("h", &deployed, &all).unwrap();
+        assert!(
+            all.text().ends_with(
+                "from='2026-12-01 10:00:00'\nstatus=0\n\
+                 synprov_file_log client_sync1 \"$from\" '' '' || status=1\n\
+                 synprov_file_log main \"$from\" '' '' || status=1\n\
+                 docker compose -f docker-compose.yml logs --no-color --since 2026-12-01T10:00:00Z -- db || status=1\n\
+                 wait\nexit \"$status\"\n"
+            ),
+            "{}",
+            all.text()
+        );
+    }
+
+    #[test]
+    fn a_log_file_is_shown_whole_with_its_rotated_files_from_a_time_and_to_its_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs/main");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(
+            logs.join("homeserver.log.2026-11-30"),
+            "2026-11-30 23:59:00,001 - synapse - 1 - INFO - - yesterday\n",
+        )
+        .unwrap();
+        std::fs::write(
+            logs.join("homeserver.log"),
+            "2026-12-01 09:59:59,999 - synapse - 1 - INFO - - before\n\
+             2026-12-01 10:00:00,000 - synapse - 2 - ERROR - - failed\n\
+             Traceback (most recent call last):\n\
+             2026-12-01 10:00:01,000 - synapse - 3 - INFO - - after\n",
+        )
+        .unwrap();
+        let deployed = Deployed {
+            services: Services::from_names(&[("main", "synapse")], &[]),
+            ..deployed(Compose::V2(String::new()))
+        };
+        let run = |request: &Request| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(body("h", &deployed, request).unwrap().text())
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let whole = run(&Request::default());
+        assert!(
+            whole
+                .starts_with("main | 2026-11-30 23:59:00,001 - synapse - 1 - INFO - - yesterday\n")
+                && whole.lines().count() == 5
+                && whole.lines().all(|l| l.starts_with("main | ")),
+            "{whole}"
+        );
+        let since = Request {
+            since: Some("2026-12-01T10:00:00Z".parse().unwrap()),
+            ..Request::default()
+        };
         assert_eq!(
-            script.text(),
-            "umask 077\nsynprov_run() {\ncd -- '/opt/x;touch${IFS}/tmp/pwned;'\\''' || exit 1\n\
-             docker compose -f docker-compose.yml logs --no-color --tail 5 --since 600s --follow \
-             -- client-sync1 synapse &\ncommand=$!\n\
-             { cat >/dev/null; kill \"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
-             wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
-             synprov_run 3<&0 </dev/null\n"
+            run(&since),
+            "main | 2026-12-01 10:00:00,000 - synapse - 2 - ERROR - - failed\n\
+             main | Traceback (most recent call last):\n\
+             main | 2026-12-01 10:00:01,000 - synapse - 3 - INFO - - after\n"
+        );
+        let last = Request {
+            tail: Some(1),
+            ..Request::default()
+        };
+        assert_eq!(
+            run(&last),
+            "main | 2026-12-01 10:00:01,000 - synapse - 3 - INFO - - after\n"
         );
     }
 
@@ -182,7 +362,7 @@ mod tests {
         let error = script("h", &deployed(Compose::V2(String::new())), &request).unwrap_err();
         assert!(
             matches!(&error, OpsError::UnknownName { name, valid, .. }
-                if name == "synapse" && valid == "client_sync1, main"),
+                if name == "synapse" && valid == "client_sync1, db, main"),
             "{error:?}"
         );
         let request = Request {
@@ -198,10 +378,22 @@ mod tests {
             tail: Some(3),
             ..Request::default()
         };
-        let v1 = script("h", &deployed(Compose::V1(String::new())), &request).unwrap();
+        let v1 = body("h", &deployed(Compose::V1(String::new())), &request).unwrap();
         assert!(
+            v1.text().contains(
+                "\ndocker-compose -f docker-compose.yml logs --no-color --tail 3 -- db || status=1\n"
+            ),
+            "{}",
             v1.text()
-                .contains("\ndocker-compose -f docker-compose.yml logs --no-color --tail 3 -- &\n")
+        );
+        let processes_only = Request {
+            names: vec!["main".into()],
+            since: Some(Since::Ago(Duration::from_secs(1))),
+            ..Request::default()
+        };
+        assert!(
+            body("h", &deployed(Compose::V1(String::new())), &processes_only).is_ok(),
+            "Synapse's files have times whatever the Compose"
         );
     }
 }

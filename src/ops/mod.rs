@@ -103,11 +103,14 @@ pub fn deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deploy
 /// watcher waits for it to close (Ctrl-C, a closed pipe, a lost connection) and then stops
 /// the command, which would otherwise run on, quiet, and keep the channel open (sshd closes
 /// a channel only once its command has ended). The command itself reads from /dev/null.
+/// The watcher stops the whole process group of the script (the one the transport gave
+/// it: sshd's session, or the local transport's own group), so that a command of several
+/// processes (a pipeline, or `logs` of several files) leaves none behind.
 /// A function called on the last line: a script cut short in transit runs nothing.
 pub fn until_disconnected(dir: &str, command: Command) -> Script {
     sh!(
         "umask 077\nsynprov_run() {\ncd -- {} || exit 1\n{} &\ncommand=$!\n\
-         { cat >/dev/null; kill \"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
+         { cat >/dev/null; kill 0; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
          wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
          synprov_run 3<&0 </dev/null\n",
         dir,
@@ -126,7 +129,7 @@ mod tests {
             until_disconnected("/opt/x;touch${IFS}/tmp/pwned;'", command).text(),
             "umask 077\nsynprov_run() {\ncd -- '/opt/x;touch${IFS}/tmp/pwned;'\\''' || exit 1\n\
              docker logs '$(id)' &\ncommand=$!\n\
-             { cat >/dev/null; kill \"$command\"; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
+             { cat >/dev/null; kill 0; } <&3 >/dev/null 2>&1 &\nwatcher=$!\n\
              wait \"$command\"\nstatus=$?\nkill \"$watcher\" 2>/dev/null\nexit \"$status\"\n}\n\
              synprov_run 3<&0 </dev/null\n"
         );

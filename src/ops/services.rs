@@ -11,8 +11,8 @@ use crate::verify::Probe;
 /// `client-sync1`), and the other services under their own names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Services {
-    names: BTreeMap<String, String>,
-    /// The services that run Synapse.
+    services: BTreeMap<String, String>,
+    /// The names of the Synapse processes among them, which log to a file of their own.
     synapse: BTreeSet<String>,
 }
 
@@ -28,6 +28,7 @@ impl Services {
                 names.insert(target.process.clone(), service.clone());
             }
         }
+        let processes: BTreeSet<String> = names.keys().cloned().collect();
         let synapse: Vec<String> = names.values().cloned().collect();
         let others = (record.files.iter().flat_map(|f| f.used_by.iter()))
             .chain(record.health.iter().filter_map(|t| t.service.as_ref()))
@@ -42,44 +43,39 @@ impl Services {
             names.entry(service.clone()).or_insert(service);
         }
         Services {
-            names,
-            synapse: synapse.into_iter().collect(),
+            services: names,
+            synapse: processes,
         }
     }
 
-    /// Whether `service` runs a Synapse process (as the deployment's user, not root).
-    pub fn runs_synapse(&self, service: &str) -> bool {
-        self.synapse.contains(service)
+    /// Whether `name` is a Synapse process (its full log is in `logs/NAME` on the host).
+    pub fn is_synapse(&self, name: &str) -> bool {
+        self.synapse.contains(name)
     }
 
     /// The Compose service of `name`, or every valid name, comma-separated.
     pub fn service(&self, name: &str) -> Result<&str, String> {
-        self.names
+        self.services
             .get(name)
             .map(String::as_str)
-            .ok_or_else(|| self.names.keys().cloned().collect::<Vec<_>>().join(", "))
+            .ok_or_else(|| self.services.keys().cloned().collect::<Vec<_>>().join(", "))
     }
 
-    /// Services named as given, for tests of what uses them; `main` and the names ending
-    /// in a digit are Synapse processes.
+    /// For tests of what uses them: the Synapse processes `synapse` as (name, service),
+    /// and `others` by their names.
     #[cfg(test)]
-    pub(crate) fn from_names(names: &[(&str, &str)]) -> Services {
+    pub(crate) fn from_names(synapse: &[(&str, &str)], others: &[&str]) -> Services {
+        let others = others.iter().map(|name| (*name, *name));
         Services {
-            names: names
-                .iter()
+            services: (synapse.iter().copied().chain(others))
                 .map(|(name, service)| (name.to_string(), service.to_string()))
                 .collect(),
-            synapse: names
-                .iter()
-                .filter(|(name, _)| *name == "main" || name.ends_with(|c: char| c.is_ascii_digit()))
-                .map(|(_, service)| service.to_string())
-                .collect(),
+            synapse: synapse.iter().map(|(name, _)| name.to_string()).collect(),
         }
     }
 
-    /// The names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.keys().map(String::as_str)
+        self.services.keys().map(String::as_str)
     }
 }
 

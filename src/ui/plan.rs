@@ -86,10 +86,9 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         if let Some(upgrade) = &deployment.upgrade {
             let _ = writeln!(
                 out,
-                "  ~ {}: upgrade Synapse {} -> {}: config check on the new image, workers stopped, main first",
+                "  ~ {}: upgrade {}: config check on the new image, workers stopped, main first",
                 printable(&deployment.deployment),
-                printable(&upgrade.from),
-                printable(&upgrade.to)
+                printable(&upgrade.to_string())
             );
         }
         if deployment.files.is_empty() {

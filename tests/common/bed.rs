@@ -10,14 +10,14 @@ use std::process::Command;
 /// The images the hosts and the deployments use, all built by `scripts/build-images.sh`.
 pub const IMAGES: [&str; 5] = [
     "synprov/host:bookworm",
-    "synprov/synapse:1.163-setpriv",
+    "synprov/synapse:1.163",
     "synprov/postgres:15",
     "synprov/redis:7",
     "synprov/nginx:1.22",
 ];
 
 /// The `[deployments.NAME.images]` table that streams the locally built images over SSH.
-pub const PRELOADED_IMAGES: &str = "preload = true\nsynapse = \"synprov/synapse:1.163-setpriv\"\npostgres = \"synprov/postgres:15\"\nredis = \"synprov/redis:7\"\nnginx = \"synprov/nginx:1.22\"\n";
+pub const PRELOADED_IMAGES: &str = "preload = true\nsynapse = \"synprov/synapse:1.163\"\npostgres = \"synprov/postgres:15\"\nredis = \"synprov/redis:7\"\nnginx = \"synprov/nginx:1.22\"\n";
 
 /// `docker ARGS`; panics with Docker's error when it fails.
 pub fn docker(args: &[&str]) -> String {
