@@ -219,8 +219,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     let (code, out) = synprov_run(dir.path(), &["plan"], &first);
     assert_eq!(code, 2, "changes pending");
     assert!(
-        out.contains("+ install Docker")
-            && out.contains("+ load image synprov/synapse:1.163"),
+        out.contains("+ install Docker") && out.contains("+ load image synprov/synapse:1.163"),
         "{out}"
     );
     // Sized from this host's memory, and shown with the reason.
