@@ -131,6 +131,8 @@ pub enum Field {
     /// A pinned Postgres memory setting (`shared_buffers`, ...).
     PostgresMemory(&'static str),
     Workers(&'static str),
+    /// `[deployments.NAME.metrics] enabled`.
+    Metrics,
     HealthTimeout,
     /// The whole `[deployments.NAME.homeserver]` table.
     Homeserver,
@@ -177,6 +179,7 @@ impl Field {
         all.extend([Field::CpMax, Field::MaxConnections]);
         all.extend(POSTGRES_MEMORY.map(Field::PostgresMemory));
         all.extend(WORKER_KINDS.map(Field::Workers));
+        all.push(Field::Metrics);
         all.extend([Field::HealthTimeout, Field::Homeserver, Field::EchoConfig]);
         all
     }
@@ -198,6 +201,7 @@ impl Field {
             Field::MaxConnections => vec!["postgres", "max_connections"],
             Field::PostgresMemory(setting) => vec!["postgres", setting],
             Field::Workers(kind) => vec!["workers", kind],
+            Field::Metrics => vec!["metrics", "enabled"],
             Field::Homeserver => vec!["homeserver"],
             _ => return None,
         })
@@ -618,6 +622,12 @@ pub fn values(field: Field) -> BoxedStrategy<Value> {
             "1gb", "0MB", "1TB",
         ]),
         Field::Workers(_) => number(1..=4),
+        Field::Metrics => prop_oneof![
+            4 => any::<bool>().prop_map(Value::Boolean),
+            1 => string(&["true", "yes", "1"]),
+            1 => number(0..=1),
+        ]
+        .boxed(),
         Field::HealthTimeout => number(1..=3600),
         Field::Homeserver | Field::EchoConfig => table(),
     }

@@ -531,6 +531,24 @@ fn is_iana_zone(zone: &str) -> bool {
         .is_ok_and(|bytes| bytes.starts_with(b"TZif"))
 }
 
+/// The scrape file lists every process once, by the name the inventory gives it.
+pub fn metrics(dir: &Path, d: &DeploymentMeaning) -> Result<(), Violation> {
+    let text = std::fs::read_to_string(dir.join("prometheus/targets.json")).unwrap();
+    let groups: Json = serde_json::from_str(&text)
+        .map_err(|e| violation("prometheus/targets.json: not JSON", e.to_string()))?;
+    let mut named: Vec<&str> = (groups.as_array().into_iter().flatten())
+        .filter_map(|g| g.pointer("/labels/worker_name").and_then(Json::as_str))
+        .collect();
+    named.sort_unstable();
+    let mut processes = d.processes();
+    processes.sort_unstable();
+    ensure(
+        named == processes,
+        "prometheus/targets.json: not every process once",
+        || format!("{named:?}, intended {processes:?}"),
+    )
+}
+
 // --- the echo plugin ---
 
 pub fn echo(dir: &Path, config: &Json) -> Result<(), Violation> {

@@ -411,6 +411,9 @@ fn accepted(meaning: &Meaning, out: &Path, baseline: &Baseline) -> Result<Found,
             found.note(checks::env_files(dir, d));
             if *host == d.host {
                 found.note(checks::postgres(dir, homeserver, d, baseline));
+                if d.metrics {
+                    found.note(checks::metrics(dir, d));
+                }
             }
             if let Some(config) = &meaning.echo_config {
                 found.note(checks::echo(dir, config));

@@ -26,6 +26,8 @@ pub struct DeploymentMeaning {
     /// The Postgres memory settings pinned, as written.
     pub postgres_memory: BTreeMap<&'static str, String>,
     pub workers: BTreeMap<&'static str, u32>,
+    /// Every process with a metrics listener, and the scrape file on the main host.
+    pub metrics: bool,
     pub placement: BTreeMap<&'static str, String>,
     pub homeserver: Table,
 }
@@ -161,6 +163,11 @@ impl DeploymentMeaning {
                 .map(|v| integer::<u32>(v, "max_connections"))
                 .transpose()?,
             postgres_memory,
+            metrics: match get("metrics", "enabled") {
+                None => false,
+                Some(Value::Boolean(enabled)) => *enabled,
+                Some(other) => return Err(format!("metrics.enabled = {other} is not a boolean")),
+            },
             homeserver: match d.get("homeserver") {
                 Some(Value::Table(t)) => t.clone(),
                 Some(other) => return Err(format!("homeserver is not a table: {other}")),
@@ -212,6 +219,9 @@ impl DeploymentMeaning {
         let mut log_types = BTreeSet::new();
         if host == self.host {
             out.extend([".postgres.env", "postgres/postgresql.conf"].map(String::from));
+            if self.metrics {
+                out.insert("prometheus/targets.json".into());
+            }
             // Redis' password lives in its own config file when Redis is reached over TCP.
             if self.is_spread() {
                 out.insert("redis-conf/redis.conf".into());
