@@ -16,8 +16,8 @@ use common::bed::{Bed, Host, PRELOADED_IMAGES};
 use common::{matrix, root};
 use serde_json::Value;
 
-const SUBNET: &str = "172.31.242.0/24";
-const HOST_IP: &str = "172.31.242.10";
+const SUBNET: &str = "172.31.247.0/24";
+const HOST_IP: &str = "172.31.247.10";
 const CONTAINER: &str = "synprov-e2e-plugins";
 const DIR: &str = "/opt/synapse/calls";
 
