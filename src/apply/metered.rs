@@ -1,6 +1,7 @@
-//! Streams to a host whose progress is reported as they go: the bytes sent and the rate, so
-//! that a long image transfer shows it moves (on a terminal, the host's line; in plain and
-//! JSON output, a step every few seconds).
+//! Streams to a host whose progress is reported as they go: the bytes sent, out of how many
+//! when that is known (a file; not a `docker save` stream, whose size shows only at its
+//! end), and the rate, so that a long transfer shows it moves (on a terminal, the host's
+//! line; in plain and JSON output, a step every few seconds).
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ pub struct Metered<'a, R> {
     inner: R,
     what: &'a str,
     sent: u64,
+    total: Option<u64>,
     started: Instant,
     last: Instant,
     say: &'a dyn Fn(String),
@@ -26,9 +28,18 @@ impl<'a, R: Read> Metered<'a, R> {
             inner,
             what,
             sent: 0,
+            total: None,
             started: now,
             last: now,
             say,
+        }
+    }
+
+    /// The same, for a transfer of `total` bytes.
+    pub fn with_total(inner: R, what: &'a str, total: u64, say: &'a dyn Fn(String)) -> Self {
+        Metered {
+            total: Some(total),
+            ..Metered::new(inner, what, say)
         }
     }
 }
@@ -39,17 +50,27 @@ impl<R: Read> Read for Metered<'_, R> {
         self.sent += n as u64;
         if self.last.elapsed() >= EVERY {
             self.last = Instant::now();
-            (self.say)(progress(self.what, self.sent, self.started.elapsed()));
+            let took = self.started.elapsed();
+            (self.say)(progress(self.what, self.sent, self.total, took));
         }
         Ok(n)
     }
 }
 
-/// `WHAT: 120.0 MB sent, 40.0 MB/s`.
-pub fn progress(what: &str, sent: u64, took: Duration) -> String {
-    let megabytes = sent as f64 / 1e6;
-    let rate = megabytes / took.as_secs_f64().max(0.001);
-    format!("{what}: {megabytes:.1} MB sent, {rate:.1} MB/s")
+/// `WHAT: 120.0 MB sent, 40.0 MB/s`, or with a `total`, `WHAT: 40.0 of 76.0 MB sent (52%),
+/// 25.0 MB/s`.
+pub fn progress(what: &str, sent: u64, total: Option<u64>, took: Duration) -> String {
+    let megabytes = |bytes: u64| bytes as f64 / 1e6;
+    let rate = megabytes(sent) / took.as_secs_f64().max(0.001);
+    let sent_mb = megabytes(sent);
+    match total.filter(|t| *t > 0) {
+        Some(total) => format!(
+            "{what}: {sent_mb:.1} of {:.1} MB sent ({}%), {rate:.1} MB/s",
+            megabytes(total),
+            sent.saturating_mul(100) / total
+        ),
+        None => format!("{what}: {sent_mb:.1} MB sent, {rate:.1} MB/s"),
+    }
 }
 
 #[cfg(test)]
@@ -59,10 +80,27 @@ mod tests {
     #[test]
     fn progress_says_the_bytes_sent_and_the_rate() {
         assert_eq!(
-            progress("loading image a", 120_000_000, Duration::from_secs(3)),
+            progress("loading image a", 120_000_000, None, Duration::from_secs(3)),
             "loading image a: 120.0 MB sent, 40.0 MB/s"
         );
-        assert_eq!(progress("x", 0, Duration::ZERO), "x: 0.0 MB sent, 0.0 MB/s");
+        assert_eq!(
+            progress("x", 0, None, Duration::ZERO),
+            "x: 0.0 MB sent, 0.0 MB/s"
+        );
+        assert_eq!(
+            progress(
+                "sending c",
+                40_000_000,
+                Some(76_000_000),
+                Duration::from_secs(2)
+            ),
+            "sending c: 40.0 of 76.0 MB sent (52%), 20.0 MB/s"
+        );
+        assert_eq!(
+            progress("y", 5, Some(0), Duration::from_secs(1)),
+            "y: 0.0 MB sent, 0.0 MB/s",
+            "an empty file is no total"
+        );
     }
 
     #[test]

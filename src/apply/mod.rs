@@ -852,17 +852,16 @@ pub fn unhealthy_services(output: &str) -> Vec<String> {
 fn install_compose(connection: &Connection, report: Report) -> Result<Compose, ApplyError> {
     let name = connection.host_name().to_string();
     if let Some(plugin) = docker::local_compose_plugin() {
-        report(
-            &name,
-            &format!("sending the Compose v2 plugin ({})", plugin.display()),
-        );
+        let what = format!("sending the Compose v2 plugin ({})", plugin.display());
+        report(&name, &what);
         let file = std::fs::File::open(&plugin).map_err(|e| ApplyError::Step {
             host: name.clone(),
             step: "reading the Compose plugin".into(),
             tail: e.to_string(),
         })?;
+        let size = file.metadata().map_or(0, |m| m.len());
         let say = |message: String| report(&name, &message);
-        let mut file = Metered::new(file, "sending the Compose v2 plugin", &say);
+        let mut file = Metered::with_total(file, &what, size, &say);
         let output = connection.exec(
             &connection.privileged(docker::compose_plugin_install_command()),
             &mut file,
