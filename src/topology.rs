@@ -358,19 +358,22 @@ mod tests {
                 port: 6379
             }
         );
-        let mut ports: Vec<u16> = t
-            .processes
-            .iter()
+        let mut ports = listener_ports(&t);
+        let count = ports.len();
+        ports.dedup();
+        assert_eq!(ports.len(), count, "every listener has its own port");
+    }
+
+    /// The TCP port of every replication and inbound listener (0 for a socket).
+    fn listener_ports(t: &Topology) -> Vec<u16> {
+        (t.processes.iter())
             .flat_map(|p| [&p.replication, &p.inbound])
             .flatten()
             .map(|e| match e {
                 Endpoint::Tcp { port, .. } => *port,
                 Endpoint::Unix { .. } => 0,
             })
-            .collect();
-        let count = ports.len();
-        ports.dedup();
-        assert_eq!(ports.len(), count, "every listener has its own port");
+            .collect()
     }
 
     #[test]
@@ -380,17 +383,7 @@ mod tests {
         let on = topology(&format!(
             "{spread}[deployments.d.metrics]\nenabled = true\n"
         ));
-        let last = off
-            .processes
-            .iter()
-            .flat_map(|p| [&p.replication, &p.inbound])
-            .flatten()
-            .map(|e| match e {
-                Endpoint::Tcp { port, .. } => *port,
-                Endpoint::Unix { .. } => 0,
-            })
-            .max()
-            .unwrap();
+        let last = listener_ports(&off).into_iter().max().unwrap();
         for (before, after) in off.processes.iter().zip(&on.processes) {
             assert_eq!(
                 (&before.replication, &before.inbound),
