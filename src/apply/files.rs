@@ -491,6 +491,96 @@ mod tests {
         assert_eq!(mode(&dir.join(MANIFEST)), 0o600);
     }
 
+    /// A link where the write script would act (a managed file, the directory of one, a
+    /// directory a container writes in, `.synprov`) is refused before any file is renamed
+    /// or removed, and the canary beside the deploy directory stays as it was; the fetch
+    /// for the diff refuses it too, printing nothing of what it points to.
+    #[test]
+    fn links_in_the_deployment_are_refused_by_the_write_and_the_fetch_never_followed() {
+        use crate::confine::tests::{CANARY_TEXT, Canary};
+        for link in [
+            "synapse/homeserver.yaml",
+            "synapse",
+            "logs/main",
+            ".synprov",
+        ] {
+            let base = tempfile::tempdir().unwrap();
+            let canary = Canary::beside(base.path());
+            let dir = base.path().join("d");
+            let dir_text = dir.to_str().unwrap();
+            let files = deployment(
+                dir_text,
+                vec![
+                    file("a.yaml", "new a\n", 0o644),
+                    file("synapse/homeserver.yaml", "new\n", 0o600),
+                ],
+                vec![RenderedDir {
+                    path: "logs/main".into(),
+                    mode: 0o750,
+                    owner: None,
+                }],
+            );
+            std::fs::create_dir_all(dir.join("synapse")).unwrap();
+            std::fs::create_dir_all(dir.join("logs")).unwrap();
+            std::fs::create_dir_all(dir.join(".synprov")).unwrap();
+            std::fs::write(dir.join("a.yaml"), "old a\n").unwrap();
+            std::fs::write(dir.join("old.yaml"), "old\n").unwrap();
+            let planted = dir.join(link);
+            let _ = std::fs::remove_dir_all(&planted);
+            let _ = std::fs::remove_file(&planted);
+            let target = if link.contains('/') && link != "logs/main" {
+                canary.dir.join("file")
+            } else {
+                canary.dir.clone()
+            };
+            std::os::unix::fs::symlink(&target, &planted).unwrap();
+            let plan = DeploymentPlan::for_test(
+                dir_text,
+                &[
+                    ("a.yaml", Change::Update),
+                    ("synapse/homeserver.yaml", Change::Update),
+                    ("old.yaml", Change::Delete),
+                ],
+                &[],
+            );
+            let out = run(&write_script(&files, &plan, true), base.path(), None);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(crate::confine::REFUSED),
+                "{link}: {said}"
+            );
+            let named = std::fs::canonicalize(&dir).unwrap().join(link);
+            assert!(
+                said.contains(&format!("{}: it is a symbolic link", named.display())),
+                "{link}: {said}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("a.yaml")).unwrap(),
+                "old a\n"
+            );
+            assert!(dir.join("old.yaml").exists(), "{link}: a file was removed");
+            canary.assert_untouched();
+
+            let fetch = Fetch {
+                dir: dir_text,
+                paths: vec!["a.yaml", "synapse/homeserver.yaml"],
+            };
+            let out = run(&fetch_script(&[fetch]), base.path(), None);
+            if link.starts_with("synapse") {
+                assert_eq!(out.status.code(), Some(crate::confine::REFUSED), "{link}");
+            } else {
+                assert!(out.status.success(), "{link}: the fetch does not go there");
+            }
+            let printed = parse_fetch(&String::from_utf8_lossy(&out.stdout));
+            assert!(
+                !format!("{printed:?}").contains(CANARY_TEXT.trim()),
+                "{link}: {printed:?}"
+            );
+            canary.assert_untouched();
+        }
+    }
+
     #[test]
     fn the_fetch_script_quotes_paths_and_frames_them_in_base64() {
         let fetches = [Fetch {
