@@ -131,17 +131,24 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// Runs `script` as the transport does (`sh -s`, the script on standard input).
-    pub(crate) fn run(script: &Script, cwd: &Path) -> std::process::Output {
+    /// Runs `script` as the transport does (`sh -s`, the script on standard input) in `cwd`,
+    /// with `path` first on PATH when given.
+    pub(crate) fn run(script: &Script, cwd: &Path, path: Option<&Path>) -> std::process::Output {
         use std::io::Write;
-        let mut child = std::process::Command::new("sh")
+        let mut command = std::process::Command::new("sh");
+        command
             .arg("-s")
             .current_dir(cwd)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        if let Some(dir) = path {
+            let old = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![dir.to_path_buf()];
+            paths.extend(std::env::split_paths(&old));
+            command.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        let mut child = command.spawn().unwrap();
         child
             .stdin
             .take()
@@ -275,6 +282,7 @@ pub(crate) mod tests {
                 sh!("{} || echo missing\n", regular("synapse/none")),
             ]),
             base.path(),
+            None,
         );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -304,7 +312,7 @@ pub(crate) mod tests {
             let _ = std::fs::remove_file(d.join(link));
             let _ = std::fs::remove_dir_all(d.join(link));
             plant(&d.join(link), &canary.dir.join("file"));
-            let said = refusal(&run(&checks(&[check]), base.path()));
+            let said = refusal(&run(&checks(&[check]), base.path(), None));
             let named = std::fs::canonicalize(&d).unwrap().join(link);
             assert!(
                 said.contains(&format!(
@@ -325,21 +333,22 @@ pub(crate) mod tests {
         let said = refusal(&run(
             &checks(&[file("synapse/homeserver.yaml")]),
             base.path(),
+            None,
         ));
         assert!(said.contains("others may write in it (mode 777)"), "{said}");
 
         let (base, d, _canary) = deployment();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o775)).unwrap();
-        let said = refusal(&run(&checks(&[]), base.path()));
+        let said = refusal(&run(&checks(&[]), base.path(), None));
         assert!(said.contains("others may write in it (mode 775)"), "{said}");
 
         // A data directory is the container's: acted on, never through.
         let (base, d, _canary) = deployment();
         std::fs::create_dir_all(d.join("media")).unwrap();
         std::fs::set_permissions(d.join("media"), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let out = run(&checks(&[data_dir("media")]), base.path());
+        let out = run(&checks(&[data_dir("media")]), base.path(), None);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "passed\n");
-        let said = refusal(&run(&checks(&[file("media/x")]), base.path()));
+        let said = refusal(&run(&checks(&[file("media/x")]), base.path(), None));
         assert!(said.contains("/media: others may write in it"), "{said}");
     }
 
@@ -347,7 +356,7 @@ pub(crate) mod tests {
     fn paths_that_leave_the_deploy_directory_are_refused() {
         for path in ["/etc/passwd", "a/../../x", "../x", "a//b", "./a", ""] {
             let (base, _d, canary) = deployment();
-            let said = refusal(&run(&checks(&[file(path)]), base.path()));
+            let said = refusal(&run(&checks(&[file(path)]), base.path(), None));
             assert!(
                 said.contains("not a plain path inside the deploy directory"),
                 "{path:?}: {said}"
@@ -355,7 +364,7 @@ pub(crate) mod tests {
             canary.assert_untouched();
         }
         let (base, _d, _canary) = deployment();
-        let said = refusal(&run(&checks(&[dir("a/../..")]), base.path()));
+        let said = refusal(&run(&checks(&[dir("a/../..")]), base.path(), None));
         assert!(said.contains("it goes up with .."), "{said}");
     }
 
@@ -366,7 +375,7 @@ pub(crate) mod tests {
         let mut s = enter("via");
         s.push(file("synapse/homeserver.yaml"));
         s.push(sh!("pwd\n"));
-        let out = run(&s, base.path());
+        let out = run(&s, base.path(), None);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             std::fs::canonicalize(&d).unwrap().to_str().unwrap()

@@ -212,6 +212,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::confine::tests::run;
     use crate::render::{RenderedDir, RenderedFile};
 
     fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
@@ -220,33 +221,6 @@ mod tests {
 
     fn deployment(dir: &str, files: Vec<RenderedFile>, dirs: Vec<RenderedDir>) -> DeploymentFiles {
         DeploymentFiles::for_test(dir, files, dirs)
-    }
-
-    /// Runs `script` as the transport does (`sh -s`, the script on standard input) in `cwd`,
-    /// with `path` first on PATH when given.
-    fn run(script: &Script, cwd: &Path, path: Option<&Path>) -> std::process::Output {
-        use std::io::Write;
-        let mut command = std::process::Command::new("sh");
-        command
-            .arg("-s")
-            .current_dir(cwd)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if let Some(dir) = path {
-            let old = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![dir.to_path_buf()];
-            paths.extend(std::env::split_paths(&old));
-            command.env("PATH", std::env::join_paths(paths).unwrap());
-        }
-        let mut child = command.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     }
 
     /// [`run`], which must succeed.
