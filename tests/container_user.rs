@@ -237,6 +237,9 @@ fn as_container_user(bed: &Bed) {
 fn what_the_containers_user_plants_never_takes_root_outside_the_deployment() {
     let bed = Bed::new();
     let dir = bed.dir();
+    // Sticky, as /tmp: with fs.protected_symlinks, no one follows another user's link there.
+    let sockets = std::fs::metadata(dir.join("sockets")).unwrap();
+    assert_eq!(sockets.mode() & 0o7777, 0o1777);
     as_container_user(&bed);
     let grown = std::fs::read_to_string(dir.join("synapse/homeserver.yaml")).unwrap();
     assert_eq!(grown.len(), 262144, "uid 1000 grew homeserver.yaml");
