@@ -7,9 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
+use crate::confine;
 use crate::generations::index::{self, Indexed};
 use crate::sh;
-use crate::shell::{Script, print_nul_terminated};
+use crate::shell::{Command, Script, print_nul_terminated};
 
 /// The host's init system, which decides how Docker is started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,12 +114,21 @@ pub fn nul_paths(file: &str) -> Script {
     )
 }
 
+/// Hashes those of its arguments that are regular files inside the working directory (the
+/// deploy directory), with one `sha256sum`: a path of the host's manifest that goes up, is
+/// absolute, or names a link or anything but a regular file is skipped, never read.
+const HASH_REGULAR: &str = "n=$#; for p; do case /$p/ in *//*|*/./*|*/../*) continue ;; esac; \
+                            [ -f \"./$p\" ] && [ ! -L \"./$p\" ] && set -- \"$@\" \"$p\"; done; \
+                            shift \"$n\"; [ $# -eq 0 ] || exec sha256sum -- \"$@\"";
+
 /// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
 /// came from the inventory or a plugin is a quoted word of it; whatever it prints back that
 /// could hold any byte (names, paths, the manifest, the pending mark) is base64, so that no
-/// value can forge a line of the output.
+/// value can forge a line of the output. In each deploy directory, the paths are checked
+/// by [`crate::confine`]'s guard before any is read: a refusal ends the script (status 77)
+/// naming the path.
 pub fn script(deployments: &[DeploymentQuery<'_>], images: &[String]) -> Script {
-    let mut s = sh!(r#"exec 2>/dev/null
+    let mut s = sh!(r#"exec 3>&2 2>/dev/null
 umask 077
 . /etc/os-release && echo "os=$ID $VERSION_ID"
 echo "arch=$(uname -m)"
@@ -141,15 +151,21 @@ echo "cores=$(nproc)"
         ));
     }
     for d in deployments {
+        // The guard's refusals (and only in this part, the rest's noise) reach stderr.
         s.push(sh!(
-            "echo {}\n(\ncd -- {} || exit 0\n\
-             [ -f {} ] && base64 < {} | sed 's/^/manifest=/'\n\
-             [ -f {} ] && base64 < {} | sed 's/^/pending=/'\n",
-            format!("deployment={}", STANDARD.encode(d.name)),
-            d.dir,
+            "echo {}\n(\nexec 2>&3\n",
+            format!("deployment={}", STANDARD.encode(d.name))
+        ));
+        s.push(confine::enter_if_present(d.dir));
+        for path in &d.paths {
+            s.push(confine::file(path));
+        }
+        s.push(sh!(
+            "{} && base64 < {} | sed 's/^/manifest=/'\n\
+             {} && base64 < {} | sed 's/^/pending=/'\n",
+            confine::regular(MANIFEST),
             MANIFEST,
-            MANIFEST,
-            PENDING,
+            confine::regular(PENDING),
             PENDING
         ));
         if d.main_image {
@@ -161,10 +177,17 @@ echo "cores=$(nproc)"
         }
         s.push(sh!("{ "));
         s.push(print_nul_terminated(&d.paths));
-        s.push(sh!("; [ -f {} ] && ", MANIFEST));
+        s.push(sh!("; {} && ", confine::regular(MANIFEST)));
         s.push(nul_paths(MANIFEST));
         s.push(sh!(
-            "; } | xargs -0 -r sha256sum -- | sort -u -k2 | sed 's/^/hash=/'\n)\n"
+            "; } | {} | sort -u -k2 | sed 's/^/hash=/'\n) || [ $? -ne 77 ] || exit 77\n",
+            Command::new("xargs")
+                .arg("-0")
+                .arg("-r")
+                .arg("sh")
+                .arg("-c")
+                .arg(HASH_REGULAR)
+                .arg("sh")
         ));
     }
     s.push(sh!("exit 0\n"));
@@ -423,14 +446,21 @@ mod tests {
         let prefix = prefix.text().strip_suffix("exit 0\n").unwrap();
         assert_eq!(
             text.text().strip_prefix(prefix).unwrap(),
-            "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
-             echo 'deployment=ZCcx'\n(\ncd -- '/opt/$(x)' || exit 0\n\
-             [ -f .synprov/manifest ] && base64 < .synprov/manifest | sed 's/^/manifest=/'\n\
-             [ -f .synprov/pending ] && base64 < .synprov/pending | sed 's/^/pending=/'\n\
-             { printf '%s\\0' -a 'b c'; [ -f .synprov/manifest ] && \
-             { if tr -d '\\000' < .synprov/manifest | cmp -s - .synprov/manifest; \
-             then tr '\\n' '\\000' < .synprov/manifest; else cat < .synprov/manifest; fi; }; } \
-             | xargs -0 -r sha256sum -- | sort -u -k2 | sed 's/^/hash=/'\n)\nexit 0\n"
+            [
+                "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
+                 echo 'deployment=ZCcx'\n(\nexec 2>&3\n",
+                confine::enter_if_present("/opt/$(x)").text(),
+                "synprov_path f -a 'regular file'\nsynprov_path f 'b c' 'regular file'\n\
+                 synprov_regular .synprov/manifest && base64 < .synprov/manifest | sed 's/^/manifest=/'\n\
+                 synprov_regular .synprov/pending && base64 < .synprov/pending | sed 's/^/pending=/'\n\
+                 { printf '%s\\0' -a 'b c'; synprov_regular .synprov/manifest && \
+                 { if tr -d '\\000' < .synprov/manifest | cmp -s - .synprov/manifest; \
+                 then tr '\\n' '\\000' < .synprov/manifest; else cat < .synprov/manifest; fi; }; } \
+                 | xargs -0 -r sh -c ",
+                &crate::shell::quote(HASH_REGULAR),
+                " sh | sort -u -k2 | sed 's/^/hash=/'\n) || [ $? -ne 77 ] || exit 77\nexit 0\n"
+            ]
+            .concat()
         );
     }
 

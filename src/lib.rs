@@ -5,6 +5,7 @@
 //! files), with [`secrets`] deriving every secret from one master key.
 
 pub mod apply;
+pub mod confine;
 pub mod facts;
 pub mod generations;
 pub mod inventory;

@@ -60,6 +60,12 @@ impl Fragment for Mode {
     }
 }
 
+impl Fragment for Script {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(&self.0);
+    }
+}
+
 impl Fragment for Command {
     fn write_to(&self, out: &mut String) {
         out.push_str(&self.line());
@@ -177,7 +183,8 @@ pub fn fill(template: &'static str, values: &[&dyn Fragment]) -> Script {
 }
 
 /// A [`Script`] from a literal template whose `{}` holes take values: text as one quoted
-/// word each, [`Command`]s as the command lines they already are, [`Mode`]s in octal. A template with more or fewer holes than values does not compile.
+/// word each, [`Command`]s as the command lines they already are, [`Script`]s as the
+/// text they are (made the same way), [`Mode`]s in octal. A template with more or fewer holes than values does not compile.
 ///
 /// ```text
 /// sh!("mkdir -p -- {} && echo done\n", "/opt/it's")  =>  mkdir -p -- '/opt/it'\''s' && echo done

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::apply::rollback::list;
-use crate::apply::{ApplyError, compose, unhealthy_services};
+use crate::apply::{ApplyError, compose, step, unhealthy_services};
 use crate::facts::{self, DeploymentQuery};
 use crate::generations::{Generation, Record};
 use crate::transport::Connection;
@@ -88,11 +88,11 @@ pub fn host_status(
         .collect();
     images.sort();
     images.dedup();
-    let facts = facts::parse(
-        &connection
-            .run_script(&facts::script(&queries, &images))?
-            .stdout_text(),
-    );
+    let facts = facts::parse(&step(
+        connection,
+        "gathering facts",
+        &facts::script(&queries, &images),
+    )?);
 
     let mut out = Vec::new();
     for Found {

@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{ApplyError, Report, compose, rollback, step};
+use crate::confine;
 use crate::facts::{Compose, MANIFEST, PENDING, nul_paths, words};
 use crate::generations::{AUDIT_LOG, GENERATIONS, Origin, scripts};
 use crate::sh;
@@ -42,11 +43,12 @@ pub struct Survey {
 /// Prints `present=yes` when `dir` exists, then its manifest as `manifest=` lines of base64
 /// (NUL-terminated paths). Prints nothing for a directory that does not exist.
 pub fn survey_script(dir: &str) -> Script {
-    let mut s = sh!(
-        "umask 077\ncd -- {} 2>/dev/null || exit 0\necho present=yes\nif [ -f {} ]; then ",
-        dir,
-        MANIFEST
-    );
+    let mut s = sh!("umask 077\n");
+    s.push(confine::enter_if_present(dir));
+    s.push(sh!(
+        "echo present=yes\nif {}; then ",
+        confine::regular(MANIFEST)
+    ));
     s.push(nul_paths(MANIFEST));
     s.push(sh!(" | base64 | sed 's/^/manifest=/'; fi\nexit 0\n"));
     s
@@ -130,13 +132,21 @@ fn parents(files: &[String]) -> Vec<String> {
 /// Removes, in the deploy directory `dir` (with the stack down), the files of `removal`,
 /// the [`SCRATCH_DIRS`], the manifest and the pending mark, then the directories the files
 /// leave empty. Prints `kept=N` for each of `kept` (the [`KEPT_DATA`] and kept files) that
-/// is there, then `synprov-destroyed`.
+/// is there, then `synprov-destroyed`. Every file is checked by [`crate::confine`]'s guard
+/// before anything is removed; the scratch directories, the containers', are removed with
+/// `rm -rf`, which removes a link itself, never what it points to.
 pub fn remove_script(dir: &str, removal: &Removal, kept: &[String]) -> Script {
     let files =
         (removal.remove.iter()).fold(Command::new("rm").arg("-f").arg("--"), |rm, f| rm.arg(f));
     let scratch = (SCRATCH_DIRS.iter().copied().chain([MANIFEST, PENDING]))
         .fold(Command::new("rm").arg("-rf").arg("--"), Command::arg);
-    let mut s = sh!("set -e\numask 077\ncd -- {}\n{}\n{}\n", dir, files, scratch);
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    s.push(confine::dir(".synprov"));
+    for file in &removal.remove {
+        s.push(confine::file(file));
+    }
+    s.push(sh!("{}\n{}\n", files, scratch));
     let dirs = parents(&removal.remove);
     if !dirs.is_empty() {
         let rmdir = dirs
@@ -199,9 +209,11 @@ pub fn destroy(
     report: Report,
 ) -> Result<Destroyed, ApplyError> {
     let survey = || -> Result<Survey, ApplyError> {
-        Ok(parse_survey(
-            &connection.run_script(&survey_script(dir))?.stdout_text(),
-        ))
+        Ok(parse_survey(&step(
+            connection,
+            "looking at the deploy directory",
+            &survey_script(dir),
+        )?))
     };
     // Looked at before the lock, which would create the directory.
     if !survey()?.present {
@@ -319,10 +331,11 @@ mod tests {
         assert_eq!(
             survey_script(HOSTILE).text(),
             format!(
-                "umask 077\ncd -- {QUOTED} 2>/dev/null || exit 0\necho present=yes\n\
-                 if [ -f .synprov/manifest ]; then {{ if tr -d '\\000' < .synprov/manifest \
+                "umask 077\n{enter}echo present=yes\n\
+                 if synprov_regular .synprov/manifest; then {{ if tr -d '\\000' < .synprov/manifest \
                  | cmp -s - .synprov/manifest; then tr '\\n' '\\000' < .synprov/manifest; \
-                 else cat < .synprov/manifest; fi; }} | base64 | sed 's/^/manifest=/'; fi\nexit 0\n"
+                 else cat < .synprov/manifest; fi; }} | base64 | sed 's/^/manifest=/'; fi\nexit 0\n",
+                enter = confine::enter_if_present(HOSTILE).text()
             )
         );
         let listed = STANDARD.encode(b"a.yaml\0sub/$(x)\nb\0");
@@ -389,13 +402,17 @@ mod tests {
         assert_eq!(
             remove_script(HOSTILE, &removal, &kept).text(),
             format!(
-                "set -e\numask 077\ncd -- {QUOTED}\n\
+                "set -e\numask 077\n{enter}synprov_dir .synprov\n\
+                 synprov_path f synapse/workers/rooms1.yaml 'regular file'\n\
+                 synprov_path f nginx/nginx.conf 'regular file'\n\
+                 synprov_path f 'a b/$(id)/-rf;'\\''' 'regular file'\n\
                  rm -f -- synapse/workers/rooms1.yaml nginx/nginx.conf 'a b/$(id)/-rf;'\\'''\n\
                  rm -rf -- sockets logs redis redis-conf .synprov/manifest .synprov/pending\n\
                  rmdir -- 'a b/$(id)' synapse/workers 'a b' nginx synapse 2>/dev/null || :\n\
                  if [ -e pgsql ]; then echo 'kept=0'; fi\n\
                  if [ -e 'synapse/$(id)'\\''.signing.key' ]; then echo 'kept=1'; fi\n\
-                 echo synprov-destroyed\n"
+                 echo synprov-destroyed\n",
+                enter = confine::enter(HOSTILE).text()
             )
         );
     }

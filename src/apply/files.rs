@@ -5,13 +5,16 @@
 //! transit defines nothing and runs nothing. Inside, every file is first staged beside its
 //! target (`.NAME.synprov-new`), synced, then renamed over it, so each file is either old
 //! or new, never partial. What it replaces stays in the deployment's generations
-//! ([`crate::generations`]), from which `synprov rollback` puts it back.
+//! ([`crate::generations`]), from which `synprov rollback` puts it back. Every path is
+//! checked by [`crate::confine`]'s guard before anything is renamed or removed: a link, or
+//! a directory others may write in, among synprov's own directories ends the script there.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::confine;
 use crate::facts::{MANIFEST, PENDING};
 use crate::plan::{Change, DeploymentPlan};
 use crate::render::DeploymentFiles;
@@ -52,10 +55,9 @@ fn write_paths(paths: &[&str], redirect: Script) -> Script {
 pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending: bool) -> Script {
     let mut s = sh!("trap '' HUP PIPE\nsynprov_write() {\nset -e\numask 077\n");
     s.push(make_dirs(&files.deploy_dir, Mode(0o755)));
-    s.push(sh!(
-        "cd -- {}\nmkdir -p .synprov && chmod 700 .synprov\n",
-        files.deploy_dir
-    ));
+    s.push(confine::enter(&files.deploy_dir));
+    s.push(confine::dir(".synprov"));
+    s.push(sh!("mkdir -p .synprov && chmod 700 .synprov\n"));
     // Each directory after the one above it: declared ones with their mode, the others
     // (parents of files) with 0755.
     let declared: BTreeMap<&str, _> = files.dirs.iter().map(|d| (d.path.as_str(), d)).collect();
@@ -72,6 +74,7 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
     for dir in dirs {
         match declared.get(dir) {
             Some(d) => {
+                s.push(confine::data_dir(&d.path));
                 s.push(sh!(
                     "mkdir -p -m {} -- {} && chmod {} -- {}",
                     Mode(d.mode),
@@ -84,12 +87,16 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
                 }
                 s.push(sh!("\n"));
             }
-            None => s.push(sh!("mkdir -p -m 755 -- {}\n", dir)),
+            None => {
+                s.push(confine::dir(dir));
+                s.push(sh!("mkdir -p -m 755 -- {}\n", dir));
+            }
         }
     }
     for file in &writes {
         let target = staged(&file.path);
         // A leftover staged file would keep its old, maybe wider, mode: start afresh.
+        s.push(confine::file(&file.path));
         s.push(sh!("rm -f -- {}\n", target));
         s.push(with_base64_input(
             sh!("base64 -d > {}", target),
@@ -99,6 +106,11 @@ pub fn write_script(files: &DeploymentFiles, plan: &DeploymentPlan, mark_pending
         if let Some((uid, gid)) = file.owner {
             s.push(sh!("chown {} -- {}\n", format!("{uid}:{gid}"), target));
         }
+    }
+    // Checked before anything is renamed or removed: a refusal leaves the deployment's
+    // files as they were (staged files aside).
+    for change in plan.changes.iter().filter(|c| c.change == Change::Delete) {
+        s.push(confine::file(&change.path));
     }
     if mark_pending {
         // The services to reload are marked as ones to recreate: an apply cut short before
@@ -140,23 +152,22 @@ pub struct Fetch<'a> {
 /// Prints the current contents of the files of `fetches`, for the diff: a `### N` line
 /// before the files of the `N`th, then for each file present a `=== ` line with its path
 /// and its contents, both base64 (so that no path or contents can pass for a marker).
+/// Only regular files are read, never through a link ([`crate::confine`]): a refusal ends
+/// the script with the guard's status, 77.
 pub fn fetch_script(fetches: &[Fetch]) -> Script {
     let mut s = Script::new();
     for (index, fetch) in fetches.iter().enumerate() {
-        s.push(sh!(
-            "echo {}\n(\ncd -- {} || exit 0\n",
-            format!("### {index}"),
-            fetch.dir
-        ));
+        s.push(sh!("echo {}\n(\n", format!("### {index}")));
+        s.push(confine::enter_if_present(fetch.dir));
         for path in &fetch.paths {
             s.push(sh!(
-                "[ -f {} ] && { echo {}; base64 < {}; }\n",
-                path,
+                "{} && { echo {}; base64 < {}; }\n",
+                confine::regular(path),
                 format!("=== {}", STANDARD.encode(path)),
                 path
             ));
         }
-        s.push(sh!(")\n"));
+        s.push(sh!(") || [ $? -ne 77 ] || exit 77\n"));
     }
     s.push(sh!("exit 0\n"));
     s
@@ -201,6 +212,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::confine::tests::run;
     use crate::render::{RenderedDir, RenderedFile};
 
     fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
@@ -209,33 +221,6 @@ mod tests {
 
     fn deployment(dir: &str, files: Vec<RenderedFile>, dirs: Vec<RenderedDir>) -> DeploymentFiles {
         DeploymentFiles::for_test(dir, files, dirs)
-    }
-
-    /// Runs `script` as the transport does (`sh -s`, the script on standard input) in `cwd`,
-    /// with `path` first on PATH when given.
-    fn run(script: &Script, cwd: &Path, path: Option<&Path>) -> std::process::Output {
-        use std::io::Write;
-        let mut command = std::process::Command::new("sh");
-        command
-            .arg("-s")
-            .current_dir(cwd)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if let Some(dir) = path {
-            let old = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![dir.to_path_buf()];
-            paths.extend(std::env::split_paths(&old));
-            command.env("PATH", std::env::join_paths(paths).unwrap());
-        }
-        let mut child = command.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     }
 
     /// [`run`], which must succeed.
@@ -288,26 +273,34 @@ mod tests {
         );
         assert_eq!(
             write_script(&files, &plan, true).text(),
-            "trap '' HUP PIPE\nsynprov_write() {\nset -e\numask 077\n\
-             mkdir -p -m 755 -- /opt '/opt/it'\\''s'\n\
-             cd -- '/opt/it'\\''s'\nmkdir -p .synprov && chmod 700 .synprov\n\
-             mkdir -p -m 755 -- logs\n\
-             mkdir -p -m 750 -- logs/-n && chmod 750 -- logs/-n && chown 1000:1000 -- logs/-n\n\
-             mkdir -p -m 755 -- sub\n\
-             rm -f -- '.a;b.synprov-new'\n\
-             base64 -d > '.a;b.synprov-new' <<'SYNPROV_EOF'\naw==\nSYNPROV_EOF\n\
-             chmod 600 -- '.a;b.synprov-new'\n\
-             chown 1000:1000 -- '.a;b.synprov-new'\n\
-             rm -f -- 'sub/.$(x).synprov-new'\n\
-             base64 -d > 'sub/.$(x).synprov-new' <<'SYNPROV_EOF'\nYw==\nSYNPROV_EOF\n\
-             chmod 644 -- 'sub/.$(x).synprov-new'\n\
-             printf '%s\\0' up 's v' > .synprov/pending.new && mv -f .synprov/pending.new .synprov/pending\n\
-             sync\n\
-             mv -f -- '.a;b.synprov-new' 'a;b'\n\
-             mv -f -- 'sub/.$(x).synprov-new' 'sub/$(x)'\n\
-             rm -f -- 'old'\\'''\n\
-             printf '%s\\0' 'a;b' 'sub/$(x)' > .synprov/manifest.new && mv -f .synprov/manifest.new .synprov/manifest\n\
-             sync\necho synprov-written\n}\nsynprov_write\n"
+            [
+                "trap '' HUP PIPE\nsynprov_write() {\nset -e\numask 077\n\
+                 mkdir -p -m 755 -- /opt '/opt/it'\\''s'\n",
+                confine::enter("/opt/it's").text(),
+                "synprov_dir .synprov\nmkdir -p .synprov && chmod 700 .synprov\n\
+                 synprov_dir logs\nmkdir -p -m 755 -- logs\n\
+                 synprov_path d logs/-n directory\n\
+                 mkdir -p -m 750 -- logs/-n && chmod 750 -- logs/-n && chown 1000:1000 -- logs/-n\n\
+                 synprov_dir sub\nmkdir -p -m 755 -- sub\n\
+                 synprov_path f 'a;b' 'regular file'\n\
+                 rm -f -- '.a;b.synprov-new'\n\
+                 base64 -d > '.a;b.synprov-new' <<'SYNPROV_EOF'\naw==\nSYNPROV_EOF\n\
+                 chmod 600 -- '.a;b.synprov-new'\n\
+                 chown 1000:1000 -- '.a;b.synprov-new'\n\
+                 synprov_path f 'sub/$(x)' 'regular file'\n\
+                 rm -f -- 'sub/.$(x).synprov-new'\n\
+                 base64 -d > 'sub/.$(x).synprov-new' <<'SYNPROV_EOF'\nYw==\nSYNPROV_EOF\n\
+                 chmod 644 -- 'sub/.$(x).synprov-new'\n\
+                 synprov_path f 'old'\\''' 'regular file'\n\
+                 printf '%s\\0' up 's v' > .synprov/pending.new && mv -f .synprov/pending.new .synprov/pending\n\
+                 sync\n\
+                 mv -f -- '.a;b.synprov-new' 'a;b'\n\
+                 mv -f -- 'sub/.$(x).synprov-new' 'sub/$(x)'\n\
+                 rm -f -- 'old'\\'''\n\
+                 printf '%s\\0' 'a;b' 'sub/$(x)' > .synprov/manifest.new && mv -f .synprov/manifest.new .synprov/manifest\n\
+                 sync\necho synprov-written\n}\nsynprov_write\n"
+            ]
+            .concat()
         );
     }
 
@@ -472,6 +465,96 @@ mod tests {
         assert_eq!(mode(&dir.join(MANIFEST)), 0o600);
     }
 
+    /// A link where the write script would act (a managed file, the directory of one, a
+    /// directory a container writes in, `.synprov`) is refused before any file is renamed
+    /// or removed, and the canary beside the deploy directory stays as it was; the fetch
+    /// for the diff refuses it too, printing nothing of what it points to.
+    #[test]
+    fn links_in_the_deployment_are_refused_by_the_write_and_the_fetch_never_followed() {
+        use crate::confine::tests::{CANARY_TEXT, Canary};
+        for link in [
+            "synapse/homeserver.yaml",
+            "synapse",
+            "logs/main",
+            ".synprov",
+        ] {
+            let base = tempfile::tempdir().unwrap();
+            let canary = Canary::beside(base.path());
+            let dir = base.path().join("d");
+            let dir_text = dir.to_str().unwrap();
+            let files = deployment(
+                dir_text,
+                vec![
+                    file("a.yaml", "new a\n", 0o644),
+                    file("synapse/homeserver.yaml", "new\n", 0o600),
+                ],
+                vec![RenderedDir {
+                    path: "logs/main".into(),
+                    mode: 0o750,
+                    owner: None,
+                }],
+            );
+            std::fs::create_dir_all(dir.join("synapse")).unwrap();
+            std::fs::create_dir_all(dir.join("logs")).unwrap();
+            std::fs::create_dir_all(dir.join(".synprov")).unwrap();
+            std::fs::write(dir.join("a.yaml"), "old a\n").unwrap();
+            std::fs::write(dir.join("old.yaml"), "old\n").unwrap();
+            let planted = dir.join(link);
+            let _ = std::fs::remove_dir_all(&planted);
+            let _ = std::fs::remove_file(&planted);
+            let target = if link.contains('/') && link != "logs/main" {
+                canary.dir.join("file")
+            } else {
+                canary.dir.clone()
+            };
+            std::os::unix::fs::symlink(&target, &planted).unwrap();
+            let plan = DeploymentPlan::for_test(
+                dir_text,
+                &[
+                    ("a.yaml", Change::Update),
+                    ("synapse/homeserver.yaml", Change::Update),
+                    ("old.yaml", Change::Delete),
+                ],
+                &[],
+            );
+            let out = run(&write_script(&files, &plan, true), base.path(), None);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(crate::confine::REFUSED),
+                "{link}: {said}"
+            );
+            let named = std::fs::canonicalize(&dir).unwrap().join(link);
+            assert!(
+                said.contains(&format!("{}: it is a symbolic link", named.display())),
+                "{link}: {said}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("a.yaml")).unwrap(),
+                "old a\n"
+            );
+            assert!(dir.join("old.yaml").exists(), "{link}: a file was removed");
+            canary.assert_untouched();
+
+            let fetch = Fetch {
+                dir: dir_text,
+                paths: vec!["a.yaml", "synapse/homeserver.yaml"],
+            };
+            let out = run(&fetch_script(&[fetch]), base.path(), None);
+            if link.starts_with("synapse") {
+                assert_eq!(out.status.code(), Some(crate::confine::REFUSED), "{link}");
+            } else {
+                assert!(out.status.success(), "{link}: the fetch does not go there");
+            }
+            let printed = parse_fetch(&String::from_utf8_lossy(&out.stdout));
+            assert!(
+                !format!("{printed:?}").contains(CANARY_TEXT.trim()),
+                "{link}: {printed:?}"
+            );
+            canary.assert_untouched();
+        }
+    }
+
     #[test]
     fn the_fetch_script_quotes_paths_and_frames_them_in_base64() {
         let fetches = [Fetch {
@@ -480,9 +563,14 @@ mod tests {
         }];
         assert_eq!(
             fetch_script(&fetches).text(),
-            "echo '### 0'\n(\ncd -- '/opt/it'\\''s' || exit 0\n\
-             [ -f 'a\n=== b' ] && { echo '=== YQo9PT0gYg=='; base64 < 'a\n=== b'; }\n\
-             [ -f -x ] && { echo '=== LXg='; base64 < -x; }\n)\nexit 0\n"
+            [
+                "echo '### 0'\n(\n",
+                confine::enter_if_present("/opt/it's").text(),
+                "synprov_regular 'a\n=== b' && { echo '=== YQo9PT0gYg=='; base64 < 'a\n=== b'; }\n\
+                 synprov_regular -x && { echo '=== LXg='; base64 < -x; }\n\
+                 ) || [ $? -ne 77 ] || exit 77\nexit 0\n"
+            ]
+            .concat()
         );
     }
 

@@ -4,18 +4,30 @@
 //! without this the rest would pile up with each worker ever removed, and a stale lock
 //! would confuse a worker added later under the same name.
 
+use std::collections::BTreeSet;
+
+use crate::confine;
 use crate::plan::RemovedWorker;
 use crate::sh;
 use crate::shell::{Command, Script};
 
 /// Removes the leftovers of `workers` in the deploy directory `dir` (after Compose has
-/// removed their containers). Missing ones are no error.
+/// removed their containers). Missing ones are no error. The directories they are in
+/// (`logs`, `sockets`) are checked first ([`crate::confine`]): `rm -rf` then removes a
+/// link a container planted in them, never what it points to.
 pub fn script(dir: &str, workers: &[RemovedWorker]) -> Script {
-    let rm = workers
-        .iter()
-        .flat_map(RemovedWorker::leftovers)
-        .fold(Command::new("rm").arg("-rf").arg("--"), Command::arg);
-    sh!("set -e\numask 077\ncd -- {}\n{}\n", dir, rm)
+    let leftovers: Vec<String> = workers.iter().flat_map(RemovedWorker::leftovers).collect();
+    let parents: BTreeSet<&str> = (leftovers.iter())
+        .filter_map(|path| Some(path.rsplit_once('/')?.0))
+        .collect();
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    for parent in parents {
+        s.push(confine::data_dir(parent));
+    }
+    let rm = (leftovers.into_iter()).fold(Command::new("rm").arg("-rf").arg("--"), Command::arg);
+    s.push(sh!("{}\n", rm));
+    s
 }
 
 #[cfg(test)]
@@ -30,9 +42,14 @@ mod tests {
         }];
         assert_eq!(
             script("/opt/s", &workers).text(),
-            "set -e\numask 077\ncd -- /opt/s\n\
+            [
+                "set -e\numask 077\n",
+                confine::enter("/opt/s").text(),
+                "synprov_path d logs directory\nsynprov_path d sockets directory\n\
              rm -rf -- logs/rooms6 sockets/synapse_inbound_rooms6.sock.lock sockets/synapse_inbound_rooms6.sock \
              sockets/synapse_replication_rooms6.sock.lock sockets/synapse_replication_rooms6.sock\n"
+            ]
+            .concat()
         );
         // Names are plain words when parsed from a compose file; the script does not rely
         // on it.
@@ -42,10 +59,15 @@ mod tests {
         }];
         assert_eq!(
             script("/opt/x;touch${IFS}/tmp/pwned;'", &hostile).text(),
-            "set -e\numask 077\ncd -- '/opt/x;touch${IFS}/tmp/pwned;'\\'''\n\
+            [
+                "set -e\numask 077\n",
+                confine::enter("/opt/x;touch${IFS}/tmp/pwned;'").text(),
+                "synprov_path d logs directory\nsynprov_path d sockets directory\n\
              rm -rf -- 'logs/a b;$(id)'\\''' 'sockets/synapse_inbound_a b;$(id)'\\''.sock.lock' \
              'sockets/synapse_inbound_a b;$(id)'\\''.sock' 'sockets/synapse_replication_a b;$(id)'\\''.sock.lock' \
              'sockets/synapse_replication_a b;$(id)'\\''.sock'\n"
+            ]
+            .concat()
         );
     }
 }

@@ -201,8 +201,12 @@ pub fn gather(
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
-    let output = connection.run_script(&facts::script(&queries, &images))?;
-    Ok(facts::parse(&output.stdout_text()))
+    let output = step(
+        connection,
+        "gathering facts",
+        &facts::script(&queries, &images),
+    )?;
+    Ok(facts::parse(&output))
 }
 
 /// The plan of `files` on one host against its `facts` (from [`gather`], for the same
@@ -230,9 +234,11 @@ pub fn prepare(
         })
         .collect();
     if fetches.iter().any(|f| !f.paths.is_empty()) {
-        let output = connection
-            .run_script(&files::fetch_script(&fetches))?
-            .stdout_text();
+        let output = step(
+            connection,
+            "reading the files to change",
+            &files::fetch_script(&fetches),
+        )?;
         for (index, contents) in files::parse_fetch(&output) {
             let Some(deployment) = plan.deployments.get(index) else {
                 continue;
@@ -301,7 +307,13 @@ pub struct Outcome {
     pub generations: Vec<(String, u32)>,
 }
 
-fn step(connection: &Connection, name: &str, script: &Script) -> Result<String, ApplyError> {
+/// Runs `script` on the host: its standard output, or, when it fails (a refusal of the
+/// guard included), an error naming the step with the last lines it printed.
+pub(crate) fn step(
+    connection: &Connection,
+    name: &str,
+    script: &Script,
+) -> Result<String, ApplyError> {
     let output = connection.run_script(script)?;
     if output.success() {
         Ok(output.stdout_text())

@@ -26,8 +26,8 @@ pub enum To {
 
 /// The generations kept for the deployment in `dir`.
 pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
-    let output = connection.run_script(&scripts::list(dir))?;
-    Ok(generations::parse_listing(&output.stdout_text()))
+    let output = step(connection, "listing the generations", &scripts::list(dir))?;
+    Ok(generations::parse_listing(&output))
 }
 
 /// Reads the generation `to` of each deployment (name and directory) from the host, puts
@@ -100,15 +100,25 @@ fn read_files(
     number: u32,
     record: &generations::Record,
 ) -> Result<DeploymentFiles, ApplyError> {
-    let copies = format!("{dir}/{GENERATIONS}/{number}/files");
+    // Read from the deploy directory down, so that the guard checks every directory on
+    // the way to the copies (`.synprov` included), not only those below them.
+    let copies = format!("{GENERATIONS}/{number}/files/");
+    let paths: Vec<String> = (record.files.iter())
+        .map(|f| format!("{copies}{}", f.path))
+        .collect();
     let fetch = Fetch {
-        dir: &copies,
-        paths: record.files.iter().map(|f| f.path.as_str()).collect(),
+        dir,
+        paths: paths.iter().map(String::as_str).collect(),
     };
-    let output = connection.run_script(&files::fetch_script(&[fetch]))?;
-    let contents = files::parse_fetch(&output.stdout_text())
-        .remove(&0)
-        .unwrap_or_default();
+    let output = step(
+        connection,
+        "reading the generation's files",
+        &files::fetch_script(&[fetch]),
+    )?;
+    let contents = (files::parse_fetch(&output).remove(&0).unwrap_or_default())
+        .into_iter()
+        .filter_map(|(path, text)| Some((path.strip_prefix(&copies)?.to_string(), text)))
+        .collect();
     record.files(dir, contents).map_err(|why| {
         GenerationError::Unreadable {
             host: connection.host_name().to_string(),

@@ -4,6 +4,7 @@
 //! only once it is healthy do the workers start on it. A rollback can put the dump back.
 
 use super::compose::{self, compose};
+use crate::confine;
 use crate::facts::Compose;
 use crate::generations::{DUMP, GENERATIONS};
 use crate::plan::{Change, DeploymentPlan, MAIN_SERVICE};
@@ -24,16 +25,19 @@ const SYNAPSE_DIR: &str = "synapse";
 pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str) -> Script {
     let dir = &files.deploy_dir;
     let stage = format!("{dir}/{STAGE}");
-    let mut s = sh!(
-        "set -e\numask 077\ncd -- {}\nrm -rf -- {}\nmkdir -p -m 700 -- {}\n\
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    s.push(confine::dir(STAGE));
+    s.push(confine::dir(SYNAPSE_DIR));
+    s.push(sh!(
+        "rm -rf -- {}\nmkdir -p -m 700 -- {}\n\
          if [ -d {} ]; then cp -a -- {} {}; fi\n",
-        dir,
         STAGE,
         STAGE,
         SYNAPSE_DIR,
         SYNAPSE_DIR,
         format!("{STAGE}/{SYNAPSE_DIR}")
-    );
+    ));
     let in_synapse = |path: &str| path.starts_with(&format!("{SYNAPSE_DIR}/"));
     // Only what the write needs: the Synapse files, in the stage.
     let staged_files = DeploymentFiles {
@@ -118,14 +122,18 @@ else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION 'the dump could not be read: nothing
 /// or not at all.
 pub fn dump_script(dir: &str, kind: &Compose, number: u32) -> Script {
     let dump = format!("{GENERATIONS}/{number}/{DUMP}");
-    sh!(
-        "set -e\numask 077\ncd -- {}\n{} > {}\nmv -f -- {} {}\n",
-        dir,
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    s.push(confine::file(&format!("{dump}.new")));
+    s.push(confine::file(&dump));
+    s.push(sh!(
+        "{} > {}\nmv -f -- {} {}\n",
         in_db(kind, &format!("exec {}", as_owner("pg_dump -Fc"))),
         format!("{dump}.new"),
         format!("{dump}.new"),
         dump
-    )
+    ));
+    s
 }
 
 /// Stops `services`: Synapse's workers before main moves to a new image, all its processes
@@ -142,9 +150,12 @@ pub fn stop_script(dir: &str, kind: &Compose, services: &[String]) -> Script {
 /// everything there now (tables a newer Synapse created included) gives way to what was
 /// dumped. Every Synapse process must be stopped.
 pub fn restore_script(dir: &str, kind: &Compose, number: u32) -> Script {
-    sh!(
-        "set -e\numask 077\ncd -- {}\n{} < {} 2>&1\n",
-        dir,
+    let dump = format!("{GENERATIONS}/{number}/{DUMP}");
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    s.push(confine::file(&dump));
+    s.push(sh!(
+        "{} < {} 2>&1\n",
         in_db(
             kind,
             &format!(
@@ -152,8 +163,9 @@ pub fn restore_script(dir: &str, kind: &Compose, number: u32) -> Script {
                 as_owner("psql -X -q -o /dev/null -v ON_ERROR_STOP=1")
             )
         ),
-        format!("{GENERATIONS}/{number}/{DUMP}")
-    )
+        dump
+    ));
+    s
 }
 
 /// Starts main alone (recreated on its new image when that changed), its dependencies
@@ -187,22 +199,27 @@ mod tests {
         assert_eq!(
             dump_script(HOSTILE, &v2, 7).text(),
             format!(
-                "set -e\numask 077\ncd -- {QUOTED}\n\
+                "set -e\numask 077\n{enter}\
+                 synprov_path f .synprov/generations/7/db.dump.new 'regular file'\n\
+                 synprov_path f .synprov/generations/7/db.dump 'regular file'\n\
                  docker compose -f docker-compose.yml exec -T db {in_db} exec pg_dump -Fc {with} \
                  > .synprov/generations/7/db.dump.new\n\
-                 mv -f -- .synprov/generations/7/db.dump.new .synprov/generations/7/db.dump\n"
+                 mv -f -- .synprov/generations/7/db.dump.new .synprov/generations/7/db.dump\n",
+                enter = confine::enter(HOSTILE).text()
             )
         );
         assert_eq!(
             restore_script("/opt/s", &Compose::V1(String::new()), 3).text(),
             format!(
-                "set -e\numask 077\ncd -- /opt/s\n\
+                "set -e\numask 077\n{enter}\
+                 synprov_path f .synprov/generations/3/db.dump 'regular file'\n\
                  docker-compose -f docker-compose.yml exec -T db {in_db} \
                  {{ echo '\\''SET client_min_messages = warning; BEGIN; DROP SCHEMA public CASCADE; \
                  CREATE SCHEMA public AUTHORIZATION CURRENT_USER;'\\''; \
                  if pg_restore --no-owner -f -; then echo '\\''COMMIT;'\\''; \
                  else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION '\\''the dump could not be read: nothing was restored'\\''; END \\$\\$;\"; fi; }} \
-                 | psql -X -q -o /dev/null -v ON_ERROR_STOP=1 {with} < .synprov/generations/3/db.dump 2>&1\n"
+                 | psql -X -q -o /dev/null -v ON_ERROR_STOP=1 {with} < .synprov/generations/3/db.dump 2>&1\n",
+                enter = confine::enter("/opt/s").text()
             )
         );
     }
@@ -244,14 +261,20 @@ mod tests {
         let script = script.text();
         assert!(
             script.starts_with(
-                "set -e\numask 077\ncd -- /opt/s\nrm -rf -- .synprov/upgrade-check\n\
-                 mkdir -p -m 700 -- .synprov/upgrade-check\n\
-                 if [ -d synapse ]; then cp -a -- synapse .synprov/upgrade-check/synapse; fi\n"
+                &[
+                    "set -e\numask 077\n",
+                    confine::enter("/opt/s").text(),
+                    "synprov_dir .synprov/upgrade-check\nsynprov_dir synapse\n\
+                     rm -rf -- .synprov/upgrade-check\n\
+                     mkdir -p -m 700 -- .synprov/upgrade-check\n\
+                     if [ -d synapse ]; then cp -a -- synapse .synprov/upgrade-check/synapse; fi\n"
+                ]
+                .concat()
             ),
             "{script}"
         );
         assert!(
-            script.contains("cd -- /opt/s/.synprov/upgrade-check\n")
+            script.contains("cd -P -- /opt/s/.synprov/upgrade-check || exit 1\n")
                 && script.contains(
                     "mv -f -- synapse/.homeserver.yaml.synprov-new synapse/homeserver.yaml"
                 )

@@ -16,6 +16,11 @@ use crate::shell::Script;
 /// Where the index lives on every host.
 pub const INDEX_DIR: &str = "/var/lib/synprov/deployments";
 
+/// The directory of [`INDEX_DIR`], synprov's own: neither it nor the index may be a link,
+/// and an entry is written only after whatever stood at its temporary name is removed, so
+/// that no write goes through a link.
+const INDEX_PARENT: &str = "/var/lib/synprov";
+
 /// A deployment as the index names it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Indexed {
@@ -37,8 +42,12 @@ fn entry(dir: &str) -> String {
 pub fn register(name: &str, dir: &str) -> Script {
     let entry = entry(dir);
     sh!(
-        "{ mkdir -p -m 755 -- {} && printf '%s\\0%s\\0' {} {} > {} && mv -f -- {} {}; } 2>/dev/null || :\n",
+        "{ mkdir -p -m 755 -- {} && [ ! -L {} ] && [ ! -L {} ] && rm -f -- {} && \
+         printf '%s\\0%s\\0' {} {} > {} && mv -f -- {} {}; } 2>/dev/null || :\n",
         INDEX_DIR,
+        INDEX_PARENT,
+        INDEX_DIR,
+        format!("{entry}.new"),
         name,
         dir,
         format!("{entry}.new"),
@@ -56,7 +65,8 @@ pub fn unregister(dir: &str) -> Script {
 /// there is none. A fragment of the facts script.
 pub fn list() -> Script {
     sh!(
-        "for f in {}/*; do [ -f \"$f\" ] && case \"$f\" in *.new) ;; *) echo \"indexed=$(base64 < \"$f\" | tr -d '\\n')\";; esac; done\n",
+        "[ -L {} ] || for f in {}/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && case \"$f\" in *.new) ;; *) echo \"indexed=$(base64 < \"$f\" | tr -d '\\n')\";; esac; done\n",
+        INDEX_DIR,
         INDEX_DIR
     )
 }
@@ -92,7 +102,8 @@ mod tests {
         assert_eq!(
             register("$(id)", dir).text(),
             format!(
-                "{{ mkdir -p -m 755 -- /var/lib/synprov/deployments && printf '%s\\0%s\\0' '$(id)' \
+                "{{ mkdir -p -m 755 -- /var/lib/synprov/deployments && [ ! -L /var/lib/synprov ] && \
+                 [ ! -L /var/lib/synprov/deployments ] && rm -f -- {entry}.new && printf '%s\\0%s\\0' '$(id)' \
                  '/opt/x;touch${{IFS}}/tmp/pwned;'\\''' > {entry}.new && mv -f -- {entry}.new {entry}; }} 2>/dev/null || :\n"
             )
         );

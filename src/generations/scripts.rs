@@ -1,7 +1,10 @@
 //! The host side of generations: record one, list them, append to the audit log, put
-//! recorded image tags back. Each is a [`Script`] built from values, run by the transport.
+//! recorded image tags back. Each is a [`Script`] built from values, run by the transport,
+//! and reads or writes only through [`crate::confine`]'s guard: a link among the
+//! generations, the audit log or the copied files is refused and named, never followed.
 
 use super::{AUDIT_LOG, AuditEntry, GENERATIONS};
+use crate::confine;
 use crate::facts::PENDING;
 use crate::sh;
 use crate::shell::{Script, with_base64_input};
@@ -22,18 +25,22 @@ pub fn save(
     keep: u32,
     entry: &AuditEntry,
 ) -> Script {
-    let mut s = sh!(
-        "set -e\numask 077\ncd -- {}\nmkdir -p -m 700 {}\n\
+    let mut s = sh!("set -e\numask 077\n");
+    s.push(confine::enter(dir));
+    s.push(confine::dir(GENERATIONS));
+    s.push(confine::file(AUDIT_LOG));
+    s.push(sh!(
+        "mkdir -p -m 700 {}\n\
          n=$(ls {} | grep -Ex '[0-9]+' | sort -n | tail -n 1)\nn=$((${n:-0} + 1))\n\
          rm -rf {}\nmkdir -p {}\n",
-        dir,
         GENERATIONS,
         GENERATIONS,
         NEW,
         format!("{NEW}/files")
-    );
+    ));
     for path in paths {
         let copy = format!("{NEW}/files/{path}");
+        s.push(confine::file(path));
         if let Some((parent, _)) = copy.rsplit_once('/') {
             s.push(sh!("mkdir -p -- {} && ", parent));
         }
@@ -72,31 +79,36 @@ pub fn save(
 /// `pending=yes` when the last apply did not finish, then the audit log's last 1000 lines
 /// (`audit=` lines of base64). Prints nothing for a directory that does not exist.
 pub fn list(dir: &str) -> Script {
-    sh!(
-        "umask 077\ncd -- {} 2>/dev/null || exit 0\ngens={}\ndump={}\n\
+    let mut s = sh!("umask 077\n");
+    s.push(confine::enter_if_present(dir));
+    s.push(sh!(
+        "gens={}\ndump={}\nsynprov_dir \"$gens\"\n\
          for n in $(ls \"$gens\" 2>/dev/null | grep -Ex '[0-9]+' | sort -n); do\n\
-         g=\"$gens/$n\"\necho \"generation=$n\"\n\
-         [ -f \"$g/record.json\" ] && base64 < \"$g/record.json\" | sed 's/^/record=/'\n\
-         [ -f \"$g/images\" ] && base64 < \"$g/images\" | sed 's/^/images=/'\n\
-         [ -f \"$g/$dump\" ] && echo dump=yes\ndone\n[ -f {} ] && echo pending=yes\n\
-         [ -f {} ] && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
-        dir,
+         g=\"$gens/$n\"\nsynprov_dir \"$g\"\necho \"generation=$n\"\n\
+         synprov_regular \"$g/record.json\" && base64 < \"$g/record.json\" | sed 's/^/record=/'\n\
+         synprov_regular \"$g/images\" && base64 < \"$g/images\" | sed 's/^/images=/'\n\
+         synprov_regular \"$g/$dump\" && echo dump=yes\ndone\n{} && echo pending=yes\n\
+         {} && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
         GENERATIONS,
         super::DUMP,
-        PENDING,
-        AUDIT_LOG,
+        confine::regular(PENDING),
+        confine::regular(AUDIT_LOG),
         AUDIT_LOG
-    )
+    ));
+    s
 }
 
 /// Appends `entry` to the audit log of the deployment in `dir`, when that directory exists.
 pub fn audit(dir: &str, entry: &AuditEntry) -> Script {
-    sh!(
-        "umask 077\ncd -- {} 2>/dev/null || exit 0\nmkdir -p -m 700 .synprov\nprintf '%s\\n' {} >> {}\n",
-        dir,
+    let mut s = sh!("umask 077\n");
+    s.push(confine::enter_if_present(dir));
+    s.push(confine::file(AUDIT_LOG));
+    s.push(sh!(
+        "mkdir -p -m 700 .synprov\nprintf '%s\\n' {} >> {}\n",
         entry.line(),
         AUDIT_LOG
-    )
+    ));
+    s
 }
 
 /// Tags each recorded image ID with its reference again where the reference now names
@@ -146,10 +158,17 @@ mod tests {
         );
         assert_eq!(
             script.text(),
-            "set -e\numask 077\ncd -- '/opt/it'\\''s'\nmkdir -p -m 700 .synprov/generations\n\
+            [
+                "set -e\numask 077\n",
+                confine::enter("/opt/it's").text(),
+                "synprov_dir .synprov/generations\n\
+             synprov_path f .synprov/audit.log 'regular file'\n\
+             mkdir -p -m 700 .synprov/generations\n\
              n=$(ls .synprov/generations | grep -Ex '[0-9]+' | sort -n | tail -n 1)\nn=$((${n:-0} + 1))\n\
              rm -rf .synprov/generations/.new\nmkdir -p .synprov/generations/.new/files\n\
+             synprov_path f synapse/homeserver.yaml 'regular file'\n\
              mkdir -p -- .synprov/generations/.new/files/synapse && cp -p -- synapse/homeserver.yaml .synprov/generations/.new/files/synapse/homeserver.yaml\n\
+             synprov_path f docker-compose.yml 'regular file'\n\
              mkdir -p -- .synprov/generations/.new/files && cp -p -- docker-compose.yml .synprov/generations/.new/files/docker-compose.yml\n\
              base64 -d > .synprov/generations/.new/record.json <<'SYNPROV_EOF'\ne30=\nSYNPROV_EOF\n\
              id=$(docker image inspect --format '{{.Id}}' -- synprov/synapse:1.163) && printf '%s %s\\n' \"$id\" synprov/synapse:1.163 >> .synprov/generations/.new/images\n\
@@ -157,6 +176,8 @@ mod tests {
              ls \"$gens\" | grep -Ex '[0-9]+' | sort -n | head -n -10 | while read -r old; do rm -rf -- \"$gens/$old\"; done\n\
              printf '%s\\tgeneration %s\\t%s\\n' '2026-12-01T12:00:00Z\talice@laptop\tapply' \"$n\" ok >> .synprov/audit.log\n\
              echo \"generation=$n\"\n"
+            ]
+            .concat()
         );
     }
 
@@ -164,8 +185,13 @@ mod tests {
     fn an_audit_line_is_one_quoted_word() {
         assert_eq!(
             audit("/opt/s", &entry()).text(),
-            "umask 077\ncd -- /opt/s 2>/dev/null || exit 0\nmkdir -p -m 700 .synprov\n\
-             printf '%s\\n' '2026-12-01T12:00:00Z\talice@laptop\tapply\t-\tok' >> .synprov/audit.log\n"
+            [
+                "umask 077\n",
+                confine::enter_if_present("/opt/s").text(),
+                "synprov_path f .synprov/audit.log 'regular file'\nmkdir -p -m 700 .synprov\n\
+                 printf '%s\\n' '2026-12-01T12:00:00Z\talice@laptop\tapply\t-\tok' >> .synprov/audit.log\n"
+            ]
+            .concat()
         );
     }
 

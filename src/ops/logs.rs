@@ -72,15 +72,36 @@ pub struct Request {
 /// and `follow` to go on with the lines written after. The console of a Synapse container
 /// has its warnings only: this file has every line (INFO included), and reading it costs
 /// no second copy.
+///
+/// The process's directory is its container's to write in: a link there must not make
+/// root print another file. So every read is `dd iflag=nofollow` (the kernel refuses to
+/// open a link: nothing to race) and `nonblock` (a FIFO planted there cannot hang it), and
+/// following is a loop of such reads from the offset reached (from 0 again when the file
+/// shrank: rotated), where `tail -F` would open whatever the name points to.
 fn file_log() -> Script {
-    sh!(r#"synprov_file_log() {
+    sh!(r#"synprov_read() {
+if [ -n "${3-}" ]; then dd if="$1" iflag=nofollow,nonblock,skip_bytes,count_bytes skip="$2" count="$3" bs=64k status=none
+else dd if="$1" iflag=nofollow,nonblock,skip_bytes skip="$2" bs=64k status=none; fi
+}
+synprov_follow() {
+at=$2
+while :; do
+size=$(stat -c %s -- "$1" 2>/dev/null) || size=0
+[ "$size" -ge "$at" ] || at=0
+if [ "$size" -gt "$at" ]; then synprov_read "$1" "$at" "$((size - at))"; at=$size; fi
+sleep 1
+done
+}
+synprov_file_log() {
 set -- "$1" "$2" "$3" "$4" logs/"$1"/*.log
-if [ ! -f "$5" ]; then echo "$1: no log file in logs/$1" >&2; return 1; fi
-lines=$(wc -l < "$5")
-{ for old in "$5".*; do if [ -f "$old" ]; then cat -- "$old"; fi; done; head -n "$lines" -- "$5"; } |
+if [ ! -f "$5" ] || [ -L "$5" ]; then echo "$1: no log file in logs/$1" >&2; return 1; fi
+size=$(stat -c %s -- "$5")
+lines=$(synprov_read "$5" 0 "$size" | wc -l)
+at=$(synprov_read "$5" 0 "$size" | head -n "$lines" | wc -c)
+{ for old in "$5".*; do if [ -f "$old" ]; then synprov_read "$old" 0; fi; done; synprov_read "$5" 0 "$at"; } |
 awk -v from="$2" 'shown || from == "" || (/^[0-9]/ && substr($0, 1, 19) >= from) { shown = 1; print }' |
 if [ -n "$3" ]; then tail -n "$3"; else cat; fi | sed "s/^/$1 | /"
-if [ "$4" = follow ]; then tail -n +"$((lines + 1))" -F -- "$5" 2>/dev/null | $unbuffered "s/^/$1 | /"; fi
+if [ "$4" = follow ]; then synprov_follow "$5" "$at" | $unbuffered "s/^/$1 | /"; fi
 }
 if sed -u q </dev/null >/dev/null 2>&1; then unbuffered='sed -u'; else unbuffered=sed; fi
 "#)
@@ -351,6 +372,28 @@ mod tests {
             run(&last),
             "main | 2026-12-01 10:00:01,000 - synapse - 3 - INFO - - after\n"
         );
+
+        // The container's user plants links to a canary: a rotated file, then the log
+        // itself. Nothing of the canary is printed, and a link at the log is refused.
+        let canary = crate::confine::tests::Canary::beside(dir.path());
+        let text = crate::confine::tests::CANARY_TEXT.trim();
+        std::os::unix::fs::symlink(canary.dir.join("file"), logs.join("homeserver.log.0")).unwrap();
+        let shown = run(&Request::default());
+        assert!(
+            !shown.contains(text) && shown.lines().count() == 5,
+            "{shown}"
+        );
+        std::fs::rename(logs.join("homeserver.log"), logs.join("homeserver.log.1")).unwrap();
+        std::os::unix::fs::symlink(canary.dir.join("file"), logs.join("homeserver.log")).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(body("h", &deployed, &Request::default()).unwrap().text())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(text));
+        canary.assert_untouched();
     }
 
     #[test]

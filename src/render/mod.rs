@@ -480,6 +480,9 @@ fn used_by(path: &str, topology: &Topology, host: &str) -> Vec<String> {
 
 /// The directories of the deployment on `host`: the sockets directory (every process, and
 /// synprov's health checks, reach it), one logs directory per process, the data directories.
+/// The sockets directory is sticky (1777, as `/tmp`): each process removes only its own
+/// sockets, and with the kernel's `fs.protected_symlinks` no one follows a link another
+/// user planted there, root's health checks included.
 fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<RenderedDir> {
     let synapse = Some((compose::UID, compose::GID));
     let dir = |path: &str, mode, owner| RenderedDir {
@@ -487,7 +490,7 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
         mode,
         owner,
     };
-    let mut out = vec![dir("sockets", 0o777, None), dir("media", 0o750, synapse)];
+    let mut out = vec![dir("sockets", 0o1777, None), dir("media", 0o750, synapse)];
     out.extend(
         topology
             .on_host(host)

@@ -191,8 +191,32 @@ impl LocalConnection {
         }
     }
 
+    /// Connects to the socket at `path` without following a link there: the sockets
+    /// directory is one every container writes in, and a link planted in it would make the
+    /// health check talk to any socket of the host. The entry is opened itself (`O_PATH`,
+    /// `O_NOFOLLOW`), checked to be a socket, and connected to through that descriptor, so
+    /// nothing can be swapped in between.
     pub fn open_socket(&self, path: &str) -> Result<Box<dyn SocketStream>, TransportError> {
-        let stream = UnixStream::connect(path)
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let entry = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| self.error(format!("cannot open {path}: {e}")))?;
+        let kind = entry
+            .metadata()
+            .map_err(|e| self.error(format!("cannot open {path}: {e}")))?
+            .file_type();
+        if !kind.is_socket() {
+            let what = if kind.is_symlink() {
+                "a symbolic link, not followed"
+            } else {
+                "not a socket"
+            };
+            return Err(self.error(format!("cannot open {path}: it is {what}")));
+        }
+        let stream = UnixStream::connect(format!("/proc/self/fd/{}", entry.as_raw_fd()))
             .map_err(|e| self.error(format!("cannot open {path}: {e}")))?;
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))

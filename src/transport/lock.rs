@@ -13,6 +13,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::confine;
 use crate::sh;
 use crate::shell::{Command, Mode, Script, make_dirs};
 
@@ -183,21 +184,23 @@ fn or_busy(lock: &str) -> Script {
 /// standard input, the connection, stays open, and writes `holder`'s [`LockRecord`] into it
 /// (`$$` is the process that `exec cat` keeps). Errors go to standard output, whose first
 /// line is `locked` once the lock is held, or `busy` and the holder's record. The `flock`
-/// line is one line, read whole before it runs, so `cat` gets nothing of the script.
+/// line is one line, read whole before it runs, so `cat` gets nothing of the script. The
+/// lock file is opened in the physical deploy directory after [`crate::confine`]'s guard:
+/// a link at `.synprov` or at the lock file is refused (first line), never written through.
 pub fn lock_script(deploy_dir: &str, holder: &Holder) -> Script {
-    let lock = format!("{deploy_dir}/{LOCK_FILE}");
     let json = serde_json::to_string(holder).expect("strings, numbers and a time serialise");
     let locked = sh!(
         "printf '{\"host_pid\":%s,\"holder\":%s}\\n' \"$$\" \"$2\" >\"$1\" && echo locked && exec cat >/dev/null"
     );
     let mut s = sh!("exec 2>&1\numask 077\n");
     s.push(make_dirs(deploy_dir, Mode(0o755)));
+    s.push(confine::enter(deploy_dir));
+    s.push(confine::file(LOCK_FILE));
     s.push(sh!(
-        "mkdir -p -m 700 -- {}\n{}",
-        format!("{deploy_dir}/.synprov"),
-        flock(&lock, &locked, &[&json])
+        "mkdir -p -m 700 -- .synprov\n{}",
+        flock(LOCK_FILE, &locked, &[&json])
     ));
-    s.push(or_busy(&lock));
+    s.push(or_busy(LOCK_FILE));
     s
 }
 
@@ -208,17 +211,22 @@ pub fn lock_script(deploy_dir: &str, holder: &Holder) -> Script {
 /// would hold a lock on a file no other run opens: `flock` locks what it opened at once,
 /// which makes that window a few instructions wide.
 pub fn unlock_script(deploy_dir: &str) -> Script {
-    let lock = format!("{deploy_dir}/{LOCK_FILE}");
     let locked = sh!(
         "record=$(head -c {} -- \"$1\") && rm -f -- \"$1\" && printf 'removed\\n%s\\n' \"$record\"",
         RECORD_BYTES
     );
     let mut s = sh!(
-        "exec 2>&1\n[ -e {} ] || { echo absent; exit 0; }\n{}",
-        lock,
-        flock(&lock, &locked, &[])
+        "exec 2>&1\n[ -d {} ] || { echo absent; exit 0; }\n",
+        deploy_dir
     );
-    s.push(or_busy(&lock));
+    s.push(confine::enter(deploy_dir));
+    s.push(confine::file(LOCK_FILE));
+    s.push(sh!(
+        "[ -e {} ] || { echo absent; exit 0; }\n{}",
+        LOCK_FILE,
+        flock(LOCK_FILE, &locked, &[])
+    ));
+    s.push(or_busy(LOCK_FILE));
     s
 }
 
@@ -244,46 +252,59 @@ mod tests {
                     \"command\":\"synprov apply\",\"since\":\"2026-12-01T10:02:03Z\"}'";
         let locked = "sh -c 'printf '\\''{\"host_pid\":%s,\"holder\":%s}\\n'\\'' \"$$\" \"$2\" \
                       >\"$1\" && echo locked && exec cat >/dev/null' sh";
-        assert_eq!(
-            lock_script("/opt/x;touch${IFS}/tmp/pwned;", &holder).text(),
-            format!(
-                "exec 2>&1\numask 077\n\
-                 mkdir -p -m 755 -- /opt '/opt/x;touch${{IFS}}' '/opt/x;touch${{IFS}}/tmp' '/opt/x;touch${{IFS}}/tmp/pwned;'\n\
-                 mkdir -p -m 700 -- '/opt/x;touch${{IFS}}/tmp/pwned;/.synprov'\n\
-                 flock -n -E 75 -- '/opt/x;touch${{IFS}}/tmp/pwned;/.synprov/lock' {locked} \
-                 '/opt/x;touch${{IFS}}/tmp/pwned;/.synprov/lock' {json} \
-                 || {{ [ $? -eq 75 ] && echo busy && exec head -c 4096 -- '/opt/x;touch${{IFS}}/tmp/pwned;/.synprov/lock'; }}\n"
-            )
+        let locking = format!(
+            "synprov_path f .synprov/lock 'regular file'\nmkdir -p -m 700 -- .synprov\n\
+             flock -n -E 75 -- .synprov/lock {locked} .synprov/lock {json} \
+             || {{ [ $? -eq 75 ] && echo busy && exec head -c 4096 -- .synprov/lock; }}\n"
         );
+        let dir = "/opt/x;touch${IFS}/tmp/pwned;";
         assert_eq!(
-            lock_script("/o'p\nt/$(id)", &holder).text(),
-            format!(
+            lock_script(dir, &holder).text(),
+            [
                 "exec 2>&1\numask 077\n\
-                 mkdir -p -m 755 -- '/o'\\''p\nt' '/o'\\''p\nt/$(id)'\n\
-                 mkdir -p -m 700 -- '/o'\\''p\nt/$(id)/.synprov'\n\
-                 flock -n -E 75 -- '/o'\\''p\nt/$(id)/.synprov/lock' {locked} '/o'\\''p\nt/$(id)/.synprov/lock' {json} \
-                 || {{ [ $? -eq 75 ] && echo busy && exec head -c 4096 -- '/o'\\''p\nt/$(id)/.synprov/lock'; }}\n"
-            )
+                 mkdir -p -m 755 -- /opt '/opt/x;touch${IFS}' '/opt/x;touch${IFS}/tmp' '/opt/x;touch${IFS}/tmp/pwned;'\n",
+                confine::enter(dir).text(),
+                &locking
+            ]
+            .concat()
+        );
+        let dir = "/o'p\nt/$(id)";
+        assert_eq!(
+            lock_script(dir, &holder).text(),
+            [
+                "exec 2>&1\numask 077\nmkdir -p -m 755 -- '/o'\\''p\nt' '/o'\\''p\nt/$(id)'\n",
+                confine::enter(dir).text(),
+                &locking
+            ]
+            .concat()
         );
         assert_eq!(
             lock_script("-rf", &holder).text(),
-            format!(
-                "exec 2>&1\numask 077\nmkdir -p -m 755 -- -rf\nmkdir -p -m 700 -- -rf/.synprov\n\
-                 flock -n -E 75 -- -rf/.synprov/lock {locked} -rf/.synprov/lock {json} \
-                 || {{ [ $? -eq 75 ] && echo busy && exec head -c 4096 -- -rf/.synprov/lock; }}\n"
-            )
+            [
+                "exec 2>&1\numask 077\nmkdir -p -m 755 -- -rf\n",
+                confine::enter("-rf").text(),
+                &locking
+            ]
+            .concat()
         );
     }
 
     #[test]
     fn the_unlock_script_quotes_a_hostile_deploy_dir_as_data() {
+        let dir = "/opt/x;touch${IFS}/tmp/pwned;";
         assert_eq!(
-            unlock_script("/opt/x;touch${IFS}/tmp/pwned;").text(),
-            "exec 2>&1\n[ -e '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock' ] || { echo absent; exit 0; }\n\
-             flock -n -E 75 -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock' \
-             sh -c 'record=$(head -c 4096 -- \"$1\") && rm -f -- \"$1\" && printf '\\''removed\\n%s\\n'\\'' \"$record\"' \
-             sh '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock' \
-             || { [ $? -eq 75 ] && echo busy && exec head -c 4096 -- '/opt/x;touch${IFS}/tmp/pwned;/.synprov/lock'; }\n"
+            unlock_script(dir).text(),
+            [
+                "exec 2>&1\n[ -d '/opt/x;touch${IFS}/tmp/pwned;' ] || { echo absent; exit 0; }\n",
+                confine::enter(dir).text(),
+                "synprov_path f .synprov/lock 'regular file'\n\
+                 [ -e .synprov/lock ] || { echo absent; exit 0; }\n\
+                 flock -n -E 75 -- .synprov/lock \
+                 sh -c 'record=$(head -c 4096 -- \"$1\") && rm -f -- \"$1\" && printf '\\''removed\\n%s\\n'\\'' \"$record\"' \
+                 sh .synprov/lock \
+                 || { [ $? -eq 75 ] && echo busy && exec head -c 4096 -- .synprov/lock; }\n"
+            ]
+            .concat()
         );
     }
 
