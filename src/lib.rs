@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod facts;
 pub mod generations;
+pub mod host_data;
 pub mod inventory;
 pub mod ops;
 pub mod parallel;
@@ -19,6 +20,7 @@ pub mod secrets;
 pub mod shell;
 pub mod sizing;
 pub mod status;
+pub mod text;
 pub mod topology;
 pub mod transport;
 pub mod ui;

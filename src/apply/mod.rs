@@ -41,6 +41,14 @@ pub enum ApplyError {
     #[diagnostic(transparent)]
     Generation(#[from] GenerationError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Facts(#[from] facts::FactsError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    HostData(#[from] crate::host_data::HostDataError),
+
     /// `holder` as [`ApplyError::locked`] describes it.
     #[error("{host}: {dir} is locked by {holder}")]
     #[diagnostic(help(
@@ -116,7 +124,12 @@ impl ApplyError {
 
     /// The operator interrupted the apply: the host did not fail it.
     pub fn interrupted(&self) -> bool {
-        matches!(self, ApplyError::Transport(e) if e.interrupted())
+        match self {
+            ApplyError::Transport(e) | ApplyError::Facts(facts::FactsError::Transport(e)) => {
+                e.interrupted()
+            }
+            _ => false,
+        }
     }
 
     /// The result of a failed command as the audit log records it: its first line.
@@ -201,8 +214,7 @@ pub fn gather(
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
-    let output = connection.run_script(&facts::script(&queries, &images))?;
-    Ok(facts::parse(&output.stdout_text()))
+    Ok(facts::gather(connection, &queries, &images)?)
 }
 
 /// The plan of `files` on one host against its `facts` (from [`gather`], for the same
@@ -268,8 +280,7 @@ pub fn prepare(
 /// The host's facts alone (no deployment files hashed), in one round trip.
 pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
     connection.begin(Step::Facts)?;
-    let output = connection.run_script(&facts::script(&[], &[]))?;
-    Ok(facts::parse(&output.stdout_text()))
+    Ok(facts::gather(connection, &[], &[])?)
 }
 
 /// Settings of one apply.

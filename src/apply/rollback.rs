@@ -11,7 +11,8 @@ use super::{ApplyError, Prepared, gather, prepare, step};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
 use crate::render::{DeploymentFiles, HostFiles};
-use crate::transport::Connection;
+use crate::transport::watch::Step;
+use crate::transport::{Connection, OutputLimit};
 
 /// Which generation to go back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +25,16 @@ pub enum To {
     Number(u32),
 }
 
-/// The generations kept for the deployment in `dir`.
+/// What listing a deployment's generations may print: [`crate::host_data::GENERATIONS`]
+/// records and images lists, and the audit log's end, with room to spare.
+const LISTING_OUTPUT: OutputLimit = OutputLimit::stdout(16 << 20);
+
+/// The generations kept for the deployment in `dir`, read within [`LISTING_OUTPUT`] (and
+/// the deadline of the step the caller began).
 pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
-    let output = connection.run_script(&scripts::list(dir))?;
-    Ok(generations::parse_listing(&output.stdout_text()))
+    let output = connection.run_script_within(&scripts::list(dir), LISTING_OUTPUT)?;
+    generations::parse_listing(dir, &output.stdout_text())
+        .map_err(|refused| refused.at(connection.host_name(), dir).into())
 }
 
 /// Reads the generation `to` of each deployment (name and directory) from the host, puts
@@ -42,6 +49,7 @@ pub fn prepare_rollback(
     needs_dump: bool,
 ) -> Result<(HostFiles, Prepared, Vec<u32>), ApplyError> {
     let host = connection.host_name();
+    connection.begin(Step::Facts)?;
     let mut restored = Vec::new();
     let mut numbers = Vec::new();
     for (name, dir) in deployments {

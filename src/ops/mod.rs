@@ -80,11 +80,7 @@ pub fn deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deploy
         deployment: name.to_string(),
     })?;
     let record = generation.usable(host, name)?;
-    let facts = facts::parse(
-        &connection
-            .run_script(&facts::script(&[], &[]))?
-            .stdout_text(),
-    );
+    let facts = facts::gather(connection, &[], &[]).map_err(ApplyError::from)?;
     if facts.compose == Compose::Missing {
         return Err(OpsError::NoCompose {
             host: host.to_string(),

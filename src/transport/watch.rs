@@ -180,13 +180,23 @@ impl Watch {
 
     /// Ends the connection's use after its peer stayed silent for `silent`.
     pub fn unresponsive(&self, silent: Duration) -> TransportError {
-        let step = (*self.current.lock().expect("step"))
-            .map_or("command", |c| c.step.name())
-            .to_string();
+        let step = self.step_name();
         self.spend(TransportError::Unresponsive {
             host: self.host.clone(),
             step,
             silent: secs(silent).as_secs(),
+        })
+    }
+
+    /// Ends the connection's use after a command printed more than `limit` on `stream`:
+    /// the command was ended half-way, so its state on the host is unknown.
+    pub fn overflowed(&self, stream: &'static str, limit: &str) -> TransportError {
+        let step = self.step_name();
+        self.spend(TransportError::TooMuch {
+            host: self.host.clone(),
+            step,
+            stream,
+            limit: limit.to_string(),
         })
     }
 
@@ -199,6 +209,13 @@ impl Watch {
                 until.saturating_duration_since(Instant::now())
             });
         left.clamp(Duration::from_secs(1), SILENCE)
+    }
+
+    /// The step under way, as errors name it.
+    fn step_name(&self) -> String {
+        (*self.current.lock().expect("step"))
+            .map_or("command", |c| c.step.name())
+            .to_string()
     }
 
     fn spent(&self) -> Result<(), TransportError> {
