@@ -134,7 +134,7 @@ fn a_manifest_entry_outside_the_deploy_directory_never_becomes_a_deletion() {
         hostile.extend_from_slice(entry.as_bytes());
         hostile.push(0);
         std::fs::write(&manifest, &hostile).unwrap();
-        for args in [&["plan"][..], &["apply", "--files-only"]] {
+        for args in [&["apply", "--files-only"][..], &["plan"]] {
             let out = bed.synprov(args);
             let stderr = text(&out.stderr);
             assert!(

@@ -523,6 +523,12 @@ impl Connection {
         self.watch().go_on_with(step)
     }
 
+    /// Ends the step in flight: what runs next is bounded by no deadline (only the
+    /// interrupts and a silent peer), until the next step begins.
+    pub fn end_step(&self) {
+        self.watch().end();
+    }
+
     fn watch(&self) -> &Watch {
         match self {
             Connection::Ssh(c) => &c.watch,

@@ -153,6 +153,11 @@ impl Watch {
         Ok(())
     }
 
+    /// Ends the step in flight: no deadline bounds what follows until the next step.
+    pub fn end(&self) {
+        *self.current.lock().expect("step") = None;
+    }
+
     /// Whether the command under way may go on: not when the connection is spent, a second
     /// interrupt came, or the step's deadline passed (the connection is then spent).
     pub fn check(&self) -> Result<(), TransportError> {
@@ -287,6 +292,9 @@ mod tests {
     fn without_a_step_only_silence_bounds_a_wait() {
         let watch = watch(&Interrupt::default(), Duration::from_secs(1));
         assert_eq!(watch.blocking_bound(), SILENCE);
+        watch.begin(Step::Files).unwrap();
+        watch.end();
+        assert_eq!(watch.blocking_bound(), SILENCE, "no step, no deadline");
         watch.check().unwrap();
         watch
             .begin(Step::Health(Duration::from_secs(u64::MAX)))
