@@ -61,6 +61,11 @@ impl HealthTarget {
     /// target elsewhere would be connected to and counted healthy.
     pub fn inside(&self, deploy_dir: &str) -> Result<(), String> {
         let process = crate::text::one_line(&self.process);
+        if self.process.is_empty() || self.process.len() > 256 || process != self.process {
+            return Err(format!(
+                "the health check's process name `{process}` is not plain text"
+            ));
+        }
         if self.deploy_dir != deploy_dir {
             return Err(format!(
                 "the health check of {process} lies in {}, outside the deploy directory {deploy_dir}",

@@ -84,9 +84,7 @@ pub struct Removal {
 pub fn removal(manifest: &[String], keep_existing: &BTreeSet<String>) -> Removal {
     let mut out = Removal::default();
     for path in manifest {
-        let inside = !path.is_empty()
-            && !path.starts_with('/')
-            && path.split('/').all(|part| !matches!(part, "" | "." | ".."));
+        let inside = crate::host_data::ManagedPath::parse(path).is_ok();
         let in_data = KEPT_DATA
             .iter()
             .any(|d| path == d || path.starts_with(&format!("{d}/")))

@@ -216,6 +216,9 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
         let record = decode(&record)
             .map_err(|e| e.to_string())
             .and_then(|json| Record::parse(&json, dir))
+            // The reason may quote the host's text (serde's messages do): escaped as it
+            // enters the error that shows it.
+            .map_err(|why| crate::text::one_line(&why).into_owned())
             .and_then(|record| match images.lines().count() {
                 n if n > IMAGE_LINES => Err(format!(
                     "its images list has {n} lines, more than the {IMAGE_LINES} synprov reads"

@@ -222,6 +222,43 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_health_check_or_service_lies_outside_the_deployment_is_refused() {
+        let with = |health: &str, used_by: &str| {
+            OLDEST.replace(
+                r#""mode":420}]"#,
+                &format!(r#""mode":420,"used_by":[{used_by}]}}],"health":[{health}]"#),
+            )
+        };
+        let target = |dir: &str, process: &str, path: &str| {
+            format!(
+                r#"{{"deployment":"d","deploy_dir":"{dir}","process":"{process}","service":"synapse",
+                    "probe":{{"synapse":{{"unix":{{"path":"{path}"}}}}}}}}"#
+            )
+        };
+        let main = target("/opt/d", "main", "/sockets/main.sock");
+        assert!(Record::parse(&with(&main, r#""synapse""#), "/opt/d").is_ok());
+        for (health, used_by) in [
+            (
+                target("/var/run", "main", "/sockets/main.sock"),
+                r#""synapse""#,
+            ),
+            (
+                target("/opt/d", "main", "/sockets/../../run/docker.sock"),
+                r#""synapse""#,
+            ),
+            (target("/opt/d", "main", "/elsewhere.sock"), r#""synapse""#),
+            (
+                target("/opt/d", "main\\u001b[2J", "/sockets/main.sock"),
+                r#""synapse""#,
+            ),
+            (main.clone(), r#""synapse\n  7 forged""#),
+        ] {
+            let hostile = with(&health, used_by);
+            assert!(Record::parse(&hostile, "/opt/d").is_err(), "{hostile}");
+        }
+    }
+
+    #[test]
     fn a_record_reads_back_as_written_and_gives_back_its_files_only_with_their_hashes() {
         let files = DeploymentFiles::for_test(
             "/opt/d",

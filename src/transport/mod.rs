@@ -562,6 +562,21 @@ mod tests {
         assert!(hostile.to_string().ends_with("sudo: \\x1b[31mred"));
     }
 
+    /// What a host prints enters an error message escaped, so that miette's report, whose
+    /// own colours are kept when printed, keeps none of the host's.
+    #[test]
+    fn the_tail_of_a_command_s_output_is_escaped_as_it_enters_an_error() {
+        let output = ExecOutput {
+            status: 1,
+            stdout: b"ignored".to_vec(),
+            stderr: b"first\n\x1b[31mred\x1b[0m \x1b]0;title\x07\nlast\rfake\n".to_vec(),
+        };
+        assert_eq!(
+            output.tail(2),
+            "\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07\nlast\\x0dfake"
+        );
+    }
+
     #[test]
     fn output_past_its_limit_is_refused_before_it_is_kept() {
         let mut buffer = Vec::new();
