@@ -175,9 +175,9 @@ fn sudo_refusal(host: &str, through_sudo: bool, said: &str) -> Option<TransportE
 
 /// `n` bytes as a person reads a limit: `64 MiB`, `4096 bytes`.
 pub fn bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} bytes")
@@ -491,7 +491,10 @@ impl Connection {
     /// Removes the lock file of the deployment in `deploy_dir` when no run holds its lock:
     /// a record that outlived its run (see [`unlock_script`]).
     pub fn unlock(&self, deploy_dir: &str) -> Result<Unlocking, TransportError> {
-        let output = self.run_script(&unlock_script(deploy_dir))?.stdout_text();
+        let limit = OutputLimit::stdout(lock::ANSWER_BYTES as usize);
+        let output = self
+            .run_script_within(&unlock_script(deploy_dir), limit)?
+            .stdout_text();
         match Answer::of(&output) {
             Answer::Absent => Ok(Unlocking::Absent),
             Answer::Busy(record) => Ok(Unlocking::Held(record)),
