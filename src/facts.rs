@@ -369,7 +369,18 @@ pub(crate) fn manifest_entries(
     }
     words
         .iter()
-        .map(|w| ManagedPath::parse(w).map_err(|why| Refused::new(deployment, MANIFEST, w, why)))
+        .map(|w| {
+            let path = ManagedPath::parse(w).map_err(|why| Refused::new(deployment, MANIFEST, w, why))?;
+            if path.in_data() {
+                return Err(Refused::new(
+                    deployment,
+                    MANIFEST,
+                    w,
+                    "lies in the deployment's data or synprov's own state, which synprov never lists",
+                ));
+            }
+            Ok(path)
+        })
         .collect()
 }
 
@@ -515,6 +526,8 @@ mod tests {
             (b"/etc/x\0", "/etc/x"),
             (b"a\nb\0", "a\nb"),
             (b"a//b\0", "a//b"),
+            (b"pgsql/PG_VERSION\0", "pgsql/PG_VERSION"),
+            (b".synprov/generations\0", ".synprov/generations"),
         ] {
             let refused = parse(&output(manifest, b"up\0")).unwrap_err();
             assert_eq!(

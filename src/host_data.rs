@@ -20,6 +20,10 @@ pub const PATH_BYTES: usize = 1024;
 /// hundred with many workers and plugins.
 pub const MANIFEST_ENTRIES: usize = 10_000;
 
+/// The directories of a deployment that hold its data (Postgres', the media store) and
+/// synprov's own state (`.synprov`: manifest, lock, generations, audit log).
+pub const DATA_DIRS: [&str; 3] = ["pgsql", "media", ".synprov"];
+
 /// The most generations a listing may name (`keep_generations` bounds what synprov keeps).
 pub const GENERATIONS: usize = 1_000;
 
@@ -60,6 +64,15 @@ impl ManagedPath {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether it lies in the deployment's data or synprov's own state ([`DATA_DIRS`]):
+    /// no file synprov renders does, so a manifest naming one would turn an apply or a
+    /// destroy into a deletion of the database, the media or the generations.
+    pub fn in_data(&self) -> bool {
+        DATA_DIRS
+            .iter()
+            .any(|d| self.0 == *d || self.0.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
     }
 }
 
@@ -167,6 +180,9 @@ mod tests {
         ] {
             assert_eq!(ManagedPath::parse(good).unwrap().as_str(), good);
         }
+        let data = |p: &str| ManagedPath::parse(p).unwrap().in_data();
+        assert!(data("pgsql/PG_VERSION") && data("media") && data(".synprov/audit.log"));
+        assert!(!data("pgsqlx/a") && !data("synapse/media") && !data("docker-compose.yml"));
         for bad in [
             "",
             "/etc/passwd",

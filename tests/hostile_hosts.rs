@@ -118,9 +118,9 @@ fn raw_controls(bytes: &[u8]) -> Vec<char> {
         .collect()
 }
 
-/// An entry of the manifest that leaves the deploy directory (`..`, absolute) never becomes a
-/// deletion: the plan is refused, naming the host, the file and the entry, and the canary
-/// beside the deploy directory stays.
+/// An entry of the manifest that leaves the deploy directory (`..`, absolute) or names its
+/// data never becomes a deletion: the plan is refused, naming the host, the file and the
+/// entry, and the canary beside the deploy directory stays, as does the database.
 #[test]
 fn a_manifest_entry_outside_the_deploy_directory_never_becomes_a_deletion() {
     let bed = Bed::new("");
@@ -129,7 +129,13 @@ fn a_manifest_entry_outside_the_deploy_directory_never_becomes_a_deletion() {
     let manifest = bed.deploy().join(".synprov/manifest");
     let written = std::fs::read(&manifest).unwrap();
     let absolute = bed.base.path().join("canary/x");
-    for entry in ["../canary/x".to_string(), absolute.display().to_string()] {
+    bed.plant("pgsql/PG_VERSION", b"16");
+    let entries = [
+        "../canary/x".to_string(),
+        absolute.display().to_string(),
+        "pgsql/PG_VERSION".to_string(),
+    ];
+    for entry in entries {
         let mut hostile = written.clone();
         hostile.extend_from_slice(entry.as_bytes());
         hostile.push(0);
@@ -138,8 +144,8 @@ fn a_manifest_entry_outside_the_deploy_directory_never_becomes_a_deletion() {
             let out = bed.synprov(args);
             let stderr = text(&out.stderr);
             assert!(
-                bed.canary_untouched(),
-                "{args:?} {entry} deleted the canary"
+                bed.canary_untouched() && bed.deploy().join("pgsql/PG_VERSION").exists(),
+                "{args:?} {entry} deleted the canary or the data"
             );
             assert!(
                 !out.status.success(),
