@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, DeployedState, Facts};
 use crate::generations::index::Indexed;
+use crate::host_data::ManagedPath;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
 
@@ -247,7 +248,9 @@ fn plan_deployment(
         .cloned()
         .unwrap_or_default();
     let mut changes = Vec::new();
-    let mut restart: BTreeSet<String> = state.pending.iter().flatten().cloned().collect();
+    let mut restart: BTreeSet<String> = (state.pending.iter().flatten())
+        .map(ToString::to_string)
+        .collect();
     let mut reload = BTreeSet::new();
     let mut unchanged = 0;
     for file in &files.files {
@@ -275,10 +278,10 @@ fn plan_deployment(
         }
     }
     let desired: BTreeSet<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
-    for path in &state.manifest {
-        if !desired.contains(path.as_str()) && state.hashes.contains_key(path) {
+    for path in state.manifest.iter().map(ManagedPath::as_str) {
+        if !desired.contains(path) && state.hashes.contains_key(path) {
             changes.push(FileChange {
-                path: path.clone(),
+                path: path.to_string(),
                 change: Change::Delete,
             });
         }
@@ -472,11 +475,13 @@ mod tests {
                 file
             })
             .collect();
-        let mut facts = crate::facts::parse("");
+        let mut facts = crate::facts::parse("").unwrap();
         facts.deployments.insert(
             "d".into(),
             crate::facts::DeployedState {
-                manifest: files.iter().map(|f| f.0.to_string()).collect(),
+                manifest: (files.iter())
+                    .map(|f| crate::host_data::ManagedPath::parse(f.0).unwrap())
+                    .collect(),
                 hashes: (files.iter())
                     .map(|f| (f.0.to_string(), sha256_hex("old")))
                     .collect(),
@@ -558,7 +563,8 @@ mod tests {
             )],
         };
         let upgrade = |running: Option<String>, sent: Option<String>| {
-            let mut facts = crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n");
+            let mut facts =
+                crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n").unwrap();
             // The tag on the host already names the new image (an earlier apply loaded it
             // and stopped at the config check): main's container still runs the old one.
             facts
@@ -696,7 +702,8 @@ mod tests {
             "{}{}",
             indexed("d", "/opt/d"),
             indexed("old", "/opt/old")
-        ));
+        ))
+        .unwrap();
         let files = HostFiles {
             host: "h".into(),
             docker_source: crate::inventory::DockerSource::Distribution,

@@ -2,13 +2,16 @@
 //! hash), the image IDs, the health of every recorded listener and plugin check, the state
 //! of every container: what differs is named. Read-only, over one connection.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::apply::rollback::list;
-use crate::apply::{ApplyError, compose, step, unhealthy_services};
+use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::facts::{self, DeploymentQuery};
 use crate::generations::{Generation, Record};
 use crate::transport::Connection;
+use crate::transport::watch::Step;
 use crate::verify;
 
 /// What a deployment is, against its current generation.
@@ -44,6 +47,8 @@ struct Found<'a> {
     name: &'a str,
     dir: &'a str,
     current: Option<(Generation, Record)>,
+    /// The current generation's record cannot be used: why.
+    unreadable: Option<String>,
     pending: bool,
 }
 
@@ -52,6 +57,9 @@ pub fn host_status(
     connection: &Connection,
     deployments: &[(String, String)],
 ) -> Result<Vec<DeploymentStatus>, ApplyError> {
+    // Every read is bounded as the facts of a plan are: a host whose script never ends
+    // (a FIFO planted as a record) fails at the deadline.
+    connection.begin(Step::Facts)?;
     let mut found = Vec::new();
     for (name, dir) in deployments {
         let listing = list(connection, dir)?;
@@ -61,6 +69,10 @@ pub fn host_status(
             current: listing
                 .current()
                 .and_then(|g| Some((g.clone(), g.record.clone().ok()?))),
+            unreadable: (listing.current()).and_then(|g| {
+                let why = g.record.as_ref().err()?;
+                Some(format!("generation {} cannot be used: {why}", g.number))
+            }),
             pending: listing.pending,
         });
     }
@@ -88,17 +100,15 @@ pub fn host_status(
         .collect();
     images.sort();
     images.dedup();
-    let facts = facts::parse(&step(
-        connection,
-        "gathering facts",
-        &facts::script(&queries, &images),
-    )?);
+    let facts = facts::gather(connection, &queries, &images)?;
+    connection.begin(Step::Health(Duration::ZERO))?;
 
     let mut out = Vec::new();
     for Found {
         name,
         dir,
         current,
+        unreadable,
         pending,
     } in found
     {
@@ -110,10 +120,10 @@ pub fn host_status(
             problems: Vec::new(),
         };
         let Some((generation, record)) = current else {
-            status.problems.push(
+            status.problems.push(unreadable.unwrap_or_else(|| {
                 "no generation recorded here (an apply that changes the deployment records one)"
-                    .into(),
-            );
+                    .into()
+            }));
             out.push(status);
             continue;
         };

@@ -28,7 +28,7 @@ use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade}
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::watch::Step;
-use crate::transport::{Connection, LockGuard, LockRecord, Locking, TransportError};
+use crate::transport::{Connection, LockGuard, LockRecord, Locking, OutputLimit, TransportError};
 use crate::verify::{self, Deadline, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
@@ -40,6 +40,14 @@ pub enum ApplyError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Generation(#[from] GenerationError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Facts(#[from] facts::FactsError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    HostData(#[from] crate::host_data::HostDataError),
 
     /// `holder` as [`ApplyError::locked`] describes it.
     #[error("{host}: {dir} is locked by {holder}")]
@@ -56,7 +64,7 @@ pub enum ApplyError {
 
     /// The first line ends with the output's last line, usually the reason (the recap of a
     /// rollout shows only the first line).
-    #[error("{host}: {step} failed: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: {step} failed: {}\n{tail}", crate::text::last_line(.tail))]
     Step {
         host: String,
         step: String,
@@ -75,13 +83,13 @@ pub enum ApplyError {
 
     /// Compose could not bring the stack up on the new files: typically a Synapse process
     /// that exits on them, which the workers that depend on it wait for in vain.
-    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", crate::text::last_line(.tail))]
     #[diagnostic(help(
         "`synprov rollback --host {host}` puts the previous files back (`rollback_on_failure = true` does it at once)"
     ))]
     NotUp { host: String, tail: String },
 
-    #[error("{host}: Synapse {image} refuses the new config; nothing was changed: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: Synapse {image} refuses the new config; nothing was changed: {}\n{tail}", crate::text::last_line(.tail))]
     #[diagnostic(help(
         "fix the setting Synapse names (see its upgrade notes for {image}), then apply again"
     ))]
@@ -93,7 +101,7 @@ pub enum ApplyError {
 
     /// Main did not come up healthy on its new image: the workers stay stopped, so that no
     /// older worker runs against a database main may have migrated.
-    #[error("{host}: main is not healthy on {image}; the workers are stopped: {}", last_line(.reason))]
+    #[error("{host}: main is not healthy on {image}; the workers are stopped: {}", crate::text::last_line(.reason))]
     #[diagnostic(help(
         "`synprov logs`/`docker compose logs synapse` on the host say why; `synprov rollback --host {host}` returns to the generation before (add `--restore-db` to put back the database dumped before the upgrade)"
     ))]
@@ -116,7 +124,12 @@ impl ApplyError {
 
     /// The operator interrupted the apply: the host did not fail it.
     pub fn interrupted(&self) -> bool {
-        matches!(self, ApplyError::Transport(e) if e.interrupted())
+        match self {
+            ApplyError::Transport(e) | ApplyError::Facts(facts::FactsError::Transport(e)) => {
+                e.interrupted()
+            }
+            _ => false,
+        }
     }
 
     /// The result of a failed command as the audit log records it: its first line.
@@ -159,16 +172,6 @@ pub fn lock(connection: &Connection, dir: &str, origin: &Origin) -> Result<LockG
     }
 }
 
-/// The last non-empty line of a command's output.
-fn last_line(output: &str) -> &str {
-    output
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-}
-
 /// What was found on a host and what would change there.
 pub struct Prepared {
     pub facts: Facts,
@@ -201,12 +204,7 @@ pub fn gather(
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
-    let output = step(
-        connection,
-        "gathering facts",
-        &facts::script(&queries, &images),
-    )?;
-    Ok(facts::parse(&output))
+    Ok(facts::gather(connection, &queries, &images)?)
 }
 
 /// The plan of `files` on one host against its `facts` (from [`gather`], for the same
@@ -274,8 +272,7 @@ pub fn prepare(
 /// The host's facts alone (no deployment files hashed), in one round trip.
 pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
     connection.begin(Step::Facts)?;
-    let output = connection.run_script(&facts::script(&[], &[]))?;
-    Ok(facts::parse(&output.stdout_text()))
+    Ok(facts::gather(connection, &[], &[])?)
 }
 
 /// Settings of one apply.
@@ -314,7 +311,17 @@ pub(crate) fn step(
     name: &str,
     script: &Script,
 ) -> Result<String, ApplyError> {
-    let output = connection.run_script(script)?;
+    step_within(connection, name, script, OutputLimit::ANY)
+}
+
+/// [`step`] for a script whose caller knows how much it may print ([`OutputLimit`]).
+pub(crate) fn step_within(
+    connection: &Connection,
+    name: &str,
+    script: &Script,
+    limit: OutputLimit,
+) -> Result<String, ApplyError> {
+    let output = connection.run_script_within(script, limit)?;
     if output.success() {
         Ok(output.stdout_text())
     } else {

@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 
 use super::files::{self, Fetch};
-use super::{ApplyError, Prepared, gather, prepare, step};
+use super::{ApplyError, Prepared, gather, prepare, step, step_within};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
 use crate::render::{DeploymentFiles, HostFiles};
-use crate::transport::Connection;
+use crate::transport::watch::Step;
+use crate::transport::{Connection, OutputLimit};
 
 /// Which generation to go back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +25,21 @@ pub enum To {
     Number(u32),
 }
 
-/// The generations kept for the deployment in `dir`.
+/// What listing a deployment's generations may print: [`crate::host_data::GENERATIONS`]
+/// records and images lists, and the audit log's end, with room to spare.
+const LISTING_OUTPUT: OutputLimit = OutputLimit::stdout(16 << 20);
+
+/// The generations kept for the deployment in `dir`, read within [`LISTING_OUTPUT`] (and
+/// the deadline of the step the caller began).
 pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
-    let output = step(connection, "listing the generations", &scripts::list(dir))?;
-    Ok(generations::parse_listing(&output))
+    let output = step_within(
+        connection,
+        "listing the generations",
+        &scripts::list(dir),
+        LISTING_OUTPUT,
+    )?;
+    generations::parse_listing(dir, &output)
+        .map_err(|refused| refused.at(connection.host_name(), dir).into())
 }
 
 /// Reads the generation `to` of each deployment (name and directory) from the host, puts
@@ -42,6 +54,7 @@ pub fn prepare_rollback(
     needs_dump: bool,
 ) -> Result<(HostFiles, Prepared, Vec<u32>), ApplyError> {
     let host = connection.host_name();
+    connection.begin(Step::Facts)?;
     let mut restored = Vec::new();
     let mut numbers = Vec::new();
     for (name, dir) in deployments {

@@ -302,9 +302,10 @@ impl OnHost {
         }
     }
 
-    /// Connects to the host.
+    /// Connects to the host, with the inventory's deadlines.
     pub fn connect(&self, target: &HostTarget) -> miette::Result<Connection> {
-        let options = connect_options(target.known_hosts.clone());
+        let mut options = connect_options(target.known_hosts.clone());
+        options.deadlines = self.inventory.rollout.deadlines.clone();
         Ok(Connection::open(&self.host, &options)?)
     }
 }

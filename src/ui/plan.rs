@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::printable;
+use super::one_line;
 use crate::apply::Prepared;
 use crate::plan::Change;
 use crate::render::{DeploymentFiles, HostFiles};
@@ -23,7 +23,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
     let _ = writeln!(
         out,
         "host {}: {}",
-        printable(&host.host),
+        one_line(&host.host),
         if count == 0 {
             "no changes".to_string()
         } else {
@@ -34,7 +34,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  facts: {} (digest {})",
-            printable(&host.facts.summary.to_string()),
+            one_line(&host.facts.summary.to_string()),
             short(&host.facts.digest)
         );
     }
@@ -47,17 +47,17 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(out, "  + install Compose");
     }
     for image in &host.load_images {
-        let _ = writeln!(out, "  + load image {}", printable(&image.image));
+        let _ = writeln!(out, "  + load image {}", one_line(&image.image));
     }
     for orphan in &host.orphans {
         let _ = writeln!(
             out,
             "  ? orphan: {} in {} is on the host but not in the inventory; left as it is \
              (`synprov destroy --host {} --deployment {}` removes it)",
-            printable(&orphan.name),
-            printable(&orphan.dir),
-            printable(&host.host),
-            printable(&orphan.name)
+            one_line(&orphan.name),
+            one_line(&orphan.dir),
+            one_line(&host.host),
+            one_line(&orphan.name)
         );
     }
     for (index, deployment) in host.deployments.iter().enumerate() {
@@ -65,17 +65,17 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  {}: plugin {} granted {}",
-                printable(&deployment.deployment),
-                printable(&grants.plugin),
-                printable(&grants.grants.join(", "))
+                one_line(&deployment.deployment),
+                one_line(&grants.plugin),
+                one_line(&grants.grants.join(", "))
             );
         }
         if deployment.interrupted {
-            let recreate: Vec<_> = deployment.restart.iter().map(|s| printable(s)).collect();
+            let recreate: Vec<_> = deployment.restart.iter().map(|s| one_line(s)).collect();
             let _ = writeln!(
                 out,
                 "  ~ {}: bring the stack up: the last apply wrote files but stopped before{}",
-                printable(&deployment.deployment),
+                one_line(&deployment.deployment),
                 if recreate.is_empty() {
                     String::new()
                 } else {
@@ -87,16 +87,16 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  ~ {}: upgrade {}: config check on the new image, workers stopped, main first",
-                printable(&deployment.deployment),
-                printable(&upgrade.to_string())
+                one_line(&deployment.deployment),
+                one_line(&upgrade.to_string())
             );
         }
         if deployment.files.is_empty() {
             let _ = writeln!(
                 out,
                 "  {} ({}): {} file(s) unchanged",
-                printable(&deployment.deployment),
-                printable(&deployment.dir),
+                one_line(&deployment.deployment),
+                one_line(&deployment.dir),
                 deployment.unchanged
             );
             continue;
@@ -104,8 +104,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  {} ({}): {} to change, {} unchanged",
-            printable(&deployment.deployment),
-            printable(&deployment.dir),
+            one_line(&deployment.deployment),
+            one_line(&deployment.dir),
             deployment.files.len(),
             deployment.unchanged
         );
@@ -115,10 +115,10 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                 Change::Update => ("~", "change"),
                 Change::Delete => ("-", "remove"),
             };
-            let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
+            let _ = writeln!(out, "    {sign} {word} {}", one_line(&change.path));
             if change.path == POSTGRESQL_CONF && change.change != Change::Delete {
                 for line in &deployment.postgres {
-                    let _ = writeln!(out, "      postgres: {}", printable(line));
+                    let _ = writeln!(out, "      postgres: {}", one_line(line));
                 }
             }
             match live {
@@ -142,7 +142,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     ("services removed", &services.removed),
                 ] {
                     if !list.is_empty() {
-                        let _ = writeln!(out, "      {label}: {}", printable(&list.join(", ")));
+                        let _ = writeln!(out, "      {label}: {}", one_line(&list.join(", ")));
                     }
                 }
             }
@@ -154,21 +154,21 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "    - workers removed, with their logs and sockets: {}",
-                printable(&names.join(", "))
+                one_line(&names.join(", "))
             );
         }
         if !deployment.restart.is_empty() {
             let _ = writeln!(
                 out,
                 "    services recreated for changed files: {}",
-                printable(&deployment.restart.join(", "))
+                one_line(&deployment.restart.join(", "))
             );
         }
         if !deployment.reload.is_empty() {
             let _ = writeln!(
                 out,
                 "    services reloaded for changed files: {}",
-                printable(&deployment.reload.join(", "))
+                one_line(&deployment.reload.join(", "))
             );
         }
     }
@@ -232,13 +232,13 @@ pub fn show_saved(plan: &SavedPlan) -> String {
     let mut out = format!(
         "plan made {} by synprov {} from {} (sha256 {}){}{}\n",
         plan.created.format("%Y-%m-%d %H:%M:%S UTC"),
-        printable(&plan.synprov_version),
-        printable(&plan.inventory.display().to_string()),
+        one_line(&plan.synprov_version),
+        one_line(&plan.inventory.display().to_string()),
         short(&plan.inventory_sha256),
         if plan.limit.is_empty() {
             String::new()
         } else {
-            format!(", --limit {}", printable(&plan.limit.join(",")))
+            format!(", --limit {}", one_line(&plan.limit.join(",")))
         },
         if plan.files_only { ", files only" } else { "" }
     );
