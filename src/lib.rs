@@ -8,6 +8,7 @@ pub mod apply;
 pub mod facts;
 pub mod generations;
 pub mod inventory;
+pub mod layers;
 pub mod ops;
 pub mod parallel;
 pub mod plan;

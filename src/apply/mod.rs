@@ -2,6 +2,7 @@
 //! host's lock, install and start Docker, send images and the Compose plugin, write the
 //! files, bring the stack up and verify every process's health.
 
+pub mod archive;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
