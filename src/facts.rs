@@ -1,13 +1,14 @@
 //! What a host has now, gathered in one round trip: system, Docker, Compose, and per
 //! deployment the files synprov manages there (their hashes) and the images present.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
 use crate::generations::index::{self, Indexed};
+use crate::layers::{Sha256Digest, chain_ids};
 use crate::sh;
 use crate::shell::{Script, print_nul_terminated};
 
@@ -68,6 +69,11 @@ pub struct Facts {
     pub cores: u32,
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,
+    /// The chain IDs of the layers the host's images hold, asked for with the images: a
+    /// layer the host holds is not sent. Left out of the digest: it says how
+    /// much is sent, never what the host ends up with.
+    #[serde(skip)]
+    pub layer_chains: BTreeSet<Sha256Digest>,
     pub deployments: BTreeMap<String, DeployedState>,
     /// Every deployment synprov recorded on the host, as its index names them.
     pub indexed: Vec<Indexed>,
@@ -113,6 +119,33 @@ pub fn nul_paths(file: &str) -> Script {
     )
 }
 
+/// The most images whose layers a host lists (`layers=` lines), and the most layers read
+/// per image: bounds on what is read back. A layer left out is sent again, nothing worse.
+pub const LAYER_IMAGES: usize = 256;
+pub const IMAGE_LAYERS: usize = 128;
+
+/// Lists the diff IDs of the layers of the host's images, one image per `layers=` line,
+/// bottom first, for at most [`LAYER_IMAGES`] images.
+fn layers_script() -> Script {
+    sh!(
+        "docker image ls -q --no-trunc | sort -u | head -n {} | xargs -r docker image inspect \
+         --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n",
+        LAYER_IMAGES.to_string()
+    )
+}
+
+/// The chain IDs of the layers of one image, from a `layers=` line: diff IDs separated by
+/// spaces, each checked. A line with anything else in it is dropped whole; one with more
+/// than [`IMAGE_LAYERS`] layers is read up to there (the chains below stay true).
+fn parse_layers(line: &str) -> Vec<Sha256Digest> {
+    let diff_ids: Option<Vec<Sha256Digest>> = line
+        .split_ascii_whitespace()
+        .take(IMAGE_LAYERS)
+        .map(Sha256Digest::parse)
+        .collect();
+    chain_ids(&diff_ids.unwrap_or_default())
+}
+
 /// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
 /// came from the inventory or a plugin is a quoted word of it; whatever it prints back that
 /// could hold any byte (names, paths, the manifest, the pending mark) is base64, so that no
@@ -133,6 +166,9 @@ awk '$1 == "MemTotal:" {print "memory_kb=" $2}' /proc/meminfo
 echo "cores=$(nproc)"
 "#);
     s.push(index::list());
+    if !images.is_empty() {
+        s.push(layers_script());
+    }
     for image in images {
         s.push(sh!(
             "id=$(docker image inspect --format '{{.Id}}' -- {}) && echo {}\"$id\"\n",
@@ -225,6 +261,7 @@ pub fn parse(output: &str) -> Facts {
         memory_kb: 0,
         cores: 0,
         images: BTreeMap::new(),
+        layer_chains: BTreeSet::new(),
         deployments: BTreeMap::new(),
         indexed: Vec::new(),
     };
@@ -232,6 +269,7 @@ pub fn parse(output: &str) -> Facts {
     // The manifest and pending mark of each deployment, base64 in lines.
     let mut encoded: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     let mut current: Option<String> = None;
+    let mut layer_lines = 0;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -264,6 +302,10 @@ pub fn parse(output: &str) -> Facts {
                     let image = String::from_utf8_lossy(&image).into_owned();
                     facts.images.insert(image, id.trim().to_string());
                 }
+            }
+            "layers" if layer_lines < LAYER_IMAGES => {
+                layer_lines += 1;
+                facts.layer_chains.extend(parse_layers(value));
             }
             "deployment" => {
                 current = decode(value).map(|n| String::from_utf8_lossy(&n).into_owned());
@@ -423,7 +465,9 @@ mod tests {
         let prefix = prefix.text().strip_suffix("exit 0\n").unwrap();
         assert_eq!(
             text.text().strip_prefix(prefix).unwrap(),
-            "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
+            "docker image ls -q --no-trunc | sort -u | head -n 256 | xargs -r docker image inspect \
+             --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n\
+             id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
              echo 'deployment=ZCcx'\n(\ncd -- '/opt/$(x)' || exit 0\n\
              [ -f .synprov/manifest ] && base64 < .synprov/manifest | sed 's/^/manifest=/'\n\
              [ -f .synprov/pending ] && base64 < .synprov/pending | sed 's/^/pending=/'\n\
@@ -461,6 +505,57 @@ mod tests {
         ));
         assert_eq!(facts.deployments["d"].main_image.as_ref(), Some(&id));
         assert_eq!(facts.deployments["e"].main_image, None, "not an image ID");
+    }
+
+    #[test]
+    fn the_layers_of_the_host_s_images_are_read_as_chain_ids_and_anything_else_is_dropped() {
+        assert!(
+            !script(&[], &[]).text().contains("layers="),
+            "no image asked about"
+        );
+        let diff = |n: usize| format!("sha256:{n:064x}");
+        let chains = |ids: &[String]| {
+            let ids: Vec<_> = ids
+                .iter()
+                .map(|i| Sha256Digest::parse(i).unwrap())
+                .collect();
+            chain_ids(&ids)
+        };
+        let (a, b, c) = (diff(1), diff(2), diff(3));
+        let many: Vec<String> = (10..210).map(diff).collect();
+        let output = [
+            format!("layers={a} {b} "),
+            // Forged, short, foreign or joined digests drop their line whole.
+            format!("layers={c} sha256:{}", "0".repeat(63)),
+            format!(
+                "layers={c} {}",
+                c.to_uppercase().replace("SHA256", "sha512")
+            ),
+            format!("layers={c},{a}"),
+            format!("layers={c} $(reboot)"),
+            format!("layers={}", many.join(" ")),
+        ]
+        .join("\n");
+        let facts = parse(&output);
+        let mut expected: BTreeSet<Sha256Digest> =
+            chains(&[a.clone(), b.clone()]).into_iter().collect();
+        expected.extend(chains(&many[..IMAGE_LAYERS]));
+        assert_eq!(
+            facts.layer_chains, expected,
+            "at most {IMAGE_LAYERS} layers an image"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
+
+        let flood: String = (0..LAYER_IMAGES + 10)
+            .map(|i| format!("layers={}\n", diff(1000 + i)))
+            .collect();
+        let facts = parse(&format!("{flood}layers={c}\n"));
+        assert_eq!(
+            facts.layer_chains.len(),
+            LAYER_IMAGES,
+            "at most {LAYER_IMAGES} images"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
     }
 
     #[test]
