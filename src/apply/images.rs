@@ -1,14 +1,21 @@
-//! Images streamed from this machine to a host (`docker save` into `docker load` over the
-//! connection), for hosts that cannot pull: skipped when the host has the same image ID.
-//! The images a host lacks go in one stream: `docker save` of several images writes each
-//! layer once, and the images of a stack share their big base layers.
+//! Images sent from this machine to a host (a `docker save` archive into `docker load`
+//! over the connection), for hosts that cannot pull: skipped when the host has the same
+//! image ID. The images a host lacks go in one archive (`docker save` of several images
+//! writes each layer once, and the images of a stack share their big base layers), saved
+//! once a run into a temporary file and shared by every host that lacks the same images.
+//! Each host gets it without the layer files its Docker holds (see [`super::archive`]):
+//! an upgrade that adds a layer sends that layer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
-use super::ApplyError;
-use super::metered::Metered;
+use super::archive::{Archive, Selection};
+use super::metered::{Metered, megabytes};
+use super::{ApplyError, last_line};
+use crate::layers::Sha256Digest;
+use crate::plan::Sending;
 use crate::shell::Command as HostCommand;
 use crate::transport::Connection;
 
@@ -52,36 +59,179 @@ pub fn loading(images: &[String]) -> String {
     }
 }
 
-/// Streams `images` into the host's Docker in one `docker save`, saying how far it got
-/// every few seconds.
+/// The `docker save` archives of a run, by the images (and their IDs) each holds: saved the
+/// first time a host lacks those images, then shared. Each is a temporary file, removed
+/// when the run ends.
+#[derive(Default)]
+pub struct SavedImages {
+    /// Set for a run that sends no image (`--files-only`): nothing is saved.
+    not_sent: bool,
+    saved: Mutex<BTreeMap<Vec<(String, String)>, Arc<Saved>>>,
+}
+
+impl SavedImages {
+    /// For a run that sends no image: [`SavedImages::saved`] saves nothing.
+    pub fn not_sent() -> Self {
+        SavedImages {
+            not_sent: true,
+            ..SavedImages::default()
+        }
+    }
+
+    /// The archive of `images`, whose IDs here are in `ids`: saved now unless an earlier
+    /// host's plan saved it. None for a run that sends no image, or no image to send.
+    pub fn saved(
+        &self,
+        images: &[String],
+        ids: &BTreeMap<String, String>,
+    ) -> Result<Option<Arc<Saved>>, ApplyError> {
+        if self.not_sent || images.is_empty() {
+            return Ok(None);
+        }
+        let key = (images.iter())
+            .map(|image| (image.clone(), ids.get(image).cloned().unwrap_or_default()))
+            .collect();
+        // Held while saving: the other hosts lacking the same images wait for this one.
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(archive) = saved.get(&key) {
+            return Ok(Some(Arc::clone(archive)));
+        }
+        let archive = Arc::new(Saved::save(images)?);
+        saved.insert(key, Arc::clone(&archive));
+        Ok(Some(archive))
+    }
+}
+
+/// A `docker save` archive of some images, in a temporary file, and what is known of it.
+pub struct Saved {
+    images: Vec<String>,
+    file: tempfile::NamedTempFile,
+    /// None when the archive could not be read: it is then sent whole, as Docker wrote it.
+    archive: Option<Archive>,
+}
+
+impl Saved {
+    /// Saves `images` with `docker save` into a temporary file, and reads it.
+    fn save(images: &[String]) -> Result<Saved, ApplyError> {
+        let missing = || ApplyError::MissingImage {
+            image: images.join(", "),
+        };
+        let file = tempfile::Builder::new()
+            .prefix("synprov-images-")
+            .suffix(".tar")
+            .tempfile()
+            .map_err(|e| ApplyError::SaveImages {
+                images: images.join(", "),
+                reason: e.to_string(),
+            })?;
+        // In a process group of its own: the terminal's Ctrl-C is synprov's to handle.
+        let saved = Command::new("docker")
+            .arg("save")
+            .arg("-o")
+            .arg(file.path())
+            .arg("--")
+            .args(images)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|_| missing())?;
+        if !saved.status.success() {
+            return Err(ApplyError::SaveImages {
+                images: images.join(", "),
+                reason: String::from_utf8_lossy(&saved.stderr).trim().to_string(),
+            });
+        }
+        let archive = file.reopen().ok().and_then(|f| Archive::read(f).ok());
+        Ok(Saved {
+            images: images.to_vec(),
+            file,
+            archive,
+        })
+    }
+
+    /// What to send to a host whose layer store holds `held`; none when the archive could
+    /// not be read (it is sent whole).
+    pub fn select(&self, held: &BTreeSet<Sha256Digest>) -> Option<Selection> {
+        Some(self.archive.as_ref()?.select(held))
+    }
+
+    /// How much of each image is sent to a host whose layer store holds `held`, by image
+    /// reference (`ids`: the images' IDs here).
+    pub fn sending(
+        &self,
+        held: &BTreeSet<Sha256Digest>,
+        ids: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, Sending> {
+        let Some(selection) = self.select(held) else {
+            return BTreeMap::new();
+        };
+        (self.images.iter())
+            .filter_map(|image| {
+                let id = Sha256Digest::parse(ids.get(image)?)?;
+                let (bytes, of) = *selection.images.get(&id)?;
+                Some((image.clone(), Sending { bytes, of }))
+            })
+            .collect()
+    }
+}
+
+/// Loads the images of `saved` into the host's Docker, without the layer files of the
+/// layers it holds (`held`), saying how far it got every few seconds. A host that refuses
+/// the partial archive (a Docker on containerd's image store may want every layer) gets
+/// the whole archive, once, and the operator is told.
 pub fn load(
     connection: &Connection,
-    images: &[String],
+    saved: &Saved,
+    held: &BTreeSet<Sha256Digest>,
     say: &dyn Fn(String),
 ) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
-    let missing = || ApplyError::MissingImage {
-        image: images.join(", "),
+    let what = loading(&saved.images);
+    let open = || {
+        saved.file.reopen().map_err(|e| ApplyError::SaveImages {
+            images: saved.images.join(", "),
+            reason: e.to_string(),
+        })
     };
-    // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
-    // stream in flight finishes.
-    let mut save = Command::new("docker")
-        .arg("save")
-        .arg("--")
-        .args(images)
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|_| missing())?;
-    let Some(stream) = save.stdout.take() else {
-        return Err(missing());
+    let whole = || -> Result<_, ApplyError> {
+        let file = open()?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut stream = Metered::with_total(file, &what, size, say);
+        Ok(connection.exec(&connection.privileged(load_command()), &mut stream)?)
     };
-    let what = loading(images);
-    let mut stream = Metered::new(stream, &what, say);
-    let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
-    let saved = save.wait().map(|s| s.success()).unwrap_or(false);
-    if !saved || !output.success() {
+    let partial = saved
+        .archive
+        .as_ref()
+        .map(|archive| (archive, archive.select(held)))
+        .filter(|(_, selection)| !selection.is_whole());
+    let output = match partial {
+        None => whole()?,
+        Some((archive, selection)) => {
+            let skipped = format!(
+                "{what} ({} MB the host has skipped)",
+                megabytes(selection.of - selection.bytes)
+            );
+            let mut stream = Metered::with_total(
+                archive.stream(open()?, &selection),
+                &skipped,
+                selection.bytes,
+                say,
+            );
+            let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
+            if output.success() {
+                output
+            } else {
+                say(format!(
+                    "{what}: the host refused the archive without the layers it has ({}); \
+                     sending the whole images",
+                    last_line(&output.tail(3))
+                ));
+                whole()?
+            }
+        }
+    };
+    if !output.success() {
         return Err(ApplyError::Step {
             host,
             step: what,

@@ -16,9 +16,11 @@ pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metered::Metered;
+pub use metered::megabytes;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -69,6 +71,12 @@ pub enum ApplyError {
         "build or pull it here first (`docker image inspect {image}`), or set `preload = false`"
     ))]
     MissingImage { image: String },
+
+    #[error("the images {images} could not be saved on this machine: {reason}")]
+    #[diagnostic(help(
+        "`docker save` writes them to a temporary file (TMPDIR, /tmp by default): make room there, or point TMPDIR at a disk with room"
+    ))]
+    SaveImages { images: String, reason: String },
 
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
@@ -178,6 +186,8 @@ pub struct Prepared {
     pub old: BTreeMap<(String, String), String>,
     /// The ID on this machine of each image to preload: what `load_images` would send.
     pub local_images: BTreeMap<String, String>,
+    /// The archive of `load_images`, when some are sent.
+    pub saved: Option<Arc<images::Saved>>,
 }
 
 /// Progress, as the engine reports it: the host and a short description of the step.
@@ -214,8 +224,13 @@ pub fn prepare(
     files: &HostFiles,
     facts: Facts,
     local_images: &BTreeMap<String, String>,
+    saved_images: &images::SavedImages,
 ) -> Result<Prepared, ApplyError> {
-    let plan = plan::plan_host(files, &facts, local_images);
+    let mut plan = plan::plan_host(files, &facts, local_images);
+    let saved = saved_images.saved(&plan.load_images, local_images)?;
+    if let Some(saved) = &saved {
+        plan.sending = saved.sending(&facts.layer_chains, local_images);
+    }
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan
         .deployments
@@ -244,7 +259,6 @@ pub fn prepare(
         }
     }
     // Services whose definition changes are recreated by Compose itself: not twice.
-    let mut plan = plan;
     for deployment in &mut plan.deployments {
         if let Some(new) = files
             .deployments
@@ -263,6 +277,7 @@ pub fn prepare(
         plan,
         old,
         local_images: local_images.clone(),
+        saved,
     })
 }
 
@@ -429,12 +444,15 @@ pub(crate) fn install(
         connection.begin(Step::Install)?;
         compose = install_compose(connection, report)?;
     }
-    if !plan.load_images.is_empty() {
+    if let Some(saved) = prepared
+        .saved
+        .as_ref()
+        .filter(|_| !plan.load_images.is_empty())
+    {
         connection.begin(Step::Image)?;
         report(name, &images::loading(&plan.load_images));
-        images::load(connection, &plan.load_images, &|message| {
-            report(name, &message)
-        })?;
+        let held = &prepared.facts.layer_chains;
+        images::load(connection, saved, held, &|message| report(name, &message))?;
     }
     Ok(compose)
 }
