@@ -7,6 +7,7 @@
 //! an upgrade that adds a layer sends that layer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,12 @@ pub fn loading(images: &[String]) -> String {
     }
 }
 
+/// The name of an archive in its directory.
+const ARCHIVE: &str = "images.tar";
+
+/// The images of an archive, each with its ID here: a rebuilt image is another archive.
+type ImagesAndIds = Vec<(String, String)>;
+
 /// The `docker save` archives of a run, by the images (and their IDs) each holds: saved the
 /// first time a host lacks those images, then shared. Each is a temporary file, removed
 /// when the run ends.
@@ -66,7 +73,7 @@ pub fn loading(images: &[String]) -> String {
 pub struct SavedImages {
     /// Set for a run that sends no image (`--files-only`): nothing is saved.
     not_sent: bool,
-    saved: Mutex<BTreeMap<Vec<(String, String)>, Arc<Saved>>>,
+    saved: Mutex<BTreeMap<ImagesAndIds, Arc<Saved>>>,
 }
 
 impl SavedImages {
@@ -105,7 +112,9 @@ impl SavedImages {
 /// A `docker save` archive of some images, in a temporary file, and what is known of it.
 pub struct Saved {
     images: Vec<String>,
-    file: tempfile::NamedTempFile,
+    /// A directory of its own, removed with it: `docker save -o` writes the archive beside
+    /// its path and renames it into place.
+    dir: tempfile::TempDir,
     /// None when the archive could not be read: it is then sent whole, as Docker wrote it.
     archive: Option<Archive>,
 }
@@ -116,10 +125,9 @@ impl Saved {
         let missing = || ApplyError::MissingImage {
             image: images.join(", "),
         };
-        let file = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("synprov-images-")
-            .suffix(".tar")
-            .tempfile()
+            .tempdir()
             .map_err(|e| ApplyError::SaveImages {
                 images: images.join(", "),
                 reason: e.to_string(),
@@ -128,7 +136,7 @@ impl Saved {
         let saved = Command::new("docker")
             .arg("save")
             .arg("-o")
-            .arg(file.path())
+            .arg(dir.path().join(ARCHIVE))
             .arg("--")
             .args(images)
             .process_group(0)
@@ -142,17 +150,25 @@ impl Saved {
                 reason: String::from_utf8_lossy(&saved.stderr).trim().to_string(),
             });
         }
-        let archive = file.reopen().ok().and_then(|f| Archive::read(f).ok());
-        Ok(Saved {
+        let saved = Saved {
             images: images.to_vec(),
-            file,
-            archive,
+            dir,
+            archive: None,
+        };
+        let archive = saved.open().ok().and_then(|f| Archive::read(f).ok());
+        Ok(Saved { archive, ..saved })
+    }
+
+    fn open(&self) -> Result<File, ApplyError> {
+        File::open(self.dir.path().join(ARCHIVE)).map_err(|e| ApplyError::SaveImages {
+            images: self.images.join(", "),
+            reason: e.to_string(),
         })
     }
 
     /// What to send to a host whose layer store holds `held`; none when the archive could
     /// not be read (it is sent whole).
-    pub fn select(&self, held: &BTreeSet<Sha256Digest>) -> Option<Selection> {
+    fn select(&self, held: &BTreeSet<Sha256Digest>) -> Option<Selection> {
         Some(self.archive.as_ref()?.select(held))
     }
 
@@ -188,12 +204,7 @@ pub fn load(
 ) -> Result<(), ApplyError> {
     let host = connection.host_name().to_string();
     let what = loading(&saved.images);
-    let open = || {
-        saved.file.reopen().map_err(|e| ApplyError::SaveImages {
-            images: saved.images.join(", "),
-            reason: e.to_string(),
-        })
-    };
+    let open = || saved.open();
     let whole = || -> Result<_, ApplyError> {
         let file = open()?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -205,8 +216,8 @@ pub fn load(
         .as_ref()
         .map(|archive| (archive, archive.select(held)))
         .filter(|(_, selection)| !selection.is_whole());
-    let output = match partial {
-        None => whole()?,
+    let (output, sent) = match partial {
+        None => (whole()?, None),
         Some((archive, selection)) => {
             let skipped = format!(
                 "{what} ({} MB the host has skipped)",
@@ -220,14 +231,14 @@ pub fn load(
             );
             let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
             if output.success() {
-                output
+                (output, Some(selection))
             } else {
                 say(format!(
                     "{what}: the host refused the archive without the layers it has ({}); \
                      sending the whole images",
                     last_line(&output.tail(3))
                 ));
-                whole()?
+                (whole()?, None)
             }
         }
     };
@@ -237,6 +248,13 @@ pub fn load(
             step: what,
             tail: output.tail(10),
         });
+    }
+    if let Some(selection) = sent {
+        say(format!(
+            "{what}: {} of {} MB sent (layers the host has were skipped)",
+            megabytes(selection.bytes),
+            megabytes(selection.of)
+        ));
     }
     Ok(())
 }
