@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
 use crate::generations::index::{self, Indexed};
-use crate::layers::{Sha256Digest, chain_ids};
+use crate::layers::{Sha256Digest, listed_chain_ids};
 use crate::sh;
 use crate::shell::{Script, print_nul_terminated};
 
@@ -132,18 +132,6 @@ fn layers_script() -> Script {
          --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n",
         LAYER_IMAGES.to_string()
     )
-}
-
-/// The chain IDs of the layers of one image, from a `layers=` line: diff IDs separated by
-/// spaces, each checked. A line with anything else in it is dropped whole; one with more
-/// than [`IMAGE_LAYERS`] layers is read up to there (the chains below stay true).
-fn parse_layers(line: &str) -> Vec<Sha256Digest> {
-    let diff_ids: Option<Vec<Sha256Digest>> = line
-        .split_ascii_whitespace()
-        .take(IMAGE_LAYERS)
-        .map(Sha256Digest::parse)
-        .collect();
-    chain_ids(&diff_ids.unwrap_or_default())
 }
 
 /// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
@@ -305,7 +293,9 @@ pub fn parse(output: &str) -> Facts {
             }
             "layers" if layer_lines < LAYER_IMAGES => {
                 layer_lines += 1;
-                facts.layer_chains.extend(parse_layers(value));
+                // A line with anything but diff IDs in it is dropped whole.
+                let chains = listed_chain_ids(value, IMAGE_LAYERS);
+                facts.layer_chains.extend(chains.unwrap_or_default());
             }
             "deployment" => {
                 current = decode(value).map(|n| String::from_utf8_lossy(&n).into_owned());
@@ -509,6 +499,7 @@ mod tests {
 
     #[test]
     fn the_layers_of_the_host_s_images_are_read_as_chain_ids_and_anything_else_is_dropped() {
+        use crate::layers::chain_ids;
         assert!(
             !script(&[], &[]).text().contains("layers="),
             "no image asked about"

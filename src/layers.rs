@@ -53,6 +53,18 @@ pub fn chain_ids(diff_ids: &[Sha256Digest]) -> Vec<Sha256Digest> {
     chains
 }
 
+/// The chain IDs of an image's layers listed in `text` by their diff IDs, bottom first,
+/// separated by white space (as `docker image inspect` prints them with a `range`), read up
+/// to `most` layers (the chains below stay true). None when anything else is in the list.
+pub fn listed_chain_ids(text: &str, most: usize) -> Option<Vec<Sha256Digest>> {
+    let diff_ids: Option<Vec<Sha256Digest>> = text
+        .split_ascii_whitespace()
+        .take(most)
+        .map(Sha256Digest::parse)
+        .collect();
+    Some(chain_ids(&diff_ids?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

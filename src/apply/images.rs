@@ -4,7 +4,8 @@
 //! writes each layer once, and the images of a stack share their big base layers), saved
 //! once a run into a temporary file and shared by every host that lacks the same images.
 //! Each host gets it without the layer files its Docker holds (see [`super::archive`]):
-//! an upgrade that adds a layer sends that layer.
+//! an upgrade that adds a layer sends that layer. A host that holds none of the images'
+//! layers (a first apply) gets `docker save`'s stream as it comes, with no copy on disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use super::archive::{Archive, Selection};
 use super::metered::{Metered, megabytes};
 use super::{ApplyError, last_line};
-use crate::layers::Sha256Digest;
+use crate::facts::IMAGE_LAYERS;
+use crate::layers::{Sha256Digest, listed_chain_ids};
 use crate::plan::Sending;
 use crate::shell::Command as HostCommand;
 use crate::transport::Connection;
@@ -66,6 +68,9 @@ const ARCHIVE: &str = "images.tar";
 /// The images of an archive, each with its ID here: a rebuilt image is another archive.
 type ImagesAndIds = Vec<(String, String)>;
 
+/// The chain IDs of images here, by image and ID; none for an image Docker said nothing of.
+type LocalChains = BTreeMap<(String, String), Option<Vec<Sha256Digest>>>;
+
 /// The `docker save` archives of a run, by the images (and their IDs) each holds: saved the
 /// first time a host lacks those images, then shared. Each is a temporary file, removed
 /// when the run ends.
@@ -73,6 +78,9 @@ type ImagesAndIds = Vec<(String, String)>;
 pub struct SavedImages {
     /// Set for a run that sends no image (`--files-only`): nothing is saved.
     not_sent: bool,
+    /// The chain IDs of each image's layers here, by image and ID, once asked for; none
+    /// when Docker did not say.
+    chains: Mutex<LocalChains>,
     saved: Mutex<BTreeMap<ImagesAndIds, Arc<Saved>>>,
 }
 
@@ -85,19 +93,25 @@ impl SavedImages {
         }
     }
 
-    /// The archive of `images`, whose IDs here are in `ids`: saved now unless an earlier
-    /// host's plan saved it. None for a run that sends no image, or no image to send.
+    /// The archive of `images`, whose IDs here are in `ids`, for a host whose layer store
+    /// holds `held`: saved now unless an earlier host's plan saved it. None for a run that
+    /// sends no image, no image to send, or a host that holds none of their layers (the
+    /// images are then streamed as `docker save` writes them, see [`stream`]).
     pub fn saved(
         &self,
         images: &[String],
         ids: &BTreeMap<String, String>,
+        held: &BTreeSet<Sha256Digest>,
     ) -> Result<Option<Arc<Saved>>, ApplyError> {
         if self.not_sent || images.is_empty() {
             return Ok(None);
         }
-        let key = (images.iter())
+        let key: ImagesAndIds = (images.iter())
             .map(|image| (image.clone(), ids.get(image).cloned().unwrap_or_default()))
             .collect();
+        if !self.holds_a_layer(&key, held) {
+            return Ok(None);
+        }
         // Held while saving: the other hosts lacking the same images wait for this one.
         let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(archive) = saved.get(&key) {
@@ -107,6 +121,38 @@ impl SavedImages {
         saved.insert(key, Arc::clone(&archive));
         Ok(Some(archive))
     }
+
+    /// Whether a host whose layer store holds `held` holds a layer of `images`: an image
+    /// whose layers are not known here counts as one.
+    fn holds_a_layer(&self, images: &ImagesAndIds, held: &BTreeSet<Sha256Digest>) -> bool {
+        if held.is_empty() {
+            return false;
+        }
+        let mut chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
+        images.iter().any(|key| {
+            let image = &key.0;
+            (chains.entry(key.clone()))
+                .or_insert_with(|| local_chains(image))
+                .as_ref()
+                .is_none_or(|chains| chains.iter().any(|c| held.contains(c)))
+        })
+    }
+}
+
+/// The chain IDs of the layers of `image` on this machine; none when Docker does not say.
+fn local_chains(image: &str) -> Option<Vec<Sha256Digest>> {
+    let output = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{range .RootFS.Layers}}{{.}} {{end}}",
+        ])
+        .args(["--", image])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    listed_chain_ids(&String::from_utf8_lossy(&output.stdout), IMAGE_LAYERS)
 }
 
 /// A `docker save` archive of some images, in a temporary file, and what is known of it.
@@ -192,6 +238,45 @@ impl Saved {
     }
 }
 
+/// Streams `images` into the host's Docker in one `docker save`, as it writes them, saying
+/// how far it got every few seconds: for a host that holds none of their layers.
+pub fn stream(
+    connection: &Connection,
+    images: &[String],
+    say: &dyn Fn(String),
+) -> Result<(), ApplyError> {
+    let host = connection.host_name().to_string();
+    let missing = || ApplyError::MissingImage {
+        image: images.join(", "),
+    };
+    // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
+    // stream in flight finishes.
+    let mut save = Command::new("docker")
+        .arg("save")
+        .arg("--")
+        .args(images)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|_| missing())?;
+    let Some(stream) = save.stdout.take() else {
+        return Err(missing());
+    };
+    let what = loading(images);
+    let mut stream = Metered::new(stream, &what, say);
+    let output = connection.exec(&connection.privileged(load_command()), &mut stream)?;
+    let saved = save.wait().map(|s| s.success()).unwrap_or(false);
+    if !saved || !output.success() {
+        return Err(ApplyError::Step {
+            host,
+            step: what,
+            tail: output.tail(10),
+        });
+    }
+    Ok(())
+}
+
 /// Loads the images of `saved` into the host's Docker, without the layer files of the
 /// layers it holds (`held`), saying how far it got every few seconds. A host that refuses
 /// the partial archive (a Docker on containerd's image store may want every layer) gets
@@ -266,6 +351,33 @@ mod tests {
     #[test]
     fn an_image_is_loaded_by_a_command_line_that_holds_no_value() {
         assert_eq!(load_command().line(), "docker load");
+    }
+
+    #[test]
+    fn only_a_host_holding_a_layer_of_the_images_gets_a_saved_archive() {
+        let digest = |n: usize| Sha256Digest::parse(&format!("sha256:{n:064x}")).unwrap();
+        let key = |image: &str| (image.to_string(), format!("sha256:{}", "1".repeat(64)));
+        let images = SavedImages::default();
+        images.chains.lock().unwrap().extend([
+            (key("a:1"), Some(vec![digest(1), digest(2)])),
+            (key("unknown:1"), None),
+        ]);
+        let held = |chains: &[usize]| chains.iter().map(|n| digest(*n)).collect();
+        assert!(images.holds_a_layer(&vec![key("a:1")], &held(&[2, 9])));
+        assert!(!images.holds_a_layer(&vec![key("a:1")], &held(&[3])));
+        assert!(
+            images.holds_a_layer(&vec![key("a:1"), key("unknown:1")], &held(&[3])),
+            "an image whose layers are not known here may share some"
+        );
+        assert!(
+            !images.holds_a_layer(&vec![key("never-asked:1")], &held(&[])),
+            "a host with no layer (a first apply) holds none, and Docker is not asked"
+        );
+        let ids = BTreeMap::from([key("never-asked:1")]);
+        let none = images.saved(&["never-asked:1".to_string()], &ids, &held(&[]));
+        assert!(matches!(none, Ok(None)), "streamed, not saved");
+        let not_sent = SavedImages::not_sent().saved(&["a:1".to_string()], &ids, &held(&[1]));
+        assert!(matches!(not_sent, Ok(None)));
     }
 
     #[test]

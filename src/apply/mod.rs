@@ -227,9 +227,10 @@ pub fn prepare(
     saved_images: &images::SavedImages,
 ) -> Result<Prepared, ApplyError> {
     let mut plan = plan::plan_host(files, &facts, local_images);
-    let saved = saved_images.saved(&plan.load_images, local_images)?;
+    let held = &facts.layer_chains;
+    let saved = saved_images.saved(&plan.load_images, local_images, held)?;
     if let Some(saved) = &saved {
-        plan.sending = saved.sending(&facts.layer_chains, local_images);
+        plan.sending = saved.sending(held, local_images);
     }
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan
@@ -444,15 +445,14 @@ pub(crate) fn install(
         connection.begin(Step::Install)?;
         compose = install_compose(connection, report)?;
     }
-    if let Some(saved) = prepared
-        .saved
-        .as_ref()
-        .filter(|_| !plan.load_images.is_empty())
-    {
+    if !plan.load_images.is_empty() {
         connection.begin(Step::Image)?;
         report(name, &images::loading(&plan.load_images));
-        let held = &prepared.facts.layer_chains;
-        images::load(connection, saved, held, &|message| report(name, &message))?;
+        let say = |message: String| report(name, &message);
+        match &prepared.saved {
+            Some(saved) => images::load(connection, saved, &prepared.facts.layer_chains, &say)?,
+            None => images::stream(connection, &plan.load_images, &say)?,
+        }
     }
     Ok(compose)
 }
