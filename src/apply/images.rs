@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -155,6 +156,18 @@ fn local_chains(image: &str) -> Option<Vec<Sha256Digest>> {
     listed_chain_ids(&String::from_utf8_lossy(&output.stdout), IMAGE_LAYERS)
 }
 
+/// `docker save` of `images` into `file`, or to its standard output. In a process group of
+/// its own: the terminal's Ctrl-C is synprov's to handle, and a save in flight finishes.
+fn docker_save(images: &[String], file: Option<&Path>) -> Command {
+    let mut save = Command::new("docker");
+    save.arg("save");
+    if let Some(file) = file {
+        save.arg("-o").arg(file);
+    }
+    save.arg("--").args(images).process_group(0);
+    save
+}
+
 /// A `docker save` archive of some images, in a temporary file, and what is known of it.
 pub struct Saved {
     images: Vec<String>,
@@ -178,14 +191,7 @@ impl Saved {
                 images: images.join(", "),
                 reason: e.to_string(),
             })?;
-        // In a process group of its own: the terminal's Ctrl-C is synprov's to handle.
-        let saved = Command::new("docker")
-            .arg("save")
-            .arg("-o")
-            .arg(dir.path().join(ARCHIVE))
-            .arg("--")
-            .args(images)
-            .process_group(0)
+        let saved = docker_save(images, Some(&dir.path().join(ARCHIVE)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
@@ -249,13 +255,7 @@ pub fn stream(
     let missing = || ApplyError::MissingImage {
         image: images.join(", "),
     };
-    // In a process group of its own: the terminal's Ctrl-C is synprov's to handle, and the
-    // stream in flight finishes.
-    let mut save = Command::new("docker")
-        .arg("save")
-        .arg("--")
-        .args(images)
-        .process_group(0)
+    let mut save = docker_save(images, None)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
