@@ -227,11 +227,6 @@ pub fn prepare(
     saved_images: &images::SavedImages,
 ) -> Result<Prepared, ApplyError> {
     let mut plan = plan::plan_host(files, &facts, local_images);
-    let held = &facts.layer_chains;
-    let saved = saved_images.saved(&plan.load_images, local_images, held)?;
-    if let Some(saved) = &saved {
-        plan.sending = saved.sending(held, local_images);
-    }
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan
         .deployments
@@ -272,6 +267,13 @@ pub fn prepare(
                 .map_or("", String::as_str);
             deployment.read_compose_change(old_compose, &new.contents);
         }
+    }
+    // Last, with nothing asked of the host after it: saving the images may take longer
+    // than the step of the facts may.
+    let held = &facts.layer_chains;
+    let saved = saved_images.saved(&plan.load_images, local_images, held)?;
+    if let Some(saved) = &saved {
+        plan.sending = saved.sending(held, local_images);
     }
     Ok(Prepared {
         facts,
