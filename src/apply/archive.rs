@@ -12,7 +12,7 @@
 //! A Docker that loads through containerd's image store may want every blob: the caller
 //! sends the whole archive when a partial one is refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::Deserialize;
@@ -52,6 +52,8 @@ struct Entry {
 #[derive(Debug)]
 struct Image {
     id: Sha256Digest,
+    /// The references `docker save` wrote for it (`RepoTags`).
+    tags: Vec<String>,
     config: usize,
     layers: Vec<(Sha256Digest, Option<usize>)>,
 }
@@ -67,6 +69,8 @@ pub struct Archive {
 struct ManifestItem {
     #[serde(rename = "Config")]
     config: String,
+    #[serde(rename = "RepoTags", default)]
+    tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
 }
@@ -90,12 +94,32 @@ pub struct Selection {
     pub bytes: u64,
     /// The bytes of the whole archive.
     pub of: u64,
-    /// Per image ID, the bytes of its config and layer files that are sent, and of all of
-    /// them.
-    pub images: BTreeMap<Sha256Digest, (u64, u64)>,
+    /// Per image, the bytes of its own config and layer files.
+    pub images: Vec<ImageBytes>,
+}
+
+/// The bytes of an image's own config and layer files in a [`Selection`]: those sent, and
+/// all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageBytes {
+    id: Sha256Digest,
+    tags: Vec<String>,
+    pub bytes: u64,
+    pub of: u64,
 }
 
 impl Selection {
+    /// The bytes of the image `reference`, whose ID on this machine is `id`: found by its
+    /// ID (its config's digest), or by the tag `docker save` wrote for it where Docker's ID
+    /// is another digest (containerd's image store names an image by its manifest).
+    pub fn image(&self, reference: &str, id: &str) -> Option<&ImageBytes> {
+        let id = Sha256Digest::parse(id);
+        let by_id = self.images.iter().find(|i| Some(&i.id) == id.as_ref());
+        by_id.or_else(|| {
+            (self.images.iter()).find(|i| i.tags.iter().any(|t| familiar(t) == familiar(reference)))
+        })
+    }
+
     /// Whether the stream is the whole archive.
     pub fn is_whole(&self) -> bool {
         self.keep.iter().all(|k| *k)
@@ -156,6 +180,7 @@ impl Archive {
                 .collect();
             archive.images.push(Image {
                 id: Sha256Digest::of(&bytes),
+                tags: item.tags.unwrap_or_default(),
                 config,
                 layers,
             });
@@ -240,7 +265,12 @@ impl Archive {
                     .sum::<u64>();
                 let all = files.iter().map(|f| size(*f)).sum::<u64>();
                 let config = size(image.config);
-                (image.id.clone(), (config + sent, config + all))
+                ImageBytes {
+                    id: image.id.clone(),
+                    tags: image.tags.clone(),
+                    bytes: config + sent,
+                    of: config + all,
+                }
             })
             .collect();
         let total = |keep: &dyn Fn(usize) -> bool| {
@@ -280,6 +310,12 @@ impl Archive {
             trailer: TRAILER,
         }
     }
+}
+
+/// A reference as `docker save` writes its tags: Docker Hub's host and `library/` left out.
+fn familiar(reference: &str) -> &str {
+    let short = reference.strip_prefix("docker.io/").unwrap_or(reference);
+    short.strip_prefix("library/").unwrap_or(short)
 }
 
 fn missing(path: &str) -> ArchiveError {
@@ -482,10 +518,16 @@ mod tests {
         assert!(!selection.is_whole());
         assert_eq!(selection.of, bytes.len() as u64, "the whole archive");
         assert_eq!(selection.bytes, selection.of - 512 - 5120);
-        let (sent_a, of_a) = selection.images[&a];
-        let (sent_b, of_b) = selection.images[&b];
+        let bytes = |image: &ImageBytes| (image.bytes, image.of);
+        let (sent_a, of_a) = bytes(selection.image("a:1", a.as_str()).unwrap());
+        let (sent_b, of_b) = bytes(selection.image("b:1", b.as_str()).unwrap());
         assert_eq!((of_a - sent_a, of_b - sent_b), (5632, 5632));
         assert!(of_b > of_a && sent_b > sent_a);
+        // Where Docker's image ID is not the config's digest, by the tag in the archive.
+        let other_id = format!("sha256:{}", "0".repeat(64));
+        let by_tag = selection.image("docker.io/library/b:1", &other_id);
+        assert_eq!(by_tag.map(bytes), Some((sent_b, of_b)));
+        assert_eq!(selection.image("c:1", &other_id), None);
     }
 
     #[test]
@@ -524,7 +566,7 @@ mod tests {
             ]
         );
         let config_b = 512 + 512 * config(&[&digest(1), &digest(2)]).len().div_ceil(512) as u64;
-        assert_eq!(selection.images[&b].0, config_b);
+        assert_eq!(selection.image("b:1", b.as_str()).unwrap().bytes, config_b);
     }
 
     #[test]

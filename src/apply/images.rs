@@ -236,8 +236,9 @@ impl Saved {
         };
         (self.images.iter())
             .filter_map(|image| {
-                let id = Sha256Digest::parse(ids.get(image)?)?;
-                let (bytes, of) = *selection.images.get(&id)?;
+                let id = ids.get(image).map_or("", String::as_str);
+                let own = selection.image(image, id)?;
+                let (bytes, of) = (own.bytes, own.of);
                 Some((image.clone(), Sending { bytes, of }))
             })
             .collect()
