@@ -1,7 +1,7 @@
 //! What a host has now, gathered in one round trip: system, Docker, Compose, and per
 //! deployment the files synprov manages there (their hashes) and the images present.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::confine;
 use crate::generations::index::{self, Indexed};
 use crate::host_data::{MANIFEST_ENTRIES, ManagedPath, Refused, ServiceName};
+use crate::layers::{Sha256Digest, listed_chain_ids};
 use crate::sh;
 use crate::shell::{Command, Script, print_nul_terminated};
 use crate::transport::{Connection, OutputLimit};
@@ -71,6 +72,11 @@ pub struct Facts {
     pub cores: u32,
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,
+    /// The chain IDs of the layers the host's images hold, asked for with the images: a
+    /// layer the host holds is not sent. Left out of the digest: it says how
+    /// much is sent, never what the host ends up with.
+    #[serde(skip)]
+    pub layer_chains: BTreeSet<Sha256Digest>,
     pub deployments: BTreeMap<String, DeployedState>,
     /// Every deployment synprov recorded on the host, as its index names them.
     pub indexed: Vec<Indexed>,
@@ -127,6 +133,22 @@ const HASH_REGULAR: &str = "n=$#; for p; do case /$p/ in *//*|*/./*|*/../*) cont
                             [ -f \"./$p\" ] && [ ! -L \"./$p\" ] && set -- \"$@\" \"$p\"; done; \
                             shift \"$n\"; [ $# -eq 0 ] || exec sha256sum -- \"$@\"";
 
+/// The most images whose layers a host lists (`layers=` lines), and the most layers read
+/// per image: bounds on what is read back. A layer left out is sent again, nothing worse.
+pub const LAYER_IMAGES: usize = 128;
+pub const IMAGE_LAYERS: usize = 128;
+
+/// Lists the diff IDs of the layers of the host's images, one image per `layers=` line,
+/// bottom first, for at most [`LAYER_IMAGES`] images, the newest first (`docker image ls`
+/// lists an image once per tag). At most some 1.2 MB: Docker stacks at most 127 layers.
+fn layers_script() -> Script {
+    sh!(
+        "docker image ls -q --no-trunc | awk '!seen[$0]++' | head -n {} | xargs -r docker image inspect \
+         --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n",
+        LAYER_IMAGES.to_string()
+    )
+}
+
 /// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
 /// came from the inventory or a plugin is a quoted word of it; whatever it prints back that
 /// could hold any byte (names, paths, the manifest, the pending mark) is base64, so that no
@@ -149,6 +171,9 @@ awk '$1 == "MemTotal:" {print "memory_kb=" $2}' /proc/meminfo
 echo "cores=$(nproc)"
 "#);
     s.push(index::list());
+    if !images.is_empty() {
+        s.push(layers_script());
+    }
     for image in images {
         s.push(sh!(
             "id=$(docker image inspect --format '{{.Id}}' -- {}) && echo {}\"$id\"\n",
@@ -257,6 +282,7 @@ pub fn parse(output: &str) -> Result<Facts, Refused> {
         memory_kb: 0,
         cores: 0,
         images: BTreeMap::new(),
+        layer_chains: BTreeSet::new(),
         deployments: BTreeMap::new(),
         indexed: Vec::new(),
     };
@@ -264,6 +290,7 @@ pub fn parse(output: &str) -> Result<Facts, Refused> {
     // The manifest and pending mark of each deployment, base64 in lines.
     let mut encoded: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     let mut current: Option<String> = None;
+    let mut layer_lines = 0;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -296,6 +323,12 @@ pub fn parse(output: &str) -> Result<Facts, Refused> {
                     let image = String::from_utf8_lossy(&image).into_owned();
                     facts.images.insert(image, id.trim().to_string());
                 }
+            }
+            "layers" if layer_lines < LAYER_IMAGES => {
+                layer_lines += 1;
+                // A line with anything but diff IDs in it is dropped whole.
+                let chains = listed_chain_ids(value, IMAGE_LAYERS);
+                facts.layer_chains.extend(chains.unwrap_or_default());
             }
             "deployment" => {
                 current = decode(value).map(|n| String::from_utf8_lossy(&n).into_owned());
@@ -600,7 +633,9 @@ mod tests {
         assert_eq!(
             text.text().strip_prefix(prefix).unwrap(),
             [
-                "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
+                "docker image ls -q --no-trunc | awk '!seen[$0]++' | head -n 128 | xargs -r docker image inspect \
+                 --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n\
+                 id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
                  echo 'deployment=ZCcx'\n(\nexec 2>&3\n",
                 confine::enter_if_present("/opt/$(x)").text(),
                 "synprov_path f -a 'regular file'\nsynprov_path f 'b c' 'regular file'\n\
@@ -645,6 +680,58 @@ mod tests {
         .unwrap();
         assert_eq!(facts.deployments["d"].main_image.as_ref(), Some(&id));
         assert_eq!(facts.deployments["e"].main_image, None, "not an image ID");
+    }
+
+    #[test]
+    fn the_layers_of_the_host_s_images_are_read_as_chain_ids_and_anything_else_is_dropped() {
+        use crate::layers::chain_ids;
+        assert!(
+            !script(&[], &[]).text().contains("layers="),
+            "no image asked about"
+        );
+        let diff = |n: usize| format!("sha256:{n:064x}");
+        let chains = |ids: &[String]| {
+            let ids: Vec<_> = ids
+                .iter()
+                .map(|i| Sha256Digest::parse(i).unwrap())
+                .collect();
+            chain_ids(&ids)
+        };
+        let (a, b, c) = (diff(1), diff(2), diff(3));
+        let many: Vec<String> = (10..210).map(diff).collect();
+        let output = [
+            format!("layers={a} {b} "),
+            // Forged, short, foreign or joined digests drop their line whole.
+            format!("layers={c} sha256:{}", "0".repeat(63)),
+            format!(
+                "layers={c} {}",
+                c.to_uppercase().replace("SHA256", "sha512")
+            ),
+            format!("layers={c},{a}"),
+            format!("layers={c} $(reboot)"),
+            format!("layers={}", many.join(" ")),
+        ]
+        .join("\n");
+        let facts = parse(&output).unwrap();
+        let mut expected: BTreeSet<Sha256Digest> =
+            chains(&[a.clone(), b.clone()]).into_iter().collect();
+        expected.extend(chains(&many[..IMAGE_LAYERS]));
+        assert_eq!(
+            facts.layer_chains, expected,
+            "at most {IMAGE_LAYERS} layers an image"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
+
+        let flood: String = (0..LAYER_IMAGES + 10)
+            .map(|i| format!("layers={}\n", diff(1000 + i)))
+            .collect();
+        let facts = parse(&format!("{flood}layers={c}\n")).unwrap();
+        assert_eq!(
+            facts.layer_chains.len(),
+            LAYER_IMAGES,
+            "at most {LAYER_IMAGES} images"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
     }
 
     #[test]

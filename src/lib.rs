@@ -10,6 +10,7 @@ pub mod facts;
 pub mod generations;
 pub mod host_data;
 pub mod inventory;
+pub mod layers;
 pub mod ops;
 pub mod parallel;
 pub mod plan;

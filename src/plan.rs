@@ -167,6 +167,14 @@ impl DeploymentPlan {
     }
 }
 
+/// How much of an image goes to a host: `bytes` of its `of` (its config and layer files),
+/// the files of the layers the host holds left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sending {
+    pub bytes: u64,
+    pub of: u64,
+}
+
 /// Everything one host needs.
 #[derive(Debug, Clone)]
 pub struct HostPlan {
@@ -176,6 +184,9 @@ pub struct HostPlan {
     pub install_compose: bool,
     /// Images to stream from this machine because the host lacks them (or has another ID).
     pub load_images: Vec<String>,
+    /// How much of each image of `load_images` is sent, once its archive is read (the
+    /// layers the host holds are not): empty until then.
+    pub sending: BTreeMap<String, Sending>,
     pub deployments: Vec<DeploymentPlan>,
     /// Deployments the host's index names in directories the inventory has no deployment
     /// in: left as they are, shown so that the operator decides.
@@ -223,6 +234,7 @@ pub fn plan_host(
             .filter(|(image, id)| facts.images.get(*image) != Some(id))
             .map(|(image, _)| image.clone())
             .collect(),
+        sending: BTreeMap::new(),
         deployments: files
             .deployments
             .iter()

@@ -524,6 +524,20 @@ fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
         .collect()
 }
 
+/// The two figures of `MARK 12.3 of 590.0 MB` in the line of `out` that holds `mark`.
+fn megabytes_of(out: &str, mark: &str) -> (f64, f64) {
+    let line = out
+        .lines()
+        .find(|l| l.contains(mark))
+        .unwrap_or_else(|| panic!("no line with {mark:?}: {out}"));
+    let words: Vec<&str> = line.split_once(mark).unwrap().1.split(' ').collect();
+    let figures = match words.as_slice() {
+        [sent, "of", of, "MB", ..] => sent.parse().ok().zip(of.parse().ok()),
+        _ => None,
+    };
+    figures.unwrap_or_else(|| panic!("no `X of Y MB` after {mark:?}: {line}"))
+}
+
 /// A Synapse upgrade: refused before anything is touched when the new image refuses the
 /// config; then done in Synapse's order (database dumped, main healthy on the new image
 /// before any worker starts); then undone with the database as it was before.
@@ -532,9 +546,11 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     first: &Path,
     secret: &str,
 ) {
+    // One small layer on the running image: only that layer goes to the host.
     common::bed::build_image(
         NEXT,
-        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+        "FROM synprov/synapse:1.163\nRUN echo 1.163.2-next > /synprov-next\n\
+         LABEL org.opencontainers.image.version=1.163.2-next\n",
     );
     let base = format!("http://{HOST_IP}:8008");
     let next = dir.join("next.toml");
@@ -562,10 +578,21 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         )),
         "{out}"
     );
+    let (sent, size) = megabytes_of(&out, &format!("+ load image {NEXT}: "));
+    assert!(
+        sent * 10.0 < size && out.contains("MB to send (layers the host has are skipped)"),
+        "the plan sends the new layer alone: {out}"
+    );
 
     let before = synapse_starts();
     let (code, out) = synprov_run(dir, &["apply"], &refused);
     assert_eq!(code, 1, "{out}");
+    // The image goes before the config check refuses it: the new layer alone.
+    let (sent, of) = megabytes_of(&out, &format!("loading image {NEXT}: "));
+    assert!(
+        sent * 10.0 < of && of >= size,
+        "{sent} MB of {of} MB sent, the image is {size} MB: {out}"
+    );
     assert!(
         out.contains("refuses the new config; nothing was changed")
             && out.contains("event_cache_size"),

@@ -11,6 +11,7 @@ use std::process::Output;
 
 use common::files;
 use common::sshd::{Sshd, deployed};
+use synprov::apply::images::SavedImages;
 use synprov::generations::Origin;
 use synprov::inventory;
 use synprov::transport::Locking;
@@ -198,8 +199,14 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let host_files = common::render_hosts(&inventory, Some("loop"));
     let connection = sshd.connect(&changed);
     let facts = synprov::apply::gather(&connection, &host_files[0], &BTreeMap::new()).unwrap();
-    let prepared =
-        synprov::apply::prepare(&connection, &host_files[0], facts, &BTreeMap::new()).unwrap();
+    let prepared = synprov::apply::prepare(
+        &connection,
+        &host_files[0],
+        facts,
+        &BTreeMap::new(),
+        &SavedImages::not_sent(),
+    )
+    .unwrap();
     let plan = &prepared.plan.deployments[0];
     assert!(
         plan.changes.len() >= 4,

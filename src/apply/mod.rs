@@ -2,6 +2,7 @@
 //! host's lock, install and start Docker, send images and the Compose plugin, write the
 //! files, bring the stack up and verify every process's health.
 
+pub mod archive;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
@@ -15,9 +16,11 @@ pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metered::Metered;
+pub use metered::megabytes;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -76,6 +79,12 @@ pub enum ApplyError {
         "build or pull it here first (`docker image inspect {image}`), or set `preload = false`"
     ))]
     MissingImage { image: String },
+
+    #[error("the images {images} could not be saved on this machine: {reason}")]
+    #[diagnostic(help(
+        "`docker save` writes them to a temporary file (TMPDIR, /tmp by default): make room there, or point TMPDIR at a disk with room"
+    ))]
+    SaveImages { images: String, reason: String },
 
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
@@ -180,6 +189,8 @@ pub struct Prepared {
     pub old: BTreeMap<(String, String), String>,
     /// The ID on this machine of each image to preload: what `load_images` would send.
     pub local_images: BTreeMap<String, String>,
+    /// The archive of `load_images`, when some are sent.
+    pub saved: Option<Arc<images::Saved>>,
 }
 
 /// Progress, as the engine reports it: the host and a short description of the step.
@@ -215,8 +226,9 @@ pub fn prepare(
     files: &HostFiles,
     facts: Facts,
     local_images: &BTreeMap<String, String>,
+    saved_images: &images::SavedImages,
 ) -> Result<Prepared, ApplyError> {
-    let plan = plan::plan_host(files, &facts, local_images);
+    let mut plan = plan::plan_host(files, &facts, local_images);
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan
         .deployments
@@ -247,7 +259,6 @@ pub fn prepare(
         }
     }
     // Services whose definition changes are recreated by Compose itself: not twice.
-    let mut plan = plan;
     for deployment in &mut plan.deployments {
         if let Some(new) = files
             .deployments
@@ -261,11 +272,19 @@ pub fn prepare(
             deployment.read_compose_change(old_compose, &new.contents);
         }
     }
+    // Last, with nothing asked of the host after it: saving the images may take longer
+    // than the step of the facts may.
+    let held = &facts.layer_chains;
+    let saved = saved_images.saved(&plan.load_images, local_images, held)?;
+    if let Some(saved) = &saved {
+        plan.sending = saved.sending(held, local_images);
+    }
     Ok(Prepared {
         facts,
         plan,
         old,
         local_images: local_images.clone(),
+        saved,
     })
 }
 
@@ -450,9 +469,11 @@ pub(crate) fn install(
     if !plan.load_images.is_empty() {
         connection.begin(Step::Image)?;
         report(name, &images::loading(&plan.load_images));
-        images::load(connection, &plan.load_images, &|message| {
-            report(name, &message)
-        })?;
+        let say = |message: String| report(name, &message);
+        match &prepared.saved {
+            Some(saved) => images::load(connection, saved, &prepared.facts.layer_chains, &say)?,
+            None => images::stream(connection, &plan.load_images, &say)?,
+        }
     }
     Ok(compose)
 }

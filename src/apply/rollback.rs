@@ -100,7 +100,9 @@ pub fn prepare_rollback(
         deployments: restored,
     };
     let facts = gather(connection, &files, &BTreeMap::new())?;
-    let prepared = prepare(connection, &files, facts, &BTreeMap::new())?;
+    // No image is sent: the generation's images are on the host, tagged again above.
+    let none = super::images::SavedImages::not_sent();
+    let prepared = prepare(connection, &files, facts, &BTreeMap::new(), &none)?;
     Ok((files, prepared, numbers))
 }
 

@@ -54,7 +54,7 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     if flags.dry_run {
         return super::plan::run(target, None, flags.files_only);
     }
-    let loaded = Arc::new(super::load(target)?);
+    let loaded = Arc::new(super::load(target)?.files_only(flags.files_only));
     let host_apply = HostApply::new(
         &loaded,
         target,
@@ -137,7 +137,7 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         known_hosts: target.known_hosts.clone(),
         roles: plan.roles.clone(),
     };
-    let loaded = Arc::new(super::load(&target)?);
+    let loaded = Arc::new(super::load(&target)?.files_only(plan.files_only));
     let against = Arc::new(Against {
         loaded: Arc::clone(&loaded),
         plan: plan.clone(),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use miette::{Context, IntoDiagnostic};
 use sha2::{Digest, Sha256};
+use synprov::apply::images::SavedImages;
 use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
@@ -47,9 +48,22 @@ pub struct Loaded {
     key: MasterKey,
     templates: Templates,
     plugins: Plugins,
+    /// The images sent this run: saved once, for every host that lacks them.
+    images: SavedImages,
 }
 
 impl Loaded {
+    /// For a run that writes files only: no image is saved, nor sized in a plan.
+    pub fn files_only(self, files_only: bool) -> Self {
+        if !files_only {
+            return self;
+        }
+        Loaded {
+            images: SavedImages::not_sent(),
+            ..self
+        }
+    }
+
     /// The files of `host`, sized with its `facts` when known (see
     /// [`synprov::render::render_host`]).
     pub fn render(
@@ -101,6 +115,7 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
         key,
         templates,
         plugins,
+        images: SavedImages::default(),
     })
 }
 
@@ -371,7 +386,8 @@ pub fn connect_and_prepare(
             let files = render(Some(&facts))?;
             (connection, files, facts, local_images)
         };
-        let prepared = synprov::apply::prepare(&connection, &files, facts, &local_images)?;
+        let prepared =
+            synprov::apply::prepare(&connection, &files, facts, &local_images, &loaded.images)?;
         Ok((connection, prepared, files))
     };
     prepare().map_err(failure)

@@ -16,7 +16,7 @@ use crate::cli::Target;
 pub const PENDING: u8 = 2;
 
 pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Result<ExitCode> {
-    let loaded = Arc::new(super::load(target)?);
+    let loaded = Arc::new(super::load(target)?.files_only(files_only));
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     // Each host's plan and how it reads, as the hosts finish.
     let planned: Arc<Mutex<Vec<(SavedHost, String)>>> = Arc::default();

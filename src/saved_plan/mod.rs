@@ -247,6 +247,7 @@ mod tests {
             start_docker: false,
             install_compose: false,
             load_images: Vec::new(),
+            sending: std::collections::BTreeMap::new(),
             deployments: vec![SavedDeployment {
                 deployment: "d".into(),
                 dir: "/opt/x".into(),
@@ -376,6 +377,24 @@ mod tests {
         assert_eq!(
             differences(&saved, &digest_only),
             ["the host's facts changed since the plan (digest ffffffffffff now 000000000000)"]
+        );
+    }
+
+    #[test]
+    fn how_much_of_an_image_is_sent_is_shown_not_compared() {
+        let saved = host("hs2", &"a".repeat(64));
+        let mut now = saved.clone();
+        let sending = crate::plan::Sending { bytes: 5, of: 9 };
+        now.sending.insert("synprov/synapse:1".into(), sending);
+        assert!(differences(&saved, &now).is_empty());
+        let json = serde_json::to_string(&now).unwrap();
+        assert!(json.contains(r#""sending":{"synprov/synapse:1":{"bytes":5,"of":9}}"#));
+        let read: SavedHost = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, now);
+        let older = serde_json::to_string(&saved).unwrap();
+        assert!(
+            !older.contains("sending"),
+            "a plan without it reads as before"
         );
     }
 }

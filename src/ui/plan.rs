@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::one_line;
-use crate::apply::Prepared;
-use crate::plan::Change;
+use crate::apply::{Prepared, megabytes};
+use crate::plan::{Change, Sending};
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::saved_plan::{FileRecord, SavedHost, SavedPlan, hash, short};
 use crate::secrets::DeploymentSecrets;
@@ -47,7 +47,12 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(out, "  + install Compose");
     }
     for image in &host.load_images {
-        let _ = writeln!(out, "  + load image {}", one_line(&image.image));
+        let _ = writeln!(
+            out,
+            "  + load image {}{}",
+            one_line(&image.image),
+            sent(host.sending.get(&image.image))
+        );
     }
     for orphan in &host.orphans {
         let _ = writeln!(
@@ -248,6 +253,20 @@ pub fn show_saved(plan: &SavedPlan) -> String {
     out
 }
 
+/// How much of an image is sent, when known: `: 12.3 of 590.0 MB to send (layers the host
+/// has are skipped)`, or `: 590.0 MB` when all of it is.
+fn sent(sending: Option<&Sending>) -> String {
+    match sending {
+        None => String::new(),
+        Some(s) if s.bytes < s.of => format!(
+            ": {} of {} MB to send (layers the host has are skipped)",
+            megabytes(s.bytes),
+            megabytes(s.of)
+        ),
+        Some(s) => format!(": {} MB", megabytes(s.of)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +306,38 @@ mod tests {
              d (/opt/d): 1 to change, 3 unchanged\n    \
              ~ change synapse/x\\x0d.yaml\n      \
              sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…\n"
+        );
+    }
+
+    #[test]
+    fn an_image_shows_how_much_of_it_is_sent() {
+        let file = serde_json::json!({"path": "a", "change": "create",
+                                      "before": null, "after": "bbbbbbbbbbbbbbbb"});
+        let mut host = saved("hs1", file, &[]);
+        for image in ["synprov/synapse:1.164", "postgres:16", "nginx:1"] {
+            host.load_images.push(crate::saved_plan::ImageLoad {
+                image: image.into(),
+                id: String::new(),
+            });
+        }
+        let sending = |bytes, of| Sending { bytes, of };
+        host.sending = [
+            (
+                "synprov/synapse:1.164".into(),
+                sending(12_340_000, 590_000_000),
+            ),
+            ("postgres:16".into(), sending(151_000_000, 151_000_000)),
+        ]
+        .into();
+        let shown = show(&host, None, false);
+        assert!(
+            shown.contains(
+                "  + load image synprov/synapse:1.164: 12.3 of 590.0 MB to send \
+                 (layers the host has are skipped)\n  \
+                 + load image postgres:16: 151.0 MB\n  \
+                 + load image nginx:1\n"
+            ),
+            "{shown}"
         );
     }
 
