@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
 pub use validate::CONNECTION_HEADROOM;
+pub use values::{AcmeSettings, Challenge, DnsCredentials, DnsProvider, KeyType};
 pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, TlsPair, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
@@ -211,10 +212,19 @@ pub enum Federation {
     WellKnown,
 }
 
-/// `[deployments.NAME.tls]`: Nginx terminates TLS with the operator's certificate.
+/// Where Nginx's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertificateSource {
+    /// The operator's files, read when the inventory loads and sent with every apply.
+    Files(TlsPair),
+    /// An ACME CA, issued and renewed on the host (`[deployments.NAME.tls.acme]`).
+    Acme(AcmeSettings),
+}
+
+/// `[deployments.NAME.tls]`: Nginx terminates TLS itself.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    pub pair: TlsPair,
+    pub certificate: CertificateSource,
     pub federation: Federation,
     /// Host port of the HTTPS listener.
     pub https_port: u16,

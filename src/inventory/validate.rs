@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod acme;
 mod tls;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};

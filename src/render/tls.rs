@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::RenderedFile;
-use crate::inventory::{Deployment, Federation, TlsSettings};
+use crate::inventory::{CertificateSource, Deployment, Federation, TlsSettings};
 
 /// The certificate chain, as Nginx finds it in its mounted configuration directory.
 pub const CERTIFICATE: &str = "nginx/tls-certificate.pem";
@@ -52,9 +52,12 @@ fn delegation(deployment: &Deployment, tls: &TlsSettings) -> Value {
     json!({ "server": server.to_string(), "client": client.to_string() })
 }
 
-/// The certificate and key files Nginx reads. A change of either is taken by a reload of
-/// Nginx (`reloads`), not a recreation of its container.
-pub fn files(tls: &TlsSettings) -> [RenderedFile; 2] {
+/// The certificate and key files Nginx reads, when they are the operator's. A change of
+/// either is taken by a reload of Nginx (`reloads`), not a recreation of its container.
+pub fn files(tls: &TlsSettings) -> Vec<RenderedFile> {
+    let CertificateSource::Files(pair) = &tls.certificate else {
+        return Vec::new();
+    };
     let file = |path: &str, contents: &str, secret: bool| RenderedFile {
         path: path.to_string(),
         contents: contents.to_string(),
@@ -65,8 +68,8 @@ pub fn files(tls: &TlsSettings) -> [RenderedFile; 2] {
         used_by: vec!["nginx".into()],
         reloads: true,
     };
-    [
-        file(CERTIFICATE, &tls.pair.certificate, false),
-        file(KEY, tls.pair.key.expose(), true),
+    vec![
+        file(CERTIFICATE, &pair.certificate, false),
+        file(KEY, pair.key.expose(), true),
     ]
 }
