@@ -122,6 +122,7 @@ pub struct RawImages {
     pub postgres: Option<Spanned<String>>,
     pub redis: Option<Spanned<String>>,
     pub nginx: Option<Spanned<String>>,
+    pub acme: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

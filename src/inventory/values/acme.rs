@@ -42,22 +42,21 @@ pub enum Challenge {
     },
 }
 
-/// The certificate key's algorithm and size, as lego's `--key-type` names it.
+/// The certificate key's algorithm and size, as lego's `--key-type` names it (lego 4.9 has
+/// no rsa3072; rsa8192 is left out: slow to make and to use, and no CA needs it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     Ec256,
     Ec384,
     Rsa2048,
-    Rsa3072,
     Rsa4096,
 }
 
 impl KeyType {
-    pub const ALL: [KeyType; 5] = [
+    pub const ALL: [KeyType; 4] = [
         KeyType::Ec256,
         KeyType::Ec384,
         KeyType::Rsa2048,
-        KeyType::Rsa3072,
         KeyType::Rsa4096,
     ];
 
@@ -67,7 +66,6 @@ impl KeyType {
             KeyType::Ec256 => "ec256",
             KeyType::Ec384 => "ec384",
             KeyType::Rsa2048 => "rsa2048",
-            KeyType::Rsa3072 => "rsa3072",
             KeyType::Rsa4096 => "rsa4096",
         }
     }
@@ -311,7 +309,7 @@ mod tests {
     fn key_types_are_lego_s_names() {
         assert_eq!(KeyType::parse("ec384").unwrap(), KeyType::Ec384);
         assert_eq!(KeyType::parse("rsa4096").unwrap().name(), "rsa4096");
-        for bad in ["EC256", "rsa1024", "ed25519", ""] {
+        for bad in ["EC256", "rsa1024", "rsa3072", "ed25519", ""] {
             assert!(KeyType::parse(bad).is_err(), "{bad:?}");
         }
     }
