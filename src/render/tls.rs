@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::RenderedFile;
+use super::{RenderedFile, acme};
 use crate::inventory::{CertificateSource, Deployment, Federation, TlsSettings};
 
 /// The certificate chain, as Nginx finds it in its mounted configuration directory.
@@ -28,12 +28,26 @@ pub fn context(deployment: &Deployment) -> Value {
     if !well_known {
         ports.push(json!({ "host": tls.federation_port, "container": FEDERATION }));
     }
+    let (certificate, key, acme) = match &tls.certificate {
+        CertificateSource::Files(_) => (
+            format!("/etc/{CERTIFICATE}"),
+            format!("/etc/{KEY}"),
+            Value::Null,
+        ),
+        CertificateSource::Acme(_) => (
+            format!("{}/{}", acme::NGINX_TLS, acme::CERTIFICATE),
+            format!("{}/{}", acme::NGINX_TLS, acme::KEY),
+            acme::nginx_context(),
+        ),
+    };
     json!({
         "https": HTTPS,
         "federation": (!well_known).then_some(FEDERATION),
         "ports": ports,
-        "certificate": format!("/etc/{CERTIFICATE}"),
-        "key": format!("/etc/{KEY}"),
+        "certificate": certificate,
+        "key": key,
+        // ACME: port 80 serves the CA's tokens, and Nginx reads what the renewal installs.
+        "acme": acme,
         // `https://$host` is the same host over HTTPS; the port only when it is not 443.
         "redirect_port": (tls.https_port != 443).then(|| format!(":{}", tls.https_port)),
         "well_known": well_known.then(|| delegation(deployment, tls)),
