@@ -238,3 +238,43 @@ fn a_refusal_is_recorded_with_the_ca_s_reason_and_changes_nothing() {
         before
     );
 }
+
+#[test]
+fn both_scripts_are_sh_with_a_ca_bundle_and_dns_credentials_too() {
+    let ca = TestCa::new("private ACME CA");
+    let (dir, path) = inventory(
+        "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\n\
+         host = \"h\"\n[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n\
+         directory = \"https://ca.example:14000/dir\"\nca_bundle = \"ca.pem\"\n\
+         names = [\"example.org\", \"*.example.org\"]\ndns_provider = \"rfc2136\"\n\
+         dns_credentials = \"dns.env\"\n",
+    );
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("dns.env"),
+        "RFC2136_NAMESERVER=192.0.2.53\n",
+    )
+    .unwrap();
+    let out = render(&path);
+    for script in ["renew.sh", "lego.sh"] {
+        let file = out.path().join("h/d/acme").join(script);
+        let check = Command::new("sh").arg("-n").arg(&file).output().unwrap();
+        assert!(
+            check.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let renew = std::fs::read_to_string(out.path().join("h/d/acme/renew.sh")).unwrap();
+    assert!(
+        renew.contains("--env LEGO_CA_CERTIFICATES=/ca-bundle.pem"),
+        "{renew}"
+    );
+    assert!(
+        renew.contains("--env-file /opt/synapse/d/acme/dns.env"),
+        "{renew}"
+    );
+    let lego = std::fs::read_to_string(out.path().join("h/d/acme/lego.sh")).unwrap();
+    // lego names a wildcard's files with `_`: the first name here is plain.
+    assert!(lego.contains("certificate=state/lego/certificates/example.org.crt\n"));
+}
