@@ -177,7 +177,7 @@ fn context(deployment: &Deployment, acme: &AcmeSettings, unit: &str) -> Value {
         "dir_word": quote(&dir),
         "project_word": quote(&deployment.name),
         "container_word": quote(unit),
-        "image_word": quote(&deployment.images.acme.to_string()),
+        "image_word": quote(deployment.images.acme.as_ref()),
         "workdir": WORKDIR,
         "mount_words": mounts.iter().map(|m| quote(m)).collect::<Vec<_>>(),
         "ca_bundle_word": acme.ca_bundle.as_ref().map(|_| quote(&format!("{dir}/{ACME}/ca-bundle.pem:/ca-bundle.pem:ro"))),
