@@ -570,3 +570,145 @@ fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
         ],
     );
 }
+
+const ACME: &str = "[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n\
+[deployments.d.tls]\n[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
+
+#[test]
+fn acme_settings_are_refused_where_they_are_written_with_the_fix() {
+    for (extra, line, needles) in [
+        (
+            "directory = \"http://ca.example/dir\"\n",
+            10,
+            &["invalid ACME directory", "an https URL", "\"staging\""][..],
+        ),
+        (
+            "key_type = \"ed25519\"\n",
+            10,
+            &["invalid ACME key_type", "ec256, ec384, rsa2048"],
+        ),
+        (
+            "names = [\"*.example.org\", \"example.org\"]\n",
+            10,
+            &["a wildcard name needs DNS-01"],
+        ),
+        (
+            "names = [\"matrix.example.org\"]\n",
+            10,
+            &[
+                "no name is valid for example.org",
+                "add \"example.org\" to `names`",
+            ],
+        ),
+        (
+            "dns_credentials = \"dns.env\"\n",
+            10,
+            &["dns_credentials without dns_provider"],
+        ),
+        (
+            "dns_provider = \"manual\"\n",
+            10,
+            &["invalid dns_provider", "runs unattended"],
+        ),
+        (
+            "ca_bundle = \"ca.pem\"\n",
+            10,
+            &[
+                "ACME ca_bundle: cannot read",
+                "ca.pem",
+                "unusable ACME ca_bundle",
+            ],
+        ),
+    ] {
+        let stderr = render_fails(&format!("{HOST}{ACME}{extra}"));
+        assert_mentions(&stderr, &[&format!("inventory.toml:{line}:")]);
+        assert_mentions(&stderr, needles);
+    }
+    let stderr = render_fails(&format!("{HOST}{ACME}").replace("admin@", "admin "));
+    assert_mentions(&stderr, &["inventory.toml:9:", "invalid ACME email"]);
+}
+
+#[test]
+fn dns_credentials_that_are_not_env_lines_are_refused_without_showing_a_value() {
+    let stderr = render_fails_beside(
+        &format!("{HOST}{ACME}dns_provider = \"cloudflare\"\ndns_credentials = \"dns.env\"\n"),
+        &[("dns.env", "CF_DNS_API_TOKEN=ok\ncf_zone_token=s3cr3t\n")],
+    );
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:11:",
+            "dns_credentials:",
+            "line 2: a variable's name",
+        ],
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}
+
+#[test]
+fn a_tls_table_needs_exactly_one_certificate_source() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.tls]\nfederation = \"8448\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "says nowhere where the certificate comes from",
+            "[deployments.NAME.tls.acme]",
+        ],
+    );
+    let stderr = render_fails(&format!("{HOST}{ACME}").replace(
+        "[deployments.d.tls]\n",
+        "[deployments.d.tls]\ncertificate = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:10:", "both certificate files and `acme`"],
+    );
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.tls]\ncertificate = \"fullchain.pem\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:8:", "`certificate` and `key` go together"],
+    );
+}
+
+#[test]
+fn apply_refuses_an_acme_deployment_before_connecting_while_it_cannot_issue() {
+    let (dir, path) = inventory(&format!("{HOST}{ACME}"));
+    let output = synprov(dir.path())
+        .arg("apply")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "deployment `d` takes its certificate from an ACME CA",
+            "`certificate` and `key` files",
+        ],
+    );
+    assert!(
+        !stderr.contains("203.0.113.10"),
+        "nothing was reached: {stderr}"
+    );
+}
+
+#[test]
+fn check_shows_the_acme_names_and_ca() {
+    let (dir, path) = inventory(&format!("{HOST}{ACME}directory = \"staging\"\n"));
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("HTTP on 80 redirected; certificate for example.org from https://acme-staging-v02.api.letsencrypt.org/directory, renewed on the host"),
+        "{stdout}"
+    );
+}

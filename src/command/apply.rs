@@ -55,6 +55,7 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         return super::plan::run(target, None, flags.files_only);
     }
     let loaded = Arc::new(super::load(target)?.files_only(flags.files_only));
+    refuse_acme(&loaded)?;
     let host_apply = HostApply::new(
         &loaded,
         target,
@@ -75,6 +76,26 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     };
     let results = super::roll_out(&loaded, target, true, Arc::new(work));
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
+}
+
+/// Refuses to apply a deployment whose certificate comes from an ACME CA on the chosen
+/// hosts: apply does not issue the first certificate nor install the renewal's timer yet
+/// (issue 23), so its Nginx would find no certificate and stop serving. `plan` and
+/// `render` show what ACME mode renders.
+fn refuse_acme(loaded: &super::Loaded) -> miette::Result<()> {
+    let acme = loaded
+        .inventory
+        .deployments
+        .values()
+        .find(|d| d.acme().is_some() && loaded.hosts.contains(&d.host));
+    match acme {
+        Some(deployment) => Err(miette::miette!(
+            help = "until apply issues ACME certificates, give `certificate` and `key` files in `[deployments.NAME.tls]`",
+            "deployment `{}` takes its certificate from an ACME CA, which `apply` cannot issue yet",
+            deployment.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Carries out the plan saved in `target.inventory` on the inventory it names: refused
@@ -138,6 +159,7 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         roles: plan.roles.clone(),
     };
     let loaded = Arc::new(super::load(&target)?.files_only(plan.files_only));
+    refuse_acme(&loaded)?;
     let against = Arc::new(Against {
         loaded: Arc::clone(&loaded),
         plan: plan.clone(),

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
 pub use validate::CONNECTION_HEADROOM;
+pub use values::{AcmeSettings, Challenge, DnsCredentials, DnsProvider, KeyType};
 pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, TlsPair, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
@@ -138,7 +139,14 @@ pub struct Images {
     pub postgres: ImageRef,
     pub redis: ImageRef,
     pub nginx: ImageRef,
+    /// The ACME client's (lego, openssl and a POSIX sh), run by the renewal of a deployment
+    /// whose certificate comes from an ACME CA.
+    pub acme: ImageRef,
 }
+
+/// The ACME client's image unless `images.acme` says: the one `scripts/build-images.sh lego`
+/// builds from Debian's lego package (no registry has it: stream it with `preload`).
+pub const ACME_IMAGE: &str = "synprov/lego:4.9";
 
 impl Images {
     pub fn all(&self) -> [&ImageRef; 4] {
@@ -211,10 +219,19 @@ pub enum Federation {
     WellKnown,
 }
 
-/// `[deployments.NAME.tls]`: Nginx terminates TLS with the operator's certificate.
+/// Where Nginx's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertificateSource {
+    /// The operator's files, read when the inventory loads and sent with every apply.
+    Files(TlsPair),
+    /// An ACME CA, issued and renewed on the host (`[deployments.NAME.tls.acme]`).
+    Acme(AcmeSettings),
+}
+
+/// `[deployments.NAME.tls]`: Nginx terminates TLS itself.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    pub pair: TlsPair,
+    pub certificate: CertificateSource,
     pub federation: Federation,
     /// Host port of the HTTPS listener.
     pub https_port: u16,
@@ -267,13 +284,26 @@ impl Deployment {
         hosts
     }
 
-    /// The images the part of this deployment on `host` runs: all four on the main host,
-    /// only Synapse's on a host of workers alone (no need to stream the others there).
+    /// The images the part of this deployment on `host` runs: all four on the main host
+    /// (and the ACME client's when it renews there), only Synapse's on a host of workers
+    /// alone (no need to stream the others there).
     pub fn images_on(&self, host: &str) -> Vec<&ImageRef> {
         if host == self.host {
-            self.images.all().to_vec()
+            let mut images = self.images.all().to_vec();
+            if self.acme().is_some() {
+                images.push(&self.images.acme);
+            }
+            images
         } else {
             vec![&self.images.synapse]
+        }
+    }
+
+    /// The ACME settings, when the certificate comes from an ACME CA.
+    pub fn acme(&self) -> Option<&AcmeSettings> {
+        match &self.tls.as_ref()?.certificate {
+            CertificateSource::Acme(acme) => Some(acme),
+            CertificateSource::Files(_) => None,
         }
     }
 
@@ -541,5 +571,25 @@ mod tests {
         let d = &inventory.deployments["d"];
         assert_eq!(d.images_on("a"), [&d.images.synapse]);
         assert_eq!(d.images_on("b").len(), 4);
+    }
+
+    #[test]
+    fn the_main_host_of_an_acme_deployment_also_runs_the_acme_client_s_image() {
+        let text = "[hosts.a]\naddress = \"10.0.0.1\"\n\
+[deployments.d]\nserver_name = \"example.org\"\nhost = \"a\"\n\
+[deployments.d.images]\nacme = \"registry.example.org/lego:4.9\"\n\
+[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
+        let inventory = parse(Path::new("t.toml"), text.to_string()).unwrap();
+        let d = &inventory.deployments["d"];
+        assert_eq!(d.images_on("a").len(), 5);
+        assert_eq!(
+            d.images_on("a")[4].to_string(),
+            "registry.example.org/lego:4.9"
+        );
+        assert!(d.acme().is_some());
+        assert_eq!(
+            spread().deployments["d"].images.acme.to_string(),
+            ACME_IMAGE
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod acme;
 mod tls;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
@@ -556,6 +557,7 @@ impl Checker<'_> {
             postgres: image(&raw.images.postgres, "postgres:16-alpine")?,
             redis: image(&raw.images.redis, "redis:alpine")?,
             nginx: image(&raw.images.nginx, "nginx:mainline-alpine-slim")?,
+            acme: image(&raw.images.acme, super::ACME_IMAGE)?,
         };
         let nginx = self.nginx(raw)?;
         let tls = self.tls(raw, &public_baseurl)?;

@@ -4,6 +4,7 @@
 //! topology, routes, secrets); the Handlebars templates in `roles/` only lay them out. The
 //! same inventory and master key always give byte-identical files.
 
+mod acme;
 mod compose;
 mod merge;
 mod metrics;
@@ -433,6 +434,9 @@ pub fn render_deployment(
     if let Some(tls) = deployment.tls.as_ref().filter(|_| main_host) {
         rendered.extend(tls::files(tls));
     }
+    if let Some(settings) = deployment.acme().filter(|_| main_host) {
+        rendered.extend(acme::files(deployment, settings, templates)?);
+    }
     plugins::add_files(
         &mut rendered,
         contributions,
@@ -500,6 +504,9 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
         out.push(dir("redis", 0o750, synapse));
         out.extend(compose::redis_conf_dir(topology));
         out.push(dir("logs/nginx", 0o755, None));
+        if deployment.acme().is_some() {
+            out.extend(acme::dirs());
+        }
     }
     out
 }

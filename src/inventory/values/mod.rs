@@ -4,6 +4,7 @@
 //!
 //! A parser returns the reason for a refusal; `validate` turns it into a located error.
 
+mod acme;
 mod base_url;
 mod contact;
 mod deploy_dir;
@@ -15,6 +16,10 @@ mod network;
 mod time_zone;
 mod tls;
 
+pub use acme::{
+    AcmeSettings, Challenge, DnsCredentials, DnsProvider, KeyType, LETS_ENCRYPT,
+    LETS_ENCRYPT_STAGING, MAX_NAMES, acme_directory, acme_email, acme_name, ca_bundle, covers,
+};
 pub use base_url::public_baseurl;
 pub use contact::admin_contact;
 pub use deploy_dir::DeployDir;
@@ -24,7 +29,7 @@ pub use memory::MemorySize;
 pub use name::{DeploymentName, HostName, UserName, check_dns_name};
 pub use network::AddressRange;
 pub use time_zone::TimeZone;
-pub use tls::{TlsFile, TlsPair, read_tls_pair};
+pub use tls::{TlsFile, TlsPair, read_text, read_tls_pair};
 
 /// A string newtype whose only constructor is its parser: it reads as a `&str` everywhere
 /// (templates, builders, output) but cannot be made from an unchecked string.
