@@ -17,6 +17,7 @@ pub mod upgrade;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use files::Fetched;
 use metered::Metered;
 
 use miette::Diagnostic;
@@ -173,8 +174,9 @@ fn last_line(output: &str) -> &str {
 pub struct Prepared {
     pub facts: Facts,
     pub plan: HostPlan,
-    /// Current contents of the files that would change or go, by (deployment, path).
-    pub old: BTreeMap<(String, String), String>,
+    /// Current contents of the files that would change or go, by (deployment, path); the
+    /// size alone of those over [`files::MAX_DIFF_BYTES`].
+    pub old: BTreeMap<(String, String), Fetched>,
     /// The ID on this machine of each image to preload: what `load_images` would send.
     pub local_images: BTreeMap<String, String>,
 }
@@ -231,9 +233,9 @@ pub fn prepare(
         .collect();
     if fetches.iter().any(|f| !f.paths.is_empty()) {
         let output = connection
-            .run_script(&files::fetch_script(&fetches))?
+            .run_script(&files::fetch_script(&fetches, files::MAX_DIFF_BYTES))?
             .stdout_text();
-        for (index, contents) in files::parse_fetch(&output) {
+        for (index, contents) in files::parse_fetch(&output, files::MAX_DIFF_BYTES) {
             let Some(deployment) = plan.deployments.get(index) else {
                 continue;
             };
@@ -251,9 +253,11 @@ pub fn prepare(
             .find(|d| d.deployment == deployment.deployment)
             .and_then(|d| d.files.iter().find(|f| f.path == "docker-compose.yml"))
         {
+            // One too large for a diff is read as none: Compose recreates what changed.
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
-                .map_or("", String::as_str);
+                .and_then(Fetched::text)
+                .unwrap_or_default();
             deployment.read_compose_change(old_compose, &new.contents);
         }
     }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::files::{self, Fetch};
+use super::files::{self, Fetch, Fetched};
 use super::{ApplyError, Prepared, gather, prepare, step};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
@@ -105,11 +105,8 @@ fn read_files(
         dir: &copies,
         paths: record.files.iter().map(|f| f.path.as_str()).collect(),
     };
-    let output = connection.run_script(&files::fetch_script(&[fetch]))?;
-    let contents = files::parse_fetch(&output.stdout_text())
-        .remove(&0)
-        .unwrap_or_default();
-    record.files(dir, contents).map_err(|why| {
+    let output = connection.run_script(&files::fetch_script(&[fetch], files::MAX_COPY_BYTES))?;
+    let unreadable = |why: String| -> ApplyError {
         GenerationError::Unreadable {
             host: connection.host_name().to_string(),
             deployment: name.to_string(),
@@ -117,5 +114,21 @@ fn read_files(
             why,
         }
         .into()
-    })
+    };
+    let mut contents = BTreeMap::new();
+    for (path, fetched) in files::parse_fetch(&output.stdout_text(), files::MAX_COPY_BYTES)
+        .remove(&0)
+        .unwrap_or_default()
+    {
+        match fetched {
+            Fetched::Text(text) => contents.insert(path, text),
+            Fetched::TooLarge { bytes } => {
+                return Err(unreadable(format!(
+                    "the copy of {path} is {bytes} bytes, more than any file synprov renders ({} bytes)",
+                    files::MAX_COPY_BYTES
+                )));
+            }
+        };
+    }
+    record.files(dir, contents).map_err(unreadable)
 }

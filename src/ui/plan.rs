@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::printable;
 use crate::apply::Prepared;
+use crate::apply::files::Fetched;
 use crate::plan::Change;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::saved_plan::{FileRecord, SavedHost, SavedPlan, hash, short};
@@ -204,12 +205,13 @@ fn diff(
         None => &[],
     };
     if change.change == Change::Update {
+        let none = Fetched::Text(String::new());
         let old = prepared
             .old
             .get(&(rendered.deployment.clone(), change.path.clone()))
-            .map_or("", String::as_str);
+            .unwrap_or(&none);
         let new_text = new.map_or("", |f| f.contents.as_str());
-        for line in super::diff::unified(&change.path, old, new_text, secrets, color).lines() {
+        for line in super::diff::changed(&change.path, old, new_text, secrets, color).lines() {
             let _ = writeln!(out, "      {line}");
         }
     }
