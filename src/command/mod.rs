@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use miette::{Context, IntoDiagnostic};
 use sha2::{Digest, Sha256};
 use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
+use synprov::regular_file::Refusal;
 use synprov::render::{HostFiles, Templates};
 use synprov::rollout::{self, Failure};
 use synprov::saved_plan::SavedPlan;
@@ -50,6 +50,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The SHA-256 of the templates in effect, recorded in a saved plan.
+    pub fn templates_sha256(&self) -> &str {
+        self.templates.sha256()
+    }
+
     /// The files of `host`, sized with its `facts` when known (see
     /// [`synprov::render::render_host`]).
     pub fn render(
@@ -104,19 +109,28 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
     })
 }
 
-/// SHA-256 of a file, as recorded with each generation and in saved plans.
+/// SHA-256 of an inventory, as recorded with each generation and in saved plans: read as
+/// [`inventory::load`] reads it (a regular file, at most its size limit), since a plan file
+/// may name any path as its inventory.
 pub fn file_sha256(path: &Path) -> miette::Result<String> {
-    let bytes = std::fs::read(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+    let bytes =
+        synprov::regular_file::read(path, inventory::MAX_INVENTORY_BYTES).map_err(|refusal| {
+            let why = match refusal {
+                Refusal::Io(error) => error.to_string(),
+                Refusal::NotAFile => "it is not a regular file".into(),
+                Refusal::TooLarge { bytes } => format!(
+                    "it is {bytes} bytes, more than the {} an inventory may be",
+                    inventory::MAX_INVENTORY_BYTES
+                ),
+            };
+            miette::miette!("cannot read inventory {}: {why}", path.display())
+        })?;
     Ok(hex::encode(Sha256::digest(bytes)))
 }
 
 /// Reads a plan file saved by `plan --out`.
 pub fn read_plan(path: &Path) -> miette::Result<SavedPlan> {
-    let text = std::fs::read_to_string(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read plan {}", path.display()))?;
+    let text = synprov::saved_plan::read_text(path)?;
     Ok(SavedPlan::parse(path, &text)?)
 }
 

@@ -21,18 +21,26 @@ pub fn color() -> bool {
 /// host pass through here before they are printed, so that none can clear the screen,
 /// move the cursor, retitle the terminal or overwrite a line with `\r`.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    escape_controls(text, false)
+    escape_controls(text, false, false)
+}
+
+/// [`printable`] for a value shown on one line (a name, a path, a hash), with its line
+/// breaks escaped too (`\x0a`): a value from outside cannot print a line of its own, such
+/// as a forged "no changes".
+pub fn printable_line(text: &str) -> Cow<'_, str> {
+    escape_controls(text, false, true)
 }
 
 /// [`printable`] for a report that miette has already coloured: the colour sequences
 /// (`ESC [ digits ; ... m`, which only set colours and weights) are kept, every other
 /// control character is escaped. A hostile value can at worst change a colour.
 pub fn printable_report(text: &str) -> Cow<'_, str> {
-    escape_controls(text, true)
+    escape_controls(text, true, false)
 }
 
-fn escape_controls(text: &str, keep_colors: bool) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c != '\n' && c != '\t' && (c.is_control() || is_bidi_control(c));
+fn escape_controls(text: &str, keep_colors: bool, one_line: bool) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| (c != '\n' || one_line) && c != '\t' && (c.is_control() || is_bidi_control(c));
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
     }
@@ -77,6 +85,14 @@ mod tests {
         assert_eq!(
             printable("name\x1b[2J\rfake ok\u{9b}1m\u{202e}\x7f"),
             "name\\x1b[2J\\x0dfake ok\\x9b1m\\u{202e}\\x7f"
+        );
+    }
+
+    #[test]
+    fn a_one_line_value_shows_its_line_breaks_escaped() {
+        assert_eq!(
+            printable_line("hs1\nhost hs2: no changes\r\x1b[1m"),
+            "hs1\\x0ahost hs2: no changes\\x0d\\x1b[1m"
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::printable;
+use super::printable_line;
 use crate::apply::Prepared;
 use crate::apply::files::Fetched;
 use crate::plan::Change;
@@ -24,7 +24,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
     let _ = writeln!(
         out,
         "host {}: {}",
-        printable(&host.host),
+        printable_line(&host.host),
         if count == 0 {
             "no changes".to_string()
         } else {
@@ -35,8 +35,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  facts: {} (digest {})",
-            printable(&host.facts.summary.to_string()),
-            short(&host.facts.digest)
+            printable_line(&host.facts.summary.to_string()),
+            printable_line(short(&host.facts.digest))
         );
     }
     if host.install_docker {
@@ -48,17 +48,17 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(out, "  + install Compose");
     }
     for image in &host.load_images {
-        let _ = writeln!(out, "  + load image {}", printable(&image.image));
+        let _ = writeln!(out, "  + load image {}", printable_line(&image.image));
     }
     for orphan in &host.orphans {
         let _ = writeln!(
             out,
             "  ? orphan: {} in {} is on the host but not in the inventory; left as it is \
              (`synprov destroy --host {} --deployment {}` removes it)",
-            printable(&orphan.name),
-            printable(&orphan.dir),
-            printable(&host.host),
-            printable(&orphan.name)
+            printable_line(&orphan.name),
+            printable_line(&orphan.dir),
+            printable_line(&host.host),
+            printable_line(&orphan.name)
         );
     }
     for (index, deployment) in host.deployments.iter().enumerate() {
@@ -66,17 +66,21 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  {}: plugin {} granted {}",
-                printable(&deployment.deployment),
-                printable(&grants.plugin),
-                printable(&grants.grants.join(", "))
+                printable_line(&deployment.deployment),
+                printable_line(&grants.plugin),
+                printable_line(&grants.grants.join(", "))
             );
         }
         if deployment.interrupted {
-            let recreate: Vec<_> = deployment.restart.iter().map(|s| printable(s)).collect();
+            let recreate: Vec<_> = deployment
+                .restart
+                .iter()
+                .map(|s| printable_line(s))
+                .collect();
             let _ = writeln!(
                 out,
                 "  ~ {}: bring the stack up: the last apply wrote files but stopped before{}",
-                printable(&deployment.deployment),
+                printable_line(&deployment.deployment),
                 if recreate.is_empty() {
                     String::new()
                 } else {
@@ -88,16 +92,16 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  ~ {}: upgrade {}: config check on the new image, workers stopped, main first",
-                printable(&deployment.deployment),
-                printable(&upgrade.to_string())
+                printable_line(&deployment.deployment),
+                printable_line(&upgrade.to_string())
             );
         }
         if deployment.files.is_empty() {
             let _ = writeln!(
                 out,
                 "  {} ({}): {} file(s) unchanged",
-                printable(&deployment.deployment),
-                printable(&deployment.dir),
+                printable_line(&deployment.deployment),
+                printable_line(&deployment.dir),
                 deployment.unchanged
             );
             continue;
@@ -105,8 +109,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  {} ({}): {} to change, {} unchanged",
-            printable(&deployment.deployment),
-            printable(&deployment.dir),
+            printable_line(&deployment.deployment),
+            printable_line(&deployment.dir),
             deployment.files.len(),
             deployment.unchanged
         );
@@ -116,10 +120,10 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                 Change::Update => ("~", "change"),
                 Change::Delete => ("-", "remove"),
             };
-            let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
+            let _ = writeln!(out, "    {sign} {word} {}", printable_line(&change.path));
             if change.path == POSTGRESQL_CONF && change.change != Change::Delete {
                 for line in &deployment.postgres {
-                    let _ = writeln!(out, "      postgres: {}", printable(line));
+                    let _ = writeln!(out, "      postgres: {}", printable_line(line));
                 }
             }
             match live {
@@ -130,8 +134,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     let _ = writeln!(
                         out,
                         "      sha256 {} -> {}",
-                        hash(&change.before),
-                        hash(&change.after)
+                        printable_line(&hash(&change.before)),
+                        printable_line(&hash(&change.after))
                     );
                 }
             }
@@ -143,7 +147,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     ("services removed", &services.removed),
                 ] {
                     if !list.is_empty() {
-                        let _ = writeln!(out, "      {label}: {}", printable(&list.join(", ")));
+                        let _ =
+                            writeln!(out, "      {label}: {}", printable_line(&list.join(", ")));
                     }
                 }
             }
@@ -155,21 +160,21 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "    - workers removed, with their logs and sockets: {}",
-                printable(&names.join(", "))
+                printable_line(&names.join(", "))
             );
         }
         if !deployment.restart.is_empty() {
             let _ = writeln!(
                 out,
                 "    services recreated for changed files: {}",
-                printable(&deployment.restart.join(", "))
+                printable_line(&deployment.restart.join(", "))
             );
         }
         if !deployment.reload.is_empty() {
             let _ = writeln!(
                 out,
                 "    services reloaded for changed files: {}",
-                printable(&deployment.reload.join(", "))
+                printable_line(&deployment.reload.join(", "))
             );
         }
     }
@@ -232,15 +237,23 @@ fn hidden_contents(path: &str) -> Option<&'static str> {
 /// A plan file as `show` prints it: where it was made from, then each host's plan.
 pub fn show_saved(plan: &SavedPlan) -> String {
     let mut out = format!(
-        "plan made {} by synprov {} from {} (sha256 {}){}{}\n",
+        "plan made {} by synprov {} from {} (sha256 {}){}{}{}\n",
         plan.created.format("%Y-%m-%d %H:%M:%S UTC"),
-        printable(&plan.synprov_version),
-        printable(&plan.inventory.display().to_string()),
-        short(&plan.inventory_sha256),
+        printable_line(&plan.synprov_version),
+        printable_line(&plan.inventory.display().to_string()),
+        printable_line(short(&plan.inventory_sha256)),
+        match &plan.roles {
+            Some(roles) => format!(
+                ", templates of --roles {} (sha256 {})",
+                printable_line(&roles.dir.display().to_string()),
+                printable_line(short(&roles.sha256))
+            ),
+            None => ", built-in templates".to_string(),
+        },
         if plan.limit.is_empty() {
             String::new()
         } else {
-            format!(", --limit {}", printable(&plan.limit.join(",")))
+            format!(", --limit {}", printable_line(&plan.limit.join(",")))
         },
         if plan.files_only { ", files only" } else { "" }
     );
