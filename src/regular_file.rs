@@ -4,6 +4,7 @@
 //! (`/dev/zero`) or fill the memory. A regular file of bounded size is read to its end
 //! without waiting on anyone: this is what gives such a read its deadline.
 
+use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,10 +16,25 @@ pub enum Refusal {
     Io(std::io::Error),
     /// A FIFO, a device, a socket or a directory.
     NotAFile,
-    /// Over the limit, by its size before reading or by what it grew to meanwhile.
+    /// Over `limit`, by its size before reading or by what it grew to meanwhile.
     TooLarge {
         bytes: u64,
+        limit: u64,
     },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Io(error) => error.fmt(f),
+            Refusal::NotAFile => {
+                f.write_str("it is not a regular file (a FIFO, a device or a directory)")
+            }
+            Refusal::TooLarge { bytes, limit } => {
+                write!(f, "it is {bytes} bytes, more than the limit of {limit}")
+            }
+        }
+    }
 }
 
 /// The bytes of the regular file at `path`, at most `limit` of them.
@@ -39,6 +55,7 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
     if metadata.len() > limit {
         return Err(Refusal::TooLarge {
             bytes: metadata.len(),
+            limit,
         });
     }
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
@@ -48,6 +65,7 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
     if bytes.len() as u64 > limit {
         return Err(Refusal::TooLarge {
             bytes: bytes.len() as u64,
+            limit,
         });
     }
     Ok(bytes)
@@ -65,7 +83,7 @@ mod tests {
         assert_eq!(read(&path, 5).unwrap(), b"12345");
         assert!(matches!(
             read(&path, 4),
-            Err(Refusal::TooLarge { bytes: 5 })
+            Err(Refusal::TooLarge { bytes: 5, limit: 4 })
         ));
     }
 

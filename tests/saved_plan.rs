@@ -341,7 +341,7 @@ fn a_plan_file_that_is_a_fifo_a_device_or_huge_is_refused_without_reading_it() {
             ("/dev/zero", "it is not a regular file"),
             (
                 "huge.plan",
-                "it is 1099511627776 bytes, more than the 67108864 a plan may be",
+                "it is 1099511627776 bytes, more than the limit of 16777216",
             ),
         ] {
             hosts.fails_saying(&[command, plan], &format!("cannot read {plan}: {why}"));

@@ -24,7 +24,6 @@ use sha2::{Digest, Sha256};
 use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
-use synprov::regular_file::Refusal;
 use synprov::render::{HostFiles, Templates};
 use synprov::rollout::{self, Failure};
 use synprov::saved_plan::SavedPlan;
@@ -115,15 +114,7 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
 pub fn file_sha256(path: &Path) -> miette::Result<String> {
     let bytes =
         synprov::regular_file::read(path, inventory::MAX_INVENTORY_BYTES).map_err(|refusal| {
-            let why = match refusal {
-                Refusal::Io(error) => error.to_string(),
-                Refusal::NotAFile => "it is not a regular file".into(),
-                Refusal::TooLarge { bytes } => format!(
-                    "it is {bytes} bytes, more than the {} an inventory may be",
-                    inventory::MAX_INVENTORY_BYTES
-                ),
-            };
-            miette::miette!("cannot read inventory {}: {why}", path.display())
+            miette::miette!("cannot read inventory {}: {refusal}", path.display())
         })?;
     Ok(hex::encode(Sha256::digest(bytes)))
 }

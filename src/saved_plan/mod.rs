@@ -5,7 +5,9 @@
 //! a summary) and what would change there, by path and SHA-256; never a file's contents,
 //! so that it holds no secret and may be reviewed or attached to a change request. The
 //! contents are derived again at apply time from the inventory it names (whose SHA-256 it
-//! records) and the master key beside it; each host's plan is made again and compared.
+//! records), the master key beside it and the templates `apply` is given (the SHA-256 of
+//! those of `--roles` is recorded; a plan file never chooses them); each host's plan is
+//! made again and compared.
 
 mod compare;
 mod host;
@@ -24,7 +26,7 @@ pub use host::{
     FactsRecord, FactsSummary, FileRecord, ImageLoad, PluginGrants, SavedDeployment, SavedHost,
     ServiceChanges,
 };
-pub use read::{MAX_PLAN_BYTES, read_text};
+pub use read::read_text;
 
 /// The first field of every plan file: what tells one from an inventory.
 pub const FORMAT: &str = "synprov-plan";
@@ -230,6 +232,7 @@ impl SavedPlan {
                 c as u32
             )));
         }
+        drop(value);
         let plan: SavedPlan = serde_json::from_str(text).map_err(|e| not_a_plan(located(e)))?;
         match read::malformed(&plan) {
             Some(reason) => Err(not_a_plan(reason)),

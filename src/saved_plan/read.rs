@@ -8,10 +8,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{SavedPlan, SavedPlanError};
-use crate::regular_file::{self, Refusal};
+use crate::regular_file;
 
-/// The largest plan file read: a plan of a thousand hosts of forty files each is a few MiB.
-pub const MAX_PLAN_BYTES: u64 = 64 << 20;
+/// The largest plan file read: a plan of a thousand hosts of forty files each is about
+/// 10 MiB. Parsed, a plan of tiny strings takes some times its size in memory.
+pub const MAX_PLAN_BYTES: u64 = 16 << 20;
 
 /// The text of the file at `path` (a plan or an inventory: the caller tells), read as
 /// [`regular_file::read`] reads, at most [`MAX_PLAN_BYTES`].
@@ -20,17 +21,8 @@ pub fn read_text(path: &Path) -> Result<String, SavedPlanError> {
         path: path.display().to_string(),
         why,
     };
-    let bytes = regular_file::read(path, MAX_PLAN_BYTES).map_err(|refusal| {
-        unreadable(match refusal {
-            Refusal::Io(error) => error.to_string(),
-            Refusal::NotAFile => {
-                "it is not a regular file (a FIFO, a device or a directory)".into()
-            }
-            Refusal::TooLarge { bytes } => {
-                format!("it is {bytes} bytes, more than the {MAX_PLAN_BYTES} a plan may be")
-            }
-        })
-    })?;
+    let bytes = regular_file::read(path, MAX_PLAN_BYTES)
+        .map_err(|refusal| unreadable(refusal.to_string()))?;
     String::from_utf8(bytes).map_err(|_| unreadable("it is not UTF-8 text".into()))
 }
 
