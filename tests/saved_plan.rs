@@ -444,10 +444,7 @@ fn a_plan_made_with_roles_names_them_and_is_applied_with_those_templates_only() 
     std::fs::write(&template, format!("# changed after review\n{builtin}")).unwrap();
     hosts.fails_saying(
         &["apply", "fleet.plan", "--roles", "roles"],
-        &format!(
-            "are not those fleet.plan was made with ({}, sha256 ",
-            roles_abs.display()
-        ),
+        "are not those fleet.plan was made with (sha256 ",
     );
     assert!(hosts.homeserver_text(1).is_empty(), "nothing applied");
 

@@ -147,7 +147,7 @@ pub enum SavedPlanError {
     },
 
     #[error(
-        "the templates of --roles {given} (sha256 {now}…) are not those {path} was made with ({dir}, sha256 {planned}…)"
+        "the templates of --roles {given} (sha256 {now}…) are not those {path} was made with (sha256 {planned}…)"
     )]
     #[diagnostic(help(
         "nothing was applied; review the change of the templates and save a new plan: `{remake}`"
@@ -155,7 +155,6 @@ pub enum SavedPlanError {
     TemplatesChanged {
         path: String,
         given: String,
-        dir: String,
         planned: String,
         now: String,
         remake: String,
@@ -308,7 +307,6 @@ impl SavedPlan {
             (Some(roles), Some(given)) => Err(SavedPlanError::TemplatesChanged {
                 path,
                 given: given.display().to_string(),
-                dir: roles.dir.display().to_string(),
                 planned: short(&roles.sha256).to_string(),
                 now: short(sha256).to_string(),
                 remake: remake.to_string(),
@@ -511,7 +509,7 @@ mod tests {
                 .check_templates(path, Some(Path::new("other")), &"2".repeat(64), "R")
                 .unwrap_err()
                 .to_string(),
-            "the templates of --roles other (sha256 222222222222…) are not those fleet.plan was made with (/srv/roles, sha256 111111111111…)"
+            "the templates of --roles other (sha256 222222222222…) are not those fleet.plan was made with (sha256 111111111111…)"
         );
     }
 
