@@ -15,6 +15,7 @@ pub mod ops;
 pub mod parallel;
 pub mod plan;
 pub mod plugins;
+pub mod regular_file;
 pub mod render;
 pub mod rollout;
 pub mod saved_plan;

@@ -121,6 +121,41 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
 }
 
 #[test]
+fn plan_names_the_size_of_a_file_too_large_to_diff_and_fetches_it_no_more() {
+    let (sshd, deploy, inventory) = deployed();
+    let homeserver = deploy.join("synapse/homeserver.yaml");
+    let log_config = deploy.join("synapse/log.config");
+    let rendered = std::fs::read_to_string(&homeserver).unwrap().len();
+    // 200,000 distinct lines (2.6 MB), and a file one byte over the 1 MiB limit.
+    let lines: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&homeserver, &lines).unwrap();
+    let over_limit = std::fs::read_dir(&log_config)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log_rendered = std::fs::read_to_string(&over_limit).unwrap().len();
+    std::fs::write(&over_limit, "x".repeat((1 << 20) + 1)).unwrap();
+
+    let plan = sshd.run(&["plan"], &inventory);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    for expected in [
+        format!(
+            "(changed, {} bytes on the host, {rendered} bytes now: diff omitted above 1048576 bytes)",
+            lines.len()
+        ),
+        format!(
+            "(changed, 1048577 bytes on the host, {log_rendered} bytes now: diff omitted above 1048576 bytes)"
+        ),
+    ] {
+        assert!(out.contains(&expected), "{expected} in:\n{out}");
+    }
+    assert!(!out.contains("line 1") && !out.contains("xxx"), "{out}");
+}
+
+#[test]
 fn a_wrong_key_is_refused() {
     let sshd = Sshd::start();
     let deploy = sshd.path("deploy");

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use files::Fetched;
 use metered::Metered;
 pub use metered::megabytes;
 
@@ -185,8 +186,9 @@ pub fn lock(connection: &Connection, dir: &str, origin: &Origin) -> Result<LockG
 pub struct Prepared {
     pub facts: Facts,
     pub plan: HostPlan,
-    /// Current contents of the files that would change or go, by (deployment, path).
-    pub old: BTreeMap<(String, String), String>,
+    /// Current contents of the files that would change or go, by (deployment, path); the
+    /// size alone of those over [`files::MAX_DIFF_BYTES`].
+    pub old: BTreeMap<(String, String), Fetched>,
     /// The ID on this machine of each image to preload: what `load_images` would send.
     pub local_images: BTreeMap<String, String>,
     /// The archive of `load_images`, when some are sent.
@@ -247,9 +249,9 @@ pub fn prepare(
         let output = step(
             connection,
             "reading the files to change",
-            &files::fetch_script(&fetches),
+            &files::fetch_script(&fetches, files::MAX_DIFF_BYTES),
         )?;
-        for (index, contents) in files::parse_fetch(&output) {
+        for (index, contents) in files::parse_fetch(&output, files::MAX_DIFF_BYTES) {
             let Some(deployment) = plan.deployments.get(index) else {
                 continue;
             };
@@ -266,9 +268,11 @@ pub fn prepare(
             .find(|d| d.deployment == deployment.deployment)
             .and_then(|d| d.files.iter().find(|f| f.path == "docker-compose.yml"))
         {
+            // One too large for a diff is read as none: Compose recreates what changed.
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
-                .map_or("", String::as_str);
+                .and_then(Fetched::text)
+                .unwrap_or_default();
             deployment.read_compose_change(old_compose, &new.contents);
         }
     }

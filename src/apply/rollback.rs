@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::files::{self, Fetch};
+use super::files::{self, Fetch, Fetched};
 use super::{ApplyError, Prepared, gather, prepare, step, step_within};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
@@ -128,13 +128,9 @@ fn read_files(
     let output = step(
         connection,
         "reading the generation's files",
-        &files::fetch_script(&[fetch]),
+        &files::fetch_script(&[fetch], files::MAX_COPY_BYTES),
     )?;
-    let contents = (files::parse_fetch(&output).remove(&0).unwrap_or_default())
-        .into_iter()
-        .filter_map(|(path, text)| Some((path.strip_prefix(&copies)?.to_string(), text)))
-        .collect();
-    record.files(dir, contents).map_err(|why| {
+    let unreadable = |why: String| -> ApplyError {
         GenerationError::Unreadable {
             host: connection.host_name().to_string(),
             deployment: name.to_string(),
@@ -142,5 +138,24 @@ fn read_files(
             why,
         }
         .into()
-    })
+    };
+    let mut contents = BTreeMap::new();
+    for (path, fetched) in files::parse_fetch(&output, files::MAX_COPY_BYTES)
+        .remove(&0)
+        .unwrap_or_default()
+    {
+        let Some(path) = path.strip_prefix(&copies).map(str::to_string) else {
+            continue;
+        };
+        match fetched {
+            Fetched::Text(text) => contents.insert(path, text),
+            Fetched::TooLarge { bytes } => {
+                return Err(unreadable(format!(
+                    "the copy of {path} is {bytes} bytes, more than any file synprov renders ({} bytes)",
+                    files::MAX_COPY_BYTES
+                )));
+            }
+        };
+    }
+    record.files(dir, contents).map_err(unreadable)
 }

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use miette::{Context, IntoDiagnostic};
 use sha2::{Digest, Sha256};
 use synprov::apply::images::SavedImages;
 use synprov::apply::{ApplyError, Prepared};
@@ -62,6 +61,11 @@ impl Loaded {
             images: SavedImages::not_sent(),
             ..self
         }
+    }
+
+    /// The SHA-256 of the templates in effect, recorded in a saved plan.
+    pub fn templates_sha256(&self) -> &str {
+        self.templates.sha256()
     }
 
     /// The files of `host`, sized with its `facts` when known (see
@@ -119,19 +123,20 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
     })
 }
 
-/// SHA-256 of a file, as recorded with each generation and in saved plans.
+/// SHA-256 of an inventory, as recorded with each generation and in saved plans: read as
+/// [`inventory::load`] reads it (a regular file, at most its size limit), since a plan file
+/// may name any path as its inventory.
 pub fn file_sha256(path: &Path) -> miette::Result<String> {
-    let bytes = std::fs::read(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+    let bytes =
+        synprov::regular_file::read(path, inventory::MAX_INVENTORY_BYTES).map_err(|refusal| {
+            miette::miette!("cannot read inventory {}: {refusal}", path.display())
+        })?;
     Ok(hex::encode(Sha256::digest(bytes)))
 }
 
 /// Reads a plan file saved by `plan --out`.
 pub fn read_plan(path: &Path) -> miette::Result<SavedPlan> {
-    let text = std::fs::read_to_string(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read plan {}", path.display()))?;
+    let text = synprov::saved_plan::read_text(path)?;
     Ok(SavedPlan::parse(path, &text)?)
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use miette::{Context, IntoDiagnostic};
 use synprov::rollout::{Event, HostResult, Status};
-use synprov::saved_plan::{SavedHost, SavedPlan};
+use synprov::saved_plan::{Roles, SavedHost, SavedPlan};
 use synprov::ui;
 
 use crate::cli::Target;
@@ -46,14 +46,7 @@ pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Res
         }
     }
     if let Some(out) = out {
-        save(
-            target,
-            out,
-            files_only,
-            &loaded.inventory_sha256,
-            &results,
-            planned,
-        )?;
+        save(target, out, files_only, &loaded, &results, planned)?;
     }
     let pending = results
         .iter()
@@ -67,13 +60,13 @@ pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Res
 }
 
 /// Writes the plan of every host to `out` (mode 0600, whole or not at all), made from the
-/// inventory whose SHA-256 is `inventory_sha256`; refuses when a host could not be planned,
-/// since the plan would not cover what was asked.
+/// inventory and templates of `loaded`; refuses when a host could not be planned, since
+/// the plan would not cover what was asked.
 fn save(
     target: &Target,
     out: &Path,
     files_only: bool,
-    inventory_sha256: &str,
+    loaded: &super::Loaded,
     results: &[HostResult],
     planned: Vec<(SavedHost, String)>,
 ) -> miette::Result<()> {
@@ -93,9 +86,15 @@ fn save(
     };
     let plan = SavedPlan::new(
         absolute(&target.inventory)?,
-        inventory_sha256.to_string(),
+        loaded.inventory_sha256.clone(),
         target.limit.clone(),
-        target.roles.as_deref().map(absolute).transpose()?,
+        match target.roles.as_deref() {
+            Some(dir) => Some(Roles {
+                dir: absolute(dir)?,
+                sha256: loaded.templates_sha256().to_string(),
+            }),
+            None => None,
+        },
         files_only,
         planned.into_iter().map(|(record, _)| record).collect(),
     );

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::regular_file::Refusal;
+
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
 pub use validate::CONNECTION_HEADROOM;
@@ -511,29 +513,27 @@ impl Inventory {
 /// Only a regular file is read (a FIFO or a device would block or never end), and at most
 /// [`MAX_INVENTORY_BYTES`] of it.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let read_error = |source| InventoryError::Read {
+    let bytes =
+        crate::regular_file::read(path, MAX_INVENTORY_BYTES).map_err(|refusal| match refusal {
+            Refusal::Io(source) => InventoryError::Read {
+                path: path.display().to_string(),
+                source,
+            },
+            Refusal::NotAFile => InventoryError::NotAFile {
+                path: path.display().to_string(),
+            },
+            Refusal::TooLarge { .. } => InventoryError::TooLarge {
+                path: path.display().to_string(),
+                limit: MAX_INVENTORY_BYTES,
+            },
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| InventoryError::Read {
         path: path.display().to_string(),
-        source,
-    };
-    // Asked before opening: opening a FIFO blocks until someone writes to it.
-    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
-        return Err(InventoryError::NotAFile {
-            path: path.display().to_string(),
-        });
-    }
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, MAX_INVENTORY_BYTES + 1),
-        &mut text,
-    )
-    .map_err(read_error)?;
-    if text.len() as u64 > MAX_INVENTORY_BYTES {
-        return Err(InventoryError::TooLarge {
-            path: path.display().to_string(),
-            limit: MAX_INVENTORY_BYTES,
-        });
-    }
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ),
+    })?;
     parse(path, text)
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::apply::Prepared;
+use crate::apply::files::Fetched;
 use crate::facts::{Compose, Facts, Init};
 use crate::generations::index::Indexed;
 use crate::plan::{Change, RemovedWorker, Sending, Upgrade, compose_service_changes, sha256_hex};
@@ -181,7 +182,8 @@ impl SavedHost {
                 let old = |path: &str| {
                     (prepared.old)
                         .get(&(deployment.deployment.clone(), path.to_string()))
-                        .map_or("", String::as_str)
+                        .and_then(Fetched::text)
+                        .unwrap_or_default()
                 };
                 let new = |path: &str| rendered.files.iter().find(|f| f.path == path);
                 let mut services = ServiceChanges::default();

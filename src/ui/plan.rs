@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::one_line;
+use crate::apply::files::Fetched;
 use crate::apply::{Prepared, megabytes};
 use crate::plan::{Change, Sending};
 use crate::render::{DeploymentFiles, HostFiles};
@@ -35,7 +36,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             out,
             "  facts: {} (digest {})",
             one_line(&host.facts.summary.to_string()),
-            short(&host.facts.digest)
+            one_line(short(&host.facts.digest))
         );
     }
     if host.install_docker {
@@ -134,8 +135,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     let _ = writeln!(
                         out,
                         "      sha256 {} -> {}",
-                        hash(&change.before),
-                        hash(&change.after)
+                        one_line(&hash(&change.before)),
+                        one_line(&hash(&change.after))
                     );
                 }
             }
@@ -209,12 +210,13 @@ fn diff(
         None => &[],
     };
     if change.change == Change::Update {
+        let none = Fetched::Text(String::new());
         let old = prepared
             .old
             .get(&(rendered.deployment.clone(), change.path.clone()))
-            .map_or("", String::as_str);
+            .unwrap_or(&none);
         let new_text = new.map_or("", |f| f.contents.as_str());
-        for line in super::diff::unified(&change.path, old, new_text, secrets, color).lines() {
+        for line in super::diff::changed(&change.path, old, new_text, secrets, color).lines() {
             let _ = writeln!(out, "      {line}");
         }
     }
@@ -235,11 +237,19 @@ fn hidden_contents(path: &str) -> Option<&'static str> {
 /// A plan file as `show` prints it: where it was made from, then each host's plan.
 pub fn show_saved(plan: &SavedPlan) -> String {
     let mut out = format!(
-        "plan made {} by synprov {} from {} (sha256 {}){}{}\n",
+        "plan made {} by synprov {} from {} (sha256 {}){}{}{}\n",
         plan.created.format("%Y-%m-%d %H:%M:%S UTC"),
         one_line(&plan.synprov_version),
         one_line(&plan.inventory.display().to_string()),
-        short(&plan.inventory_sha256),
+        one_line(short(&plan.inventory_sha256)),
+        match &plan.roles {
+            Some(roles) => format!(
+                ", templates of --roles {} (sha256 {})",
+                one_line(&roles.dir.display().to_string()),
+                one_line(short(&roles.sha256))
+            ),
+            None => ", built-in templates".to_string(),
+        },
         if plan.limit.is_empty() {
             String::new()
         } else {
