@@ -362,7 +362,7 @@ pub fn render_deployment(
     if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
         add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
     }
-    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
+    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "postgres_password_file": postgres::PASSWORD_FILE_MOUNTED });
     add(
         ".env".into(),
         "compose/env",
@@ -402,6 +402,12 @@ pub fn render_deployment(
         files.push((metrics::TARGETS.into(), targets));
     }
 
+    if postgres.is_some() {
+        files.push((
+            postgres::PASSWORD_FILE.into(),
+            format!("{}\n", secrets.postgres_password.expose()),
+        ));
+    }
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);
     files.push((
         signing_key.clone(),

@@ -221,7 +221,7 @@ const SYNAPSE_ENV: [&str; 6] = [
 const POSTGRES_ENV: [&str; 4] = [
     "POSTGRES_DB",
     "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
+    "POSTGRES_PASSWORD_FILE",
     "POSTGRES_INITDB_ARGS",
 ];
 

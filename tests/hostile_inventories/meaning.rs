@@ -218,7 +218,14 @@ impl DeploymentMeaning {
         out.insert(format!("synapse/{}.signing.key", self.server_name));
         let mut log_types = BTreeSet::new();
         if host == self.host {
-            out.extend([".postgres.env", "postgres/postgresql.conf"].map(String::from));
+            out.extend(
+                [
+                    ".postgres.env",
+                    "postgres/password",
+                    "postgres/postgresql.conf",
+                ]
+                .map(String::from),
+            );
             if self.metrics {
                 out.insert("prometheus/targets.json".into());
             }
