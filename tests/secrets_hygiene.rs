@@ -156,6 +156,41 @@ fn a_padded_or_short_master_key_in_the_environment_is_refused() {
 }
 
 #[test]
+fn a_guessable_master_key_is_refused_saying_how_to_make_a_good_one() {
+    let (dir, path) = inventory(ONE_HOST);
+    for key in [
+        "x".repeat(40),
+        "abcdefghijklmnopqrstuvwxyz0123456789".into(),
+    ] {
+        let output = render_with_key(dir.path(), &path, Some(key.clone().into()));
+        assert_eq!(output.status.code(), Some(1), "{key:?}");
+        let stderr = stderr(&output);
+        assert!(
+            stderr.contains("SYNPROV_MASTER_KEY is set but unusable: it is guessable"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("openssl rand -base64 32"), "{stderr}");
+        assert!(!stderr.contains(&key), "the key is never printed: {stderr}");
+    }
+    // A key file holding a short word over and over.
+    let file = dir.path().join("inventory.master-key");
+    fs::write(&file, "hunter2-".repeat(8) + "\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let output = render_with_key(dir.path(), &path, None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is unusable: it is guessable: it repeats the same 8 characters"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("hunter2"),
+        "the key is never printed"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is rendered");
+}
+
+#[test]
 fn two_fresh_installs_derive_different_secrets_and_signing_keys() {
     let rendered: Vec<(String, String)> = (0..2)
         .map(|_| {

@@ -115,7 +115,7 @@ impl DeploymentFiles {
         files: Vec<RenderedFile>,
         dirs: Vec<RenderedDir>,
     ) -> DeploymentFiles {
-        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let key = crate::secrets::MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
         DeploymentFiles {
             deployment: "d".into(),
             server_name: "example.org".into(),

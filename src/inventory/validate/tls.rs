@@ -1,8 +1,6 @@
 //! `[deployments.NAME.tls]`: the certificate and key read and checked, the federation mode,
 //! the ports, and a public_baseurl that clients reach over HTTPS.
 
-use std::path::Path;
-
 use super::Checker;
 use crate::inventory::InventoryError;
 use crate::inventory::raw::{RawDeployment, RawTls};
@@ -29,7 +27,9 @@ impl Checker<'_> {
                 "give the https URL clients use, e.g. \"https://matrix.example.org/\"",
             ));
         }
-        let pair = read_tls_pair(&self.beside(&tls.certificate), &self.beside(&tls.key))
+        let certificate = self.file_path(&tls.certificate, "certificate")?;
+        let key = self.file_path(&tls.key, "key")?;
+        let pair = read_tls_pair(&certificate, &key)
             .map_err(|(file, why)| {
                 let (value, what) = match file {
                     TlsFile::Certificate => (&tls.certificate, "certificate"),
@@ -83,11 +83,6 @@ impl Checker<'_> {
             default,
             "give a port from 1 to 65535",
         )
-    }
-
-    /// `path` as the inventory names it, resolved against the inventory's directory.
-    fn beside(&self, path: &toml::Spanned<String>) -> std::path::PathBuf {
-        self.dir.join(Path::new(path.get_ref()))
     }
 }
 
