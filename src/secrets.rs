@@ -444,11 +444,11 @@ mod tests {
     fn a_guessable_key_is_refused_saying_how_to_make_a_good_one() {
         for (text, why) in [
             (&"x".repeat(32), "it repeats the same 1 character over"),
-            (&"password".repeat(4), "it repeats the same 8 characters over"),
             (
-                &"0123456789abcdef".repeat(2),
-                "the same 16 characters",
+                &"password".repeat(4),
+                "it repeats the same 8 characters over",
             ),
+            (&"0123456789abcdef".repeat(2), "the same 16 characters"),
             (
                 &format!("{}b", "a".repeat(31)),
                 "only 2 different characters",
