@@ -83,8 +83,11 @@ lc_monetary = 'C.UTF-8'
 lc_numeric = 'C.UTF-8'
 lc_time = 'C.UTF-8'
 EOF
+    # The password as synprov gives it: a 0600 file of root's, named by POSTGRES_PASSWORD_FILE.
+    printf 'smoke-secret\n' >"$dir/conf/password"
+    chmod 600 "$dir/conf/password"
     docker run -d --name "$c" --label "$LABEL" --shm-size 256m \
-        -e POSTGRES_USER=synapse -e POSTGRES_PASSWORD=smoke-secret -e POSTGRES_DB=synapse \
+        -e POSTGRES_USER=synapse -e POSTGRES_PASSWORD_FILE=/etc/postgresql/password -e POSTGRES_DB=synapse \
         -e POSTGRES_INITDB_ARGS='--encoding=UTF-8 --lc-collate=C --lc-ctype=C' \
         -v "$dir/sockets:/sockets" -v "$dir/conf:/etc/postgresql:ro" \
         -v "$dir/pgsql:/var/lib/postgresql/data" \
@@ -96,6 +99,11 @@ EOF
         return
     fi
     pass postgres "pg_isready -h /sockets -U synapse"
+    if docker inspect "$c" | grep -q smoke-secret; then
+        fail postgres "docker inspect shows the password"
+    else
+        pass postgres "the password is read from POSTGRES_PASSWORD_FILE, not shown by docker inspect"
+    fi
 
     out=$(docker exec "$c" psql -h /sockets -U synapse -d synapse -Atc \
         "SELECT current_setting('lc_collate') || ' ' || current_setting('lc_ctype') || ' ' || current_setting('server_encoding')" 2>&1 || true)

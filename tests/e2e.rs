@@ -163,6 +163,31 @@ fn hardened_containers() {
     );
 }
 
+/// What `docker inspect` shows anyone in the docker group (environment, command,
+/// healthcheck, labels of every container) holds none of the deployment's secrets: Postgres
+/// reads its password from a file (`POSTGRES_PASSWORD_FILE`), Synapse from homeserver.yaml.
+fn no_secret_in_docker_inspect() {
+    let homeserver: serde_norway::Value =
+        serde_norway::from_str(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml")).unwrap();
+    let secrets: Vec<&str> = [
+        &homeserver["database"]["args"]["password"],
+        &homeserver["registration_shared_secret"],
+        &homeserver["macaroon_secret_key"],
+        &homeserver["form_secret"],
+        &homeserver["worker_replication_secret"],
+    ]
+    .map(|v| v.as_str().expect("a secret of homeserver.yaml"))
+    .to_vec();
+    let inspect = on_host("cd /opt/synapse/e2e && docker inspect $(docker compose ps -q)");
+    assert!(inspect.contains("POSTGRES_PASSWORD_FILE"), "{inspect}");
+    for secret in secrets {
+        assert!(
+            !inspect.contains(secret),
+            "docker inspect shows a secret of homeserver.yaml"
+        );
+    }
+}
+
 /// Every target of the rendered Prometheus file answers with Prometheus' text format, from
 /// inside the stack's network (the targets are never published on the host).
 fn every_metrics_target_answers() {
@@ -255,7 +280,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert_eq!(
         on_host(
             "cd /opt/synapse/e2e && docker compose exec -T db sh -c \
-             'PGPASSWORD=\"$POSTGRES_PASSWORD\" exec psql -h /sockets -U \"$POSTGRES_USER\" \
+             'PGPASSWORD=\"$(cat \"$POSTGRES_PASSWORD_FILE\")\" exec psql -h /sockets -U \"$POSTGRES_USER\" \
              -d \"$POSTGRES_DB\" -tAc \"SHOW shared_buffers\"'"
         ),
         planned_buffers,
@@ -263,6 +288,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     );
 
     hardened_containers();
+    no_secret_in_docker_inspect();
     every_metrics_target_answers();
 
     // A client conversation through Nginx.

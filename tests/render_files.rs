@@ -48,6 +48,7 @@ fn the_example_renders_every_file_of_the_guides_topology() {
         "nginx/private.conf",
         "nginx/proxy.conf",
         "nginx/upstreams.conf",
+        "postgres/password",
         "postgres/postgresql.conf",
         "synapse/example.org.signing.key",
         "synapse/homeserver.yaml",
@@ -296,7 +297,7 @@ fn files_holding_secrets_are_0600_and_secrets_never_reach_the_output() {
         let text = fs::read_to_string(dir.join(&file)).unwrap();
         let holds_secret = [
             "homeserver.yaml",
-            ".postgres.env",
+            "postgres/password",
             "example.org.signing.key",
         ]
         .iter()

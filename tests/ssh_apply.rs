@@ -63,7 +63,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
             .iter()
             .filter(|f| !f.starts_with(".synprov"))
             .count(),
-        32
+        33
     );
     let before = snapshot(&deploy);
 

@@ -93,8 +93,13 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
     s
 }
 
+/// The password of the database's owner, as a shell word read in the db container: from
+/// the file `POSTGRES_PASSWORD_FILE` names (the container's root reads it), or from
+/// `POSTGRES_PASSWORD` in a container created before synprov moved the password into a file.
+const OWNER_PASSWORD: &str = "\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\"";
+
 /// `shell` run in the db container, with the password of the database's owner exported
-/// from the container's own environment: no secret on any command line.
+/// from what the container holds: no secret on any command line.
 fn in_db(kind: &Compose, shell: &str) -> Command {
     compose(kind)
         .arg("exec")
@@ -102,7 +107,7 @@ fn in_db(kind: &Compose, shell: &str) -> Command {
         .arg("db")
         .arg("sh")
         .arg("-c")
-        .arg(format!("export PGPASSWORD=\"$POSTGRES_PASSWORD\"; {shell}"))
+        .arg(format!("export PGPASSWORD={OWNER_PASSWORD}; {shell}"))
 }
 
 /// `program` connected to the deployment's database as its owner.
@@ -194,7 +199,7 @@ mod tests {
     #[test]
     fn the_database_is_dumped_and_restored_in_the_db_container_with_its_own_password() {
         let v2 = Compose::V2(String::new());
-        let in_db = "sh -c 'export PGPASSWORD=\"$POSTGRES_PASSWORD\";";
+        let in_db = "sh -c 'export PGPASSWORD=\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\";";
         let with = "-h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"'";
         assert_eq!(
             dump_script(HOSTILE, &v2, 7).text(),

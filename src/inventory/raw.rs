@@ -53,7 +53,7 @@ pub struct RawHostSettings {
     pub groups: Option<Vec<Spanned<String>>>,
     pub port: Option<Spanned<u16>>,
     pub user: Option<Spanned<String>>,
-    pub identity_file: Option<String>,
+    pub identity_file: Option<Spanned<String>>,
     #[serde(rename = "become")]
     pub become_root: Option<bool>,
     pub transport: Option<Spanned<String>>,

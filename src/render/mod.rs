@@ -116,7 +116,7 @@ impl DeploymentFiles {
         files: Vec<RenderedFile>,
         dirs: Vec<RenderedDir>,
     ) -> DeploymentFiles {
-        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let key = crate::secrets::MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
         DeploymentFiles {
             deployment: "d".into(),
             server_name: "example.org".into(),
@@ -363,7 +363,7 @@ pub fn render_deployment(
     if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
         add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
     }
-    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
+    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "postgres_password_file": postgres::PASSWORD_FILE_MOUNTED });
     add(
         ".env".into(),
         "compose/env",
@@ -403,6 +403,12 @@ pub fn render_deployment(
         files.push((metrics::TARGETS.into(), targets));
     }
 
+    if postgres.is_some() {
+        files.push((
+            postgres::PASSWORD_FILE.into(),
+            format!("{}\n", secrets.postgres_password.expose()),
+        ));
+    }
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);
     files.push((
         signing_key.clone(),

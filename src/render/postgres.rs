@@ -6,6 +6,16 @@ use crate::inventory::Deployment;
 use crate::sizing::PostgresSizing;
 use crate::topology::{Endpoint, Topology};
 
+/// The file holding the database owner's password, in the directory mounted read-only at
+/// `/etc/postgresql`. The image's entrypoint reads it (as root, before it switches to the
+/// postgres user) through `POSTGRES_PASSWORD_FILE`: the password never is an environment
+/// value of the container, which `docker inspect` shows to anyone in the docker group. The
+/// file is root's and 0600 (it holds a secret); the server itself never reads it.
+pub const PASSWORD_FILE: &str = "postgres/password";
+
+/// [`PASSWORD_FILE`] as the db container sees it.
+pub const PASSWORD_FILE_MOUNTED: &str = "/etc/postgresql/password";
+
 /// The context of `postgres/postgresql.conf`.
 pub fn postgresql_conf(
     deployment: &Deployment,

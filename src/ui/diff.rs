@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn known_and_unknown_secrets_are_masked() {
-        let key = MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let key = MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
         let secrets = key.secrets_for("a.example");
         let known = secrets.form_secret.expose();
         let text = format!(

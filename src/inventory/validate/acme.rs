@@ -214,7 +214,7 @@ impl Checker<'_> {
         parse: impl FnOnce(&str) -> Result<T, String>,
         help: &str,
     ) -> Result<T, InventoryError> {
-        let full = self.beside(path);
+        let full = self.file_path(path, what)?;
         read_text(&full)
             .and_then(|text| parse(&text).map_err(|why| format!("{}: {why}", full.display())))
             .map_err(|why| {

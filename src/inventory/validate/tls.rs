@@ -2,8 +2,6 @@
 //! `acme.rs`), the federation mode, the ports, and a public_baseurl that clients reach over
 //! HTTPS.
 
-use std::path::Path;
-
 use super::Checker;
 use crate::inventory::InventoryError;
 use crate::inventory::raw::{RawDeployment, RawTls};
@@ -94,7 +92,11 @@ impl Checker<'_> {
         certificate: &toml::Spanned<String>,
         key: &toml::Spanned<String>,
     ) -> Result<TlsPair, InventoryError> {
-        let pair = read_tls_pair(&self.beside(certificate), &self.beside(key)).map_err(
+        let (certificate_path, key_path) = (
+            self.file_path(certificate, "certificate")?,
+            self.file_path(key, "key")?,
+        );
+        let pair = read_tls_pair(&certificate_path, &key_path).map_err(
             |(file, why)| {
                 let (value, what) = match file {
                     TlsFile::Certificate => (certificate, "certificate"),
@@ -132,11 +134,6 @@ impl Checker<'_> {
             default,
             "give a port from 1 to 65535",
         )
-    }
-
-    /// `path` as the inventory names it, resolved against the inventory's directory.
-    pub(super) fn beside(&self, path: &toml::Spanned<String>) -> std::path::PathBuf {
-        self.dir.join(Path::new(path.get_ref()))
     }
 }
 

@@ -26,7 +26,7 @@ pub use deploy_dir::DeployDir;
 pub use homeserver::check_homeserver_table;
 pub use image::ImageRef;
 pub use memory::MemorySize;
-pub use name::{DeploymentName, HostName, UserName, check_dns_name};
+pub use name::{DeploymentName, HostName, UserName, check_dns_name, check_host, check_server_name};
 pub use network::AddressRange;
 pub use time_zone::TimeZone;
 pub use tls::{TlsFile, TlsPair, read_text, read_tls_pair};
