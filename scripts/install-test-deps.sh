@@ -32,6 +32,12 @@ if [ ! -x /usr/sbin/sshd ]; then
     apt_install openssh-server openssh-client
 fi
 
+# strace: the render test counts the renames and syncs of `render --out`.
+if ! command -v strace >/dev/null 2>&1; then
+    log "installing strace"
+    apt_install strace
+fi
+
 # PyYAML: the hostile-inventories test reads every rendered YAML file as Synapse does.
 if ! python3 -c 'import yaml' 2>/dev/null; then
     log "installing PyYAML (python3-yaml)"
