@@ -7,7 +7,10 @@
 pub mod apply;
 pub mod confine;
 pub mod facts;
+pub mod gather;
 pub mod generations;
+pub mod hash;
+pub mod health;
 pub mod host_data;
 pub mod inventory;
 pub mod layers;

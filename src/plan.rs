@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, DeployedState, Facts};
 use crate::generations::index::Indexed;
+use crate::hash::sha256_hex;
 use crate::host_data::ManagedPath;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
@@ -210,10 +210,6 @@ impl HostPlan {
             + usize::from(self.install_compose)
             + self.load_images.len()
     }
-}
-
-pub fn sha256_hex(contents: &str) -> String {
-    hex::encode(Sha256::digest(contents.as_bytes()))
 }
 
 /// The plan of one host. `local_images` maps each image to preload to its ID on this
@@ -487,7 +483,7 @@ mod tests {
                 file
             })
             .collect();
-        let mut facts = crate::facts::parse("").unwrap();
+        let mut facts = crate::gather::parse("").unwrap();
         facts.deployments.insert(
             "d".into(),
             crate::facts::DeployedState {
@@ -576,7 +572,7 @@ mod tests {
         };
         let upgrade = |running: Option<String>, sent: Option<String>| {
             let mut facts =
-                crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n").unwrap();
+                crate::gather::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n").unwrap();
             // The tag on the host already names the new image (an earlier apply loaded it
             // and stopped at the config check): main's container still runs the old one.
             facts
@@ -710,7 +706,7 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(entry)
             )
         };
-        let facts = crate::facts::parse(&format!(
+        let facts = crate::gather::parse(&format!(
             "{}{}",
             indexed("d", "/opt/d"),
             indexed("old", "/opt/old")

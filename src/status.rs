@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::apply::rollback::list;
 use crate::apply::{ApplyError, compose, unhealthy_services};
-use crate::facts::{self, DeploymentQuery};
+use crate::gather::{self, DeploymentQuery};
 use crate::generations::{Generation, Record};
 use crate::transport::Connection;
 use crate::transport::watch::Step;
@@ -100,7 +100,7 @@ pub fn host_status(
         .collect();
     images.sort();
     images.dedup();
-    let facts = facts::gather(connection, &queries, &images)?;
+    let facts = gather::gather(connection, &queries, &images)?;
     connection.begin(Step::Health(Duration::ZERO))?;
 
     let mut out = Vec::new();

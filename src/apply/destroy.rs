@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{ApplyError, Report, compose, rollback, step};
 use crate::confine;
-use crate::facts::{Compose, MANIFEST, PENDING, nul_paths, words};
+use crate::facts::{Compose, MANIFEST, PENDING};
+use crate::gather::{nul_paths, words};
 use crate::generations::{AUDIT_LOG, GENERATIONS, Origin, scripts};
 use crate::sh;
 use crate::shell::{Command, Script};

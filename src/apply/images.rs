@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use super::ApplyError;
 use super::archive::{Archive, Selection};
 use super::metered::{Metered, megabytes};
-use crate::facts::IMAGE_LAYERS;
+use crate::gather::IMAGE_LAYERS;
 use crate::layers::{Sha256Digest, listed_chain_ids};
 use crate::plan::Sending;
 use crate::shell::Command as HostCommand;

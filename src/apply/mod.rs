@@ -26,14 +26,16 @@ pub use metered::megabytes;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::facts::{self, Compose, DeploymentQuery, Facts};
+use crate::facts::{Compose, Facts};
+use crate::gather::{self, DeploymentQuery};
 use crate::generations::{self, GenerationError, Origin, Record};
+use crate::health::HealthTarget;
 use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade};
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::watch::Step;
 use crate::transport::{Connection, LockGuard, LockRecord, Locking, OutputLimit, TransportError};
-use crate::verify::{self, Deadline, HealthTarget};
+use crate::verify::{self, Deadline};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ApplyError {
@@ -47,7 +49,7 @@ pub enum ApplyError {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Facts(#[from] facts::FactsError),
+    Facts(#[from] gather::FactsError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -135,7 +137,7 @@ impl ApplyError {
     /// The operator interrupted the apply: the host did not fail it.
     pub fn interrupted(&self) -> bool {
         match self {
-            ApplyError::Transport(e) | ApplyError::Facts(facts::FactsError::Transport(e)) => {
+            ApplyError::Transport(e) | ApplyError::Facts(gather::FactsError::Transport(e)) => {
                 e.interrupted()
             }
             _ => false,
@@ -217,7 +219,7 @@ pub fn gather(
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
-    Ok(facts::gather(connection, &queries, &images)?)
+    Ok(gather::gather(connection, &queries, &images)?)
 }
 
 /// The plan of `files` on one host against its `facts` (from [`gather`], for the same
@@ -295,7 +297,7 @@ pub fn prepare(
 /// The host's facts alone (no deployment files hashed), in one round trip.
 pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
     connection.begin(Step::Facts)?;
-    Ok(facts::gather(connection, &[], &[])?)
+    Ok(gather::gather(connection, &[], &[])?)
 }
 
 /// Settings of one apply.
@@ -674,7 +676,7 @@ pub(crate) fn check_config(
 /// stops before main moves to the new image.
 pub(crate) fn synapse_workers(files: &DeploymentFiles) -> Vec<String> {
     (files.health.iter())
-        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
+        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
         .filter_map(|t| t.service.clone())
         .filter(|s| s != MAIN_SERVICE)
         .collect::<BTreeSet<_>>()
@@ -729,7 +731,7 @@ fn start_main_first(
         &upgrade::start_main_script(&plan.dir, compose),
     )?;
     let main: Vec<HealthTarget> = (files.health.iter())
-        .filter(|t| matches!(t.probe, verify::Probe::Synapse(_)))
+        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
         .filter(|t| t.service.as_deref() == Some(MAIN_SERVICE))
         .cloned()
         .collect();

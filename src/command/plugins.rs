@@ -37,7 +37,7 @@ pub fn run(action: PluginsCommand) -> miette::Result<ExitCode> {
             .iter()
             .flat_map(|h| &h.deployments)
             .flat_map(|d| &d.health)
-            .filter(|t| matches!(t.probe, synprov::verify::Probe::Plugin(_)))
+            .filter(|t| matches!(t.probe, synprov::health::Probe::Plugin(_)))
             .count();
         println!(
             "ok: {} plugin(s) loaded, configs valid; every host renders ({files} files, {checks} plugin health check(s))",

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Origin;
+use crate::hash::sha256_hex;
+use crate::health::HealthTarget;
 use crate::host_data::{ManagedPath, ServiceName};
 use crate::inventory::Grant;
-use crate::plan::sha256_hex;
 use crate::render::{DeploymentFiles, RenderedDir, RenderedFile};
-use crate::verify::HealthTarget;
 
 /// The record format this synprov writes. A later synprov adds fields with defaults (an
 /// older record still reads) and raises the number only when a reader must refuse.

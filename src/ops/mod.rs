@@ -12,7 +12,8 @@ use thiserror::Error;
 
 use crate::apply::ApplyError;
 use crate::apply::rollback::list;
-use crate::facts::{self, Compose};
+use crate::facts::Compose;
+use crate::gather;
 use crate::generations::GenerationError;
 use crate::sh;
 use crate::shell::{Command, Script};
@@ -89,7 +90,7 @@ fn read_deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deplo
         deployment: name.to_string(),
     })?;
     let record = generation.usable(host, name)?;
-    let facts = facts::gather(connection, &[], &[]).map_err(ApplyError::from)?;
+    let facts = gather::gather(connection, &[], &[]).map_err(ApplyError::from)?;
     if facts.compose == Compose::Missing {
         return Err(OpsError::NoCompose {
             host: host.to_string(),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::generations::Record;
-use crate::verify::Probe;
+use crate::health::Probe;
 
 /// Name to Compose service: each Synapse process (`main` is `synapse`, `client_sync1` is
 /// `client-sync1`), and the other services under their own names.
@@ -84,9 +84,9 @@ mod tests {
     use super::*;
     use crate::generations::Origin;
     use crate::generations::record::RecordedFile;
+    use crate::health::HealthTarget;
     use crate::plugins::PluginCheck;
     use crate::topology::Endpoint;
-    use crate::verify::HealthTarget;
 
     fn target(process: &str, service: Option<&str>, synapse: bool) -> HealthTarget {
         let endpoint = Endpoint::Unix {

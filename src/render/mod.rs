@@ -29,12 +29,12 @@ pub use templates::Templates;
 pub use tls::{CERTIFICATE as TLS_CERTIFICATE, KEY as TLS_KEY};
 
 use crate::facts::Facts;
+use crate::health::{self, HealthTarget};
 use crate::inventory::{Deployment, DockerSource, Inventory};
-use crate::plugins::{Contribution, PluginCheck, PluginError, Plugins, Scope};
+use crate::plugins::{Contribution, PluginError, Plugins, Scope};
 use crate::secrets::{DeploymentSecrets, MasterKey};
 use crate::sizing::{self, Machine, PostgresSizing};
 use crate::topology::Topology;
-use crate::verify::{self, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum RenderError {
@@ -168,14 +168,6 @@ pub struct DeploymentFiles {
     pub postgres: Vec<String>,
 }
 
-/// A plugin's health check, with the plugin and the service to show logs of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckTarget {
-    pub plugin: String,
-    pub service: Option<String>,
-    pub check: PluginCheck,
-}
-
 /// Everything one host gets.
 #[derive(Debug, Clone)]
 pub struct HostFiles {
@@ -285,7 +277,7 @@ pub fn render_host(
         deployments.push(DeploymentFiles {
             deployment: deployment.name.clone(),
             server_name: deployment.server_name.clone(),
-            health: verify::targets(
+            health: health::targets(
                 &deployment.name,
                 &deploy_dir,
                 &topology,

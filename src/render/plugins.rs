@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{CheckTarget, RenderError, RenderedFile};
+use super::{RenderError, RenderedFile};
+use crate::health::CheckTarget;
 use crate::inventory::Grant;
 use crate::plugins::nginx::Modifier;
 use crate::plugins::{Contribution, PluginError};

@@ -12,7 +12,8 @@ use crate::apply::Prepared;
 use crate::apply::files::Fetched;
 use crate::facts::{Compose, Facts, Init};
 use crate::generations::index::Indexed;
-use crate::plan::{Change, RemovedWorker, Sending, Upgrade, compose_service_changes, sha256_hex};
+use crate::hash::sha256_hex;
+use crate::plan::{Change, RemovedWorker, Sending, Upgrade, compose_service_changes};
 use crate::render::HostFiles;
 
 /// What one host will be asked to do, and what it was found to have.
