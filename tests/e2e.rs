@@ -575,6 +575,17 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     let (code, out) = synprov_run(dir, &["plan"], first);
     assert_eq!(code, 0, "no file was changed: {out}");
 
+    let psql = |sql: &str| {
+        on_host(&format!(
+            "docker exec e2e-db-1 psql -U synapse -d synapse -tAc \"{sql}\""
+        ))
+    };
+    // A one-time key a device uploaded: Synapse's backup guide says a restored one would be
+    // handed out a second time, so neither the dump nor the restore may keep it.
+    psql(
+        "INSERT INTO e2e_one_time_keys_json (user_id, device_id, algorithm, key_id, ts_added_ms, key_json) \
+         VALUES ('@alice2:e2e.example', 'DEV', 'signed_curve25519', 'AAAAAQ', 0, '{}')",
+    );
     let (code, out) = synprov_run(dir, &["apply"], &next);
     assert_eq!(code, 0, "{out}");
     let dumped = out
@@ -602,11 +613,6 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     }
     matrix::conversation(&base, secret, "e2e.example", "3");
     // A table the dump does not have (as a newer Synapse's migrations would add).
-    let psql = |sql: &str| {
-        on_host(&format!(
-            "docker exec e2e-db-1 psql -U synapse -d synapse -tAc \"{sql}\""
-        ))
-    };
     psql("CREATE TABLE created_after_the_dump (x int)");
 
     // The same tag rebuilt (another image ID behind it) is an upgrade too, in the same order.
@@ -668,6 +674,11 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         psql("SELECT count(*) FROM pg_tables WHERE tablename = 'created_after_the_dump'"),
         "0",
         "the database is exactly as dumped"
+    );
+    assert_eq!(
+        psql("SELECT count(*) FROM e2e_one_time_keys_json"),
+        "0",
+        "no one-time key comes back from a dump"
     );
     assert!(
         out.contains(&format!(

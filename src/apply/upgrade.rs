@@ -110,12 +110,19 @@ fn as_owner(program: &str) -> String {
     format!("{program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
 }
 
+/// The `pg_dump` of a deployment's database: Postgres' custom format (what `pg_restore`
+/// reads), without the rows of `e2e_one_time_keys_json`, the one-time keys that devices
+/// upload for others to claim. Synapse's backup guide: a key restored from a dump is handed
+/// out a second time, and messages encrypted with it cannot be decrypted.
+pub const PG_DUMP: &str = "pg_dump -Fc --exclude-table-data=e2e_one_time_keys_json";
+
 /// The restore, as one transaction fed to `psql`: the `public` schema (where Synapse keeps
 /// everything) dropped and created again, owned by the database's owner, then the dump's
 /// SQL; committed only when `pg_restore` read the whole dump. Any error, or a dump that
-/// does not read to its end, aborts it, and the database stays as it was.
+/// does not read to its end, aborts it, and the database stays as it was. The one-time keys
+/// are emptied before the commit, for dumps taken before [`PG_DUMP`] left them out.
 const RESTORE: &str = "{ echo 'SET client_min_messages = warning; BEGIN; DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION CURRENT_USER;'; \
-if pg_restore --no-owner -f -; then echo 'COMMIT;'; \
+if pg_restore --no-owner -f -; then echo \"DO \\$\\$ BEGIN IF to_regclass('e2e_one_time_keys_json') IS NOT NULL THEN TRUNCATE e2e_one_time_keys_json; END IF; END \\$\\$; COMMIT;\"; \
 else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION 'the dump could not be read: nothing was restored'; END \\$\\$;\"; fi; } | ";
 
 /// Dumps the deployment's database (Postgres' custom format) into generation `number`, whole
@@ -128,7 +135,7 @@ pub fn dump_script(dir: &str, kind: &Compose, number: u32) -> Script {
     s.push(confine::file(&dump));
     s.push(sh!(
         "{} > {}\nmv -f -- {} {}\n",
-        in_db(kind, &format!("exec {}", as_owner("pg_dump -Fc"))),
+        in_db(kind, &format!("exec {}", as_owner(PG_DUMP))),
         format!("{dump}.new"),
         format!("{dump}.new"),
         dump
@@ -202,7 +209,8 @@ mod tests {
                 "set -e\numask 077\n{enter}\
                  synprov_path f .synprov/generations/7/db.dump.new 'regular file'\n\
                  synprov_path f .synprov/generations/7/db.dump 'regular file'\n\
-                 docker compose -f docker-compose.yml exec -T db {in_db} exec pg_dump -Fc {with} \
+                 docker compose -f docker-compose.yml exec -T db {in_db} exec pg_dump -Fc \
+                 --exclude-table-data=e2e_one_time_keys_json {with} \
                  > .synprov/generations/7/db.dump.new\n\
                  mv -f -- .synprov/generations/7/db.dump.new .synprov/generations/7/db.dump\n",
                 enter = confine::enter(HOSTILE).text()
@@ -216,7 +224,8 @@ mod tests {
                  docker-compose -f docker-compose.yml exec -T db {in_db} \
                  {{ echo '\\''SET client_min_messages = warning; BEGIN; DROP SCHEMA public CASCADE; \
                  CREATE SCHEMA public AUTHORIZATION CURRENT_USER;'\\''; \
-                 if pg_restore --no-owner -f -; then echo '\\''COMMIT;'\\''; \
+                 if pg_restore --no-owner -f -; then echo \"DO \\$\\$ BEGIN IF to_regclass('\\''e2e_one_time_keys_json'\\'') \
+                 IS NOT NULL THEN TRUNCATE e2e_one_time_keys_json; END IF; END \\$\\$; COMMIT;\"; \
                  else echo \"DO \\$\\$ BEGIN RAISE EXCEPTION '\\''the dump could not be read: nothing was restored'\\''; END \\$\\$;\"; fi; }} \
                  | psql -X -q -o /dev/null -v ON_ERROR_STOP=1 {with} < .synprov/generations/3/db.dump 2>&1\n",
                 enter = confine::enter("/opt/s").text()
