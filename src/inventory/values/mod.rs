@@ -5,6 +5,7 @@
 //! A parser returns the reason for a refusal; `validate` turns it into a located error.
 
 mod base_url;
+mod calendar;
 mod contact;
 mod deploy_dir;
 mod homeserver;
@@ -12,10 +13,12 @@ mod image;
 mod memory;
 mod name;
 mod network;
+mod repository;
 mod time_zone;
 mod tls;
 
 pub use base_url::public_baseurl;
+pub use calendar::Calendar;
 pub use contact::admin_contact;
 pub use deploy_dir::DeployDir;
 pub use homeserver::check_homeserver_table;
@@ -23,6 +26,7 @@ pub use image::ImageRef;
 pub use memory::MemorySize;
 pub use name::{DeploymentName, HostName, UserName, check_dns_name};
 pub use network::AddressRange;
+pub use repository::{HostKey, SftpTarget};
 pub use time_zone::TimeZone;
 pub use tls::{TlsFile, TlsPair, read_tls_pair};
 
