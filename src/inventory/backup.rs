@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::values::{Calendar, DeployDir, HostKey, SftpTarget};
+use super::values::{Calendar, DeployDir, HostKey, ImageRef, SftpTarget, UserName};
 
 /// A deployment's scheduled backups, validated.
 #[derive(Debug, Clone)]
@@ -15,6 +15,9 @@ pub struct BackupSettings {
     pub randomized_delay: Duration,
     pub retention: Retention,
     pub repository: Repository,
+    /// The image restic runs from on the host (its entrypoint is `restic`, as the official
+    /// `restic/restic` image's is).
+    pub image: ImageRef,
 }
 
 /// How many snapshots `restic forget` keeps: the last one of each of so many days, weeks
@@ -32,8 +35,15 @@ pub enum Repository {
     /// A directory on the deployment's own host (outside its deploy directory): survives a
     /// broken deployment, not a lost disk.
     Directory(DeployDir),
-    /// A directory on another host of the inventory, over SFTP as that host's user.
-    InventoryHost { host: String, path: DeployDir },
+    /// A directory on another host of the inventory, over SFTP as that host's user, at its
+    /// private address when it has one.
+    InventoryHost {
+        host: String,
+        user: UserName,
+        address: String,
+        port: u16,
+        path: DeployDir,
+    },
     /// A directory on any SSH server, over SFTP, which must show `host_key`.
     Server {
         target: SftpTarget,

@@ -105,6 +105,7 @@ pub struct RawBackup {
     pub sftp: Option<Spanned<String>>,
     pub host_key: Option<Spanned<String>>,
     pub port: Option<Spanned<u16>>,
+    pub image: Option<Spanned<String>>,
 }
 
 /// `[deployments.NAME.backup.retention]`: snapshots kept per period.

@@ -4,12 +4,13 @@
 //! topology, routes, secrets); the Handlebars templates in `roles/` only lay them out. The
 //! same inventory and master key always give byte-identical files.
 
+mod backup;
 mod compose;
 mod merge;
 mod metrics;
 mod nginx;
 mod plugins;
-mod postgres;
+pub mod postgres;
 mod pyyaml;
 mod synapse;
 mod templates;
@@ -400,6 +401,14 @@ pub fn render_deployment(
 
     if let Some(targets) = metrics::targets(deployment, topology).filter(|_| main_host) {
         files.push((metrics::TARGETS.into(), targets));
+    }
+
+    if let Some(settings) = deployment.backup.as_ref().filter(|_| main_host) {
+        files.extend(backup::files(
+            deployment,
+            settings,
+            secrets.backup_password.expose(),
+        ));
     }
 
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);

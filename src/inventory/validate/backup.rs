@@ -8,11 +8,14 @@ use toml::Spanned;
 
 use super::{Checker, suggestion};
 use crate::inventory::raw::RawBackup;
-use crate::inventory::values::{Calendar, DeployDir, HostKey, SftpTarget};
+use crate::inventory::values::{Calendar, DeployDir, HostKey, ImageRef, SftpTarget};
 use crate::inventory::{BackupSettings, Host, InventoryError, Repository, Retention};
 
 /// Bounds of `randomized_delay`: up to a day, the longest period that makes sense to spread.
 const DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(86_400);
+
+/// restic's official image.
+const DEFAULT_IMAGE: &str = "restic/restic:latest";
 
 /// Most snapshots kept per period: ten years of days.
 const MAX_KEEP: u32 = 3650;
@@ -91,6 +94,15 @@ impl Checker<'_> {
             randomized_delay,
             retention,
             repository: self.repository(table, deploy_dir, hosts)?,
+            image: match &raw.image {
+                Some(image) => self.parsed(
+                    image,
+                    "image",
+                    ImageRef::parse,
+                    "give an image whose entrypoint is restic, e.g. \"restic/restic:0.18.0\"",
+                )?,
+                None => ImageRef::builtin(DEFAULT_IMAGE),
+            },
         }))
     }
 
@@ -128,7 +140,7 @@ impl Checker<'_> {
                         "e.g. sftp = \"backups:/srv/restic/hs1\"",
                     )
                 })?;
-                if !hosts.contains_key(host) {
+                let Some(target) = hosts.get(host) else {
                     let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
                     return Err(self.at(
                         sftp,
@@ -139,7 +151,7 @@ impl Checker<'_> {
                             suggestion("host", host, &known)
                         ),
                     ));
-                }
+                };
                 let path = DeployDir::parse(path).map_err(|why| {
                     self.at(
                         sftp,
@@ -150,6 +162,12 @@ impl Checker<'_> {
                 })?;
                 Repository::InventoryHost {
                     host: host.to_string(),
+                    user: target.user.clone(),
+                    address: target
+                        .private_address
+                        .clone()
+                        .unwrap_or_else(|| target.address.clone()),
+                    port: target.port,
                     path,
                 }
             }
@@ -222,6 +240,7 @@ mod tests {
 
     use super::*;
     use crate::inventory::parse;
+    use crate::inventory::values::UserName;
 
     fn backup(table: &str) -> BackupSettings {
         let text = format!(
@@ -269,6 +288,9 @@ mod tests {
             settings.repository,
             Repository::InventoryHost {
                 host: "c".into(),
+                user: UserName::parse("root").unwrap(),
+                address: "10.0.0.3".into(),
+                port: 22,
                 path: DeployDir::parse("/srv/restic/d").unwrap()
             }
         );
