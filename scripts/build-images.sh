@@ -19,6 +19,8 @@
 #   synprov/redis:7               Debian's Redis 7
 #   synprov/nginx:1.22            Debian's Nginx 1.22
 #   synprov/coturn:4.6            Debian's coturn 4.6 (the turn example plugin's TURN server)
+#   synprov/restic:0.14           Debian's restic 0.14 and an OpenSSH client, `restic` as the
+#                                 entrypoint (the restic/restic image's interface): backups
 #
 # An image is reused when its tag exists and carries the label org.synprov.bed.hash of the
 # current recipe (its build context, its build arguments and the ID of the base it is built
@@ -46,8 +48,9 @@ declare -A TAGS=(
     [redis]=synprov/redis:7
     [nginx]=synprov/nginx:1.22
     [coturn]=synprov/coturn:4.6
+    [restic]=synprov/restic:0.14
 )
-ORDER=(host synapse postgres redis nginx coturn)
+ORDER=(host synapse postgres redis nginx coturn restic)
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
