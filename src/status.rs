@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::apply::rollback::list;
 use crate::apply::{ApplyError, compose, step, unhealthy_services};
 use crate::facts::{self, DeploymentQuery};
-use crate::generations::{Generation, Record};
+use crate::generations::{BackupRun, Generation, Record};
 use crate::transport::Connection;
 use crate::verify;
 
@@ -22,6 +22,9 @@ pub struct DeploymentStatus {
     pub healthy: usize,
     /// What is not as recorded or not healthy, one sentence each.
     pub problems: Vec<String>,
+    /// The last run of the scheduled backup, and the last that succeeded.
+    pub backup_last: Option<BackupRun>,
+    pub backup_good: Option<BackupRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +48,8 @@ struct Found<'a> {
     dir: &'a str,
     current: Option<(Generation, Record)>,
     pending: bool,
+    backup_last: Option<BackupRun>,
+    backup_good: Option<BackupRun>,
 }
 
 /// The status of each deployment (name and directory) of the host.
@@ -62,6 +67,8 @@ pub fn host_status(
                 .current()
                 .and_then(|g| Some((g.clone(), g.record.clone().ok()?))),
             pending: listing.pending,
+            backup_last: listing.backup_last,
+            backup_good: listing.backup_good,
         });
     }
     let queries: Vec<DeploymentQuery> = found
@@ -100,6 +107,8 @@ pub fn host_status(
         dir,
         current,
         pending,
+        backup_last,
+        backup_good,
     } in found
     {
         let mut status = DeploymentStatus {
@@ -108,7 +117,16 @@ pub fn host_status(
             generation: None,
             healthy: 0,
             problems: Vec::new(),
+            backup_last,
+            backup_good,
         };
+        if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
+            status.problems.push(format!(
+                "the last backup, started {}, failed: {} (`journalctl -u synprov-backup-{name}` on the host tells more)",
+                run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                run.message
+            ));
+        }
         let Some((generation, record)) = current else {
             status.problems.push(
                 "no generation recorded here (an apply that changes the deployment records one)"

@@ -24,6 +24,11 @@ pub const PASSWORD_FILE: &str = "backup/restic-password";
 /// stage, and `ssh/` (the key and known_hosts of an SFTP repository).
 pub const STATE_DIR: &str = ".synprov/backup";
 
+/// The state of the last run, and of the last run that succeeded ([`STATE_DIR`]'s `last`
+/// and `last-good`): `key=value` lines, read by `generations::BackupRun`.
+pub const LAST: &str = ".synprov/backup/last";
+pub const LAST_GOOD: &str = ".synprov/backup/last-good";
+
 /// The systemd unit name of deployment `name`'s backup (`.service` and `.timer`).
 pub fn unit(name: &str) -> String {
     format!("synprov-backup-{name}")
