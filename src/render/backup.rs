@@ -381,6 +381,112 @@ mod tests {
         );
     }
 
+    /// A `docker` for the script to run: it logs its arguments, answers as Compose, pg_dump
+    /// and restic would, and fails `restic backup` when `FAIL_BACKUP` is set.
+    const FAKE_DOCKER: &str = r#"#!/bin/sh
+echo "$*" >> "$DOCKER_LOG"
+case "$*" in
+  "compose version") exit 0 ;;
+  compose*pg_dump*) echo DUMP ;;
+  *" backup --json "*)
+    [ -z "$FAIL_BACKUP" ] || exit 1
+    echo '{"message_type":"status","percent_done":1}'
+    echo '{"message_type":"summary","data_added":1024,"total_bytes_processed":4096,"snapshot_id":"0a1b2c3d"}' ;;
+esac
+"#;
+
+    #[test]
+    fn a_run_records_its_result_in_the_audit_log_and_the_state_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let deploy = dir.path().join("hs");
+        let bin = dir.path().join("bin");
+        for sub in [
+            ".synprov/generations/3",
+            "synapse",
+            "media/local_content",
+            "../bin",
+        ] {
+            std::fs::create_dir_all(deploy.join(sub)).unwrap();
+        }
+        std::fs::write(deploy.join(".synprov/generations/3/record.json"), "{}").unwrap();
+        std::fs::write(deploy.join("synapse/example.org.signing.key"), "key").unwrap();
+        std::fs::write(bin.join("docker"), FAKE_DOCKER).unwrap();
+        std::fs::set_permissions(
+            bin.join("docker"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let text = format!(
+            "[hosts.a]\naddress = \"10.0.0.1\"\n[deployments.hs]\nserver_name = \"example.org\"\n\
+             host = \"a\"\ndeploy_dir = \"{}\"\n[deployments.hs.backup]\ndirectory = \"{}\"\n",
+            deploy.display(),
+            dir.path().join("repository").display()
+        );
+        let inventory = parse(Path::new("t.toml"), text).unwrap();
+        let deployment = &inventory.deployments["hs"];
+        let script = script(deployment, deployment.backup.as_ref().unwrap());
+        let log = dir.path().join("docker.log");
+        let run = |fail: bool| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script.text())
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .env("DOCKER_LOG", &log)
+                .env("FAIL_BACKUP", if fail { "1" } else { "" })
+                .status()
+                .unwrap()
+                .success()
+        };
+        let read = |path: &str| std::fs::read_to_string(deploy.join(path)).unwrap();
+
+        assert!(run(false));
+        let last = crate::generations::BackupRun::parse(&read(LAST)).unwrap();
+        assert!(last.ok);
+        assert_eq!(
+            (
+                last.generation,
+                last.snapshot.as_deref(),
+                last.added,
+                last.total
+            ),
+            (Some(3), Some("0a1b2c3d"), Some(1024), Some(4096))
+        );
+        assert_eq!(read(LAST_GOOD), read(LAST));
+        let entries: Vec<_> = read(".synprov/audit.log")
+            .lines()
+            .filter_map(crate::generations::AuditEntry::parse)
+            .collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].generation, Some(3));
+        assert_eq!(entries[0].command, "backup (timer)");
+        assert_eq!(
+            entries[0].result,
+            "backup ok: snapshot 0a1b2c3d, 4096 bytes, 1024 added"
+        );
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            calls.contains("backup --json --host hs --tag synprov /backup /media/local_content\n"),
+            "only the media that exist, never the remote cache: {calls}"
+        );
+        assert!(calls.contains("forget --prune --host hs"), "{calls}");
+        assert!(
+            !deploy.join(".synprov/backup/stage").exists(),
+            "the stage is removed"
+        );
+
+        assert!(!run(true), "a failed backup fails the service");
+        let last = crate::generations::BackupRun::parse(&read(LAST)).unwrap();
+        assert!(!last.ok);
+        assert_eq!(last.message, "restic backup failed");
+        assert!(
+            crate::generations::BackupRun::parse(&read(LAST_GOOD))
+                .unwrap()
+                .ok
+        );
+        assert_eq!(read(".synprov/audit.log").lines().count(), 2);
+        assert!(!deploy.join(".synprov/backup/stage").exists());
+    }
+
     #[test]
     fn every_script_is_valid_shell() {
         for backup in [
