@@ -1,10 +1,18 @@
 //! Rendering speed: validate and render inventories of 1, 100 and 1000 deployments (each
-//! with the guide's 13 processes, on its own host). Prints a table; asserts nothing.
+//! with the guide's 13 processes, on its own host), in memory; then the whole
+//! `synprov render --out` of the same inventories, the binary writing every file to a
+//! directory on disk. Prints two tables; asserts nothing.
 //!
 //!     cargo bench --bench render
+//!     SYNPROV_BENCH_DIR=/var/tmp/x cargo bench --bench render   # write somewhere else
+//!
+//! The files go under the target directory (`CARGO_TARGET_TMPDIR`) unless
+//! `SYNPROV_BENCH_DIR` names another: the device and filesystem are printed, and a tmpfs
+//! is called out, since a render into memory says nothing of one onto a disk.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use synprov::inventory;
@@ -37,6 +45,109 @@ fn fastest<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best, last.expect("at least one run"))
 }
 
+/// The device and filesystem type that hold `dir`, as `df` names them.
+fn filesystem(dir: &Path) -> (String, String) {
+    let output = Command::new("df")
+        .args(["--output=source,fstype"])
+        .arg(dir)
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut words = text.lines().nth(1).unwrap_or("").split_whitespace();
+    let source = words.next().unwrap_or("?").to_string();
+    let fstype = words.next().unwrap_or("?").to_string();
+    (source, fstype)
+}
+
+/// `synprov render INVENTORY --out OUT`, timed: into an empty directory and then over the
+/// files it wrote (`runs` times each, fastest and slowest).
+fn render_out(inventory: &Path, out: &Path, runs: usize) -> [(Duration, Duration); 2] {
+    let render = || {
+        let start = Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_synprov"))
+            .arg("render")
+            .arg(inventory)
+            .arg("--out")
+            .arg(out)
+            .env(
+                "SYNPROV_MASTER_KEY",
+                "benchmark-master-key-0123456789abcdef",
+            )
+            .stdout(Stdio::null())
+            .status()
+            .expect("synprov runs");
+        assert!(status.success(), "synprov render failed");
+        start.elapsed()
+    };
+    let (mut fresh, mut over) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        if out.exists() {
+            std::fs::remove_dir_all(out).expect("remove the last render");
+            // The removal's own writeback (and a `discard` filesystem's trims) before the
+            // clock starts, not during the next render.
+            Command::new("sync").status().expect("sync runs");
+        }
+        fresh.push(render());
+        over.push(render());
+    }
+    let spread = |times: &[Duration]| {
+        let best = times.iter().min().copied().unwrap_or_default();
+        (best, times.iter().max().copied().unwrap_or_default())
+    };
+    [spread(&fresh), spread(&over)]
+}
+
+fn on_disk(sizes: &[(usize, usize)]) {
+    let dir = std::env::var_os("SYNPROV_BENCH_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("render-bench"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("the benchmark's directory");
+    let (source, fstype) = filesystem(&dir);
+    println!();
+    println!(
+        "`synprov render --out` into {} ({fstype} on {source})",
+        dir.display()
+    );
+    if ["tmpfs", "ramfs"].contains(&fstype.as_str()) {
+        println!(
+            "warning: {fstype} is memory, not a disk: set SYNPROV_BENCH_DIR to a directory on disk"
+        );
+    }
+    println!();
+    println!("| deployments | files | into an empty directory | over the last render |");
+    println!("|---:|---:|---:|---:|");
+    for &(deployments, runs) in sizes {
+        let inventory = dir.join(format!("bench-{deployments}.toml"));
+        std::fs::write(&inventory, inventory_text(deployments)).expect("write the inventory");
+        let out = dir.join(format!("out-{deployments}"));
+        let [fresh, over] = render_out(&inventory, &out, runs);
+        let files = walk(&out);
+        let seconds = |(best, worst): (Duration, Duration)| {
+            format!(
+                "{:.2} s (slowest {:.2} s)",
+                best.as_secs_f64(),
+                worst.as_secs_f64()
+            )
+        };
+        println!(
+            "| {deployments} | {files} | {} | {} |",
+            seconds(fresh),
+            seconds(over)
+        );
+        std::fs::remove_dir_all(&out).expect("remove the render");
+    }
+}
+
+/// How many files there are under `dir`.
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("a rendered directory")
+        .map(|entry| entry.expect("an entry").path())
+        .map(|path| if path.is_dir() { walk(&path) } else { 1 })
+        .sum()
+}
+
 fn main() {
     let key = MasterKey::from_text("benchmark-master-key-0123456789abcdef").expect("long enough");
     let templates = Templates::load(None).expect("embedded templates");
@@ -65,4 +176,5 @@ fn main() {
             (validate + render).as_secs_f64() * 1e3 / deployments as f64
         );
     }
+    on_disk(&[(1, 5), (100, 3), (1000, 3)]);
 }

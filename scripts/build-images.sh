@@ -21,6 +21,7 @@
 #   synprov/coturn:4.6            Debian's coturn 4.6 (the turn example plugin's TURN server)
 #   synprov/restic:0.14           Debian's restic 0.14 and an OpenSSH client, `restic` as the
 #                                 entrypoint (the restic/restic image's interface): backups
+#   synprov/lego:4.9              Debian's lego 4.9 and openssl (ACME issuance and renewal)
 #
 # An image is reused when its tag exists and carries the label org.synprov.bed.hash of the
 # current recipe (its build context, its build arguments and the ID of the base it is built
@@ -49,8 +50,9 @@ declare -A TAGS=(
     [nginx]=synprov/nginx:1.22
     [coturn]=synprov/coturn:4.6
     [restic]=synprov/restic:0.14
+    [lego]=synprov/lego:4.9
 )
-ORDER=(host synapse postgres redis nginx coturn restic)
+ORDER=(host synapse postgres redis nginx coturn restic lego)
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

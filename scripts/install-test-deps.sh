@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives, when missing: Debian's nginx (for `nginx -t` and the
 # routing tests), gixy (the Nginx analyser of the TLS tests), Compose v2 (for `docker compose config`), PyYAML (Synapse's YAML parser) and
-# tzdata (the IANA zones). Idempotent; needs root.
+# tzdata (the IANA zones), openssl (the ACME renewal test). Idempotent; needs root.
 set -euo pipefail
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -20,9 +20,22 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     apt_install nginx
 fi
 
+# openssl: the ACME renewal test runs the rendered client script, which reads certificates
+# with it (as it does in the lego image).
+if ! command -v openssl >/dev/null 2>&1; then
+    log "installing openssl"
+    apt_install openssl
+fi
+
 if [ ! -x /usr/sbin/sshd ]; then
     log "installing openssh-server (the SSH tests start their own sshd on loopback)"
     apt_install openssh-server openssh-client
+fi
+
+# strace: the render test counts the renames and syncs of `render --out`.
+if ! command -v strace >/dev/null 2>&1; then
+    log "installing strace"
+    apt_install strace
 fi
 
 # PyYAML: the hostile-inventories test reads every rendered YAML file as Synapse does.

@@ -2,7 +2,7 @@
 # Quick self-check of the images scripts/build-images.sh builds: each one is started the way
 # the deployment (or the end-to-end tests) start it, and poked. Removes everything it started.
 #
-#   scripts/smoke-images.sh                  # postgres redis synapse nginx host
+#   scripts/smoke-images.sh                  # postgres redis synapse nginx lego host
 #   scripts/smoke-images.sh postgres host    # only these
 #   NESTED_DOCKER=1 scripts/smoke-images.sh host   # also install docker.io in the host over
 #                                            # SSH and check the nested engine (slower, apt)
@@ -12,13 +12,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
-ALL=(postgres redis synapse nginx host)
+ALL=(postgres redis synapse nginx lego host)
 declare -A TAGS=(
     [host]=synprov/host:bookworm
     [synapse]=synprov/synapse:1.163
     [postgres]=synprov/postgres:15
     [redis]=synprov/redis:7
     [nginx]=synprov/nginx:1.22
+    [lego]=synprov/lego:4.9
 )
 RUN_ID="smoke-$$"
 LABEL="org.synprov.bed.smoke=$RUN_ID"
@@ -82,8 +83,11 @@ lc_monetary = 'C.UTF-8'
 lc_numeric = 'C.UTF-8'
 lc_time = 'C.UTF-8'
 EOF
+    # The password as synprov gives it: a 0600 file of root's, named by POSTGRES_PASSWORD_FILE.
+    printf 'smoke-secret\n' >"$dir/conf/password"
+    chmod 600 "$dir/conf/password"
     docker run -d --name "$c" --label "$LABEL" --shm-size 256m \
-        -e POSTGRES_USER=synapse -e POSTGRES_PASSWORD=smoke-secret -e POSTGRES_DB=synapse \
+        -e POSTGRES_USER=synapse -e POSTGRES_PASSWORD_FILE=/etc/postgresql/password -e POSTGRES_DB=synapse \
         -e POSTGRES_INITDB_ARGS='--encoding=UTF-8 --lc-collate=C --lc-ctype=C' \
         -v "$dir/sockets:/sockets" -v "$dir/conf:/etc/postgresql:ro" \
         -v "$dir/pgsql:/var/lib/postgresql/data" \
@@ -95,6 +99,11 @@ EOF
         return
     fi
     pass postgres "pg_isready -h /sockets -U synapse"
+    if docker inspect "$c" | grep -q smoke-secret; then
+        fail postgres "docker inspect shows the password"
+    else
+        pass postgres "the password is read from POSTGRES_PASSWORD_FILE, not shown by docker inspect"
+    fi
 
     out=$(docker exec "$c" psql -h /sockets -U synapse -d synapse -Atc \
         "SELECT current_setting('lc_collate') || ' ' || current_setting('lc_ctype') || ' ' || current_setting('server_encoding')" 2>&1 || true)
@@ -262,6 +271,25 @@ EOF
         return
     fi
     [ -s "$dir/logs/access.log" ] && pass nginx "access log in /var/log/nginx" || fail nginx "no access log"
+}
+
+# --- lego -------------------------------------------------------------------------------------
+# What the renewal script needs of the image: lego 4.9 and openssl, and the options it passes
+# accepted (the run fails on the unreachable directory, not on an option).
+smoke_lego() {
+    local out
+    out=$(docker run --rm --label "$LABEL" "${TAGS[lego]}" dpkg-query -W -f '${Version}' lego 2>&1 || true)
+    [[ "$out" == 4.9.* ]] && pass lego "Debian's lego $out" || fail lego "lego package: '$out'"
+    out=$(docker run --rm --label "$LABEL" "${TAGS[lego]}" openssl version 2>&1 || true)
+    [[ "$out" == OpenSSL* ]] && pass lego "$out" || fail lego "openssl: '$out'"
+    out=$(docker run --rm --label "$LABEL" "${TAGS[lego]}" sh -c 'mkdir -p /w && lego --path=/tmp/l --accept-tos \
+        --email=admin@example.org --server=https://127.0.0.1:1/directory --key-type=ec384 \
+        --domains=example.org --http --http.webroot=/w run' 2>&1 || true)
+    [[ "$out" == *"connection refused"* ]] && pass lego "run's options accepted, the directory asked for" \
+        || fail lego "lego run: $out"
+    out=$(docker run --rm --label "$LABEL" "${TAGS[lego]}" lego renew --help 2>&1 || true)
+    [[ "$out" == *--days* && "$out" == *--no-random-sleep* ]] && pass lego "renew has --days and --no-random-sleep" \
+        || fail lego "lego renew --help: $out"
 }
 
 # --- host -------------------------------------------------------------------------------------

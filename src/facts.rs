@@ -1,7 +1,7 @@
 //! What a host has now, gathered in one round trip: system, Docker, Compose, and per
 //! deployment the files synprov manages there (their hashes) and the images present.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -9,8 +9,11 @@ use serde::Serialize;
 
 use crate::confine;
 use crate::generations::index::{self, Indexed};
+use crate::host_data::{MANIFEST_ENTRIES, ManagedPath, Refused, ServiceName};
+use crate::layers::{Sha256Digest, listed_chain_ids};
 use crate::sh;
 use crate::shell::{Command, Script, print_nul_terminated};
+use crate::transport::{Connection, OutputLimit};
 
 /// The host's init system, which decides how Docker is started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,12 +39,12 @@ pub enum Compose {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DeployedState {
     /// Paths synprov wrote last time (relative to the deploy directory).
-    pub manifest: Vec<String>,
+    pub manifest: Vec<ManagedPath>,
     /// SHA-256 of each managed file present, by path.
     pub hashes: BTreeMap<String, String>,
     /// Set when an apply wrote files but stopped before the stack was up on them: the
     /// services it was to recreate.
-    pub pending: Option<Vec<String>>,
+    pub pending: Option<Vec<ServiceName>>,
     /// The ID of the image Synapse's main container runs, when asked for
     /// ([`DeploymentQuery::main_image`]) and the container exists: a rebuild of its image
     /// under the same tag is an upgrade, which only this ID tells.
@@ -69,6 +72,11 @@ pub struct Facts {
     pub cores: u32,
     /// Image ID by image reference, for the images asked about.
     pub images: BTreeMap<String, String>,
+    /// The chain IDs of the layers the host's images hold, asked for with the images: a
+    /// layer the host holds is not sent. Left out of the digest: it says how
+    /// much is sent, never what the host ends up with.
+    #[serde(skip)]
+    pub layer_chains: BTreeSet<Sha256Digest>,
     pub deployments: BTreeMap<String, DeployedState>,
     /// Every deployment synprov recorded on the host, as its index names them.
     pub indexed: Vec<Indexed>,
@@ -83,6 +91,10 @@ pub struct DeploymentQuery<'a> {
     /// deployment whose images are sent from this machine, to compare with what is sent.
     pub main_image: bool,
 }
+
+/// What the facts script may print: the manifests of a host's deployments at their
+/// largest ([`MANIFEST_ENTRIES`] paths, base64) and their hashes, with room to spare.
+pub const OUTPUT: OutputLimit = OutputLimit::stdout(32 << 20);
 
 /// Whether `id` is an image ID as Docker prints it (`sha256:` and 64 hex digits): what a
 /// host says is one is checked before it is used.
@@ -121,6 +133,22 @@ const HASH_REGULAR: &str = "n=$#; for p; do case /$p/ in *//*|*/./*|*/../*) cont
                             [ -f \"./$p\" ] && [ ! -L \"./$p\" ] && set -- \"$@\" \"$p\"; done; \
                             shift \"$n\"; [ $# -eq 0 ] || exec sha256sum -- \"$@\"";
 
+/// The most images whose layers a host lists (`layers=` lines), and the most layers read
+/// per image: bounds on what is read back. A layer left out is sent again, nothing worse.
+pub const LAYER_IMAGES: usize = 128;
+pub const IMAGE_LAYERS: usize = 128;
+
+/// Lists the diff IDs of the layers of the host's images, one image per `layers=` line,
+/// bottom first, for at most [`LAYER_IMAGES`] images, the newest first (`docker image ls`
+/// lists an image once per tag). At most some 1.2 MB: Docker stacks at most 127 layers.
+fn layers_script() -> Script {
+    sh!(
+        "docker image ls -q --no-trunc | awk '!seen[$0]++' | head -n {} | xargs -r docker image inspect \
+         --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n",
+        LAYER_IMAGES.to_string()
+    )
+}
+
 /// The script that gathers the facts (run with `sh -s`, as root when needed). Whatever
 /// came from the inventory or a plugin is a quoted word of it; whatever it prints back that
 /// could hold any byte (names, paths, the manifest, the pending mark) is base64, so that no
@@ -143,6 +171,9 @@ awk '$1 == "MemTotal:" {print "memory_kb=" $2}' /proc/meminfo
 echo "cores=$(nproc)"
 "#);
     s.push(index::list());
+    if !images.is_empty() {
+        s.push(layers_script());
+    }
     for image in images {
         s.push(sh!(
             "id=$(docker image inspect --format '{{.Id}}' -- {}) && echo {}\"$id\"\n",
@@ -234,8 +265,11 @@ fn unescape_sum(line: &str) -> Option<(&str, String)> {
 }
 
 /// Reads the script's output. The host's output is not trusted to be well formed: lines
-/// that do not parse are skipped, missing facts keep their defaults.
-pub fn parse(output: &str) -> Facts {
+/// that do not parse are skipped, missing facts keep their defaults. What synprov acts on
+/// is refused when it could not have written it: a manifest entry that is not a
+/// [`ManagedPath`] (it would become a deletion), a manifest of more than
+/// [`MANIFEST_ENTRIES`] entries, a pending mark naming anything but services.
+pub fn parse(output: &str) -> Result<Facts, Refused> {
     let mut facts = Facts {
         os: String::new(),
         arch: String::new(),
@@ -248,6 +282,7 @@ pub fn parse(output: &str) -> Facts {
         memory_kb: 0,
         cores: 0,
         images: BTreeMap::new(),
+        layer_chains: BTreeSet::new(),
         deployments: BTreeMap::new(),
         indexed: Vec::new(),
     };
@@ -255,6 +290,7 @@ pub fn parse(output: &str) -> Facts {
     // The manifest and pending mark of each deployment, base64 in lines.
     let mut encoded: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     let mut current: Option<String> = None;
+    let mut layer_lines = 0;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -287,6 +323,12 @@ pub fn parse(output: &str) -> Facts {
                     let image = String::from_utf8_lossy(&image).into_owned();
                     facts.images.insert(image, id.trim().to_string());
                 }
+            }
+            "layers" if layer_lines < LAYER_IMAGES => {
+                layer_lines += 1;
+                // A line with anything but diff IDs in it is dropped whole.
+                let chains = listed_chain_ids(value, IMAGE_LAYERS);
+                facts.layer_chains.extend(chains.unwrap_or_default());
             }
             "deployment" => {
                 current = decode(value).map(|n| String::from_utf8_lossy(&n).into_owned());
@@ -330,16 +372,105 @@ pub fn parse(output: &str) -> Facts {
         let Some(state) = facts.deployments.get_mut(&name) else {
             continue;
         };
-        state.manifest = words(&decode(&manifest).unwrap_or_default());
-        state.pending = pending.map(|p| {
-            let mut words = words(&decode(&p).unwrap_or_default());
-            if words.first().is_some_and(|w| w == "up") {
-                words.remove(0);
-            }
-            words
+        state.manifest = manifest_entries(&name, &decode(&manifest).unwrap_or_default())?;
+        state.pending = pending
+            .map(|p| pending_services(&name, &decode(&p).unwrap_or_default()))
+            .transpose()?;
+    }
+    Ok(facts)
+}
+
+/// Runs the facts script for `queries` on `connection` and reads its output within
+/// [`OUTPUT`]: the one way the facts are gathered. A refusal names the host, the deploy
+/// directory, the file and the entry.
+pub fn gather(
+    connection: &Connection,
+    queries: &[DeploymentQuery<'_>],
+    images: &[String],
+) -> Result<Facts, FactsError> {
+    let output = connection.run_script_within(&script(queries, images), OUTPUT)?;
+    // A refusal of the guard ([`confine`]: a link or a loose directory where synprov acts)
+    // ends the script with its reason on stderr: facts read as empty would plan over it.
+    if !output.success() {
+        return Err(FactsError::Failed {
+            host: connection.host_name().to_string(),
+            tail: output.tail(20),
         });
     }
-    facts
+    parse(&output.stdout_text()).map_err(|refused| {
+        let dir = (queries.iter())
+            .find(|q| q.name == refused.deployment)
+            .map_or_else(|| refused.deployment.clone(), |q| q.dir.to_string());
+        FactsError::Refused(refused.at(connection.host_name(), &dir))
+    })
+}
+
+/// Why the facts could not be gathered.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum FactsError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Refused(crate::host_data::HostDataError),
+
+    /// The facts script stopped short (the host's reason, escaped, is its last lines).
+    #[error("{host}: gathering facts failed: {}\n{tail}", crate::text::last_line(.tail))]
+    Failed { host: String, tail: String },
+}
+
+/// The entries of a deployment's [`MANIFEST`], each a [`ManagedPath`].
+pub(crate) fn manifest_entries(
+    deployment: &str,
+    bytes: &[u8],
+) -> Result<Vec<ManagedPath>, Refused> {
+    let words = words(bytes);
+    if words.len() > MANIFEST_ENTRIES {
+        return Err(Refused::new(
+            deployment,
+            MANIFEST,
+            &format!("{} entries", words.len()),
+            &format!("is more than the {MANIFEST_ENTRIES} a manifest may list"),
+        ));
+    }
+    words
+        .iter()
+        .map(|w| {
+            let path = ManagedPath::parse(w).map_err(|why| Refused::new(deployment, MANIFEST, w, why))?;
+            if path.in_data() {
+                return Err(Refused::new(
+                    deployment,
+                    MANIFEST,
+                    w,
+                    "lies in the deployment's data or synprov's own state, which synprov never lists",
+                ));
+            }
+            Ok(path)
+        })
+        .collect()
+}
+
+/// The services a deployment's [`PENDING`] mark names (after its `up`), each a
+/// [`ServiceName`].
+fn pending_services(deployment: &str, bytes: &[u8]) -> Result<Vec<ServiceName>, Refused> {
+    let mut words = words(bytes);
+    if words.first().is_some_and(|w| w == "up") {
+        words.remove(0);
+    }
+    if words.len() > MANIFEST_ENTRIES {
+        return Err(Refused::new(
+            deployment,
+            PENDING,
+            &format!("{} services", words.len()),
+            "is more than a deployment has",
+        ));
+    }
+    words
+        .iter()
+        .map(|w| ServiceName::parse(w).map_err(|why| Refused::new(deployment, PENDING, w, why)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -383,24 +514,34 @@ mod tests {
                 main_image: false,
             },
         ];
-        let facts = parse(&run(&script(&query, &[])));
+        let facts = parse(&run(&script(&query, &[]))).unwrap();
         assert!(!facts.arch.is_empty());
         assert!(facts.memory_kb > 0 && facts.cores > 0, "{facts:?}");
         let state = &facts.deployments["d"];
-        assert_eq!(state.manifest, ["a.yaml", "old.yaml"]);
+        let manifest: Vec<&str> = state.manifest.iter().map(ManagedPath::as_str).collect();
+        assert_eq!(manifest, ["a.yaml", "old.yaml"]);
         assert_eq!(
             state.hashes.keys().collect::<Vec<_>>(),
             ["a.yaml", "old.yaml"]
         );
         assert_eq!(state.hashes["a.yaml"], sha256(b"x\n"));
-        assert_eq!(state.pending.as_deref(), Some(&["synapse".to_string()][..]));
+        assert_eq!(
+            state.pending,
+            Some(vec![ServiceName::parse("synapse").unwrap()])
+        );
         assert!(facts.deployments["new"].hashes.is_empty());
     }
 
     #[test]
     fn hostile_names_and_paths_read_back_as_themselves() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = ["a\nb", "back\\slash", "-x", "$(touch z)", "sp  ace"];
+        let paths = [
+            "back\\slash",
+            "-x",
+            "$(touch z)",
+            "sp  ace",
+            "\u{e9}t\u{e9}",
+        ];
         std::fs::create_dir_all(dir.path().join(".synprov")).unwrap();
         let mut manifest = Vec::new();
         for path in paths {
@@ -408,10 +549,10 @@ mod tests {
             manifest.extend_from_slice(path.as_bytes());
             manifest.push(0);
         }
-        std::fs::write(dir.path().join("gone\nx"), "").unwrap();
-        manifest.extend_from_slice(b"gone\nx\0");
+        std::fs::write(dir.path().join("gone x"), "").unwrap();
+        manifest.extend_from_slice(b"gone x\0");
         std::fs::write(dir.path().join(MANIFEST), &manifest).unwrap();
-        std::fs::write(dir.path().join(PENDING), b"up\0s\nv\0").unwrap();
+        std::fs::write(dir.path().join(PENDING), b"up\0s.v\0").unwrap();
         let name = "d\nhash=0000  forged";
         let query = [DeploymentQuery {
             name,
@@ -419,18 +560,63 @@ mod tests {
             paths: paths.to_vec(),
             main_image: false,
         }];
-        let facts = parse(&run(&script(&query, &[])));
+        let facts = parse(&run(&script(&query, &[]))).unwrap();
         assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), [name]);
         let state = &facts.deployments[name];
         let mut expected: Vec<&str> = paths.to_vec();
-        expected.push("gone\nx");
-        assert_eq!(state.manifest, expected);
+        expected.push("gone x");
+        let manifest: Vec<&str> = state.manifest.iter().map(ManagedPath::as_str).collect();
+        assert_eq!(manifest, expected);
         for path in paths {
             assert_eq!(state.hashes[path], sha256(path.as_bytes()), "{path:?}");
         }
         assert_eq!(state.hashes.len(), paths.len() + 1);
-        assert_eq!(state.pending.as_deref(), Some(&["s\nv".to_string()][..]));
+        assert_eq!(
+            state.pending,
+            Some(vec![ServiceName::parse("s.v").unwrap()])
+        );
         assert!(!dir.path().join("z").exists());
+    }
+
+    /// A manifest entry that would leave the deploy directory, or a pending mark that is
+    /// not a list of services, is refused, naming the deployment, the file and the entry.
+    #[test]
+    fn a_manifest_leaving_the_deploy_directory_or_a_forged_pending_mark_is_refused() {
+        let output = |manifest: &[u8], pending: &[u8]| {
+            format!(
+                "deployment=ZA==\nmanifest={}\npending={}\n",
+                STANDARD.encode(manifest),
+                STANDARD.encode(pending)
+            )
+        };
+        for (manifest, entry) in [
+            (&b"a.yaml\0../canary/x\0"[..], "../canary/x"),
+            (b"/etc/x\0", "/etc/x"),
+            (b"a\nb\0", "a\nb"),
+            (b"a//b\0", "a//b"),
+            (b"pgsql/PG_VERSION\0", "pgsql/PG_VERSION"),
+            (b".synprov/generations\0", ".synprov/generations"),
+        ] {
+            let refused = parse(&output(manifest, b"up\0")).unwrap_err();
+            assert_eq!(
+                (
+                    refused.deployment.as_str(),
+                    refused.file,
+                    refused.entry.as_str()
+                ),
+                ("d", MANIFEST, entry)
+            );
+        }
+        let refused = parse(&output(b"a\0", b"up\0synapse\n  ~ forged line\0")).unwrap_err();
+        assert_eq!(
+            (refused.file, refused.entry.as_str()),
+            (PENDING, "synapse\n  ~ forged line")
+        );
+        let many = "a\0".repeat(MANIFEST_ENTRIES + 1);
+        assert_eq!(
+            parse(&output(many.as_bytes(), b"")).unwrap_err().file,
+            MANIFEST
+        );
     }
 
     #[test]
@@ -447,7 +633,9 @@ mod tests {
         assert_eq!(
             text.text().strip_prefix(prefix).unwrap(),
             [
-                "id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
+                "docker image ls -q --no-trunc | awk '!seen[$0]++' | head -n 128 | xargs -r docker image inspect \
+                 --format 'layers={{range .RootFS.Layers}}{{.}} {{end}}' --\n\
+                 id=$(docker image inspect --format '{{.Id}}' -- 'img;rm -rf /') && echo 'image=aW1nO3JtIC1yZiAv '\"$id\"\n\
                  echo 'deployment=ZCcx'\n(\nexec 2>&3\n",
                 confine::enter_if_present("/opt/$(x)").text(),
                 "synprov_path f -a 'regular file'\nsynprov_path f 'b c' 'regular file'\n\
@@ -488,9 +676,62 @@ mod tests {
         let id = format!("sha256:{}", "0a".repeat(32));
         let facts = parse(&format!(
             "deployment=ZA==\nmain_image={id}\ndeployment=ZQ==\nmain_image=sha256:short\n"
-        ));
+        ))
+        .unwrap();
         assert_eq!(facts.deployments["d"].main_image.as_ref(), Some(&id));
         assert_eq!(facts.deployments["e"].main_image, None, "not an image ID");
+    }
+
+    #[test]
+    fn the_layers_of_the_host_s_images_are_read_as_chain_ids_and_anything_else_is_dropped() {
+        use crate::layers::chain_ids;
+        assert!(
+            !script(&[], &[]).text().contains("layers="),
+            "no image asked about"
+        );
+        let diff = |n: usize| format!("sha256:{n:064x}");
+        let chains = |ids: &[String]| {
+            let ids: Vec<_> = ids
+                .iter()
+                .map(|i| Sha256Digest::parse(i).unwrap())
+                .collect();
+            chain_ids(&ids)
+        };
+        let (a, b, c) = (diff(1), diff(2), diff(3));
+        let many: Vec<String> = (10..210).map(diff).collect();
+        let output = [
+            format!("layers={a} {b} "),
+            // Forged, short, foreign or joined digests drop their line whole.
+            format!("layers={c} sha256:{}", "0".repeat(63)),
+            format!(
+                "layers={c} {}",
+                c.to_uppercase().replace("SHA256", "sha512")
+            ),
+            format!("layers={c},{a}"),
+            format!("layers={c} $(reboot)"),
+            format!("layers={}", many.join(" ")),
+        ]
+        .join("\n");
+        let facts = parse(&output).unwrap();
+        let mut expected: BTreeSet<Sha256Digest> =
+            chains(&[a.clone(), b.clone()]).into_iter().collect();
+        expected.extend(chains(&many[..IMAGE_LAYERS]));
+        assert_eq!(
+            facts.layer_chains, expected,
+            "at most {IMAGE_LAYERS} layers an image"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
+
+        let flood: String = (0..LAYER_IMAGES + 10)
+            .map(|i| format!("layers={}\n", diff(1000 + i)))
+            .collect();
+        let facts = parse(&format!("{flood}layers={c}\n")).unwrap();
+        assert_eq!(
+            facts.layer_chains.len(),
+            LAYER_IMAGES,
+            "at most {LAYER_IMAGES} images"
+        );
+        assert!(!facts.layer_chains.iter().any(|d| d.as_str() == c));
     }
 
     #[test]
@@ -504,7 +745,7 @@ mod tests {
             "{}",
             text.text()
         );
-        let facts = parse("memory_kb=4028416\ncores=2\n");
+        let facts = parse("memory_kb=4028416\ncores=2\n").unwrap();
         assert_eq!((facts.memory_kb, facts.cores), (4_028_416, 2));
     }
 
@@ -519,7 +760,7 @@ mod tests {
         hostile.extend_from_slice(b"deployment=ZA==\nhash=\\\nhash=nospaces\nhash=\\h  a\\\n");
         hostile.extend_from_slice(b"manifest=%%%\npending=\n");
         hostile.extend_from_slice(format!("arch={}\n", "x".repeat(1 << 20)).as_bytes());
-        let facts = parse(&String::from_utf8_lossy(&hostile));
+        let facts = parse(&String::from_utf8_lossy(&hostile)).unwrap();
         assert_eq!((facts.free_kb, facts.memory_kb, facts.cores), (0, 0, 0));
         assert!(facts.images.is_empty());
         assert_eq!(facts.deployments.keys().collect::<Vec<_>>(), ["d"]);
@@ -527,7 +768,7 @@ mod tests {
         assert!(state.manifest.is_empty());
         assert_eq!(state.hashes.len(), 1, "{:?}", state.hashes);
         assert_eq!(state.hashes["a\\"], "h");
-        assert_eq!(state.pending.as_deref(), Some(&[][..]));
+        assert_eq!(state.pending, Some(Vec::new()));
         assert_eq!(facts.arch.len(), 1 << 20);
     }
 }

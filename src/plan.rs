@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::facts::{Compose, DeployedState, Facts};
 use crate::generations::index::Indexed;
+use crate::host_data::ManagedPath;
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::topology::{LISTENER_PURPOSES, socket_file};
 
@@ -166,6 +167,14 @@ impl DeploymentPlan {
     }
 }
 
+/// How much of an image goes to a host: `bytes` of its `of` (its config and layer files),
+/// the files of the layers the host holds left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sending {
+    pub bytes: u64,
+    pub of: u64,
+}
+
 /// Everything one host needs.
 #[derive(Debug, Clone)]
 pub struct HostPlan {
@@ -175,6 +184,9 @@ pub struct HostPlan {
     pub install_compose: bool,
     /// Images to stream from this machine because the host lacks them (or has another ID).
     pub load_images: Vec<String>,
+    /// How much of each image of `load_images` is sent, once its archive is read (the
+    /// layers the host holds are not): empty until then.
+    pub sending: BTreeMap<String, Sending>,
     pub deployments: Vec<DeploymentPlan>,
     /// Deployments the host's index names in directories the inventory has no deployment
     /// in: left as they are, shown so that the operator decides.
@@ -222,6 +234,7 @@ pub fn plan_host(
             .filter(|(image, id)| facts.images.get(*image) != Some(id))
             .map(|(image, _)| image.clone())
             .collect(),
+        sending: BTreeMap::new(),
         deployments: files
             .deployments
             .iter()
@@ -247,7 +260,9 @@ fn plan_deployment(
         .cloned()
         .unwrap_or_default();
     let mut changes = Vec::new();
-    let mut restart: BTreeSet<String> = state.pending.iter().flatten().cloned().collect();
+    let mut restart: BTreeSet<String> = (state.pending.iter().flatten())
+        .map(ToString::to_string)
+        .collect();
     let mut reload = BTreeSet::new();
     let mut unchanged = 0;
     for file in &files.files {
@@ -275,10 +290,10 @@ fn plan_deployment(
         }
     }
     let desired: BTreeSet<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
-    for path in &state.manifest {
-        if !desired.contains(path.as_str()) && state.hashes.contains_key(path) {
+    for path in state.manifest.iter().map(ManagedPath::as_str) {
+        if !desired.contains(path) && state.hashes.contains_key(path) {
             changes.push(FileChange {
-                path: path.clone(),
+                path: path.to_string(),
                 change: Change::Delete,
             });
         }
@@ -472,11 +487,13 @@ mod tests {
                 file
             })
             .collect();
-        let mut facts = crate::facts::parse("");
+        let mut facts = crate::facts::parse("").unwrap();
         facts.deployments.insert(
             "d".into(),
             crate::facts::DeployedState {
-                manifest: files.iter().map(|f| f.0.to_string()).collect(),
+                manifest: (files.iter())
+                    .map(|f| crate::host_data::ManagedPath::parse(f.0).unwrap())
+                    .collect(),
                 hashes: (files.iter())
                     .map(|f| (f.0.to_string(), sha256_hex("old")))
                     .collect(),
@@ -558,7 +575,8 @@ mod tests {
             )],
         };
         let upgrade = |running: Option<String>, sent: Option<String>| {
-            let mut facts = crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n");
+            let mut facts =
+                crate::facts::parse("docker=27\ndocker_running=yes\ncompose_v2=/p\n").unwrap();
             // The tag on the host already names the new image (an earlier apply loaded it
             // and stopped at the config check): main's container still runs the old one.
             facts
@@ -696,7 +714,8 @@ mod tests {
             "{}{}",
             indexed("d", "/opt/d"),
             indexed("old", "/opt/old")
-        ));
+        ))
+        .unwrap();
         let files = HostFiles {
             host: "h".into(),
             docker_source: crate::inventory::DockerSource::Distribution,

@@ -176,7 +176,8 @@ impl MasterKey {
 
     /// A key from its text, or why that text cannot be one. Whitespace at either end and
     /// control characters are refused rather than trimmed: a key copied with a stray space
-    /// would silently derive other secrets than the same key in its file.
+    /// would silently derive other secrets than the same key in its file. A key that is
+    /// long enough but [`guessable`] is refused too.
     fn from_key_text(text: String) -> Result<Self, String> {
         if text.is_empty() {
             return Err("it is empty".into());
@@ -193,6 +194,9 @@ impl MasterKey {
                 text.len(),
                 Self::MIN_LEN
             ));
+        }
+        if let Some(why) = guessable(&text) {
+            return Err(format!("it is guessable: {why}; {MAKE_A_KEY}"));
         }
         Ok(MasterKey(text.into_bytes()))
     }
@@ -234,6 +238,69 @@ impl MasterKey {
             given: Vec::new(),
         }
     }
+}
+
+/// How to make a good master key, for the errors that refuse one.
+const MAKE_A_KEY: &str = "make a key with `openssl rand -base64 32` (or delete the key file to have synprov make one); a new key changes every secret it derives, Postgres' password among them";
+
+/// Fewest different characters a master key may hold.
+const MIN_DISTINCT: usize = 8;
+
+/// Least entropy a master key's text must carry by [`guessable`]'s estimate, in bits: 32
+/// random hexadecimal digits (`openssl rand -hex 16`, 128 bits) are estimated at 94 bits
+/// or more; 16 distinct characters written twice, at 64.
+const MIN_BITS: f64 = 80.0;
+
+/// Why `key` is guessable, when it is. The text is taken as what it repeats (`abcabc` is
+/// no stronger than `abc`), and its entropy estimated as its length times the Shannon
+/// entropy of its characters' frequencies: one repeated character, a short word written
+/// over and over, or a few characters mostly of one are refused. So is a run through the
+/// alphabet or the digits (most neighbours one apart: `abcdef...`). An estimate from the
+/// text alone, which a random key always passes; it cannot see a phrase from a book.
+fn guessable(key: &str) -> Option<String> {
+    let chars: Vec<char> = key.chars().collect();
+    let period = (1..chars.len())
+        .find(|&p| (p..chars.len()).all(|i| chars[i] == chars[i - p]))
+        .unwrap_or(chars.len());
+    let unit = &chars[..period];
+    if period < chars.len() {
+        // The unit is not shown: it is most of the key.
+        return Some(format!(
+            "it repeats the same {period} character{} over and over",
+            if period == 1 { "" } else { "s" }
+        ));
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in unit {
+        *counts.entry(*c).or_insert(0u32) += 1;
+    }
+    if counts.len() < MIN_DISTINCT {
+        return Some(format!(
+            "it holds only {} different characters; at least {MIN_DISTINCT} are needed",
+            counts.len()
+        ));
+    }
+    let length = unit.len() as f64;
+    let bits = counts
+        .values()
+        .map(|&n| {
+            let p = f64::from(n) / length;
+            -p * p.log2() * length
+        })
+        .sum::<f64>();
+    if bits < MIN_BITS {
+        return Some(format!(
+            "its characters carry about {bits:.0} bits of entropy; at least {MIN_BITS:.0} are needed"
+        ));
+    }
+    let steps = chars
+        .windows(2)
+        .filter(|w| (w[0] as i64 - w[1] as i64).abs() == 1)
+        .count();
+    if steps * 4 > (chars.len() - 1) * 3 {
+        return Some("it runs through the alphabet or the digits".into());
+    }
+    None
 }
 
 /// The secrets of one homeserver.
@@ -330,7 +397,7 @@ pub fn given_in(table: &serde_json::Map<String, serde_json::Value>) -> Vec<Secre
 mod tests {
     use super::*;
 
-    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const KEY: &str = "Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN";
 
     #[test]
     fn secrets_are_stable_and_differ_per_server_and_name() {
@@ -394,6 +461,49 @@ mod tests {
                 Err(SecretError::BadKey { reason }) => assert_eq!(reason, why, "{text:?}"),
                 other => panic!("{text:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_guessable_key_is_refused_saying_how_to_make_a_good_one() {
+        for (text, why) in [
+            (&"x".repeat(32), "it repeats the same 1 character over"),
+            (
+                &"password".repeat(4),
+                "it repeats the same 8 characters over",
+            ),
+            (&"0123456789abcdef".repeat(2), "the same 16 characters"),
+            (
+                &format!("{}b", "a".repeat(31)),
+                "only 2 different characters",
+            ),
+            (
+                &format!("{}abcdefgh", "a".repeat(40)),
+                "bits of entropy; at least 80 are needed",
+            ),
+            (
+                &"abcdefghijklmnopqrstuvwxyz012345".to_string(),
+                "runs through the alphabet",
+            ),
+        ] {
+            match MasterKey::from_text(text) {
+                Err(SecretError::BadKey { reason }) => {
+                    assert!(reason.contains(why), "{text:?}: {reason}");
+                    assert!(reason.contains("openssl rand -base64 32"), "{reason}");
+                }
+                other => panic!("{text:?} gave {other:?}"),
+            }
+        }
+        // What synprov and openssl make, and the keys of the tests and benchmarks.
+        for good in [
+            "0cd1f1d2a3b48c5e6f7081929a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d",
+            "q3Vd8N1x+Zp0aL7mR2tY9wB4cE6fH5jK0nP3sU8vX1o=",
+            "5be2c76d0b8a4f3e91d6a7c2e0f4b813",
+            "test-master-key-0123456789abcdef0123456789",
+            "benchmark-master-key-0123456789abcdef",
+            KEY,
+        ] {
+            assert!(MasterKey::from_text(good).is_ok(), "{good}");
         }
     }
 

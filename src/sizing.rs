@@ -302,7 +302,7 @@ mod tests {
     }
 
     fn host(memory_gib: u64, cores: u32) -> Facts {
-        crate::facts::parse(&format!("memory_kb={}\ncores={cores}\n", memory_gib << 20))
+        crate::facts::parse(&format!("memory_kb={}\ncores={cores}\n", memory_gib << 20)).unwrap()
     }
 
     fn sized(inventory: &Inventory, name: &str, facts: Option<&Facts>) -> PostgresSizing {
@@ -375,7 +375,7 @@ mod tests {
     fn memory_is_counted_in_steps_so_a_few_megabytes_resize_nothing() {
         let inventory = inventory(&deployment("d", ""));
         let [a, b] = [4_028_416, 4_030_000].map(|kb| {
-            let facts = crate::facts::parse(&format!("memory_kb={kb}\ncores=2\n"));
+            let facts = crate::facts::parse(&format!("memory_kb={kb}\ncores=2\n")).unwrap();
             sized(&inventory, "d", Some(&facts))
         });
         assert_eq!(a, b);
@@ -451,7 +451,7 @@ mod tests {
             large.lines()[4],
             "max_worker_processes 16 (one per core: 16 cores assumed by profile large)"
         );
-        let no_memory = crate::facts::parse("cores=2\n");
+        let no_memory = crate::facts::parse("cores=2\n").unwrap();
         assert_eq!(sized(&inventory, "s", Some(&no_memory)), small);
     }
 
@@ -470,6 +470,6 @@ mod tests {
         assert!(report.contains("too little memory"), "{report}");
         assert!(report.contains("[deployments.NAME.placement]"), "{report}");
         assert!(check_memory(&inventory, "hs1", &host(4, 2)).is_ok());
-        assert!(check_memory(&inventory, "hs1", &crate::facts::parse("")).is_ok());
+        assert!(check_memory(&inventory, "hs1", &crate::facts::parse("").unwrap()).is_ok());
     }
 }

@@ -2,13 +2,16 @@
 //! hash), the image IDs, the health of every recorded listener and plugin check, the state
 //! of every container: what differs is named. Read-only, over one connection.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::apply::rollback::list;
-use crate::apply::{ApplyError, compose, step, unhealthy_services};
+use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::facts::{self, DeploymentQuery};
 use crate::generations::{BackupRun, Generation, Record};
 use crate::transport::Connection;
+use crate::transport::watch::Step;
 use crate::verify;
 
 /// What a deployment is, against its current generation.
@@ -47,6 +50,8 @@ struct Found<'a> {
     name: &'a str,
     dir: &'a str,
     current: Option<(Generation, Record)>,
+    /// The current generation's record cannot be used: why.
+    unreadable: Option<String>,
     pending: bool,
     backup_last: Option<BackupRun>,
     backup_good: Option<BackupRun>,
@@ -57,6 +62,9 @@ pub fn host_status(
     connection: &Connection,
     deployments: &[(String, String)],
 ) -> Result<Vec<DeploymentStatus>, ApplyError> {
+    // Every read is bounded as the facts of a plan are: a host whose script never ends
+    // (a FIFO planted as a record) fails at the deadline.
+    connection.begin(Step::Facts)?;
     let mut found = Vec::new();
     for (name, dir) in deployments {
         let listing = list(connection, dir)?;
@@ -66,6 +74,10 @@ pub fn host_status(
             current: listing
                 .current()
                 .and_then(|g| Some((g.clone(), g.record.clone().ok()?))),
+            unreadable: (listing.current()).and_then(|g| {
+                let why = g.record.as_ref().err()?;
+                Some(format!("generation {} cannot be used: {why}", g.number))
+            }),
             pending: listing.pending,
             backup_last: listing.backup_last,
             backup_good: listing.backup_good,
@@ -95,17 +107,15 @@ pub fn host_status(
         .collect();
     images.sort();
     images.dedup();
-    let facts = facts::parse(&step(
-        connection,
-        "gathering facts",
-        &facts::script(&queries, &images),
-    )?);
+    let facts = facts::gather(connection, &queries, &images)?;
+    connection.begin(Step::Health(Duration::ZERO))?;
 
     let mut out = Vec::new();
     for Found {
         name,
         dir,
         current,
+        unreadable,
         pending,
         backup_last,
         backup_good,
@@ -128,10 +138,10 @@ pub fn host_status(
             ));
         }
         let Some((generation, record)) = current else {
-            status.problems.push(
+            status.problems.push(unreadable.unwrap_or_else(|| {
                 "no generation recorded here (an apply that changes the deployment records one)"
-                    .into(),
-            );
+                    .into()
+            }));
             out.push(status);
             continue;
         };

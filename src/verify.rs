@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host_data::{ManagedPath, ServiceName};
 use crate::plugins::PluginCheck;
 use crate::render::CheckTarget;
 use crate::topology::{Endpoint, SOCKETS_DIR, Topology};
@@ -52,6 +53,41 @@ impl HealthTarget {
                 format!("http://127.0.0.1:{port}{path}")
             }
         }
+    }
+
+    /// Whether this target, read from a host's record, checks the deployment in
+    /// `deploy_dir` only: its directory is that one, its socket (if any) a plain file name
+    /// in the sockets directory, its service a service name. A record is the host's: a
+    /// target elsewhere would be connected to and counted healthy.
+    pub fn inside(&self, deploy_dir: &str) -> Result<(), String> {
+        let process = crate::text::one_line(&self.process);
+        if self.process.is_empty() || self.process.len() > 256 || process != self.process {
+            return Err(format!(
+                "the health check's process name `{process}` is not plain text"
+            ));
+        }
+        if self.deploy_dir != deploy_dir {
+            return Err(format!(
+                "the health check of {process} lies in {}, outside the deploy directory {deploy_dir}",
+                crate::text::one_line(&self.deploy_dir)
+            ));
+        }
+        if let Probe::Synapse(Endpoint::Unix { path }) = &self.probe {
+            let name = path
+                .strip_prefix(SOCKETS_DIR)
+                .and_then(|p| p.strip_prefix('/'));
+            if !name.is_some_and(|n| !n.contains('/') && ManagedPath::parse(n).is_ok()) {
+                return Err(format!(
+                    "the socket of {process}'s health check, {}, is not a file of the sockets directory",
+                    crate::text::one_line(path)
+                ));
+            }
+        }
+        if let Some(service) = &self.service {
+            ServiceName::parse(service)
+                .map_err(|why| format!("the service {} {why}", crate::text::one_line(service)))?;
+        }
+        Ok(())
     }
 
     /// The socket file of a Synapse listener on a UNIX socket, as [`Self::host_location`]

@@ -196,3 +196,41 @@ fn every_service_drops_its_capabilities_is_limited_and_only_nginx_publishes_a_po
         }
     }
 }
+
+#[test]
+fn with_acme_nginx_mounts_the_challenge_directory_and_the_installed_certificate_read_only() {
+    let (_dir, path) = common::inventory(
+        "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"h\"\n\
+[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n",
+    );
+    let out = render(&path);
+    let dir = compose_dirs(out.path()).pop().unwrap();
+    let merged = merged(&dir);
+    let mounts: Vec<(String, String, bool)> = merged["services"]["nginx"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let source = v["source"].as_str().unwrap();
+            let source = source.strip_prefix(dir.to_str().unwrap()).unwrap_or(source);
+            (
+                source.to_string(),
+                v["target"].as_str().unwrap().to_string(),
+                v["read_only"].as_bool().unwrap_or(false),
+            )
+        })
+        .filter(|(_, target, _)| target.contains("acme") || target.contains("tls"))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            (
+                "/acme-challenge".to_string(),
+                "/var/www/acme-challenge".to_string(),
+                true
+            ),
+            ("/tls".to_string(), "/etc/synprov-tls".to_string(), true),
+        ]
+    );
+    assert_eq!(nginx_ports(&path), ["443:8443", "80:8008", "8448:8448"]);
+}

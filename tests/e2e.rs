@@ -163,6 +163,31 @@ fn hardened_containers() {
     );
 }
 
+/// What `docker inspect` shows anyone in the docker group (environment, command,
+/// healthcheck, labels of every container) holds none of the deployment's secrets: Postgres
+/// reads its password from a file (`POSTGRES_PASSWORD_FILE`), Synapse from homeserver.yaml.
+fn no_secret_in_docker_inspect() {
+    let homeserver: serde_norway::Value =
+        serde_norway::from_str(&on_host("cat /opt/synapse/e2e/synapse/homeserver.yaml")).unwrap();
+    let secrets: Vec<&str> = [
+        &homeserver["database"]["args"]["password"],
+        &homeserver["registration_shared_secret"],
+        &homeserver["macaroon_secret_key"],
+        &homeserver["form_secret"],
+        &homeserver["worker_replication_secret"],
+    ]
+    .map(|v| v.as_str().expect("a secret of homeserver.yaml"))
+    .to_vec();
+    let inspect = on_host("cd /opt/synapse/e2e && docker inspect $(docker compose ps -q)");
+    assert!(inspect.contains("POSTGRES_PASSWORD_FILE"), "{inspect}");
+    for secret in secrets {
+        assert!(
+            !inspect.contains(secret),
+            "docker inspect shows a secret of homeserver.yaml"
+        );
+    }
+}
+
 /// Every target of the rendered Prometheus file answers with Prometheus' text format, from
 /// inside the stack's network (the targets are never published on the host).
 fn every_metrics_target_answers() {
@@ -255,7 +280,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     assert_eq!(
         on_host(
             "cd /opt/synapse/e2e && docker compose exec -T db sh -c \
-             'PGPASSWORD=\"$POSTGRES_PASSWORD\" exec psql -h /sockets -U \"$POSTGRES_USER\" \
+             'PGPASSWORD=\"$(cat \"$POSTGRES_PASSWORD_FILE\")\" exec psql -h /sockets -U \"$POSTGRES_USER\" \
              -d \"$POSTGRES_DB\" -tAc \"SHOW shared_buffers\"'"
         ),
         planned_buffers,
@@ -263,6 +288,7 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
     );
 
     hardened_containers();
+    no_secret_in_docker_inspect();
     every_metrics_target_answers();
 
     // A client conversation through Nginx.
@@ -524,6 +550,20 @@ fn synapse_starts() -> std::collections::BTreeMap<String, (u128, String)> {
         .collect()
 }
 
+/// The two figures of `MARK 12.3 of 590.0 MB` in the line of `out` that holds `mark`.
+fn megabytes_of(out: &str, mark: &str) -> (f64, f64) {
+    let line = out
+        .lines()
+        .find(|l| l.contains(mark))
+        .unwrap_or_else(|| panic!("no line with {mark:?}: {out}"));
+    let words: Vec<&str> = line.split_once(mark).unwrap().1.split(' ').collect();
+    let figures = match words.as_slice() {
+        [sent, "of", of, "MB", ..] => sent.parse().ok().zip(of.parse().ok()),
+        _ => None,
+    };
+    figures.unwrap_or_else(|| panic!("no `X of Y MB` after {mark:?}: {line}"))
+}
+
 /// A Synapse upgrade: refused before anything is touched when the new image refuses the
 /// config; then done in Synapse's order (database dumped, main healthy on the new image
 /// before any worker starts); then undone with the database as it was before.
@@ -532,9 +572,11 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
     first: &Path,
     secret: &str,
 ) {
+    // One small layer on the running image: only that layer goes to the host.
     common::bed::build_image(
         NEXT,
-        "FROM synprov/synapse:1.163\nLABEL org.opencontainers.image.version=1.163.2-next\n",
+        "FROM synprov/synapse:1.163\nRUN echo 1.163.2-next > /synprov-next\n\
+         LABEL org.opencontainers.image.version=1.163.2-next\n",
     );
     let base = format!("http://{HOST_IP}:8008");
     let next = dir.join("next.toml");
@@ -562,10 +604,21 @@ fn upgrade_in_the_order_synapse_requires_and_back_with_the_database(
         )),
         "{out}"
     );
+    let (sent, size) = megabytes_of(&out, &format!("+ load image {NEXT}: "));
+    assert!(
+        sent * 10.0 < size && out.contains("MB to send (layers the host has are skipped)"),
+        "the plan sends the new layer alone: {out}"
+    );
 
     let before = synapse_starts();
     let (code, out) = synprov_run(dir, &["apply"], &refused);
     assert_eq!(code, 1, "{out}");
+    // The image goes before the config check refuses it: the new layer alone.
+    let (sent, of) = megabytes_of(&out, &format!("loading image {NEXT}: "));
+    assert!(
+        sent * 10.0 < of && of >= size,
+        "{sent} MB of {of} MB sent, the image is {size} MB: {out}"
+    );
     assert!(
         out.contains("refuses the new config; nothing was changed")
             && out.contains("event_cache_size"),

@@ -673,3 +673,316 @@ fn a_retention_that_keeps_nothing_is_refused() {
     ));
     assert_mentions(&stderr, &["inventory.toml:13:9", "keeps none", "daily = 7"]);
 }
+
+const ACME: &str = "[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n\
+[deployments.d.tls]\n[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
+
+#[test]
+fn acme_settings_are_refused_where_they_are_written_with_the_fix() {
+    for (extra, line, needles) in [
+        (
+            "directory = \"http://ca.example/dir\"\n",
+            10,
+            &["invalid ACME directory", "an https URL", "\"staging\""][..],
+        ),
+        (
+            "key_type = \"ed25519\"\n",
+            10,
+            &["invalid ACME key_type", "ec256, ec384, rsa2048"],
+        ),
+        (
+            "names = [\"*.example.org\", \"example.org\"]\n",
+            10,
+            &["a wildcard name needs DNS-01"],
+        ),
+        (
+            "names = [\"matrix.example.org\"]\n",
+            10,
+            &[
+                "no name is valid for example.org",
+                "add \"example.org\" to `names`",
+            ],
+        ),
+        (
+            "dns_credentials = \"dns.env\"\n",
+            10,
+            &["dns_credentials without dns_provider"],
+        ),
+        (
+            "dns_provider = \"manual\"\n",
+            10,
+            &["invalid dns_provider", "runs unattended"],
+        ),
+        (
+            "ca_bundle = \"ca.pem\"\n",
+            10,
+            &[
+                "ACME ca_bundle: cannot read",
+                "ca.pem",
+                "unusable ACME ca_bundle",
+            ],
+        ),
+    ] {
+        let stderr = render_fails(&format!("{HOST}{ACME}{extra}"));
+        assert_mentions(&stderr, &[&format!("inventory.toml:{line}:")]);
+        assert_mentions(&stderr, needles);
+    }
+    let stderr = render_fails(&format!("{HOST}{ACME}").replace("admin@", "admin "));
+    assert_mentions(&stderr, &["inventory.toml:9:", "invalid ACME email"]);
+}
+
+#[test]
+fn dns_credentials_that_are_not_env_lines_are_refused_without_showing_a_value() {
+    let stderr = render_fails_beside(
+        &format!("{HOST}{ACME}dns_provider = \"cloudflare\"\ndns_credentials = \"dns.env\"\n"),
+        &[("dns.env", "CF_DNS_API_TOKEN=ok\ncf_zone_token=s3cr3t\n")],
+    );
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:11:",
+            "dns_credentials:",
+            "line 2: a variable's name",
+        ],
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}
+
+#[test]
+fn a_tls_table_needs_exactly_one_certificate_source() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.tls]\nfederation = \"8448\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "says nowhere where the certificate comes from",
+            "[deployments.NAME.tls.acme]",
+        ],
+    );
+    let stderr = render_fails(&format!("{HOST}{ACME}").replace(
+        "[deployments.d.tls]\n",
+        "[deployments.d.tls]\ncertificate = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:10:", "both certificate files and `acme`"],
+    );
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.tls]\ncertificate = \"fullchain.pem\"\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:8:", "`certificate` and `key` go together"],
+    );
+}
+
+#[test]
+fn apply_refuses_an_acme_deployment_before_connecting_while_it_cannot_issue() {
+    let (dir, path) = inventory(&format!("{HOST}{ACME}"));
+    let output = synprov(dir.path())
+        .arg("apply")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "deployment `d` takes its certificate from an ACME CA",
+            "`certificate` and `key` files",
+        ],
+    );
+    assert!(
+        !stderr.contains("203.0.113.10"),
+        "nothing was reached: {stderr}"
+    );
+}
+
+#[test]
+fn check_shows_the_acme_names_and_ca() {
+    let (dir, path) = inventory(&format!("{HOST}{ACME}directory = \"staging\"\n"));
+    let output = synprov(dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("HTTP on 80 redirected; certificate for example.org from https://acme-staging-v02.api.letsencrypt.org/directory, renewed on the host"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_inventory_that_deploys_nothing_is_refused() {
+    for (text, location) in [
+        ("", "inventory.toml:1:1"),
+        ("# only a comment\n\n# and another\n", "inventory.toml:1:1"),
+        (HOST, "inventory.toml:1:1"),
+        (
+            "# hosts, no deployment\n[defaults]\nuser = \"root\"\n\n[hosts.hs1]\naddress = \"203.0.113.10\"\n",
+            "inventory.toml:5:1",
+        ),
+    ] {
+        let stderr = render_fails(text);
+        assert_mentions(
+            &stderr,
+            &[
+                location,
+                "the inventory deploys nothing",
+                "[deployments.NAME]",
+                "server_name = \"example.org\"",
+            ],
+        );
+        let (dir, path) = inventory(text);
+        let check = synprov(dir.path())
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(1), "check refuses {text:?} too");
+    }
+}
+
+#[test]
+fn an_empty_path_where_a_file_is_meant_is_refused_naming_its_key() {
+    let stderr = render_fails(&deployment("", "").replace(
+        "address = \"203.0.113.10\"\n",
+        "address = \"203.0.113.10\"\nidentity_file = \"\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:3:17",
+            "`identity_file` is an empty path",
+            "empty path",
+        ],
+    );
+    let stderr = render_fails(&format!(
+        "[defaults]\nidentity_file = \" \"\n{}",
+        deployment("", "")
+    ));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:2:17", "`identity_file` is an empty path"],
+    );
+    for (tls, location, key) in [
+        (
+            "certificate = \"\"\nkey = \"privkey.pem\"\n",
+            "inventory.toml:8:15",
+            "certificate",
+        ),
+        (
+            "certificate = \"fullchain.pem\"\nkey = \"\"\n",
+            "inventory.toml:9:7",
+            "key",
+        ),
+    ] {
+        let stderr = render_fails(&format!(
+            "{HOST}[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.tls]\n{tls}"
+        ));
+        assert_mentions(
+            &stderr,
+            &[
+                location,
+                &format!("`{key}` is an empty path"),
+                "relative to the inventory's directory",
+            ],
+        );
+    }
+    let stderr = render_fails(&deployment("", "[[plugins]]\npath = \"\"\n"));
+    assert_mentions(&stderr, &["inventory.toml:9:8", "`path` is an empty path"]);
+}
+
+#[test]
+fn two_server_names_equal_but_for_case_are_one_homeserver() {
+    let stderr = render_fails(&format!(
+        "{HOST}[deployments.a]\nserver_name = \"example.org\"\nhost = \"hs1\"\n\n[deployments.b]\nserver_name = \"Example.ORG\"\nhost = \"hs1\"\ndeploy_dir = \"/opt/b\"\n[deployments.b.nginx]\nhttp_port = 8009\n"
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:9:15",
+            "server_name `Example.ORG` is already used by deployment `a` (as `example.org`",
+            "without regard to case",
+            "its own server_name",
+        ],
+    );
+}
+
+#[test]
+fn a_server_name_of_numeric_labels_that_is_no_ip_address_is_refused() {
+    for name in ["1.2.3", "123", "123:8448", "1.2.3.4.5", "example.0x7f"] {
+        let stderr = render_fails(&format!(
+            "{HOST}[deployments.d]\nserver_name = \"{name}\"\nhost = \"hs1\"\n"
+        ));
+        assert_mentions(
+            &stderr,
+            &[
+                "inventory.toml:5:15",
+                &format!("invalid server_name `{name}`"),
+                "it is not an IPv4 address",
+            ],
+        );
+    }
+    let stderr = render_fails(&deployment("", "").replace("\"203.0.113.10\"", "\"203.0.113\""));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:2:11", "invalid address `203.0.113`"],
+    );
+}
+
+#[test]
+fn a_public_baseurl_its_readers_would_read_differently_is_refused() {
+    for (url, why) in [
+        ("https://example.org/a b/", "its path holds ' '"),
+        ("https://example.org/{a}/", "its path holds '{'"),
+        ("https://example.org/a;b/", "its path holds ';'"),
+        ("https://example.org/a\\\\b/", "its path holds '\\\\'"),
+        ("https://example.org/a'b/", "its path holds '\\''"),
+        ("https://example.org/%2e%2e/", "percent escape"),
+        ("https://example.org/a/../", "segment"),
+        ("https://user@example.org/", "user name or password"),
+        ("https://example.org/?a=1", "query"),
+        (
+            "https://bücher.example/",
+            "write `xn--bcher-kva.example` instead",
+        ),
+        ("https://example.org/ü/", "its path holds 'ü'"),
+        ("https://1.2.3/", "its last part is a number"),
+    ] {
+        let stderr = render_fails(&deployment(&format!("public_baseurl = \"{url}\""), ""));
+        assert_mentions(
+            &stderr,
+            &["inventory.toml:7:18", "invalid public_baseurl", why],
+        );
+    }
+}
+
+#[test]
+fn an_empty_table_in_homeserver_is_refused_naming_its_key() {
+    for (setting, key) in [
+        ("listeners = {}", "listeners"),
+        ("[deployments.d.homeserver.database.args]", "database.args"),
+        (
+            "oidc_providers = [{ idp_id = \"x\" }, {}]",
+            "oidc_providers[1]",
+        ),
+    ] {
+        let stderr = render_fails(&deployment(
+            &format!("[deployments.d.homeserver]\nmax_upload_size = \"10M\"\n{setting}"),
+            "",
+        ));
+        assert_mentions(
+            &stderr,
+            &[
+                "inventory.toml:7:",
+                &format!("homeserver setting `{key}` cannot be used: an empty table"),
+                "remove it",
+            ],
+        );
+    }
+}

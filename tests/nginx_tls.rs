@@ -203,6 +203,8 @@ fn gixy_finds_nothing_of_high_severity_in_either_variant() {
         let high = gixy_high(&staged(&path));
         assert!(high.is_empty(), "{tls}: {high:#?}");
     }
+    let (_dir, acme) = common::inventory(ACME_INVENTORY);
+    assert!(gixy_high(&staged(&acme)).is_empty(), "ACME");
     let plain = staged(&common::root().join("inventory/example.toml"));
     assert!(gixy_high(&plain).is_empty(), "plain HTTP");
 
@@ -218,5 +220,54 @@ fn gixy_finds_nothing_of_high_severity_in_either_variant() {
     assert!(
         high.iter().any(|f| f.starts_with("\"alias_traversal\"")),
         "{high:?}"
+    );
+}
+
+/// A deployment of example.org whose certificate comes from Let's Encrypt.
+const ACME_INVENTORY: &str = "[hosts.h]\naddress = \"192.0.2.1\"\n[deployments.d]\n\
+server_name = \"example.org\"\nhost = \"h\"\n[deployments.d.tls]\nfederation = \"well-known\"\n\
+[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
+
+#[test]
+fn in_acme_mode_port_80_serves_the_challenge_and_https_the_certificate_the_renewal_installed() {
+    let (_dir, path) = common::inventory(ACME_INVENTORY);
+    let ca = TestCa::new("synprov test CA");
+    let (cert, key) = ca.issue(&["example.org"]);
+    let bed = NginxBed::start_with(&path, |base| {
+        std::fs::write(base.join("tls/certificate.pem"), &cert).unwrap();
+        std::fs::write(base.join("tls/key.pem"), &key).unwrap();
+        let tokens = base.join("acme-challenge/.well-known/acme-challenge");
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::write(tokens.join("t0ken_-x"), "t0ken_-x.thumbprint").unwrap();
+    });
+
+    let token = bed.request("GET", "/.well-known/acme-challenge/t0ken_-x");
+    assert_eq!(token.status, 200, "{token:?}");
+    assert_eq!(token.body, "t0ken_-x.thumbprint");
+    assert_eq!(
+        token
+            .response_headers
+            .get("content-type")
+            .map(String::as_str),
+        Some("text/plain")
+    );
+    assert_eq!(
+        bed.request("GET", "/.well-known/acme-challenge/missing")
+            .status,
+        404,
+        "an unknown token is not redirected"
+    );
+    let redirect = bed.request("GET", "/_matrix/client/versions");
+    assert_eq!(redirect.status, 301, "{redirect:?}");
+    assert_eq!(bed.request("GET", "/health").status, 200);
+
+    let pem = ca.pem();
+    let server = bed.request_tls(8443, &pem, "GET", "/.well-known/matrix/server");
+    assert_eq!(server.status, 200, "HTTPS with the installed certificate");
+    assert_eq!(
+        bed.request_tls(8443, &pem, "GET", "/.well-known/acme-challenge/t0ken_-x")
+            .status,
+        404,
+        "tokens are served over plain HTTP only"
     );
 }

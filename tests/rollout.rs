@@ -149,7 +149,7 @@ fn limit_picks_hosts_or_groups_and_json_reports_every_event() {
     assert!(
         finished
             .iter()
-            .all(|e| e["status"] == "ok" && e["changes"] == 32),
+            .all(|e| e["status"] == "ok" && e["changes"] == 33),
         "{finished:?}"
     );
     assert!(
@@ -170,7 +170,7 @@ fn limit_picks_hosts_or_groups_and_json_reports_every_event() {
                 && e["host"] == "hs3"
                 && e["step"]
                     .as_str()
-                    .is_some_and(|s| s.ends_with("writing 32 file(s)"))
+                    .is_some_and(|s| s.ends_with("writing 33 file(s)"))
         })
         .unwrap_or_else(|| panic!("no step_done for the files: {events:?}"));
     assert!(writing["seconds"].as_f64().is_some_and(|s| s >= 0.0));

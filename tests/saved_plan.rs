@@ -318,3 +318,152 @@ fn show_prints_a_saved_plan_as_plan_did_and_as_json() {
 
     hosts.fails_saying(&["show", "fleet.toml"], "fleet.toml is not a synprov plan");
 }
+
+/// `path` made a FIFO.
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_plan_file_that_is_a_fifo_a_device_or_huge_is_refused_without_reading_it() {
+    let hosts = Hosts::start();
+    mkfifo(&hosts.dir.path().join("fifo.plan"));
+    // Sparse: a terabyte on paper, refused by its size before a byte is read.
+    let huge = std::fs::File::create(hosts.dir.path().join("huge.plan")).unwrap();
+    huge.set_len(1 << 40).unwrap();
+    for command in ["show", "apply"] {
+        for (plan, why) in [
+            ("fifo.plan", "it is not a regular file"),
+            ("/dev/zero", "it is not a regular file"),
+            (
+                "huge.plan",
+                "it is 1099511627776 bytes, more than the limit of 16777216",
+            ),
+        ] {
+            hosts.fails_saying(&[command, plan], &format!("cannot read {plan}: {why}"));
+        }
+    }
+}
+
+/// The saved plan's JSON, changed by `edit`, written back.
+fn edit_plan(hosts: &Hosts, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hosts.plan()).unwrap()).unwrap();
+    edit(&mut plan);
+    std::fs::write(hosts.plan(), plan.to_string()).unwrap();
+}
+
+#[test]
+fn a_plan_naming_a_fifo_or_a_device_as_its_inventory_is_refused_without_reading_it() {
+    let hosts = Hosts::start();
+    hosts.save_plan();
+    let fifo = hosts.dir.path().join("fifo.toml");
+    mkfifo(&fifo);
+    for inventory in [fifo.as_path(), Path::new("/dev/zero")] {
+        edit_plan(&hosts, |plan| {
+            plan["inventory"] = inventory.to_str().unwrap().into()
+        });
+        hosts.fails_saying(
+            &["apply", "fleet.plan"],
+            &format!(
+                "cannot read inventory {}: it is not a regular file",
+                inventory.display()
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_plan_with_a_line_break_or_an_escape_in_a_name_is_refused_and_never_printed() {
+    let hosts = Hosts::start();
+    hosts.save_plan();
+    edit_plan(&hosts, |plan| {
+        plan["hosts"][1]["host"] = "hs2\nhost hs9: no changes\x1b[2J".into();
+    });
+    for command in ["show", "apply"] {
+        let said = hosts.fails_saying(
+            &[command, "fleet.plan"],
+            "fleet.plan is not a synprov plan: hosts[1].host holds the control character U+000A",
+        );
+        assert!(!said.contains("hs9") && !said.contains('\x1b'), "{said:?}");
+    }
+    hosts.save_plan();
+    edit_plan(&hosts, |plan| {
+        plan["inventory_sha256"] = "not a hash".into();
+    });
+    hosts.fails_saying(
+        &["show", "fleet.plan"],
+        "fleet.plan is not a synprov plan: its inventory_sha256 is not a SHA-256",
+    );
+}
+
+#[test]
+fn a_plan_made_with_roles_names_them_and_is_applied_with_those_templates_only() {
+    let hosts = Hosts::start();
+    let roles = hosts.dir.path().join("roles");
+    let template = roles.join("synapse/templates/homeserver.yaml.hbs");
+    std::fs::create_dir_all(template.parent().unwrap()).unwrap();
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("roles/synapse/templates/homeserver.yaml.hbs"),
+    )
+    .unwrap();
+    std::fs::write(&template, format!("# reviewed\n{builtin}")).unwrap();
+    let made = hosts.synprov(&[
+        "plan",
+        "--files-only",
+        "--roles",
+        "roles",
+        "--out",
+        "fleet.plan",
+        "fleet.toml",
+    ]);
+    assert_eq!(made.status.code(), Some(2), "{}", text(&made));
+    let roles_abs = roles.canonicalize().unwrap();
+    let show = hosts.synprov(&["show", "fleet.plan"]);
+    assert!(
+        text(&show).contains(&format!(
+            ", templates of --roles {} (sha256 ",
+            roles_abs.display()
+        )),
+        "{}",
+        text(&show)
+    );
+
+    // Without them, or with other ones: refused, nothing written.
+    hosts.fails_saying(
+        &["apply", "fleet.plan"],
+        &format!(
+            "fleet.plan was made with the templates of {} (sha256 ",
+            roles_abs.display()
+        ),
+    );
+    std::fs::write(&template, format!("# changed after review\n{builtin}")).unwrap();
+    hosts.fails_saying(
+        &["apply", "fleet.plan", "--roles", "roles"],
+        "are not those fleet.plan was made with (sha256 ",
+    );
+    assert!(hosts.homeserver_text(1).is_empty(), "nothing applied");
+
+    // With the templates reviewed: applied.
+    std::fs::write(&template, format!("# reviewed\n{builtin}")).unwrap();
+    let apply = hosts.synprov(&["apply", "fleet.plan", "--roles", "roles"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert!(hosts.homeserver_text(1).starts_with("# reviewed\n"));
+
+    // A plan of the built-in templates is not applied with others.
+    hosts.save_plan();
+    let show = hosts.synprov(&["show", "fleet.plan"]);
+    assert!(
+        text(&show).contains(", built-in templates"),
+        "{}",
+        text(&show)
+    );
+    hosts.fails_saying(
+        &["apply", "fleet.plan", "--roles", "roles"],
+        "fleet.plan was made with the built-in templates, and --roles roles replaces some",
+    );
+}

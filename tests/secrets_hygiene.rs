@@ -156,6 +156,41 @@ fn a_padded_or_short_master_key_in_the_environment_is_refused() {
 }
 
 #[test]
+fn a_guessable_master_key_is_refused_saying_how_to_make_a_good_one() {
+    let (dir, path) = inventory(ONE_HOST);
+    for key in [
+        "x".repeat(40),
+        "abcdefghijklmnopqrstuvwxyz0123456789".into(),
+    ] {
+        let output = render_with_key(dir.path(), &path, Some(key.clone().into()));
+        assert_eq!(output.status.code(), Some(1), "{key:?}");
+        let stderr = stderr(&output);
+        assert!(
+            stderr.contains("SYNPROV_MASTER_KEY is set but unusable: it is guessable"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("openssl rand -base64 32"), "{stderr}");
+        assert!(!stderr.contains(&key), "the key is never printed: {stderr}");
+    }
+    // A key file holding a short word over and over.
+    let file = dir.path().join("inventory.master-key");
+    fs::write(&file, "hunter2-".repeat(8) + "\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let output = render_with_key(dir.path(), &path, None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is unusable: it is guessable: it repeats the same 8 characters"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("hunter2"),
+        "the key is never printed"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is rendered");
+}
+
+#[test]
 fn two_fresh_installs_derive_different_secrets_and_signing_keys() {
     let rendered: Vec<(String, String)> = (0..2)
         .map(|_| {
@@ -355,5 +390,100 @@ fn a_tls_key_is_written_0600_and_a_renewed_one_is_never_shown_and_only_reloads_n
         for line in key.lines().filter(|l| !l.starts_with("-----")) {
             assert!(!shown.contains(line), "a key line is shown:\n{shown}");
         }
+    }
+}
+
+/// Every secret the test key derives for `server_name`, the TURN plugin's among them.
+fn derived_secrets(server_name: &str) -> Vec<String> {
+    let key = synprov::secrets::MasterKey::from_text(common::TEST_KEY).unwrap();
+    let mut all: Vec<String> = key
+        .secrets_for(server_name)
+        .all()
+        .iter()
+        .map(|s| s.expose().to_string())
+        .collect();
+    all.push(
+        key.derive(server_name, "plugin/turn/turn_shared_secret")
+            .expose()
+            .to_string(),
+    );
+    all
+}
+
+/// The env files a Compose service reads (`env_file`, a path or a list).
+fn env_files(service: &Value) -> Vec<String> {
+    match &service["env_file"] {
+        Value::Sequence(list) => list
+            .iter()
+            .filter_map(|e| e.get("path").unwrap_or(e).as_str().map(String::from))
+            .collect(),
+        Value::String(path) => vec![path.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn no_secret_reaches_a_container_as_an_environment_value() {
+    // The guide's single host, a spread deployment, and the demo with the TURN plugin (whose
+    // coturn service has a derived secret).
+    for (inventory, server_name) in [
+        ("inventory/example.toml", "example.org"),
+        ("inventory/spread.toml", "big.example"),
+        ("inventory/demo.toml", "demo.example"),
+    ] {
+        let out = render(&root().join(inventory));
+        let secrets = derived_secrets(server_name);
+        let mut deployments = 0;
+        for host in fs::read_dir(out.path()).unwrap() {
+            for dir in fs::read_dir(host.unwrap().path()).unwrap() {
+                let dir = dir.unwrap().path();
+                deployments += 1;
+                let compose_text = fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+                let compose: Value = serde_norway::from_str(&compose_text).unwrap();
+                // Environment, command, healthcheck, labels: all of the compose file is what
+                // `docker inspect` shows, so none of it may hold a secret.
+                let mut env_texts = vec![("docker-compose.yml".to_string(), compose_text)];
+                let mut read = vec![".env".to_string()];
+                for (_, service) in compose["services"].as_mapping().unwrap() {
+                    read.extend(env_files(service));
+                }
+                for file in read {
+                    let text = fs::read_to_string(dir.join(&file)).unwrap();
+                    env_texts.push((file, text));
+                }
+                for (file, text) in &env_texts {
+                    for secret in &secrets {
+                        assert!(
+                            !text.contains(secret.as_str()),
+                            "{inventory}: {} holds a secret the container's environment would show",
+                            dir.join(file).display()
+                        );
+                    }
+                }
+                if dir.join(".postgres.env").exists() {
+                    let env = fs::read_to_string(dir.join(".postgres.env")).unwrap();
+                    assert!(
+                        env.contains("\nPOSTGRES_PASSWORD_FILE=/etc/postgresql/password\n"),
+                        "{env}"
+                    );
+                    let password = dir.join("postgres/password");
+                    assert_eq!(mode(&password), 0o600);
+                    let hs = yaml(&dir.join("synapse/homeserver.yaml"));
+                    assert_eq!(
+                        fs::read_to_string(&password).unwrap(),
+                        format!("{}\n", hs["database"]["args"]["password"].as_str().unwrap()),
+                        "Postgres and Synapse share one password"
+                    );
+                    assert!(
+                        compose["services"]["db"]["volumes"]
+                            .as_sequence()
+                            .unwrap()
+                            .contains(&Value::from("./postgres:/etc/postgresql:ro")),
+                        "the password file is mounted read-only"
+                    );
+                }
+            }
+        }
+        assert!(deployments > 0, "{inventory} rendered nothing");
     }
 }

@@ -11,6 +11,7 @@ use std::process::Output;
 
 use common::files;
 use common::sshd::{Sshd, deployed};
+use synprov::apply::images::SavedImages;
 use synprov::generations::Origin;
 use synprov::inventory;
 use synprov::transport::Locking;
@@ -62,7 +63,7 @@ fn key_auth_plan_then_apply_then_a_second_apply_changes_nothing() {
             .iter()
             .filter(|f| !f.starts_with(".synprov"))
             .count(),
-        32
+        33
     );
     let before = snapshot(&deploy);
 
@@ -117,6 +118,41 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
     let dry = sshd.run(&["apply", "--dry-run"], &inventory);
     assert_eq!(dry.status.code(), Some(2));
     assert_eq!(snapshot(&deploy), before, "a dry run changed nothing");
+}
+
+#[test]
+fn plan_names_the_size_of_a_file_too_large_to_diff_and_fetches_it_no_more() {
+    let (sshd, deploy, inventory) = deployed();
+    let homeserver = deploy.join("synapse/homeserver.yaml");
+    let log_config = deploy.join("synapse/log.config");
+    let rendered = std::fs::read_to_string(&homeserver).unwrap().len();
+    // 200,000 distinct lines (2.6 MB), and a file one byte over the 1 MiB limit.
+    let lines: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&homeserver, &lines).unwrap();
+    let over_limit = std::fs::read_dir(&log_config)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log_rendered = std::fs::read_to_string(&over_limit).unwrap().len();
+    std::fs::write(&over_limit, "x".repeat((1 << 20) + 1)).unwrap();
+
+    let plan = sshd.run(&["plan"], &inventory);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    for expected in [
+        format!(
+            "(changed, {} bytes on the host, {rendered} bytes now: diff omitted above 1048576 bytes)",
+            lines.len()
+        ),
+        format!(
+            "(changed, 1048577 bytes on the host, {log_rendered} bytes now: diff omitted above 1048576 bytes)"
+        ),
+    ] {
+        assert!(out.contains(&expected), "{expected} in:\n{out}");
+    }
+    assert!(!out.contains("line 1") && !out.contains("xxx"), "{out}");
 }
 
 #[test]
@@ -198,8 +234,14 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let host_files = common::render_hosts(&inventory, Some("loop"));
     let connection = sshd.connect(&changed);
     let facts = synprov::apply::gather(&connection, &host_files[0], &BTreeMap::new()).unwrap();
-    let prepared =
-        synprov::apply::prepare(&connection, &host_files[0], facts, &BTreeMap::new()).unwrap();
+    let prepared = synprov::apply::prepare(
+        &connection,
+        &host_files[0],
+        facts,
+        &BTreeMap::new(),
+        &SavedImages::not_sent(),
+    )
+    .unwrap();
     let plan = &prepared.plan.deployments[0];
     assert!(
         plan.changes.len() >= 4,

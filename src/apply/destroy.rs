@@ -86,14 +86,7 @@ pub struct Removal {
 pub fn removal(manifest: &[String], keep_existing: &BTreeSet<String>) -> Removal {
     let mut out = Removal::default();
     for path in manifest {
-        let inside = !path.is_empty()
-            && !path.starts_with('/')
-            && path.split('/').all(|part| !matches!(part, "" | "." | ".."));
-        let in_data = KEPT_DATA
-            .iter()
-            .any(|d| path == d || path.starts_with(&format!("{d}/")))
-            || path.starts_with(".synprov/");
-        if !inside || in_data {
+        if !crate::host_data::ManagedPath::parse(path).is_ok_and(|p| !p.in_data()) {
             continue;
         }
         if keep_existing.contains(path) || path.ends_with(".signing.key") {

@@ -149,19 +149,55 @@ pub struct Fetch<'a> {
     pub paths: Vec<&'a str>,
 }
 
+/// The largest file whose contents are fetched for a diff: past it, the host sends its size
+/// alone and the plan shows the file as changed with its size, without a diff. A file
+/// synprov renders is far smaller; a bigger one on a host is not read into memory whole.
+pub const MAX_DIFF_BYTES: u64 = 1 << 20;
+
+/// The largest copy of a file a rollback reads back from a generation: the largest a
+/// rendered file can be (an inventory's `homeserver` table is at most
+/// [`crate::inventory::MAX_INVENTORY_BYTES`]).
+pub const MAX_COPY_BYTES: u64 = crate::inventory::MAX_INVENTORY_BYTES;
+
+/// A file as [`fetch_script`] read it from a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Text(String),
+    /// Larger than the fetch's limit: only its size was sent.
+    TooLarge {
+        bytes: u64,
+    },
+}
+
+impl Fetched {
+    /// The contents, when they were sent.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Fetched::Text(text) => Some(text),
+            Fetched::TooLarge { .. } => None,
+        }
+    }
+}
+
 /// Prints the current contents of the files of `fetches`, for the diff: a `### N` line
 /// before the files of the `N`th, then for each file present a `=== ` line with its path
-/// and its contents, both base64 (so that no path or contents can pass for a marker).
-/// Only regular files are read, never through a link ([`crate::confine`]): a refusal ends
-/// the script with the guard's status, 77.
-pub fn fetch_script(fetches: &[Fetch]) -> Script {
-    let mut s = Script::new();
+/// and its contents, both base64 (so that no path or contents can pass for a marker). A
+/// file over `limit` bytes is not sent: a `size N` line stands for it (never a line of
+/// base64, which holds no space), and however it grows meanwhile, no more than `limit` + 1
+/// of its bytes are read. Only regular files are read, never through a link
+/// ([`crate::confine`]): a refusal ends the script with the guard's status, 77.
+pub fn fetch_script(fetches: &[Fetch], limit: u64) -> Script {
+    let mut s = sh!(
+        "synprov_fetch() {\nn=$(($(wc -c < \"$1\")))\nif [ \"$n\" -gt {} ]; then echo \"size $n\"; else head -c {} < \"$1\" | base64; fi\n}\n",
+        limit.to_string(),
+        (limit + 1).to_string()
+    );
     for (index, fetch) in fetches.iter().enumerate() {
         s.push(sh!("echo {}\n(\n", format!("### {index}")));
         s.push(confine::enter_if_present(fetch.dir));
         for path in &fetch.paths {
             s.push(sh!(
-                "{} && { echo {}; base64 < {}; }\n",
+                "{} && { echo {}; synprov_fetch {}; }\n",
                 confine::regular(path),
                 format!("=== {}", STANDARD.encode(path)),
                 path
@@ -173,20 +209,28 @@ pub fn fetch_script(fetches: &[Fetch]) -> Script {
     s
 }
 
-/// Reads `fetch_script`'s output: the contents by path, by index of the fetch. Anything
+/// Reads `fetch_script`'s output: the contents by path, by index of the fetch; a file the
+/// host sent more than `limit` bytes of, or only a size, is [`Fetched::TooLarge`]. Anything
 /// else in it (a host's noise, broken base64) is skipped.
-pub fn parse_fetch(output: &str) -> BTreeMap<usize, BTreeMap<String, String>> {
-    let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
+pub fn parse_fetch(output: &str, limit: u64) -> BTreeMap<usize, BTreeMap<String, Fetched>> {
+    let mut out: BTreeMap<usize, BTreeMap<String, Fetched>> = BTreeMap::new();
     let mut section: Option<usize> = None;
-    let mut current: Option<(String, String)> = None;
-    let mut finish = |section: Option<usize>, entry: Option<(String, String)>| {
-        if let (Some(index), Some((path, data))) = (section, entry)
-            && let Ok(bytes) = STANDARD.decode(data.as_bytes())
-        {
-            out.entry(index)
-                .or_default()
-                .insert(path, String::from_utf8_lossy(&bytes).into_owned());
-        }
+    let mut current: Option<(String, String, Option<u64>)> = None;
+    let mut finish = |section: Option<usize>, entry: Option<(String, String, Option<u64>)>| {
+        let (Some(index), Some((path, data, size))) = (section, entry) else {
+            return;
+        };
+        let fetched = match size {
+            Some(bytes) => Fetched::TooLarge { bytes },
+            None => match STANDARD.decode(data.as_bytes()) {
+                Ok(bytes) if bytes.len() as u64 > limit => Fetched::TooLarge {
+                    bytes: bytes.len() as u64,
+                },
+                Ok(bytes) => Fetched::Text(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(_) => return,
+            },
+        };
+        out.entry(index).or_default().insert(path, fetched);
     };
     for line in output.lines() {
         if let Some(index) = line.strip_prefix("### ") {
@@ -194,12 +238,18 @@ pub fn parse_fetch(output: &str) -> BTreeMap<usize, BTreeMap<String, String>> {
             section = index.trim().parse().ok();
         } else if let Some(path) = line.strip_prefix("=== ") {
             finish(section, current.take());
-            current = STANDARD
-                .decode(path.trim())
-                .ok()
-                .map(|p| (String::from_utf8_lossy(&p).into_owned(), String::new()));
-        } else if let Some((_, data)) = current.as_mut() {
-            data.push_str(line.trim());
+            current = STANDARD.decode(path.trim()).ok().map(|p| {
+                (
+                    String::from_utf8_lossy(&p).into_owned(),
+                    String::new(),
+                    None,
+                )
+            });
+        } else if let Some((_, data, size)) = current.as_mut() {
+            match line.strip_prefix("size ") {
+                Some(bytes) => *size = bytes.trim().parse().ok().filter(|&n| n > limit),
+                None => data.push_str(line.trim()),
+            }
         }
     }
     finish(section, current);
@@ -540,13 +590,13 @@ mod tests {
                 dir: dir_text,
                 paths: vec!["a.yaml", "synapse/homeserver.yaml"],
             };
-            let out = run(&fetch_script(&[fetch]), base.path(), None);
+            let out = run(&fetch_script(&[fetch], MAX_DIFF_BYTES), base.path(), None);
             if link.starts_with("synapse") {
                 assert_eq!(out.status.code(), Some(crate::confine::REFUSED), "{link}");
             } else {
                 assert!(out.status.success(), "{link}: the fetch does not go there");
             }
-            let printed = parse_fetch(&String::from_utf8_lossy(&out.stdout));
+            let printed = parse_fetch(&String::from_utf8_lossy(&out.stdout), MAX_DIFF_BYTES);
             assert!(
                 !format!("{printed:?}").contains(CANARY_TEXT.trim()),
                 "{link}: {printed:?}"
@@ -562,12 +612,14 @@ mod tests {
             paths: vec!["a\n=== b", "-x"],
         }];
         assert_eq!(
-            fetch_script(&fetches).text(),
+            fetch_script(&fetches, 100).text(),
             [
-                "echo '### 0'\n(\n",
+                "synprov_fetch() {\nn=$(($(wc -c < \"$1\")))\n\
+                 if [ \"$n\" -gt 100 ]; then echo \"size $n\"; else head -c 101 < \"$1\" | base64; fi\n}\n\
+                 echo '### 0'\n(\n",
                 confine::enter_if_present("/opt/it's").text(),
-                "synprov_regular 'a\n=== b' && { echo '=== YQo9PT0gYg=='; base64 < 'a\n=== b'; }\n\
-                 synprov_regular -x && { echo '=== LXg='; base64 < -x; }\n\
+                "synprov_regular 'a\n=== b' && { echo '=== YQo9PT0gYg=='; synprov_fetch 'a\n=== b'; }\n\
+                 synprov_regular -x && { echo '=== LXg='; synprov_fetch -x; }\n\
                  ) || [ $? -ne 77 ] || exit 77\nexit 0\n"
             ]
             .concat()
@@ -594,12 +646,54 @@ mod tests {
                 paths: vec!["b\n### 1\n=== x"],
             },
         ];
-        let out = run(&fetch_script(&fetches), dir.path(), None);
-        let fetched = parse_fetch(&String::from_utf8_lossy(&out.stdout));
+        let out = run(&fetch_script(&fetches, 100), dir.path(), None);
+        let fetched = parse_fetch(&String::from_utf8_lossy(&out.stdout), 100);
         assert_eq!(fetched.len(), 2, "{fetched:?}");
         assert_eq!(fetched[&0].len(), 1);
-        assert_eq!(fetched[&0]["a"], "one\ntwo\n");
-        assert_eq!(fetched[&2]["b\n### 1\n=== x"], "three");
+        assert_eq!(fetched[&0]["a"], Fetched::Text("one\ntwo\n".into()));
+        assert_eq!(
+            fetched[&2]["b\n### 1\n=== x"],
+            Fetched::Text("three".into())
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_sent_as_its_size_never_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 1000;
+        std::fs::write(dir.path().join("at"), "a".repeat(limit)).unwrap();
+        std::fs::write(dir.path().join("over"), "b".repeat(limit + 1)).unwrap();
+        std::fs::write(dir.path().join("big"), "c".repeat(4 << 20)).unwrap();
+        let fetches = [Fetch {
+            dir: dir.path().to_str().unwrap(),
+            paths: vec!["at", "over", "big"],
+        }];
+        let out = run(&fetch_script(&fetches, limit as u64), dir.path(), None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The file at the limit is sent, base64 (4/3 of it and line breaks); the others not.
+        assert!(
+            out.stdout.len() < 2 * limit,
+            "{} bytes printed",
+            out.stdout.len()
+        );
+        let fetched = parse_fetch(&String::from_utf8_lossy(&out.stdout), limit as u64);
+        assert_eq!(fetched[&0]["at"], Fetched::Text("a".repeat(limit)));
+        assert_eq!(fetched[&0]["over"], Fetched::TooLarge { bytes: 1001 });
+        assert_eq!(fetched[&0]["big"], Fetched::TooLarge { bytes: 4 << 20 });
+    }
+
+    #[test]
+    fn a_host_that_sends_more_than_the_limit_or_a_small_size_is_not_believed() {
+        let text = STANDARD.encode("x".repeat(11));
+        let hostile = format!("### 0\n=== YQ==\n{text}\n=== Yg==\nsize 3\n=== Yw==\nsize 12\n");
+        let fetched = parse_fetch(&hostile, 10);
+        assert_eq!(fetched[&0]["a"], Fetched::TooLarge { bytes: 11 });
+        assert_eq!(fetched[&0]["b"], Fetched::Text(String::new()));
+        assert_eq!(fetched[&0]["c"], Fetched::TooLarge { bytes: 12 });
     }
 
     #[test]
@@ -609,8 +703,8 @@ mod tests {
             "=== YQ==\nYWJj\n### x\n=== !!!\nabc\n### 0\n=== YQ==\n@@@\n\
              ### 99999999999999999999\n=== Yg==\n{long}\n### 1\n=== Yw==\nYWJj\n"
         );
-        let fetched = parse_fetch(&hostile);
+        let fetched = parse_fetch(&hostile, MAX_DIFF_BYTES);
         assert_eq!(fetched.len(), 1, "{:?}", fetched.keys());
-        assert_eq!(fetched[&1]["c"], "abc");
+        assert_eq!(fetched[&1]["c"], Fetched::Text("abc".into()));
     }
 }

@@ -57,19 +57,23 @@ impl<R: Read> Read for Metered<'_, R> {
     }
 }
 
+/// `bytes` in megabytes, as the reports show them: `590.2`.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
 /// `WHAT: 120.0 MB sent, 40.0 MB/s`, or with a `total`, `WHAT: 40.0 of 76.0 MB sent (52%),
 /// 25.0 MB/s`.
 pub fn progress(what: &str, sent: u64, total: Option<u64>, took: Duration) -> String {
-    let megabytes = |bytes: u64| bytes as f64 / 1e6;
-    let rate = megabytes(sent) / took.as_secs_f64().max(0.001);
+    let rate = sent as f64 / 1e6 / took.as_secs_f64().max(0.001);
     let sent_mb = megabytes(sent);
     match total.filter(|t| *t > 0) {
         Some(total) => format!(
-            "{what}: {sent_mb:.1} of {:.1} MB sent ({}%), {rate:.1} MB/s",
+            "{what}: {sent_mb} of {} MB sent ({}%), {rate:.1} MB/s",
             megabytes(total),
             sent.saturating_mul(100) / total
         ),
-        None => format!("{what}: {sent_mb:.1} MB sent, {rate:.1} MB/s"),
+        None => format!("{what}: {sent_mb} MB sent, {rate:.1} MB/s"),
     }
 }
 

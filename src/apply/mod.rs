@@ -2,6 +2,7 @@
 //! host's lock, install and start Docker, send images and the Compose plugin, write the
 //! files, bring the stack up and verify every process's health.
 
+pub mod archive;
 pub mod backup_timer;
 pub mod compose;
 pub mod destroy;
@@ -16,9 +17,12 @@ pub mod unlock;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use files::Fetched;
 use metered::Metered;
+pub use metered::megabytes;
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -29,7 +33,7 @@ use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade}
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::shell::Script;
 use crate::transport::watch::Step;
-use crate::transport::{Connection, LockGuard, LockRecord, Locking, TransportError};
+use crate::transport::{Connection, LockGuard, LockRecord, Locking, OutputLimit, TransportError};
 use crate::verify::{self, Deadline, HealthTarget};
 
 #[derive(Debug, Error, Diagnostic)]
@@ -41,6 +45,14 @@ pub enum ApplyError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Generation(#[from] GenerationError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Facts(#[from] facts::FactsError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    HostData(#[from] crate::host_data::HostDataError),
 
     /// `holder` as [`ApplyError::locked`] describes it.
     #[error("{host}: {dir} is locked by {holder}")]
@@ -57,7 +69,7 @@ pub enum ApplyError {
 
     /// The first line ends with the output's last line, usually the reason (the recap of a
     /// rollout shows only the first line).
-    #[error("{host}: {step} failed: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: {step} failed: {}\n{tail}", crate::text::last_line(.tail))]
     Step {
         host: String,
         step: String,
@@ -70,19 +82,25 @@ pub enum ApplyError {
     ))]
     MissingImage { image: String },
 
+    #[error("the images {images} could not be saved on this machine: {reason}")]
+    #[diagnostic(help(
+        "`docker save` writes them to a temporary file (TMPDIR, /tmp by default): make room there, or point TMPDIR at a disk with room"
+    ))]
+    SaveImages { images: String, reason: String },
+
     #[error("{host}: {count} listener(s) unhealthy after the health timeout")]
     #[diagnostic(help("the failing workers and their last log lines are shown above"))]
     Unhealthy { host: String, count: usize },
 
     /// Compose could not bring the stack up on the new files: typically a Synapse process
     /// that exits on them, which the workers that depend on it wait for in vain.
-    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: the stack did not come up on the new files: {}\n{tail}", crate::text::last_line(.tail))]
     #[diagnostic(help(
         "`synprov rollback --host {host}` puts the previous files back (`rollback_on_failure = true` does it at once)"
     ))]
     NotUp { host: String, tail: String },
 
-    #[error("{host}: Synapse {image} refuses the new config; nothing was changed: {}\n{tail}", last_line(.tail))]
+    #[error("{host}: Synapse {image} refuses the new config; nothing was changed: {}\n{tail}", crate::text::last_line(.tail))]
     #[diagnostic(help(
         "fix the setting Synapse names (see its upgrade notes for {image}), then apply again"
     ))]
@@ -94,7 +112,7 @@ pub enum ApplyError {
 
     /// Main did not come up healthy on its new image: the workers stay stopped, so that no
     /// older worker runs against a database main may have migrated.
-    #[error("{host}: main is not healthy on {image}; the workers are stopped: {}", last_line(.reason))]
+    #[error("{host}: main is not healthy on {image}; the workers are stopped: {}", crate::text::last_line(.reason))]
     #[diagnostic(help(
         "`synprov logs`/`docker compose logs synapse` on the host say why; `synprov rollback --host {host}` returns to the generation before (add `--restore-db` to put back the database dumped before the upgrade)"
     ))]
@@ -117,7 +135,12 @@ impl ApplyError {
 
     /// The operator interrupted the apply: the host did not fail it.
     pub fn interrupted(&self) -> bool {
-        matches!(self, ApplyError::Transport(e) if e.interrupted())
+        match self {
+            ApplyError::Transport(e) | ApplyError::Facts(facts::FactsError::Transport(e)) => {
+                e.interrupted()
+            }
+            _ => false,
+        }
     }
 
     /// The result of a failed command as the audit log records it: its first line.
@@ -160,24 +183,17 @@ pub fn lock(connection: &Connection, dir: &str, origin: &Origin) -> Result<LockG
     }
 }
 
-/// The last non-empty line of a command's output.
-fn last_line(output: &str) -> &str {
-    output
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-}
-
 /// What was found on a host and what would change there.
 pub struct Prepared {
     pub facts: Facts,
     pub plan: HostPlan,
-    /// Current contents of the files that would change or go, by (deployment, path).
-    pub old: BTreeMap<(String, String), String>,
+    /// Current contents of the files that would change or go, by (deployment, path); the
+    /// size alone of those over [`files::MAX_DIFF_BYTES`].
+    pub old: BTreeMap<(String, String), Fetched>,
     /// The ID on this machine of each image to preload: what `load_images` would send.
     pub local_images: BTreeMap<String, String>,
+    /// The archive of `load_images`, when some are sent.
+    pub saved: Option<Arc<images::Saved>>,
 }
 
 /// Progress, as the engine reports it: the host and a short description of the step.
@@ -202,12 +218,7 @@ pub fn gather(
         .collect();
     let images: Vec<String> = local_images.keys().cloned().collect();
     connection.begin(Step::Facts)?;
-    let output = step(
-        connection,
-        "gathering facts",
-        &facts::script(&queries, &images),
-    )?;
-    Ok(facts::parse(&output))
+    Ok(facts::gather(connection, &queries, &images)?)
 }
 
 /// The plan of `files` on one host against its `facts` (from [`gather`], for the same
@@ -218,8 +229,9 @@ pub fn prepare(
     files: &HostFiles,
     facts: Facts,
     local_images: &BTreeMap<String, String>,
+    saved_images: &images::SavedImages,
 ) -> Result<Prepared, ApplyError> {
-    let plan = plan::plan_host(files, &facts, local_images);
+    let mut plan = plan::plan_host(files, &facts, local_images);
     let mut old = BTreeMap::new();
     let fetches: Vec<files::Fetch> = plan
         .deployments
@@ -238,9 +250,9 @@ pub fn prepare(
         let output = step(
             connection,
             "reading the files to change",
-            &files::fetch_script(&fetches),
+            &files::fetch_script(&fetches, files::MAX_DIFF_BYTES),
         )?;
-        for (index, contents) in files::parse_fetch(&output) {
+        for (index, contents) in files::parse_fetch(&output, files::MAX_DIFF_BYTES) {
             let Some(deployment) = plan.deployments.get(index) else {
                 continue;
             };
@@ -250,7 +262,6 @@ pub fn prepare(
         }
     }
     // Services whose definition changes are recreated by Compose itself: not twice.
-    let mut plan = plan;
     for deployment in &mut plan.deployments {
         if let Some(new) = files
             .deployments
@@ -258,25 +269,34 @@ pub fn prepare(
             .find(|d| d.deployment == deployment.deployment)
             .and_then(|d| d.files.iter().find(|f| f.path == "docker-compose.yml"))
         {
+            // One too large for a diff is read as none: Compose recreates what changed.
             let old_compose = old
                 .get(&(deployment.deployment.clone(), new.path.clone()))
-                .map_or("", String::as_str);
+                .and_then(Fetched::text)
+                .unwrap_or_default();
             deployment.read_compose_change(old_compose, &new.contents);
         }
+    }
+    // Last, with nothing asked of the host after it: saving the images may take longer
+    // than the step of the facts may.
+    let held = &facts.layer_chains;
+    let saved = saved_images.saved(&plan.load_images, local_images, held)?;
+    if let Some(saved) = &saved {
+        plan.sending = saved.sending(held, local_images);
     }
     Ok(Prepared {
         facts,
         plan,
         old,
         local_images: local_images.clone(),
+        saved,
     })
 }
 
 /// The host's facts alone (no deployment files hashed), in one round trip.
 pub fn host_facts(connection: &Connection) -> Result<Facts, ApplyError> {
     connection.begin(Step::Facts)?;
-    let output = connection.run_script(&facts::script(&[], &[]))?;
-    Ok(facts::parse(&output.stdout_text()))
+    Ok(facts::gather(connection, &[], &[])?)
 }
 
 /// Settings of one apply.
@@ -315,7 +335,17 @@ pub(crate) fn step(
     name: &str,
     script: &Script,
 ) -> Result<String, ApplyError> {
-    let output = connection.run_script(script)?;
+    step_within(connection, name, script, OutputLimit::ANY)
+}
+
+/// [`step`] for a script whose caller knows how much it may print ([`OutputLimit`]).
+pub(crate) fn step_within(
+    connection: &Connection,
+    name: &str,
+    script: &Script,
+    limit: OutputLimit,
+) -> Result<String, ApplyError> {
+    let output = connection.run_script_within(script, limit)?;
     if output.success() {
         Ok(output.stdout_text())
     } else {
@@ -444,9 +474,11 @@ pub(crate) fn install(
     if !plan.load_images.is_empty() {
         connection.begin(Step::Image)?;
         report(name, &images::loading(&plan.load_images));
-        images::load(connection, &plan.load_images, &|message| {
-            report(name, &message)
-        })?;
+        let say = |message: String| report(name, &message);
+        match &prepared.saved {
+            Some(saved) => images::load(connection, saved, &prepared.facts.layer_chains, &say)?,
+            None => images::stream(connection, &plan.load_images, &say)?,
+        }
     }
     Ok(compose)
 }

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use super::files::{self, Fetch};
-use super::{ApplyError, Prepared, gather, prepare, step};
+use super::files::{self, Fetch, Fetched};
+use super::{ApplyError, Prepared, gather, prepare, step, step_within};
 use crate::generations::{self, GENERATIONS, GenerationError, Listing, scripts};
 use crate::inventory::DockerSource;
 use crate::render::{DeploymentFiles, HostFiles};
-use crate::transport::Connection;
+use crate::transport::watch::Step;
+use crate::transport::{Connection, OutputLimit};
 
 /// Which generation to go back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +25,21 @@ pub enum To {
     Number(u32),
 }
 
-/// The generations kept for the deployment in `dir`.
+/// What listing a deployment's generations may print: [`crate::host_data::GENERATIONS`]
+/// records and images lists, and the audit log's end, with room to spare.
+const LISTING_OUTPUT: OutputLimit = OutputLimit::stdout(16 << 20);
+
+/// The generations kept for the deployment in `dir`, read within [`LISTING_OUTPUT`] (and
+/// the deadline of the step the caller began).
 pub fn list(connection: &Connection, dir: &str) -> Result<Listing, ApplyError> {
-    let output = step(connection, "listing the generations", &scripts::list(dir))?;
-    Ok(generations::parse_listing(&output))
+    let output = step_within(
+        connection,
+        "listing the generations",
+        &scripts::list(dir),
+        LISTING_OUTPUT,
+    )?;
+    generations::parse_listing(dir, &output)
+        .map_err(|refused| refused.at(connection.host_name(), dir).into())
 }
 
 /// Reads the generation `to` of each deployment (name and directory) from the host, puts
@@ -42,6 +54,7 @@ pub fn prepare_rollback(
     needs_dump: bool,
 ) -> Result<(HostFiles, Prepared, Vec<u32>), ApplyError> {
     let host = connection.host_name();
+    connection.begin(Step::Facts)?;
     let mut restored = Vec::new();
     let mut numbers = Vec::new();
     for (name, dir) in deployments {
@@ -87,7 +100,9 @@ pub fn prepare_rollback(
         deployments: restored,
     };
     let facts = gather(connection, &files, &BTreeMap::new())?;
-    let prepared = prepare(connection, &files, facts, &BTreeMap::new())?;
+    // No image is sent: the generation's images are on the host, tagged again above.
+    let none = super::images::SavedImages::not_sent();
+    let prepared = prepare(connection, &files, facts, &BTreeMap::new(), &none)?;
     Ok((files, prepared, numbers))
 }
 
@@ -113,13 +128,9 @@ fn read_files(
     let output = step(
         connection,
         "reading the generation's files",
-        &files::fetch_script(&[fetch]),
+        &files::fetch_script(&[fetch], files::MAX_COPY_BYTES),
     )?;
-    let contents = (files::parse_fetch(&output).remove(&0).unwrap_or_default())
-        .into_iter()
-        .filter_map(|(path, text)| Some((path.strip_prefix(&copies)?.to_string(), text)))
-        .collect();
-    record.files(dir, contents).map_err(|why| {
+    let unreadable = |why: String| -> ApplyError {
         GenerationError::Unreadable {
             host: connection.host_name().to_string(),
             deployment: name.to_string(),
@@ -127,5 +138,24 @@ fn read_files(
             why,
         }
         .into()
-    })
+    };
+    let mut contents = BTreeMap::new();
+    for (path, fetched) in files::parse_fetch(&output, files::MAX_COPY_BYTES)
+        .remove(&0)
+        .unwrap_or_default()
+    {
+        let Some(path) = path.strip_prefix(&copies).map(str::to_string) else {
+            continue;
+        };
+        match fetched {
+            Fetched::Text(text) => contents.insert(path, text),
+            Fetched::TooLarge { bytes } => {
+                return Err(unreadable(format!(
+                    "the copy of {path} is {bytes} bytes, more than any file synprov renders ({} bytes)",
+                    files::MAX_COPY_BYTES
+                )));
+            }
+        };
+    }
+    record.files(dir, contents).map_err(unreadable)
 }

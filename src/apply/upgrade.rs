@@ -95,7 +95,7 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
 }
 
 /// `shell` run in the db container, with the password of the database's owner exported
-/// from the container's own environment: no secret on any command line.
+/// from what the container holds: no secret on any command line.
 fn in_db(kind: &Compose, shell: &str) -> Command {
     compose(kind)
         .arg("exec")
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn the_database_is_dumped_and_restored_in_the_db_container_with_its_own_password() {
         let v2 = Compose::V2(String::new());
-        let in_db = "sh -c 'export PGPASSWORD=\"$POSTGRES_PASSWORD\";";
+        let in_db = "sh -c 'export PGPASSWORD=\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\";";
         let with = "-h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"'";
         assert_eq!(
             dump_script(HOSTILE, &v2, 7).text(),

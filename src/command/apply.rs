@@ -10,7 +10,7 @@ use std::time::Duration;
 use synprov::apply::rollback::{self, To};
 use synprov::apply::{self, ApplyError, Options, Prepared};
 use synprov::generations::Origin;
-use synprov::render::HostFiles;
+use synprov::render::{HostFiles, Templates};
 use synprov::rollout::Failure;
 use synprov::saved_plan::{self, SavedHost, SavedPlan};
 use synprov::transport::Connection;
@@ -35,10 +35,8 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     let path = &target.inventory;
-    let plan_text = std::fs::read_to_string(path)
-        .ok()
-        .filter(|text| SavedPlan::is_plan(text));
-    if let Some(text) = plan_text {
+    let text = saved_plan::read_text(path)?;
+    if SavedPlan::is_plan(&text) {
         return apply_saved(target, &SavedPlan::parse(path, &text)?, flags);
     }
     if flags.partial || flags.max_age.is_some() {
@@ -54,7 +52,8 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     if flags.dry_run {
         return super::plan::run(target, None, flags.files_only);
     }
-    let loaded = Arc::new(super::load(target)?);
+    let loaded = Arc::new(super::load(target)?.files_only(flags.files_only));
+    refuse_acme(&loaded)?;
     let host_apply = HostApply::new(
         &loaded,
         target,
@@ -77,6 +76,26 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
 }
 
+/// Refuses to apply a deployment whose certificate comes from an ACME CA on the chosen
+/// hosts: apply does not issue the first certificate nor install the renewal's timer yet
+/// (issue 23), so its Nginx would find no certificate and stop serving. `plan` and
+/// `render` show what ACME mode renders.
+fn refuse_acme(loaded: &super::Loaded) -> miette::Result<()> {
+    let acme = loaded
+        .inventory
+        .deployments
+        .values()
+        .find(|d| d.acme().is_some() && loaded.hosts.contains(&d.host));
+    match acme {
+        Some(deployment) => Err(miette::miette!(
+            help = "until apply issues ACME certificates, give `certificate` and `key` files in `[deployments.NAME.tls]`",
+            "deployment `{}` takes its certificate from an ACME CA, which `apply` cannot issue yet",
+            deployment.name
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Carries out the plan saved in `target.inventory` on the inventory it names: refused
 /// whole when the plan is too old or the inventory changed; then each host's facts and plan
 /// are made again, and a host where they differ is refused. Unless `--partial`, every host
@@ -89,14 +108,18 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         chrono::Utc::now(),
         flags.max_age.unwrap_or(DEFAULT_MAX_AGE),
     )?;
+    // The templates are those given now: a plan file names its `--roles` directory for
+    // the operator to see, never for `apply` to take templates from.
+    let roles = (target.roles.as_deref()).or(plan.roles.as_ref().map(|r| r.dir.as_path()));
     let remake = format!(
-        "synprov plan {}{} --out {}",
+        "synprov plan {}{}{} --out {}",
         plan.inventory.display(),
         if flags.files_only || plan.files_only {
             " --files-only"
         } else {
             ""
         },
+        roles.map_or(String::new(), |dir| format!(" --roles {}", dir.display())),
         path.display()
     );
     if flags.files_only && !plan.files_only {
@@ -106,13 +129,15 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
             path.display()
         ));
     }
-    if !target.limit.is_empty() || target.roles.is_some() {
+    if !target.limit.is_empty() {
         return Err(miette::miette!(
-            help = format!("to apply other hosts or templates, save a plan with them: `{remake}`"),
-            "the hosts and templates of {} are those it was made for: --limit and --roles are not taken with a plan file",
+            help = format!("to apply other hosts, save a plan with them: `{remake}`"),
+            "the hosts of {} are those it was made for: --limit is not taken with a plan file",
             path.display()
         ));
     }
+    let templates = Templates::load(target.roles.as_deref())?;
+    plan.check_templates(path, target.roles.as_deref(), templates.sha256(), &remake)?;
     plan.check_inventory(path, &super::file_sha256(&plan.inventory)?)?;
     if plan.change_count() == 0 {
         let message = format!(
@@ -135,9 +160,17 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         json: target.json,
         timings: target.timings,
         known_hosts: target.known_hosts.clone(),
-        roles: plan.roles.clone(),
+        roles: target.roles.clone(),
     };
-    let loaded = Arc::new(super::load(&target)?);
+    let loaded = Arc::new(super::load(&target)?.files_only(plan.files_only));
+    refuse_acme(&loaded)?;
+    // Again on the templates loaded: they may have changed since the check above.
+    plan.check_templates(
+        path,
+        target.roles.as_deref(),
+        loaded.templates_sha256(),
+        &remake,
+    )?;
     let against = Arc::new(Against {
         loaded: Arc::clone(&loaded),
         plan: plan.clone(),

@@ -4,7 +4,9 @@ use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use synprov::inventory::{Deployment, Federation, Inventory, TlsSettings, Transport, WorkerKind};
+use synprov::inventory::{
+    CertificateSource, Deployment, Federation, Inventory, TlsSettings, Transport, WorkerKind,
+};
 use synprov::topology::Topology;
 
 pub fn run(path: &Path) -> miette::Result<ExitCode> {
@@ -88,8 +90,16 @@ fn https(deployment: &Deployment, tls: &TlsSettings) -> String {
         Federation::Port => format!("federation on {}", tls.federation_port),
         Federation::WellKnown => "federation delegated by /.well-known/matrix/server".into(),
     };
+    let certificate = match &tls.certificate {
+        CertificateSource::Files(pair) => format!("certificate valid until {}", pair.not_after),
+        CertificateSource::Acme(acme) => format!(
+            "certificate for {} from {}, renewed on the host",
+            acme.names.join(" "),
+            acme.directory
+        ),
+    };
     format!(
-        "HTTPS on {}, {federation}, HTTP on {} redirected; certificate valid until {}",
-        tls.https_port, deployment.nginx.http_port, tls.pair.not_after
+        "HTTPS on {}, {federation}, HTTP on {} redirected; {certificate}",
+        tls.https_port, deployment.nginx.http_port
     )
 }

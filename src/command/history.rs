@@ -4,16 +4,18 @@
 use std::process::ExitCode;
 
 use synprov::apply::rollback;
-use synprov::ui::printable;
+use synprov::transport::watch::Step;
+use synprov::ui::one_line;
 
 use crate::cli::HostTarget;
 
 pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
     let on_host = super::host_deployments(target)?;
     let connection = on_host.connect(target)?;
+    connection.begin(Step::Facts)?;
     for (name, dir) in &on_host.deployments {
         let listing = rollback::list(&connection, dir)?;
-        println!("{} ({}):", printable(name), printable(dir));
+        println!("{} ({}):", one_line(name), one_line(dir));
         if listing.generations.is_empty() {
             println!("  no generation recorded yet");
         }
@@ -40,7 +42,7 @@ pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
                 ),
                 Err(why) => format!("unreadable: {why}"),
             };
-            println!("  {mark} {:>4}  {}", generation.number, printable(&line));
+            println!("  {mark} {:>4}  {}", generation.number, one_line(&line));
         }
         if listing.pending {
             println!("  (the last apply did not finish: the host is on files of no generation)");
@@ -53,7 +55,7 @@ pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
                     .map_or("-".to_string(), |n| format!("generation {n}"));
                 println!(
                     "    {}",
-                    printable(&format!(
+                    one_line(&format!(
                         "{}  {}  {}  {generation}  {}",
                         entry.at, entry.who, entry.command, entry.result
                     ))

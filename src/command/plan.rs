@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use miette::{Context, IntoDiagnostic};
 use synprov::rollout::{Event, HostResult, Status};
-use synprov::saved_plan::{SavedHost, SavedPlan};
+use synprov::saved_plan::{Roles, SavedHost, SavedPlan};
 use synprov::ui;
 
 use crate::cli::Target;
@@ -16,7 +16,7 @@ use crate::cli::Target;
 pub const PENDING: u8 = 2;
 
 pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Result<ExitCode> {
-    let loaded = Arc::new(super::load(target)?);
+    let loaded = Arc::new(super::load(target)?.files_only(files_only));
     let color = ui::progress::Mode::choose(target.json) == ui::progress::Mode::Live;
     // Each host's plan and how it reads, as the hosts finish.
     let planned: Arc<Mutex<Vec<(SavedHost, String)>>> = Arc::default();
@@ -46,14 +46,7 @@ pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Res
         }
     }
     if let Some(out) = out {
-        save(
-            target,
-            out,
-            files_only,
-            &loaded.inventory_sha256,
-            &results,
-            planned,
-        )?;
+        save(target, out, files_only, &loaded, &results, planned)?;
     }
     let pending = results
         .iter()
@@ -67,13 +60,13 @@ pub fn run(target: &Target, out: Option<&Path>, files_only: bool) -> miette::Res
 }
 
 /// Writes the plan of every host to `out` (mode 0600, whole or not at all), made from the
-/// inventory whose SHA-256 is `inventory_sha256`; refuses when a host could not be planned,
-/// since the plan would not cover what was asked.
+/// inventory and templates of `loaded`; refuses when a host could not be planned, since
+/// the plan would not cover what was asked.
 fn save(
     target: &Target,
     out: &Path,
     files_only: bool,
-    inventory_sha256: &str,
+    loaded: &super::Loaded,
     results: &[HostResult],
     planned: Vec<(SavedHost, String)>,
 ) -> miette::Result<()> {
@@ -93,15 +86,26 @@ fn save(
     };
     let plan = SavedPlan::new(
         absolute(&target.inventory)?,
-        inventory_sha256.to_string(),
+        loaded.inventory_sha256.clone(),
         target.limit.clone(),
-        target.roles.as_deref().map(absolute).transpose()?,
+        match target.roles.as_deref() {
+            Some(dir) => Some(Roles {
+                dir: absolute(dir)?,
+                sha256: loaded.templates_sha256().to_string(),
+            }),
+            None => None,
+        },
         files_only,
         planned.into_iter().map(|(record, _)| record).collect(),
     );
-    super::write_with_mode(out, plan.to_json().as_bytes(), 0o600)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
+    super::write_with_mode(
+        out,
+        plan.to_json().as_bytes(),
+        0o600,
+        super::Durability::Synced,
+    )
+    .into_diagnostic()
+    .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
     if !target.json {
         println!(
             "plan saved to {}: `synprov show {0}` prints it, `synprov apply {0}` applies it",

@@ -9,7 +9,7 @@ use synprov::generations::BackupRun;
 use synprov::parallel::each_at_once;
 use synprov::status::{self, DeploymentStatus};
 use synprov::transport::Connection;
-use synprov::ui::printable;
+use synprov::ui::{one_line, printable};
 
 use crate::cli::Target;
 
@@ -21,7 +21,8 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
     let hosts = inventory.select(&target.limit).map_err(|message| {
         miette::miette!(help = "`synprov check` lists the hosts", "{message}")
     })?;
-    let options = super::connect_options(target.known_hosts.clone());
+    let mut options = super::connect_options(target.known_hosts.clone());
+    options.deadlines = inventory.rollout.deadlines.clone();
     let parallel = target.parallel.unwrap_or(inventory.rollout.parallel).max(1) as usize;
     // In the order of their names, as `select` gives them.
     let results: Vec<(String, HostStatus)> = each_at_once(&hosts, parallel, |name| {
@@ -42,7 +43,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
                 Ok(deployments) => serde_json::json!({ "host": host, "deployments": deployments }),
                 Err(error) => serde_json::json!({ "host": host, "error": error }),
             };
-            println!("{value}");
+            println!("{}", synprov::ui::json_line(&value));
         } else {
             print!("{}", show(host, status));
         }
@@ -62,7 +63,7 @@ fn show(host: &str, status: &HostStatus) -> String {
             return format!(
                 "host {}: cannot be checked\n  {}\n",
                 printable(host),
-                printable(error.lines().next().unwrap_or_default())
+                one_line(error.lines().next().unwrap_or_default())
             );
         }
     };
@@ -74,7 +75,10 @@ fn show(host: &str, status: &HostStatus) -> String {
             .map_or("no generation".to_string(), |g| {
                 format!(
                     "generation {} of {} by {} ({})",
-                    g.number, g.at, g.by, g.command
+                    g.number,
+                    one_line(&g.at),
+                    one_line(&g.by),
+                    one_line(&g.command)
                 )
             });
         let verdict = if d.ok() {
@@ -94,7 +98,7 @@ fn show(host: &str, status: &HostStatus) -> String {
             ));
         }
         for problem in &d.problems {
-            out.push_str(&format!("    ! {}\n", printable(problem)));
+            out.push_str(&format!("    ! {}\n", one_line(problem)));
         }
     }
     out

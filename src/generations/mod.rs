@@ -25,6 +25,8 @@ use thiserror::Error;
 
 pub use audit::{AuditEntry, Origin};
 pub use backup_run::BackupRun;
+
+use crate::host_data::{AUDIT_LINES, GENERATIONS as MAX_GENERATIONS, IMAGE_LINES, Refused};
 pub use record::Record;
 
 /// The generations of a deployment, relative to its deploy directory.
@@ -164,10 +166,13 @@ impl Listing {
     }
 }
 
-/// Reads [`scripts::list`]'s output. Every value is the host's, so nothing is trusted: a
-/// record that does not parse is kept as its error, an image line that is not an image ID
-/// and a reference is dropped.
-pub fn parse_listing(output: &str) -> Listing {
+/// Reads [`scripts::list`]'s output for the deployment in `dir`. Every value is the
+/// host's, so nothing is trusted: a record that does not parse (or names a path or a
+/// socket outside `dir`), or whose images list is longer than [`IMAGE_LINES`], is kept as
+/// its error; an image line that is not an image ID and a reference is dropped; only the
+/// last [`AUDIT_LINES`] lines of the audit log are kept. More than [`MAX_GENERATIONS`]
+/// generations are refused: synprov keeps far fewer.
+pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     let mut listing = Listing::default();
     let mut records: BTreeMap<u32, (String, String, bool)> = BTreeMap::new();
     let mut audit = String::new();
@@ -182,6 +187,14 @@ pub fn parse_listing(output: &str) -> Listing {
                 current = value.trim().parse::<u32>().ok();
                 if let Some(n) = current {
                     records.entry(n).or_default();
+                }
+                if records.len() > MAX_GENERATIONS {
+                    return Err(Refused::new(
+                        "",
+                        GENERATIONS,
+                        &format!("{} generations", records.len()),
+                        &format!("is more than the {MAX_GENERATIONS} synprov may keep"),
+                    ));
                 }
             }
             "record" | "images" | "dump" => {
@@ -207,12 +220,22 @@ pub fn parse_listing(output: &str) -> Listing {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     };
     for (number, (record, images, dump)) in records {
+        let images = decode(&images).unwrap_or_default();
         let record = decode(&record)
             .map_err(|e| e.to_string())
-            .and_then(|json| Record::parse(&json));
-        let images = decode(&images)
-            .unwrap_or_default()
+            .and_then(|json| Record::parse(&json, dir))
+            // The reason may quote the host's text (serde's messages do): escaped as it
+            // enters the error that shows it.
+            .map_err(|why| crate::text::one_line(&why).into_owned())
+            .and_then(|record| match images.lines().count() {
+                n if n > IMAGE_LINES => Err(format!(
+                    "its images list has {n} lines, more than the {IMAGE_LINES} synprov reads"
+                )),
+                _ => Ok(record),
+            });
+        let images = images
             .lines()
+            .take(IMAGE_LINES)
             .filter_map(|line| {
                 let (id, reference) = line.split_once(' ')?;
                 let id_ok = crate::facts::is_image_id(id);
@@ -229,12 +252,13 @@ pub fn parse_listing(output: &str) -> Listing {
     }
     listing.backup_last = decode(&backup_last).ok().and_then(|t| BackupRun::parse(&t));
     listing.backup_good = decode(&backup_good).ok().and_then(|t| BackupRun::parse(&t));
-    listing.audit = decode(&audit)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(AuditEntry::parse)
+    let audit = decode(&audit).unwrap_or_default();
+    let lines: Vec<&str> = audit.lines().collect();
+    listing.audit = lines[lines.len().saturating_sub(AUDIT_LINES)..]
+        .iter()
+        .filter_map(|line| AuditEntry::parse(line))
         .collect();
-    listing
+    Ok(listing)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Origin;
+use crate::host_data::{ManagedPath, ServiceName};
 use crate::inventory::Grant;
 use crate::plan::sha256_hex;
 use crate::render::{DeploymentFiles, RenderedDir, RenderedFile};
@@ -100,10 +101,11 @@ impl Record {
         }
     }
 
-    /// Reads a record the host kept. The host is not trusted with the paths: each must be
-    /// plain and relative, as synprov writes them, since they are written to again on a
-    /// rollback.
-    pub fn parse(json: &str) -> Result<Record, String> {
+    /// Reads a record the host kept for the deployment in `deploy_dir`. The host is not
+    /// trusted with the paths: each must be a [`ManagedPath`], as synprov writes them, since
+    /// they are written to again on a rollback; each service a [`ServiceName`]; each health
+    /// target inside `deploy_dir` (a socket elsewhere is never connected to).
+    pub fn parse(json: &str, deploy_dir: &str) -> Result<Record, String> {
         let record: Record = serde_json::from_str(json).map_err(|e| e.to_string())?;
         if record.format > FORMAT {
             return Err(format!(
@@ -117,8 +119,13 @@ impl Record {
             .map(|f| &f.path)
             .chain(record.dirs.iter().map(|d| &d.path))
         {
-            crate::plugins::check_path(path, 1024)
-                .map_err(|why| format!("the path {path:?} {why}"))?;
+            ManagedPath::parse(path).map_err(|why| format!("the path {path:?} {why}"))?;
+        }
+        for service in record.files.iter().flat_map(|f| &f.used_by) {
+            ServiceName::parse(service).map_err(|why| format!("the service {service:?} {why}"))?;
+        }
+        for target in &record.health {
+            target.inside(deploy_dir)?;
         }
         for image in &record.images {
             crate::inventory::ImageRef::parse(image)?;
@@ -193,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_record_of_an_older_synprov_reads_with_defaults() {
-        let record = Record::parse(OLDEST).unwrap();
+        let record = Record::parse(OLDEST, "/opt/d").unwrap();
         assert_eq!(record.origin.inventory_sha256, None);
         assert!(record.images.is_empty() && record.health.is_empty() && record.dirs.is_empty());
         let file = &record.files[0];
@@ -204,13 +211,50 @@ mod tests {
     fn a_record_of_a_newer_format_or_with_a_path_out_of_the_deployment_is_refused() {
         let newer = OLDEST.replace("\"format\":1", "\"format\":2");
         assert!(
-            Record::parse(&newer)
+            Record::parse(&newer, "/opt/d")
                 .unwrap_err()
                 .contains("use a newer synprov")
         );
         for path in ["../../etc/passwd", "/etc/passwd", "a/../../b"] {
             let hostile = OLDEST.replace("synapse/homeserver.yaml", path);
-            assert!(Record::parse(&hostile).is_err(), "{path}");
+            assert!(Record::parse(&hostile, "/opt/d").is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_record_whose_health_check_or_service_lies_outside_the_deployment_is_refused() {
+        let with = |health: &str, used_by: &str| {
+            OLDEST.replace(
+                r#""mode":420}]"#,
+                &format!(r#""mode":420,"used_by":[{used_by}]}}],"health":[{health}]"#),
+            )
+        };
+        let target = |dir: &str, process: &str, path: &str| {
+            format!(
+                r#"{{"deployment":"d","deploy_dir":"{dir}","process":"{process}","service":"synapse",
+                    "probe":{{"synapse":{{"unix":{{"path":"{path}"}}}}}}}}"#
+            )
+        };
+        let main = target("/opt/d", "main", "/sockets/main.sock");
+        assert!(Record::parse(&with(&main, r#""synapse""#), "/opt/d").is_ok());
+        for (health, used_by) in [
+            (
+                target("/var/run", "main", "/sockets/main.sock"),
+                r#""synapse""#,
+            ),
+            (
+                target("/opt/d", "main", "/sockets/../../run/docker.sock"),
+                r#""synapse""#,
+            ),
+            (target("/opt/d", "main", "/elsewhere.sock"), r#""synapse""#),
+            (
+                target("/opt/d", "main\\u001b[2J", "/sockets/main.sock"),
+                r#""synapse""#,
+            ),
+            (main.clone(), r#""synapse\n  7 forged""#),
+        ] {
+            let hostile = with(&health, used_by);
+            assert!(Record::parse(&hostile, "/opt/d").is_err(), "{hostile}");
         }
     }
 
@@ -227,7 +271,7 @@ mod tests {
         );
         let record = Record::of(&files, &BTreeMap::new(), Origin::here("apply", None));
         let json = serde_json::to_string(&record).unwrap();
-        assert_eq!(Record::parse(&json).unwrap(), record);
+        assert_eq!(Record::parse(&json, "/opt/d").unwrap(), record);
         let copies = |text: &str| {
             BTreeMap::from([("synapse/homeserver.yaml".to_string(), text.to_string())])
         };

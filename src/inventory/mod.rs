@@ -16,9 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backup::{BackupSettings, Repository, Retention};
+use crate::regular_file::Refusal;
+
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
 pub use validate::CONNECTION_HEADROOM;
+pub use values::{AcmeSettings, Challenge, DnsCredentials, DnsProvider, KeyType};
 pub use values::{AddressRange, DeployDir, ImageRef, MemorySize, TimeZone, TlsPair, UserName};
 
 /// The kinds of Synapse worker the guide's model has. The main process is not a kind: there
@@ -140,7 +143,14 @@ pub struct Images {
     pub postgres: ImageRef,
     pub redis: ImageRef,
     pub nginx: ImageRef,
+    /// The ACME client's (lego, openssl and a POSIX sh), run by the renewal of a deployment
+    /// whose certificate comes from an ACME CA.
+    pub acme: ImageRef,
 }
+
+/// The ACME client's image unless `images.acme` says: the one `scripts/build-images.sh lego`
+/// builds from Debian's lego package (no registry has it: stream it with `preload`).
+pub const ACME_IMAGE: &str = "synprov/lego:4.9";
 
 impl Images {
     pub fn all(&self) -> [&ImageRef; 4] {
@@ -213,10 +223,19 @@ pub enum Federation {
     WellKnown,
 }
 
-/// `[deployments.NAME.tls]`: Nginx terminates TLS with the operator's certificate.
+/// Where Nginx's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertificateSource {
+    /// The operator's files, read when the inventory loads and sent with every apply.
+    Files(TlsPair),
+    /// An ACME CA, issued and renewed on the host (`[deployments.NAME.tls.acme]`).
+    Acme(AcmeSettings),
+}
+
+/// `[deployments.NAME.tls]`: Nginx terminates TLS itself.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    pub pair: TlsPair,
+    pub certificate: CertificateSource,
     pub federation: Federation,
     /// Host port of the HTTPS listener.
     pub https_port: u16,
@@ -271,13 +290,26 @@ impl Deployment {
         hosts
     }
 
-    /// The images the part of this deployment on `host` runs: all four on the main host,
-    /// only Synapse's on a host of workers alone (no need to stream the others there).
+    /// The images the part of this deployment on `host` runs: all four on the main host
+    /// (and the ACME client's when it renews there), only Synapse's on a host of workers
+    /// alone (no need to stream the others there).
     pub fn images_on(&self, host: &str) -> Vec<&ImageRef> {
         if host == self.host {
-            self.images.all().to_vec()
+            let mut images = self.images.all().to_vec();
+            if self.acme().is_some() {
+                images.push(&self.images.acme);
+            }
+            images
         } else {
             vec![&self.images.synapse]
+        }
+    }
+
+    /// The ACME settings, when the certificate comes from an ACME CA.
+    pub fn acme(&self) -> Option<&AcmeSettings> {
+        match &self.tls.as_ref()?.certificate {
+            CertificateSource::Acme(acme) => Some(acme),
+            CertificateSource::Files(_) => None,
         }
     }
 
@@ -485,29 +517,27 @@ impl Inventory {
 /// Only a regular file is read (a FIFO or a device would block or never end), and at most
 /// [`MAX_INVENTORY_BYTES`] of it.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let read_error = |source| InventoryError::Read {
+    let bytes =
+        crate::regular_file::read(path, MAX_INVENTORY_BYTES).map_err(|refusal| match refusal {
+            Refusal::Io(source) => InventoryError::Read {
+                path: path.display().to_string(),
+                source,
+            },
+            Refusal::NotAFile => InventoryError::NotAFile {
+                path: path.display().to_string(),
+            },
+            Refusal::TooLarge { .. } => InventoryError::TooLarge {
+                path: path.display().to_string(),
+                limit: MAX_INVENTORY_BYTES,
+            },
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| InventoryError::Read {
         path: path.display().to_string(),
-        source,
-    };
-    // Asked before opening: opening a FIFO blocks until someone writes to it.
-    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
-        return Err(InventoryError::NotAFile {
-            path: path.display().to_string(),
-        });
-    }
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, MAX_INVENTORY_BYTES + 1),
-        &mut text,
-    )
-    .map_err(read_error)?;
-    if text.len() as u64 > MAX_INVENTORY_BYTES {
-        return Err(InventoryError::TooLarge {
-            path: path.display().to_string(),
-            limit: MAX_INVENTORY_BYTES,
-        });
-    }
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ),
+    })?;
     parse(path, text)
 }
 
@@ -545,5 +575,25 @@ mod tests {
         let d = &inventory.deployments["d"];
         assert_eq!(d.images_on("a"), [&d.images.synapse]);
         assert_eq!(d.images_on("b").len(), 4);
+    }
+
+    #[test]
+    fn the_main_host_of_an_acme_deployment_also_runs_the_acme_client_s_image() {
+        let text = "[hosts.a]\naddress = \"10.0.0.1\"\n\
+[deployments.d]\nserver_name = \"example.org\"\nhost = \"a\"\n\
+[deployments.d.images]\nacme = \"registry.example.org/lego:4.9\"\n\
+[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
+        let inventory = parse(Path::new("t.toml"), text.to_string()).unwrap();
+        let d = &inventory.deployments["d"];
+        assert_eq!(d.images_on("a").len(), 5);
+        assert_eq!(
+            d.images_on("a")[4].to_string(),
+            "registry.example.org/lego:4.9"
+        );
+        assert!(d.acme().is_some());
+        assert_eq!(
+            spread().deployments["d"].images.acme.to_string(),
+            ACME_IMAGE
+        );
     }
 }

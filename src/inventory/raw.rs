@@ -53,7 +53,7 @@ pub struct RawHostSettings {
     pub groups: Option<Vec<Spanned<String>>>,
     pub port: Option<Spanned<u16>>,
     pub user: Option<Spanned<String>>,
-    pub identity_file: Option<String>,
+    pub identity_file: Option<Spanned<String>>,
     #[serde(rename = "become")]
     pub become_root: Option<bool>,
     pub transport: Option<Spanned<String>>,
@@ -83,7 +83,7 @@ pub struct RawDeployment {
     #[serde(default)]
     pub nginx: RawNginx,
     /// HTTPS served by Nginx itself; absent, Nginx speaks plain HTTP behind a TLS proxy.
-    pub tls: Option<RawTls>,
+    pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub metrics: RawMetrics,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
@@ -149,6 +149,7 @@ pub struct RawImages {
     pub postgres: Option<Spanned<String>>,
     pub redis: Option<Spanned<String>>,
     pub nginx: Option<Spanned<String>>,
+    pub acme: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,16 +175,31 @@ pub struct RawNginx {
     pub admin_allow: Option<Vec<Spanned<String>>>,
 }
 
-/// `[deployments.NAME.tls]`: the files are paths on the controller, relative to the
-/// inventory's directory.
+/// `[deployments.NAME.tls]`: the certificate either from files (paths on the controller,
+/// relative to the inventory's directory) or from an ACME CA (`acme`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub certificate: Spanned<String>,
-    pub key: Spanned<String>,
+    pub certificate: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub acme: Option<Spanned<RawAcme>>,
     pub federation: Option<Spanned<String>>,
     pub https_port: Option<Spanned<u16>>,
     pub federation_port: Option<Spanned<u16>>,
+}
+
+/// `[deployments.NAME.tls.acme]`: files are paths on the controller, relative to the
+/// inventory's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub email: Spanned<String>,
+    pub directory: Option<Spanned<String>>,
+    pub ca_bundle: Option<Spanned<String>>,
+    pub names: Option<Spanned<Vec<Spanned<String>>>>,
+    pub key_type: Option<Spanned<String>>,
+    pub dns_provider: Option<Spanned<String>>,
+    pub dns_credentials: Option<Spanned<String>>,
 }
 
 /// `[deployments.NAME.metrics]`: Synapse's Prometheus metrics.

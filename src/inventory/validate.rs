@@ -10,13 +10,14 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod backup;
+mod acme;
 mod tls;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
 use super::raw::{RawDeadlines, RawDeployment, RawHostSettings, RawInventory};
 use super::values::{
     AddressRange, DeployDir, DeploymentName, HostName, ImageRef, TimeZone, UserName, admin_contact,
-    check_dns_name, check_homeserver_table, public_baseurl,
+    check_homeserver_table, check_host, check_server_name, public_baseurl,
 };
 use super::{
     Amount, Deadlines, Deployment, DockerSource, Host, HostKeyChecking, Images, Inventory,
@@ -75,8 +76,11 @@ pub fn validate(path: &Path, source: Source) -> Result<Inventory, InventoryError
     };
     let hosts = checker.hosts(&raw)?;
     let deployments = checker.deployments(&raw, &hosts)?;
+    if deployments.is_empty() {
+        return Err(checker.deploys_nothing(&raw));
+    }
     let rollout = checker.rollout(&raw)?;
-    let plugins = checker.plugins(path, &raw, &hosts, &deployments)?;
+    let plugins = checker.plugins(&raw, &hosts, &deployments)?;
     Ok(Inventory {
         path: path.to_path_buf(),
         hosts,
@@ -218,6 +222,41 @@ impl Checker<'_> {
         }
     }
 
+    /// A file the inventory names (`key = "PATH"`), resolved against the inventory's
+    /// directory. An empty path is refused: joined to the directory it would name the
+    /// directory itself, and given to ssh it would be no file at all.
+    pub(super) fn file_path(
+        &self,
+        path: &Spanned<String>,
+        key: &str,
+    ) -> Result<PathBuf, InventoryError> {
+        if path.get_ref().trim().is_empty() {
+            return Err(self.at(
+                path,
+                format!("`{key}` is an empty path"),
+                "empty path",
+                format!("give `{key}` the path of a file, absolute or relative to the inventory's directory, or remove the key"),
+            ));
+        }
+        Ok(self.dir.join(path.get_ref()))
+    }
+
+    /// The error of an inventory that defines no deployment (empty, comments only, hosts
+    /// alone): it would make every command succeed having done nothing.
+    fn deploys_nothing(&self, raw: &RawInventory) -> InventoryError {
+        let span = raw
+            .hosts
+            .keys()
+            .next()
+            .map_or(0..0, |host| self.source.table_span("hosts", host.get_ref()));
+        self.source.error(
+            span,
+            "the inventory deploys nothing: it defines no `[deployments.NAME]` table",
+            "no deployment",
+            "add a homeserver: `[deployments.NAME]` with `server_name = \"example.org\"` and `host = \"HOST\"` (a host of `[hosts.HOST]`); `synprov check --help` shows an example inventory",
+        )
+    }
+
     fn warn<T>(&self, value: &Spanned<T>, message: String, label: &str, help: &str) {
         self.warnings
             .borrow_mut()
@@ -335,6 +374,9 @@ impl Checker<'_> {
             Some(port) => *port.get_ref(),
             None => 22,
         };
+        if let Some(file) = &s.identity_file {
+            self.file_path(file, "identity_file")?;
+        }
         let user = match &s.user {
             Some(user) => self.parsed(
                 user,
@@ -350,7 +392,7 @@ impl Checker<'_> {
             private_address: s.private_address.map(Spanned::into_inner),
             port,
             user,
-            identity_file: s.identity_file.map(PathBuf::from),
+            identity_file: s.identity_file.map(Spanned::into_inner).map(PathBuf::from),
             become_root: s.become_root.unwrap_or(false),
             transport,
             host_key_checking,
@@ -370,18 +412,28 @@ impl Checker<'_> {
         hosts: &BTreeMap<String, Host>,
     ) -> Result<BTreeMap<String, Deployment>, InventoryError> {
         let mut deployments = BTreeMap::new();
-        let mut server_names: HashMap<String, String> = HashMap::new();
+        // By the name in lowercase: Matrix server names are DNS names, which compare
+        // without regard to case.
+        let mut server_names: HashMap<String, (String, String)> = HashMap::new();
         let mut dirs: Vec<(String, DeployDir, String)> = Vec::new();
         let mut ports: Vec<PortClaim> = Vec::new();
         for (name, raw_deployment) in &raw.deployments {
             let deployment = self.deployment(name, raw_deployment, hosts)?;
-            if let Some(other) =
-                server_names.insert(deployment.server_name.clone(), deployment.name.clone())
-            {
+            if let Some((other, spelt)) = server_names.insert(
+                deployment.server_name.to_ascii_lowercase(),
+                (deployment.name.clone(), deployment.server_name.clone()),
+            ) {
+                let same = if spelt == deployment.server_name {
+                    String::new()
+                } else {
+                    format!(
+                        " (as `{spelt}`: server names are DNS names, which compare without regard to case)"
+                    )
+                };
                 return Err(self.at(
                     &raw_deployment.server_name,
                     format!(
-                        "server_name `{}` is already used by deployment `{other}`",
+                        "server_name `{}` is already used by deployment `{other}`{same}",
                         deployment.server_name
                     ),
                     "duplicate server_name",
@@ -557,6 +609,7 @@ impl Checker<'_> {
             postgres: image(&raw.images.postgres, "postgres:16-alpine")?,
             redis: image(&raw.images.redis, "redis:alpine")?,
             nginx: image(&raw.images.nginx, "nginx:mainline-alpine-slim")?,
+            acme: image(&raw.images.acme, super::ACME_IMAGE)?,
         };
         let nginx = self.nginx(raw)?;
         let tls = self.tls(raw, &public_baseurl)?;
@@ -936,17 +989,13 @@ impl Checker<'_> {
     /// The plugin itself (and its config) is checked when it is loaded.
     fn plugins(
         &self,
-        inventory: &Path,
         raw: &RawInventory,
         hosts: &BTreeMap<String, Host>,
         deployments: &BTreeMap<String, Deployment>,
     ) -> Result<Vec<PluginSpec>, InventoryError> {
         let mut out: Vec<PluginSpec> = Vec::new();
         for plugin in &raw.plugins {
-            let path = inventory
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(plugin.path.get_ref());
+            let path = self.file_path(&plugin.path, "path")?;
             if !path.is_file() {
                 return Err(self.at(
                     &plugin.path,
@@ -1223,72 +1272,8 @@ const NAME_HELP: &str =
     "use 1 to 63 letters, digits, `-`, `_` and `.`, starting with a letter or a digit";
 
 fn check_address(address: &str) -> Result<(), &'static str> {
-    if address.parse::<std::net::IpAddr>().is_ok() {
+    if address.parse::<std::net::Ipv6Addr>().is_ok() {
         return Ok(());
     }
-    check_dns_name(address)
-}
-
-/// A Matrix server name: a DNS name, an IPv4 address or a bracketed IPv6 address, with an
-/// optional port (Matrix specification, appendix "Server name").
-fn check_server_name(name: &str) -> Result<(), &'static str> {
-    let (host, port) = if let Some(rest) = name.strip_prefix('[') {
-        let (v6, after) = rest
-            .split_once(']')
-            .ok_or("an IPv6 address needs a closing `]`")?;
-        v6.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| "not a valid IPv6 address")?;
-        if !after.is_empty() && !after.starts_with(':') {
-            return Err("only a `:PORT` may follow the `]` of an IPv6 address");
-        }
-        (None, after.strip_prefix(':'))
-    } else {
-        match name.rsplit_once(':') {
-            Some((host, port)) => (Some(host), Some(port)),
-            None => (Some(name), None),
-        }
-    };
-    if let Some(port) = port {
-        port.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or("the port must be a number from 1 to 65535")?;
-    }
-    match host {
-        Some(host) if host.parse::<std::net::Ipv4Addr>().is_ok() => Ok(()),
-        Some(host) => check_dns_name(host),
-        None => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_names_follow_the_matrix_grammar() {
-        for good in [
-            "example.org",
-            "matrix.example.org:8448",
-            "1.2.3.4",
-            "[::1]:8448",
-            "localhost",
-        ] {
-            assert_eq!(check_server_name(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "",
-            "exa mple.org",
-            "-bad.org",
-            "example.org:",
-            "example.org:99999",
-            "a..b",
-            "ex_ample.org",
-            "[::1",
-            "[::1]/../../x",
-            "[::1]x",
-        ] {
-            assert!(check_server_name(bad).is_err(), "{bad}");
-        }
-    }
+    check_host(address)
 }

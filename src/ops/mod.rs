@@ -16,6 +16,7 @@ use crate::facts::{self, Compose};
 use crate::generations::GenerationError;
 use crate::sh;
 use crate::shell::{Command, Script};
+use crate::transport::watch::Step;
 use crate::transport::{Connection, TransportError};
 
 pub use services::Services;
@@ -71,8 +72,16 @@ pub struct Deployed {
 }
 
 /// Reads the current generation of the deployment `name` in `dir` and the host's Compose
-/// (two round trips, both read-only).
+/// (two round trips, both read-only), under the facts' deadline; the command that follows
+/// (`logs --follow`, `exec`) runs in no step, as long as it takes.
 pub fn deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deployed, OpsError> {
+    connection.begin(Step::Facts)?;
+    let deployed = read_deployed(connection, name, dir);
+    connection.end_step();
+    deployed
+}
+
+fn read_deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deployed, OpsError> {
     let host = connection.host_name();
     let listing = list(connection, dir)?;
     let generation = listing.current().ok_or_else(|| OpsError::NoGeneration {
@@ -80,11 +89,7 @@ pub fn deployed(connection: &Connection, name: &str, dir: &str) -> Result<Deploy
         deployment: name.to_string(),
     })?;
     let record = generation.usable(host, name)?;
-    let facts = facts::parse(
-        &connection
-            .run_script(&facts::script(&[], &[]))?
-            .stdout_text(),
-    );
+    let facts = facts::gather(connection, &[], &[]).map_err(ApplyError::from)?;
     if facts.compose == Compose::Missing {
         return Err(OpsError::NoCompose {
             host: host.to_string(),

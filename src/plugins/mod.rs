@@ -17,7 +17,6 @@ mod yaml;
 use miette::Diagnostic;
 use thiserror::Error;
 
-pub(crate) use output::check_path;
 pub use output::{Contribution, PluginCheck};
 pub use sandbox::Limits;
 

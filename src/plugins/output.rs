@@ -16,6 +16,15 @@ use crate::inventory::{Grant, PluginSpec};
 /// The most a plugin may return in one contribution, all strings together.
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
+/// The most files a plugin may return in one contribution. Each is written, recorded with
+/// every generation and listed in the plan: a plugin of empty files with short paths went
+/// under [`MAX_OUTPUT_BYTES`] with over a hundred thousand of them.
+pub const MAX_FILES: usize = 1000;
+
+/// The most services, Nginx locations and health checks, each, a plugin may return in one
+/// contribution: a health check costs no byte of output, and each is probed by `verify`.
+pub const MAX_ENTRIES: usize = 100;
+
 /// A plugin's contribution to one deployment on one host, checked.
 #[derive(Debug, Clone)]
 pub struct Contribution {
@@ -72,6 +81,18 @@ pub fn check(spec: &PluginSpec, raw: types::Contribution) -> Result<Contribution
         plugin: plugin.to_string(),
         message,
     };
+    for (count, what, limit) in [
+        (raw.files.len(), "files", MAX_FILES),
+        (raw.services.len(), "services", MAX_ENTRIES),
+        (raw.locations.len(), "Nginx locations", MAX_ENTRIES),
+        (raw.health_checks.len(), "health checks", MAX_ENTRIES),
+    ] {
+        if count > limit {
+            return Err(bad(format!(
+                "it returned {count} {what}, more than the limit of {limit}"
+            )));
+        }
+    }
     let size = raw
         .files
         .iter()
@@ -414,14 +435,38 @@ mod tests {
     }
 
     #[test]
-    fn the_duplicate_check_is_linear_in_the_number_of_files() {
+    fn more_files_or_entries_than_a_contribution_may_hold_are_refused_naming_the_limit() {
         let mut raw = contribution();
-        raw.files = (0..160_000)
+        raw.files = (0..MAX_FILES).map(|i| file(&i.to_string(), "")).collect();
+        assert!(check(&spec(), raw.clone()).is_ok());
+        raw.files.push(file("one-more", ""));
+        assert_eq!(
+            refusal(raw),
+            "plugin `p` returned something synprov refuses: it returned 1001 files, more than the limit of 1000"
+        );
+        let mut raw = contribution();
+        raw.health_checks = vec![types::HealthCheck::Tcp(1); MAX_ENTRIES + 1];
+        assert!(
+            refusal(raw).ends_with("it returned 101 health checks, more than the limit of 100")
+        );
+    }
+
+    #[test]
+    fn more_bytes_than_a_contribution_may_hold_are_refused_naming_the_limit() {
+        let mut raw = contribution();
+        raw.files = vec![file("a", &"x".repeat(MAX_OUTPUT_BYTES / 2)); 1];
+        raw.files.push(file("b", &"x".repeat(MAX_OUTPUT_BYTES / 2)));
+        assert!(refusal(raw).ends_with("its output is 1.0 MiB, more than the limit of 1 MiB"));
+    }
+
+    #[test]
+    fn the_duplicate_check_is_linear_in_the_number_of_files() {
+        let raw: Vec<types::File> = (0..160_000)
             .map(|i| file(&format!("{:x}/{:x}", i % 16, i / 16), ""))
             .collect();
         let started = std::time::Instant::now();
-        let checked = check(&spec(), raw).unwrap();
-        assert_eq!(checked.files.len(), 160_000);
+        let checked = check_files("p", raw).unwrap();
+        assert_eq!(checked.len(), 160_000);
         // Comparing every pair took over a minute; a set takes well under a second.
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),

@@ -5,6 +5,7 @@
 //! same inventory and master key always give byte-identical files.
 
 pub mod backup;
+mod acme;
 mod compose;
 mod merge;
 mod metrics;
@@ -116,7 +117,7 @@ impl DeploymentFiles {
         files: Vec<RenderedFile>,
         dirs: Vec<RenderedDir>,
     ) -> DeploymentFiles {
-        let key = crate::secrets::MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let key = crate::secrets::MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
         DeploymentFiles {
             deployment: "d".into(),
             server_name: "example.org".into(),
@@ -363,7 +364,7 @@ pub fn render_deployment(
     if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
         add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
     }
-    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "secrets": homeserver["secrets"] });
+    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "postgres_password_file": postgres::PASSWORD_FILE_MOUNTED });
     add(
         ".env".into(),
         "compose/env",
@@ -411,6 +412,12 @@ pub fn render_deployment(
         ));
     }
 
+    if postgres.is_some() {
+        files.push((
+            postgres::PASSWORD_FILE.into(),
+            format!("{}\n", secrets.postgres_password.expose()),
+        ));
+    }
     let signing_key = format!("synapse/{}.signing.key", deployment.server_name);
     files.push((
         signing_key.clone(),
@@ -441,6 +448,9 @@ pub fn render_deployment(
         .collect::<Result<Vec<_>, RenderError>>()?;
     if let Some(tls) = deployment.tls.as_ref().filter(|_| main_host) {
         rendered.extend(tls::files(tls));
+    }
+    if let Some(settings) = deployment.acme().filter(|_| main_host) {
+        rendered.extend(acme::files(deployment, settings, templates)?);
     }
     plugins::add_files(
         &mut rendered,
@@ -509,6 +519,9 @@ fn dirs(deployment: &Deployment, topology: &Topology, host: &str) -> Vec<Rendere
         out.push(dir("redis", 0o750, synapse));
         out.extend(compose::redis_conf_dir(topology));
         out.push(dir("logs/nginx", 0o755, None));
+        if deployment.acme().is_some() {
+            out.extend(acme::dirs());
+        }
     }
     out
 }

@@ -195,6 +195,7 @@ pub fn add_files(
     let all_secrets = secrets.all();
     let mut paths: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
     for contribution in contributions {
+        no_secret_in_services(contribution, secrets)?;
         for file in &contribution.files {
             if !paths.insert(file.path.clone()) {
                 return Err(bad(
@@ -239,6 +240,61 @@ pub fn add_files(
     Ok(())
 }
 
+/// Refuses a plugin's service that would hand a secret to its container as definition
+/// text: in its environment, command, healthcheck or labels, or in a file of the plugin it
+/// reads as an env file. Docker keeps those in the container's configuration, which
+/// `docker inspect` shows to anyone in the docker group; a secret belongs in a file the
+/// service mounts (0600, as synprov writes every file holding one).
+fn no_secret_in_services(
+    contribution: &Contribution,
+    secrets: &DeploymentSecrets,
+) -> Result<(), RenderError> {
+    for (name, definition) in &contribution.services {
+        let text = serde_norway::to_string(definition).expect("a parsed value serializes");
+        if secrets.found_in(&text) {
+            return Err(bad(
+                &contribution.plugin,
+                format!(
+                    "its service `{name}` holds a secret in its definition (environment, command, healthcheck or labels), which `docker inspect` shows to anyone in the docker group: have the service read it from a file of the plugin it mounts"
+                ),
+            ));
+        }
+        let env_files = env_files(definition);
+        if let Some(file) = contribution
+            .files
+            .iter()
+            .find(|f| env_files.contains(&f.path.as_str()) && secrets.found_in(&f.contents))
+        {
+            return Err(bad(
+                &contribution.plugin,
+                format!(
+                    "its service `{name}` reads {}, which holds a secret, as an env file: its values become the container's environment, which `docker inspect` shows to anyone in the docker group; have the service read the secret from a file it mounts",
+                    file.path
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The env files of a checked service definition, as paths under the deploy directory
+/// (`env_file` was rewritten to `./plugins/NAME/...`, a path or a list of paths or of
+/// `{path: ...}`).
+fn env_files(definition: &serde_norway::Value) -> Vec<&str> {
+    fn path(entry: &serde_norway::Value) -> Option<&str> {
+        entry
+            .get("path")
+            .unwrap_or(entry)
+            .as_str()?
+            .strip_prefix("./")
+    }
+    match definition.get("env_file") {
+        Some(serde_norway::Value::Sequence(list)) => list.iter().filter_map(path).collect(),
+        Some(single) => path(single).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +323,76 @@ mod tests {
             ),
             "its own limits stay; its capabilities are dropped all the same"
         );
+    }
+
+    /// A contribution of plugin `p`: one service `p-app` defined by `yaml`, and `files`
+    /// (path under plugins/p/, contents).
+    fn contribution(yaml: &str, files: &[(&str, &str)]) -> Contribution {
+        Contribution {
+            plugin: "p".into(),
+            grants: Vec::new(),
+            files: files
+                .iter()
+                .map(|(path, contents)| crate::plugins::output::PluginFile {
+                    path: format!("plugins/p/{path}"),
+                    contents: (*contents).into(),
+                    mode: None,
+                    owner: None,
+                    used_by: Vec::new(),
+                })
+                .collect(),
+            services: vec![("p-app".into(), service(yaml))],
+            homeserver: None,
+            locations: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plugin_service_that_would_show_a_secret_to_docker_inspect_is_refused() {
+        let key = crate::secrets::MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
+        let mut secrets = key.secrets_for("example.org");
+        secrets
+            .plugins
+            .push(key.derive("example.org", "plugin/p/key"));
+        let own = secrets.plugins[0].expose().to_string();
+        let db = secrets.postgres_password.expose().to_string();
+        for (yaml, files, why) in [
+            (
+                format!("image: x\nenvironment: {{KEY: '{own}'}}\n"),
+                vec![],
+                "holds a secret in its definition",
+            ),
+            (
+                format!("image: x\ncommand: ['--db-password', '{db}']\n"),
+                vec![],
+                "holds a secret in its definition",
+            ),
+            (
+                "image: x\nenv_file: ./plugins/p/app.env\n".into(),
+                vec![("app.env", format!("KEY={own}\n"))],
+                "reads plugins/p/app.env, which holds a secret, as an env file",
+            ),
+            (
+                "image: x\nenv_file: [{path: ./plugins/p/b.env}]\n".into(),
+                vec![("b.env", format!("KEY={own}\n"))],
+                "reads plugins/p/b.env",
+            ),
+        ] {
+            let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+            let error = no_secret_in_services(&contribution(&yaml, &files), &secrets)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(why), "{yaml}: {error}");
+        }
+        let mounted = contribution(
+            "image: x\nenv_file: ./plugins/p/app.env\nvolumes: ['./plugins/p/conf:/etc/x:ro']\n",
+            &[
+                ("app.env", "LEVEL=info\n"),
+                ("conf/secret", &format!("{own}\n")),
+            ],
+        );
+        assert!(no_secret_in_services(&mounted, &secrets).is_ok());
     }
 
     #[test]

@@ -18,11 +18,26 @@ pub fn as_owner(program: &str) -> String {
     format!("{program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
 }
 
-/// `shell` for `sh -c` in the db container, with the owner's password exported from the
-/// container's own environment: no secret on any command line.
+/// The password of the database's owner, as a shell word read in the db container: from
+/// the file `POSTGRES_PASSWORD_FILE` names (the container's root reads it), or from
+/// `POSTGRES_PASSWORD` in a container created before synprov moved the password into a file.
+const OWNER_PASSWORD: &str = "\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\"";
+
+/// `shell` for `sh -c` in the db container, with the owner's password exported from what
+/// the container holds: no secret on any command line.
 pub fn with_owner_password(shell: &str) -> String {
-    format!("export PGPASSWORD=\"$POSTGRES_PASSWORD\"; {shell}")
+    format!("export PGPASSWORD={OWNER_PASSWORD}; {shell}")
 }
+
+/// The file holding the database owner's password, in the directory mounted read-only at
+/// `/etc/postgresql`. The image's entrypoint reads it (as root, before it switches to the
+/// postgres user) through `POSTGRES_PASSWORD_FILE`: the password never is an environment
+/// value of the container, which `docker inspect` shows to anyone in the docker group. The
+/// file is root's and 0600 (it holds a secret); the server itself never reads it.
+pub const PASSWORD_FILE: &str = "postgres/password";
+
+/// [`PASSWORD_FILE`] as the db container sees it.
+pub const PASSWORD_FILE_MOUNTED: &str = "/etc/postgresql/password";
 
 /// The context of `postgres/postgresql.conf`.
 pub fn postgresql_conf(

@@ -6,6 +6,7 @@ use std::path::Path;
 use handlebars::{Handlebars, handlebars_helper};
 use rust_embed::RustEmbed;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::RenderError;
 
@@ -17,6 +18,7 @@ struct Embedded;
 /// The template set used for one run.
 pub struct Templates {
     registry: Handlebars<'static>,
+    sha256: String,
 }
 
 // A YAML scalar, quoted and escaped: a JSON string is a valid YAML double-quoted scalar,
@@ -31,7 +33,11 @@ impl Templates {
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("yaml", Box::new(yaml));
-        for path in Embedded::iter() {
+        let mut digest = Sha256::new();
+        // Sorted: the hash must not depend on the order the files are listed in.
+        let mut paths: Vec<_> = Embedded::iter().collect();
+        paths.sort();
+        for path in paths {
             let file = Embedded::get(&path).expect("listed by iter");
             let text = String::from_utf8_lossy(&file.data).into_owned();
             let text = match override_dir.map(|dir| dir.join(path.as_ref())) {
@@ -45,6 +51,11 @@ impl Templates {
                 }
                 _ => text,
             };
+            // Each name and text with its length first: no two sets hash alike.
+            for part in [path.as_bytes(), text.as_bytes()] {
+                digest.update((part.len() as u64).to_le_bytes());
+                digest.update(part);
+            }
             registry
                 .register_template_string(&template_name(&path), text)
                 .map_err(|e| RenderError::Template {
@@ -52,7 +63,16 @@ impl Templates {
                     message: e.to_string(),
                 })?;
         }
-        Ok(Templates { registry })
+        Ok(Templates {
+            registry,
+            sha256: hex::encode(digest.finalize()),
+        })
+    }
+
+    /// The SHA-256 of the templates in effect, built-in and overridden: a saved plan
+    /// records it, and `apply PLAN` refuses templates that differ.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// Renders template `name` (`role/file`, e.g. `nginx/maps.conf`) with `context`.
@@ -82,6 +102,19 @@ mod tests {
             template_name("nginx/templates/maps.conf.hbs"),
             "nginx/maps.conf"
         );
+    }
+
+    #[test]
+    fn the_hash_of_the_templates_changes_with_an_override_and_only_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let builtin = Templates::load(None).unwrap();
+        let empty = Templates::load(Some(dir.path())).unwrap();
+        assert_eq!(builtin.sha256(), empty.sha256());
+        std::fs::create_dir_all(dir.path().join("nginx/templates")).unwrap();
+        std::fs::write(dir.path().join("nginx/templates/private.conf.hbs"), "x\n").unwrap();
+        let custom = Templates::load(Some(dir.path())).unwrap();
+        assert_ne!(custom.sha256(), builtin.sha256());
+        assert_eq!(custom.sha256().len(), 64);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::RenderedFile;
-use crate::inventory::{Deployment, Federation, TlsSettings};
+use super::{RenderedFile, acme};
+use crate::inventory::{CertificateSource, Deployment, Federation, TlsSettings};
 
 /// The certificate chain, as Nginx finds it in its mounted configuration directory.
 pub const CERTIFICATE: &str = "nginx/tls-certificate.pem";
@@ -28,12 +28,26 @@ pub fn context(deployment: &Deployment) -> Value {
     if !well_known {
         ports.push(json!({ "host": tls.federation_port, "container": FEDERATION }));
     }
+    let (certificate, key, acme) = match &tls.certificate {
+        CertificateSource::Files(_) => (
+            format!("/etc/{CERTIFICATE}"),
+            format!("/etc/{KEY}"),
+            Value::Null,
+        ),
+        CertificateSource::Acme(_) => (
+            format!("{}/{}", acme::NGINX_TLS, acme::CERTIFICATE),
+            format!("{}/{}", acme::NGINX_TLS, acme::KEY),
+            acme::nginx_context(),
+        ),
+    };
     json!({
         "https": HTTPS,
         "federation": (!well_known).then_some(FEDERATION),
         "ports": ports,
-        "certificate": format!("/etc/{CERTIFICATE}"),
-        "key": format!("/etc/{KEY}"),
+        "certificate": certificate,
+        "key": key,
+        // ACME: port 80 serves the CA's tokens, and Nginx reads what the renewal installs.
+        "acme": acme,
         // `https://$host` is the same host over HTTPS; the port only when it is not 443.
         "redirect_port": (tls.https_port != 443).then(|| format!(":{}", tls.https_port)),
         "well_known": well_known.then(|| delegation(deployment, tls)),
@@ -52,9 +66,12 @@ fn delegation(deployment: &Deployment, tls: &TlsSettings) -> Value {
     json!({ "server": server.to_string(), "client": client.to_string() })
 }
 
-/// The certificate and key files Nginx reads. A change of either is taken by a reload of
-/// Nginx (`reloads`), not a recreation of its container.
-pub fn files(tls: &TlsSettings) -> [RenderedFile; 2] {
+/// The certificate and key files Nginx reads, when they are the operator's. A change of
+/// either is taken by a reload of Nginx (`reloads`), not a recreation of its container.
+pub fn files(tls: &TlsSettings) -> Vec<RenderedFile> {
+    let CertificateSource::Files(pair) = &tls.certificate else {
+        return Vec::new();
+    };
     let file = |path: &str, contents: &str, secret: bool| RenderedFile {
         path: path.to_string(),
         contents: contents.to_string(),
@@ -65,8 +82,8 @@ pub fn files(tls: &TlsSettings) -> [RenderedFile; 2] {
         used_by: vec!["nginx".into()],
         reloads: true,
     };
-    [
-        file(CERTIFICATE, &tls.pair.certificate, false),
-        file(KEY, tls.pair.key.expose(), true),
+    vec![
+        file(CERTIFICATE, &pair.certificate, false),
+        file(KEY, pair.key.expose(), true),
     ]
 }

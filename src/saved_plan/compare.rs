@@ -52,7 +52,7 @@ pub fn differences(saved: &SavedHost, now: &SavedHost) -> Vec<String> {
     let rest = |host: &SavedHost| {
         let mut value = serde_json::to_value(host).expect("a plan serializes");
         if let Value::Object(map) = &mut value {
-            for derived in ["host", "facts", "changes", "deployments"] {
+            for derived in ["host", "facts", "changes", "deployments", "sending"] {
                 map.remove(derived);
             }
         }

@@ -2,15 +2,17 @@
 //! that no secret is written to the file. `plan` shows a host from this form (with diffs
 //! added from what it has in memory), and `apply PLAN` compares a fresh one against it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::apply::Prepared;
+use crate::apply::files::Fetched;
 use crate::facts::{Compose, Facts, Init};
 use crate::generations::index::Indexed;
-use crate::plan::{Change, RemovedWorker, Upgrade, compose_service_changes, sha256_hex};
+use crate::plan::{Change, RemovedWorker, Sending, Upgrade, compose_service_changes, sha256_hex};
 use crate::render::HostFiles;
 
 /// What one host will be asked to do, and what it was found to have.
@@ -26,6 +28,10 @@ pub struct SavedHost {
     /// Images to stream from this machine, with the ID each has here: a rebuilt image is
     /// another plan.
     pub load_images: Vec<ImageLoad>,
+    /// How much of each image is sent (the layers the host holds are not), by image:
+    /// shown, not compared (it changes with the host's other images, never what it gets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sending: BTreeMap<String, Sending>,
     pub deployments: Vec<SavedDeployment>,
     /// Deployments the host's index names in directories the inventory has none in.
     pub orphans: Vec<Indexed>,
@@ -161,6 +167,7 @@ impl SavedHost {
             plan.start_docker = false;
             plan.install_compose = false;
             plan.load_images.clear();
+            plan.sending.clear();
         }
         let deployments = plan
             .deployments
@@ -175,7 +182,8 @@ impl SavedHost {
                 let old = |path: &str| {
                     (prepared.old)
                         .get(&(deployment.deployment.clone(), path.to_string()))
-                        .map_or("", String::as_str)
+                        .and_then(Fetched::text)
+                        .unwrap_or_default()
                 };
                 let new = |path: &str| rendered.files.iter().find(|f| f.path == path);
                 let mut services = ServiceChanges::default();
@@ -245,6 +253,7 @@ impl SavedHost {
                         .unwrap_or_default(),
                 })
                 .collect(),
+            sending: plan.sending,
             deployments,
             orphans: plan.orphans,
         }

@@ -8,9 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use super::lock::TAKEN;
+use super::lock::{ANSWER_BYTES, TAKEN};
 use super::watch::Watch;
-use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{ConnectOptions, LockGuard, SocketStream, TransportError, output_failed};
 use crate::inventory::Host;
 
 pub struct LocalConnection {
@@ -73,16 +73,18 @@ impl LocalConnection {
             .map_err(|e| self.error(format!("cannot run sh: {e}")))
     }
 
-    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
+    /// Runs `command` with `stdin` on its standard input (closed after it), copying its
+    /// output to `out` and `err` until it ends; returns its exit status.
+    pub fn exec(
+        &self,
+        command: &str,
+        stdin: &mut dyn Read,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
         let mut input = Vec::new();
         stdin.read_to_end(&mut input).map_err(|e| self.error(e))?;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let status = self.run(command, input, true, &mut stdout, &mut stderr)?;
-        Ok(ExecOutput {
-            status,
-            stdout,
-            stderr,
-        })
+        self.run(command, input, true, out, err)
     }
 
     /// Runs `command`, sends it `input` and copies what it prints to `out` and `err` as it
@@ -183,7 +185,11 @@ impl LocalConnection {
                     let sink: &mut dyn Write = if id == 0 { &mut *out } else { &mut *err };
                     sink.write_all(&chunk)
                         .and_then(|()| sink.flush())
-                        .map_err(|e| self.error(format!("writing output: {e}")))?;
+                        .map_err(|e| {
+                            output_failed(&self.watch, e, |e| {
+                                self.error(format!("writing output: {e}"))
+                            })
+                        })?;
                 }
                 Err(RecvTimeoutError::Timeout) => self.watch.check()?,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -239,36 +245,81 @@ impl LocalConnection {
 
     /// Runs `command`, sends it `script` and keeps its standard input open when the
     /// script's first line says it holds the lock: held until the returned guard is
-    /// dropped. Otherwise returns all it printed.
+    /// dropped. Otherwise returns all it printed (standard error too: sudo's refusal),
+    /// within [`ANSWER_BYTES`]. Its answer is waited for under the step's deadline: a lock
+    /// file that blocks whoever opens it (a FIFO) fails the step instead of hanging it.
     pub(super) fn hold(
         &self,
         command: &str,
         script: &[u8],
     ) -> Result<Result<LockGuard, String>, TransportError> {
-        let mut child = self.spawn(command, Stdio::null())?;
+        self.watch.check()?;
+        let (reader, writer) = std::io::pipe().map_err(|e| self.error(e))?;
+        let errors = writer.try_clone().map_err(|e| self.error(e))?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(writer)
+            .stderr(errors)
+            .spawn()
+            .map_err(|e| self.error(format!("cannot run sh: {e}")))?;
+        let child_group = child.id();
+        let end = |mut child: Child| {
+            // SAFETY: kill(2) on the child's own process group, which it leads.
+            unsafe {
+                libc::kill(-(child_group as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = child.wait();
+        };
         if let Err(e) = match child.stdin.as_mut() {
             Some(input) => input.write_all(script).and_then(|()| input.flush()),
             None => Err(std::io::Error::other("no standard input")),
         } {
-            drop(child.stdin.take());
-            let _ = child.wait();
+            end(child);
             return Err(self.error(format!("sending the lock script: {e}")));
         }
-        let mut output = String::new();
-        let mut reader = child.stdout.take().map(BufReader::new);
-        if let Some(reader) = reader.as_mut() {
-            let _ = reader.read_line(&mut output);
+        // Read by a thread, so that this one can watch the deadline: the first line, then,
+        // unless it says the lock is held, the rest once standard input is closed.
+        let (sent, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader.take(ANSWER_BYTES));
+            let mut first = Vec::new();
+            let _ = reader.read_until(b'\n', &mut first);
+            let taken = String::from_utf8_lossy(&first).trim() == TAKEN;
+            if sent.send(first).is_err() || taken {
+                return;
+            }
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            let _ = sent.send(rest);
+        });
+        let mut output = Vec::new();
+        for part in 0..2 {
+            let received = loop {
+                match answer.recv_timeout(CHECK_EVERY) {
+                    Ok(bytes) => break bytes,
+                    Err(RecvTimeoutError::Disconnected) => break Vec::new(),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(error) = self.watch.check() {
+                            end(child);
+                            return Err(error);
+                        }
+                    }
+                }
+            };
+            output.extend_from_slice(&received);
+            if part == 0 {
+                if String::from_utf8_lossy(&output).trim() == TAKEN {
+                    return Ok(Ok(LockGuard {
+                        _inner: Box::new(HeldChild(child)),
+                    }));
+                }
+                drop(child.stdin.take());
+            }
         }
-        if output.trim() == TAKEN {
-            return Ok(Ok(LockGuard {
-                _inner: Box::new(HeldChild(child)),
-            }));
-        }
-        drop(child.stdin.take());
-        if let Some(reader) = reader.as_mut() {
-            let _ = reader.read_to_string(&mut output);
-        }
-        let _ = child.wait();
-        Ok(Err(output))
+        end(child);
+        Ok(Err(String::from_utf8_lossy(&output).into_owned()))
     }
 }

@@ -27,6 +27,10 @@ const CONFLICT: &str = "75";
 /// At most this many bytes of a lock file are read back: its contents are the host's.
 const RECORD_BYTES: &str = "4096";
 
+/// At most this many bytes of a lock command's answer are read: a word, a record of
+/// [`RECORD_BYTES`], or a line saying why it failed.
+pub(super) const ANSWER_BYTES: u64 = 64 * 1024;
+
 /// Who holds a lock: the run of synprov, as the controller knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {

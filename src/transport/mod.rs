@@ -39,7 +39,9 @@ impl ExecOutput {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    /// The last lines of stderr (or stdout when stderr is empty), for error messages.
+    /// The last lines of stderr (or stdout when stderr is empty), for error messages:
+    /// escaped as they enter the message ([`crate::text::printable`]), so that what a host
+    /// prints cannot colour or redraw the report miette makes of it.
     pub fn tail(&self, lines: usize) -> String {
         let text = if self.stderr.is_empty() {
             &self.stdout
@@ -48,7 +50,137 @@ impl ExecOutput {
         };
         let text = String::from_utf8_lossy(text);
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::text::printable(&all[all.len().saturating_sub(lines)..].join("\n")).into_owned()
+    }
+}
+
+/// The most one command may print, on each stream, before synprov stops reading it and
+/// ends it: what a host sends back is read into memory, and a host is not trusted to keep
+/// to what synprov's scripts print on a sane host (a manifest, a record or a log grown to a
+/// gigabyte on it would otherwise be read whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimit {
+    pub stdout: usize,
+    pub stderr: usize,
+}
+
+impl OutputLimit {
+    /// Any command: far above what any of synprov's scripts prints for a real deployment
+    /// (the largest, a diff's files, is bounded by the diff's own limits).
+    pub const ANY: OutputLimit = OutputLimit {
+        stdout: 64 << 20,
+        stderr: 1 << 20,
+    };
+
+    /// `bytes` of standard output, for a script whose caller knows what it prints; standard
+    /// error as [`Self::ANY`].
+    pub const fn stdout(bytes: usize) -> OutputLimit {
+        OutputLimit {
+            stdout: bytes,
+            stderr: Self::ANY.stderr,
+        }
+    }
+}
+
+/// Where a command's output is collected, up to its limit: a write past it fails with an
+/// [`Overflow`], which the transport turns into [`TransportError::TooMuch`] after ending
+/// the command.
+struct Capped<'a> {
+    buffer: &'a mut Vec<u8>,
+    limit: usize,
+    stream: &'static str,
+}
+
+impl Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len().saturating_add(buf.len()) > self.limit {
+            return Err(std::io::Error::other(Overflow {
+                stream: self.stream,
+                limit: self.limit,
+            }));
+        }
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A [`Capped`] buffer that was full.
+#[derive(Debug)]
+struct Overflow {
+    stream: &'static str,
+    limit: usize,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {} on {}", bytes(self.limit), self.stream)
+    }
+}
+
+impl std::error::Error for Overflow {}
+
+/// Runs `run` with sinks that collect a command's output within `limit`.
+fn collect(
+    limit: OutputLimit,
+    run: impl FnOnce(&mut dyn Write, &mut dyn Write) -> Result<i32, TransportError>,
+) -> Result<ExecOutput, TransportError> {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let status = run(
+        &mut Capped {
+            buffer: &mut stdout,
+            limit: limit.stdout,
+            stream: "standard output",
+        },
+        &mut Capped {
+            buffer: &mut stderr,
+            limit: limit.stderr,
+            stream: "standard error",
+        },
+    )?;
+    Ok(ExecOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// What a failed write of a command's output means: the output passed its limit (the
+/// connection is then spent, see [`Watch::overflowed`]), or `otherwise` says.
+fn output_failed(
+    watch: &Watch,
+    error: std::io::Error,
+    otherwise: impl FnOnce(std::io::Error) -> TransportError,
+) -> TransportError {
+    match error.get_ref().and_then(|e| e.downcast_ref::<Overflow>()) {
+        Some(overflow) => watch.overflowed(overflow.stream, &bytes(overflow.limit)),
+        None => otherwise(error),
+    }
+}
+
+/// The error of a command on `host` that went through `sudo -n` (`through_sudo`) and
+/// printed `said`, when `said` is sudo's own refusal (no password may be asked, the user
+/// may not sudo): a message sudo prints before running anything, never one of synprov's
+/// scripts. Without it, a refusal would read as a failure of the step (or of the lock).
+fn sudo_refusal(host: &str, through_sudo: bool, said: &str) -> Option<TransportError> {
+    let first = said.lines().next().unwrap_or_default().trim();
+    (through_sudo && first.starts_with("sudo: ")).then(|| TransportError::Sudo {
+        host: host.to_string(),
+        said: crate::text::one_line(first).into_owned(),
+    })
+}
+
+/// `n` bytes as a person reads a limit: `64 MiB`, `4096 bytes`.
+pub fn bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -133,6 +265,25 @@ pub enum TransportError {
         silent: u64,
     },
 
+    #[error(
+        "{host}: the host sent more than {limit} on {stream} during {step}: synprov stopped reading and ended the command"
+    )]
+    #[diagnostic(help(
+        "something the command reads on the host is far larger than what synprov writes there: look under DEPLOY_DIR/.synprov for a file that is not synprov's (a manifest, generation record, images list, pending mark or audit log) and move it away"
+    ))]
+    TooMuch {
+        host: String,
+        step: String,
+        stream: &'static str,
+        limit: String,
+    },
+
+    #[error("{host}: sudo refused to run synprov's commands as root: {said}")]
+    #[diagnostic(help(
+        "`become = true` runs every command through `sudo -n`, which never asks for a password: allow the SSH user passwordless sudo on the host (NOPASSWD), or connect as root"
+    ))]
+    Sudo { host: String, said: String },
+
     /// A later call on a connection whose command was cut short: the first reason again.
     #[error("{said}")]
     Spent { said: String, interrupted: bool },
@@ -197,8 +348,20 @@ impl Connection {
     /// `become` and the user is not root). The script travels on standard input, so its
     /// contents (secrets) never appear in a process list, and the command line is a
     /// constant that any login shell reads alike.
+    /// What it prints is read within [`OutputLimit::ANY`].
     pub fn run_script(&self, script: &Script) -> Result<ExecOutput, TransportError> {
-        self.exec(&self.shell(), &mut script.as_bytes())
+        self.run_script_within(script, OutputLimit::ANY)
+    }
+
+    /// [`Self::run_script`] for a script whose output the caller knows the size of: past
+    /// `limit`, synprov stops reading, ends the command and fails with
+    /// [`TransportError::TooMuch`].
+    pub fn run_script_within(
+        &self,
+        script: &Script,
+        limit: OutputLimit,
+    ) -> Result<ExecOutput, TransportError> {
+        self.exec_within(&self.shell(), &mut script.as_bytes(), limit)
     }
 
     /// Runs `script` as [`Self::run_script`] does, but copies what it prints to `out` and
@@ -220,16 +383,38 @@ impl Connection {
         }
     }
 
-    /// Runs `command` with `stdin` streamed to it.
+    /// Runs `command` with `stdin` streamed to it; its output is read within
+    /// [`OutputLimit::ANY`].
     pub fn exec(
         &self,
         command: &Command,
         stdin: &mut dyn Read,
     ) -> Result<ExecOutput, TransportError> {
-        match self {
-            Connection::Ssh(c) => c.exec(&command.line(), stdin),
-            Connection::Local(c) => c.exec(&command.line(), stdin),
+        self.exec_within(command, stdin, OutputLimit::ANY)
+    }
+
+    /// [`Self::exec`] with its output read within `limit`. A command that `sudo -n`
+    /// refused to run fails as [`TransportError::Sudo`].
+    pub fn exec_within(
+        &self,
+        command: &Command,
+        stdin: &mut dyn Read,
+        limit: OutputLimit,
+    ) -> Result<ExecOutput, TransportError> {
+        let line = command.line();
+        let output = collect(limit, |out, err| match self {
+            Connection::Ssh(c) => c.exec(&line, stdin, out, err),
+            Connection::Local(c) => c.exec(&line, stdin, out, err),
+        })?;
+        match self.sudo_refusal(&String::from_utf8_lossy(&output.stderr)) {
+            Some(error) if !output.success() => Err(error),
+            _ => Ok(output),
         }
+    }
+
+    /// See [`sudo_refusal`].
+    fn sudo_refusal(&self, said: &str) -> Option<TransportError> {
+        sudo_refusal(self.host_name(), self.needs_sudo(), said)
     }
 
     /// A privileged shell reading its script from standard input.
@@ -289,6 +474,9 @@ impl Connection {
             Ok(guard) => return Ok(Locking::Taken(guard)),
             Err(output) => output,
         };
+        if let Some(refused) = self.sudo_refusal(&output) {
+            return Err(refused);
+        }
         match Answer::of(&output) {
             Answer::Busy(record) => Ok(Locking::Busy(record)),
             Answer::Failed(said) => Err(self.lock_error("take", deploy_dir, &said)),
@@ -303,7 +491,10 @@ impl Connection {
     /// Removes the lock file of the deployment in `deploy_dir` when no run holds its lock:
     /// a record that outlived its run (see [`unlock_script`]).
     pub fn unlock(&self, deploy_dir: &str) -> Result<Unlocking, TransportError> {
-        let output = self.run_script(&unlock_script(deploy_dir))?.stdout_text();
+        let limit = OutputLimit::stdout(lock::ANSWER_BYTES as usize);
+        let output = self
+            .run_script_within(&unlock_script(deploy_dir), limit)?
+            .stdout_text();
         match Answer::of(&output) {
             Answer::Absent => Ok(Unlocking::Absent),
             Answer::Busy(record) => Ok(Unlocking::Held(record)),
@@ -315,7 +506,10 @@ impl Connection {
     fn lock_error(&self, verb: &str, deploy_dir: &str, said: &str) -> TransportError {
         TransportError::Io {
             host: self.host_name().to_string(),
-            message: format!("cannot {verb} the lock in {deploy_dir}: {said}"),
+            message: format!(
+                "cannot {verb} the lock in {deploy_dir}: {}",
+                crate::text::one_line(said)
+            ),
         }
     }
 
@@ -332,6 +526,12 @@ impl Connection {
         self.watch().go_on_with(step)
     }
 
+    /// Ends the step in flight: what runs next is bounded by no deadline (only the
+    /// interrupts and a silent peer), until the next step begins.
+    pub fn end_step(&self) {
+        self.watch().end();
+    }
+
     fn watch(&self) -> &Watch {
         match self {
             Connection::Ssh(c) => &c.watch,
@@ -344,5 +544,56 @@ impl Connection {
             Connection::Ssh(c) => &c.host,
             Connection::Local(c) => &c.host,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_of_sudo_is_named_as_such_and_nothing_else_is() {
+        let refused = sudo_refusal("hs1", true, "sudo: a password is required\n").unwrap();
+        assert_eq!(
+            refused.to_string(),
+            "hs1: sudo refused to run synprov's commands as root: sudo: a password is required"
+        );
+        assert!(sudo_refusal("hs1", false, "sudo: a password is required").is_none());
+        assert!(sudo_refusal("hs1", true, "busy\n").is_none());
+        assert!(sudo_refusal("hs1", true, "").is_none());
+        let hostile = sudo_refusal("hs1", true, "sudo: \x1b[31mred").unwrap();
+        assert!(hostile.to_string().ends_with("sudo: \\x1b[31mred"));
+    }
+
+    /// What a host prints enters an error message escaped, so that miette's report, whose
+    /// own colours are kept when printed, keeps none of the host's.
+    #[test]
+    fn the_tail_of_a_command_s_output_is_escaped_as_it_enters_an_error() {
+        let output = ExecOutput {
+            status: 1,
+            stdout: b"ignored".to_vec(),
+            stderr: b"first\n\x1b[31mred\x1b[0m \x1b]0;title\x07\nlast\rfake\n".to_vec(),
+        };
+        assert_eq!(
+            output.tail(2),
+            "\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07\nlast\\x0dfake"
+        );
+    }
+
+    #[test]
+    fn output_past_its_limit_is_refused_before_it_is_kept() {
+        let mut buffer = Vec::new();
+        let mut capped = Capped {
+            buffer: &mut buffer,
+            limit: 4,
+            stream: "standard output",
+        };
+        capped.write_all(b"abc").unwrap();
+        let error = capped.write_all(b"de").unwrap_err();
+        assert_eq!(error.to_string(), "more than 4 bytes on standard output");
+        assert_eq!(buffer, b"abc");
+        assert_eq!(bytes(64 << 20), "64 MiB");
+        assert_eq!(bytes(4096), "4 KiB");
+        assert_eq!(bytes(1000), "1000 bytes");
     }
 }

@@ -13,9 +13,9 @@ use std::time::Instant;
 use ssh2::{Channel, MethodType, Session};
 
 use super::known_hosts;
-use super::lock::TAKEN;
+use super::lock::{ANSWER_BYTES, TAKEN};
 use super::watch::{SILENCE, Watch};
-use super::{ConnectOptions, ExecOutput, LockGuard, SocketStream, TransportError};
+use super::{ConnectOptions, LockGuard, SocketStream, TransportError, output_failed};
 use crate::inventory::{Host, HostKeyChecking};
 
 pub struct SshConnection {
@@ -268,14 +268,16 @@ impl SshConnection {
         Ok(())
     }
 
-    pub fn exec(&self, command: &str, stdin: &mut dyn Read) -> Result<ExecOutput, TransportError> {
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let status = self.run(command, stdin, true, &mut stdout, &mut stderr)?;
-        Ok(ExecOutput {
-            status,
-            stdout,
-            stderr,
-        })
+    /// Runs `command` with `stdin` on its standard input (closed after it), copying its
+    /// output to `out` and `err` until it ends; returns its exit status.
+    pub fn exec(
+        &self,
+        command: &str,
+        stdin: &mut dyn Read,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<i32, TransportError> {
+        self.run(command, stdin, true, out, err)
     }
 
     /// Runs `command`, sends it `input` and copies what it prints to `out` and `err` as it
@@ -384,7 +386,11 @@ impl SshConnection {
                         moved = true;
                         sink.write_all(&buffer[..n])
                             .and_then(|()| sink.flush())
-                            .map_err(|e| self.error(format!("writing output: {e}")))?;
+                            .map_err(|e| {
+                                output_failed(&self.watch, e, |e| {
+                                    self.error(format!("writing output: {e}"))
+                                })
+                            })?;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) => return Err(self.error(format!("reading output: {e}"))),
@@ -442,22 +448,30 @@ impl SshConnection {
     ) -> Result<Result<LockGuard, String>, TransportError> {
         self.ready()?;
         let mut channel = self.session.channel_session().map_err(|e| self.error(e))?;
+        // Standard error too: sudo's refusal is printed there, before the script runs.
+        channel
+            .handle_extended_data(ssh2::ExtendedData::Merge)
+            .map_err(|e| self.error(e))?;
         channel.exec(command).map_err(|e| self.error(e))?;
         channel
             .write_all(script)
             .and_then(|()| channel.flush())
             .map_err(|e| self.error(format!("sending the lock script: {e}")))?;
-        let mut output = String::new();
-        let mut reader = BufReader::new(&mut channel);
-        let _ = reader.read_line(&mut output);
-        if output.trim() == TAKEN {
+        let mut output = Vec::new();
+        let mut answer = Read::take(&mut channel, ANSWER_BYTES);
+        let mut reader = BufReader::new(&mut answer);
+        let _ = reader.read_until(b'\n', &mut output);
+        if String::from_utf8_lossy(&output).trim() == TAKEN {
+            drop(reader);
             return Ok(Ok(LockGuard {
                 _inner: Box::new(HeldChannel(channel)),
             }));
         }
-        let _ = reader.read_to_string(&mut output);
-        let _ = channel.send_eof();
-        let _ = channel.wait_close();
-        Ok(Err(output))
+        // The script is over: a shell still reading it (after a failure) ends too.
+        let _ = reader.get_mut().get_mut().send_eof();
+        let _ = reader.read_to_end(&mut output);
+        drop(reader);
+        let _ = channel.close();
+        Ok(Err(String::from_utf8_lossy(&output).into_owned()))
     }
 }

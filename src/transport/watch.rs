@@ -153,6 +153,11 @@ impl Watch {
         Ok(())
     }
 
+    /// Ends the step in flight: no deadline bounds what follows until the next step.
+    pub fn end(&self) {
+        *self.current.lock().expect("step") = None;
+    }
+
     /// Whether the command under way may go on: not when the connection is spent, a second
     /// interrupt came, or the step's deadline passed (the connection is then spent).
     pub fn check(&self) -> Result<(), TransportError> {
@@ -180,13 +185,23 @@ impl Watch {
 
     /// Ends the connection's use after its peer stayed silent for `silent`.
     pub fn unresponsive(&self, silent: Duration) -> TransportError {
-        let step = (*self.current.lock().expect("step"))
-            .map_or("command", |c| c.step.name())
-            .to_string();
+        let step = self.step_name();
         self.spend(TransportError::Unresponsive {
             host: self.host.clone(),
             step,
             silent: secs(silent).as_secs(),
+        })
+    }
+
+    /// Ends the connection's use after a command printed more than `limit` on `stream`:
+    /// the command was ended half-way, so its state on the host is unknown.
+    pub fn overflowed(&self, stream: &'static str, limit: &str) -> TransportError {
+        let step = self.step_name();
+        self.spend(TransportError::TooMuch {
+            host: self.host.clone(),
+            step,
+            stream,
+            limit: limit.to_string(),
         })
     }
 
@@ -199,6 +214,13 @@ impl Watch {
                 until.saturating_duration_since(Instant::now())
             });
         left.clamp(Duration::from_secs(1), SILENCE)
+    }
+
+    /// The step under way, as errors name it.
+    fn step_name(&self) -> String {
+        (*self.current.lock().expect("step"))
+            .map_or("command", |c| c.step.name())
+            .to_string()
     }
 
     fn spent(&self) -> Result<(), TransportError> {
@@ -270,6 +292,9 @@ mod tests {
     fn without_a_step_only_silence_bounds_a_wait() {
         let watch = watch(&Interrupt::default(), Duration::from_secs(1));
         assert_eq!(watch.blocking_bound(), SILENCE);
+        watch.begin(Step::Files).unwrap();
+        watch.end();
+        assert_eq!(watch.blocking_bound(), SILENCE, "no step, no deadline");
         watch.check().unwrap();
         watch
             .begin(Step::Health(Duration::from_secs(u64::MAX)))

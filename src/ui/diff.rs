@@ -1,9 +1,12 @@
 //! Unified diffs of file changes, with every secret masked and every control character
 //! shown escaped.
 
+use std::time::Duration;
+
 use similar::TextDiff;
 
 use super::printable;
+use crate::apply::files::{Fetched, MAX_DIFF_BYTES};
 use crate::secrets::{Secret, is_secret_name};
 
 const MASK: &str = "********";
@@ -163,13 +166,43 @@ fn mask_in_word(word: &str) -> String {
     word.to_string()
 }
 
+/// How long one file's diff may take. Myers' algorithm is quadratic in the lines that
+/// differ: two files of many distinct lines took minutes of CPU. Past this time, `similar`
+/// stops looking for the smallest diff and shows what is left as removed and added lines.
+const DIFF_TIME: Duration = Duration::from_secs(2);
+
+/// The diff of a file that changes from `old` (as fetched from the host) to `new`, as
+/// [`unified`] makes it; when either side is over [`MAX_DIFF_BYTES`], a line that gives
+/// both sizes instead.
+pub fn changed(path: &str, old: &Fetched, new: &str, secrets: &[&Secret], color: bool) -> String {
+    match old {
+        Fetched::Text(old)
+            if old.len() as u64 <= MAX_DIFF_BYTES && new.len() as u64 <= MAX_DIFF_BYTES =>
+        {
+            unified(path, old, new, secrets, color)
+        }
+        _ => {
+            let before = match old {
+                Fetched::Text(old) => old.len() as u64,
+                Fetched::TooLarge { bytes } => *bytes,
+            };
+            format!(
+                "(changed, {before} bytes on the host, {} bytes now: diff omitted above {MAX_DIFF_BYTES} bytes)\n",
+                new.len()
+            )
+        }
+    }
+}
+
 /// The unified diff of `old` and `new` for `path`, masked and with control characters
-/// escaped, coloured when `color`.
+/// escaped, coloured when `color`; at most [`DIFF_TIME`] is spent looking for it.
 pub fn unified(path: &str, old: &str, new: &str, secrets: &[&Secret], color: bool) -> String {
     let old = printable(&mask(old, secrets)).into_owned();
     let new = printable(&mask(new, secrets)).into_owned();
     let path = printable(path);
-    let text = TextDiff::from_lines(&old, &new)
+    let text = TextDiff::configure()
+        .timeout(DIFF_TIME)
+        .diff_lines(&old, &new)
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{path}"), &format!("b/{path}"))
@@ -203,7 +236,7 @@ mod tests {
 
     #[test]
     fn known_and_unknown_secrets_are_masked() {
-        let key = MasterKey::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let key = MasterKey::from_text("Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN").unwrap();
         let secrets = key.secrets_for("a.example");
         let known = secrets.form_secret.expose();
         let text = format!(
@@ -301,6 +334,61 @@ mod tests {
         let diff = unified("f\x1b]0;x\x07", "a\n", "a\x1b[2J\rb\tc\n", &[], false);
         assert!(!diff.contains(['\x1b', '\r', '\x07']), "{diff:?}");
         assert!(diff.contains("+a\\x1b[2J\\x0db\tc\n"), "{diff}");
+    }
+
+    /// Lines `from..to`, each distinct.
+    fn numbered(from: usize, to: usize) -> String {
+        (from..to).map(|i| format!("line {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_file_of_many_distinct_lines_on_each_side_is_shown_as_omitted() {
+        let (old, new) = (numbered(0, 200_000), numbered(200_000, 400_000));
+        let shown = changed("big", &Fetched::Text(old.clone()), &new, &[], false);
+        assert_eq!(
+            shown,
+            format!(
+                "(changed, {} bytes on the host, {} bytes now: diff omitted above 1048576 bytes)\n",
+                old.len(),
+                new.len()
+            )
+        );
+    }
+
+    #[test]
+    fn a_diff_of_distinct_lines_under_the_limit_completes_and_shows_every_line() {
+        let (old, new) = (numbered(0, 60_000), numbered(60_000, 120_000));
+        assert!(old.len() as u64 <= MAX_DIFF_BYTES && new.len() as u64 <= MAX_DIFF_BYTES);
+        let diff = changed("f", &Fetched::Text(old), &new, &[], false);
+        assert!(
+            diff.contains("\n-line 0\n") && diff.contains("\n+line 119999\n"),
+            "{}",
+            &diff[..200]
+        );
+    }
+
+    #[test]
+    fn a_file_just_over_the_limit_on_either_side_names_its_size_without_a_diff() {
+        let over = "x".repeat(MAX_DIFF_BYTES as usize + 1);
+        let from_host = changed(
+            "f",
+            &Fetched::TooLarge { bytes: 5 << 30 },
+            "a\n",
+            &[],
+            false,
+        );
+        assert_eq!(
+            from_host,
+            "(changed, 5368709120 bytes on the host, 2 bytes now: diff omitted above 1048576 bytes)\n"
+        );
+        let rendered = changed("f", &Fetched::Text("a\n".into()), &over, &[], false);
+        assert!(
+            rendered.contains("2 bytes on the host, 1048577 bytes now: diff omitted"),
+            "{rendered}"
+        );
+        let at_limit = "x".repeat(MAX_DIFF_BYTES as usize);
+        let diff = changed("f", &Fetched::Text("a\n".into()), &at_limit, &[], false);
+        assert!(diff.starts_with("--- a/f"), "{}", &diff[..100]);
     }
 
     #[test]

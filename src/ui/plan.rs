@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
-use super::printable;
-use crate::apply::Prepared;
-use crate::plan::Change;
+use super::one_line;
+use crate::apply::files::Fetched;
+use crate::apply::{Prepared, megabytes};
+use crate::plan::{Change, Sending};
 use crate::render::{DeploymentFiles, HostFiles};
 use crate::saved_plan::{FileRecord, SavedHost, SavedPlan, hash, short};
 use crate::secrets::DeploymentSecrets;
@@ -23,7 +24,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
     let _ = writeln!(
         out,
         "host {}: {}",
-        printable(&host.host),
+        one_line(&host.host),
         if count == 0 {
             "no changes".to_string()
         } else {
@@ -34,8 +35,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  facts: {} (digest {})",
-            printable(&host.facts.summary.to_string()),
-            short(&host.facts.digest)
+            one_line(&host.facts.summary.to_string()),
+            one_line(short(&host.facts.digest))
         );
     }
     if host.install_docker {
@@ -47,17 +48,22 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(out, "  + install Compose");
     }
     for image in &host.load_images {
-        let _ = writeln!(out, "  + load image {}", printable(&image.image));
+        let _ = writeln!(
+            out,
+            "  + load image {}{}",
+            one_line(&image.image),
+            sent(host.sending.get(&image.image))
+        );
     }
     for orphan in &host.orphans {
         let _ = writeln!(
             out,
             "  ? orphan: {} in {} is on the host but not in the inventory; left as it is \
              (`synprov destroy --host {} --deployment {}` removes it)",
-            printable(&orphan.name),
-            printable(&orphan.dir),
-            printable(&host.host),
-            printable(&orphan.name)
+            one_line(&orphan.name),
+            one_line(&orphan.dir),
+            one_line(&host.host),
+            one_line(&orphan.name)
         );
     }
     for (index, deployment) in host.deployments.iter().enumerate() {
@@ -65,17 +71,17 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  {}: plugin {} granted {}",
-                printable(&deployment.deployment),
-                printable(&grants.plugin),
-                printable(&grants.grants.join(", "))
+                one_line(&deployment.deployment),
+                one_line(&grants.plugin),
+                one_line(&grants.grants.join(", "))
             );
         }
         if deployment.interrupted {
-            let recreate: Vec<_> = deployment.restart.iter().map(|s| printable(s)).collect();
+            let recreate: Vec<_> = deployment.restart.iter().map(|s| one_line(s)).collect();
             let _ = writeln!(
                 out,
                 "  ~ {}: bring the stack up: the last apply wrote files but stopped before{}",
-                printable(&deployment.deployment),
+                one_line(&deployment.deployment),
                 if recreate.is_empty() {
                     String::new()
                 } else {
@@ -87,16 +93,16 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "  ~ {}: upgrade {}: config check on the new image, workers stopped, main first",
-                printable(&deployment.deployment),
-                printable(&upgrade.to_string())
+                one_line(&deployment.deployment),
+                one_line(&upgrade.to_string())
             );
         }
         if deployment.files.is_empty() {
             let _ = writeln!(
                 out,
                 "  {} ({}): {} file(s) unchanged",
-                printable(&deployment.deployment),
-                printable(&deployment.dir),
+                one_line(&deployment.deployment),
+                one_line(&deployment.dir),
                 deployment.unchanged
             );
             continue;
@@ -104,8 +110,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
         let _ = writeln!(
             out,
             "  {} ({}): {} to change, {} unchanged",
-            printable(&deployment.deployment),
-            printable(&deployment.dir),
+            one_line(&deployment.deployment),
+            one_line(&deployment.dir),
             deployment.files.len(),
             deployment.unchanged
         );
@@ -115,10 +121,10 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                 Change::Update => ("~", "change"),
                 Change::Delete => ("-", "remove"),
             };
-            let _ = writeln!(out, "    {sign} {word} {}", printable(&change.path));
+            let _ = writeln!(out, "    {sign} {word} {}", one_line(&change.path));
             if change.path == POSTGRESQL_CONF && change.change != Change::Delete {
                 for line in &deployment.postgres {
-                    let _ = writeln!(out, "      postgres: {}", printable(line));
+                    let _ = writeln!(out, "      postgres: {}", one_line(line));
                 }
             }
             match live {
@@ -129,8 +135,8 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     let _ = writeln!(
                         out,
                         "      sha256 {} -> {}",
-                        hash(&change.before),
-                        hash(&change.after)
+                        one_line(&hash(&change.before)),
+                        one_line(&hash(&change.after))
                     );
                 }
             }
@@ -142,7 +148,7 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
                     ("services removed", &services.removed),
                 ] {
                     if !list.is_empty() {
-                        let _ = writeln!(out, "      {label}: {}", printable(&list.join(", ")));
+                        let _ = writeln!(out, "      {label}: {}", one_line(&list.join(", ")));
                     }
                 }
             }
@@ -154,21 +160,21 @@ pub fn show(host: &SavedHost, live: Option<(&HostFiles, &Prepared)>, color: bool
             let _ = writeln!(
                 out,
                 "    - workers removed, with their logs and sockets: {}",
-                printable(&names.join(", "))
+                one_line(&names.join(", "))
             );
         }
         if !deployment.restart.is_empty() {
             let _ = writeln!(
                 out,
                 "    services recreated for changed files: {}",
-                printable(&deployment.restart.join(", "))
+                one_line(&deployment.restart.join(", "))
             );
         }
         if !deployment.reload.is_empty() {
             let _ = writeln!(
                 out,
                 "    services reloaded for changed files: {}",
-                printable(&deployment.reload.join(", "))
+                one_line(&deployment.reload.join(", "))
             );
         }
     }
@@ -204,12 +210,13 @@ fn diff(
         None => &[],
     };
     if change.change == Change::Update {
+        let none = Fetched::Text(String::new());
         let old = prepared
             .old
             .get(&(rendered.deployment.clone(), change.path.clone()))
-            .map_or("", String::as_str);
+            .unwrap_or(&none);
         let new_text = new.map_or("", |f| f.contents.as_str());
-        for line in super::diff::unified(&change.path, old, new_text, secrets, color).lines() {
+        for line in super::diff::changed(&change.path, old, new_text, secrets, color).lines() {
             let _ = writeln!(out, "      {line}");
         }
     }
@@ -230,15 +237,23 @@ fn hidden_contents(path: &str) -> Option<&'static str> {
 /// A plan file as `show` prints it: where it was made from, then each host's plan.
 pub fn show_saved(plan: &SavedPlan) -> String {
     let mut out = format!(
-        "plan made {} by synprov {} from {} (sha256 {}){}{}\n",
+        "plan made {} by synprov {} from {} (sha256 {}){}{}{}\n",
         plan.created.format("%Y-%m-%d %H:%M:%S UTC"),
-        printable(&plan.synprov_version),
-        printable(&plan.inventory.display().to_string()),
-        short(&plan.inventory_sha256),
+        one_line(&plan.synprov_version),
+        one_line(&plan.inventory.display().to_string()),
+        one_line(short(&plan.inventory_sha256)),
+        match &plan.roles {
+            Some(roles) => format!(
+                ", templates of --roles {} (sha256 {})",
+                one_line(&roles.dir.display().to_string()),
+                one_line(short(&roles.sha256))
+            ),
+            None => ", built-in templates".to_string(),
+        },
         if plan.limit.is_empty() {
             String::new()
         } else {
-            format!(", --limit {}", printable(&plan.limit.join(",")))
+            format!(", --limit {}", one_line(&plan.limit.join(",")))
         },
         if plan.files_only { ", files only" } else { "" }
     );
@@ -246,6 +261,20 @@ pub fn show_saved(plan: &SavedPlan) -> String {
         out += &show(host, None, false);
     }
     out
+}
+
+/// How much of an image is sent, when known: `: 12.3 of 590.0 MB to send (layers the host
+/// has are skipped)`, or `: 590.0 MB` when all of it is.
+fn sent(sending: Option<&Sending>) -> String {
+    match sending {
+        None => String::new(),
+        Some(s) if s.bytes < s.of => format!(
+            ": {} of {} MB to send (layers the host has are skipped)",
+            megabytes(s.bytes),
+            megabytes(s.of)
+        ),
+        Some(s) => format!(": {} MB", megabytes(s.of)),
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +316,38 @@ mod tests {
              d (/opt/d): 1 to change, 3 unchanged\n    \
              ~ change synapse/x\\x0d.yaml\n      \
              sha256 aaaaaaaaaaaa… -> bbbbbbbbbbbb…\n"
+        );
+    }
+
+    #[test]
+    fn an_image_shows_how_much_of_it_is_sent() {
+        let file = serde_json::json!({"path": "a", "change": "create",
+                                      "before": null, "after": "bbbbbbbbbbbbbbbb"});
+        let mut host = saved("hs1", file, &[]);
+        for image in ["synprov/synapse:1.164", "postgres:16", "nginx:1"] {
+            host.load_images.push(crate::saved_plan::ImageLoad {
+                image: image.into(),
+                id: String::new(),
+            });
+        }
+        let sending = |bytes, of| Sending { bytes, of };
+        host.sending = [
+            (
+                "synprov/synapse:1.164".into(),
+                sending(12_340_000, 590_000_000),
+            ),
+            ("postgres:16".into(), sending(151_000_000, 151_000_000)),
+        ]
+        .into();
+        let shown = show(&host, None, false);
+        assert!(
+            shown.contains(
+                "  + load image synprov/synapse:1.164: 12.3 of 590.0 MB to send \
+                 (layers the host has are skipped)\n  \
+                 + load image postgres:16: 151.0 MB\n  \
+                 + load image nginx:1\n"
+            ),
+            "{shown}"
         );
     }
 

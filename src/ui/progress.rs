@@ -69,13 +69,14 @@ pub fn json_line(event: &Event) -> String {
         Event::Interrupted { count } => json!({ "event": "interrupted", "count": count }),
     };
     value["time"] = json!(now());
-    value.to_string()
+    crate::text::json_line(&value)
 }
 
 /// A step that finished, as a JSON line.
 pub fn step_done_line(done: &StepTime) -> String {
-    json!({ "event": "step_done", "host": done.host, "step": done.step, "seconds": done.took.as_secs_f64(), "time": now() })
-        .to_string()
+    crate::text::json_line(
+        &json!({ "event": "step_done", "host": done.host, "step": done.step, "seconds": done.took.as_secs_f64(), "time": now() }),
+    )
 }
 
 fn now() -> String {

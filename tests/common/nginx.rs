@@ -22,7 +22,8 @@ pub struct StagedNginx {
 }
 
 impl StagedNginx {
-    /// The prefix (`nginx -p`): holds `conf/`, `sockets/`, `logs/` and `run/`.
+    /// The prefix (`nginx -p`): holds `conf/`, `sockets/`, `logs/` and `run/`, and ACME
+    /// mode's `tls/` and `acme-challenge/`.
     pub fn base(&self) -> &Path {
         self.dir.path()
     }
@@ -57,7 +58,7 @@ pub fn stage(rendered: &Path, ports: &[(u16, u16)]) -> StagedNginx {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for sub in ["conf", "sockets", "logs", "run"] {
+    for sub in ["conf", "sockets", "logs", "run", "tls", "acme-challenge"] {
         std::fs::create_dir(base.join(sub)).unwrap();
         std::fs::set_permissions(base.join(sub), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
@@ -75,7 +76,13 @@ pub fn stage(rendered: &Path, ports: &[(u16, u16)]) -> StagedNginx {
             // After /tmp/: the staged directory itself is under /tmp.
             .replace("/etc/nginx/", &format!("{}/conf/", base.display()))
             .replace("/sockets/", &format!("{}/sockets/", base.display()))
-            .replace("/var/log/nginx/", &format!("{}/logs/", base.display()));
+            .replace("/var/log/nginx/", &format!("{}/logs/", base.display()))
+            // ACME mode's mounts: the certificate the renewal installs, the CA's tokens.
+            .replace("/etc/synprov-tls/", &format!("{}/tls/", base.display()))
+            .replace(
+                "/var/www/acme-challenge",
+                &format!("{}/acme-challenge", base.display()),
+            );
         for (container, port) in ports {
             text = text.replace(
                 &format!("listen {container} "),
@@ -122,6 +129,12 @@ impl NginxBed {
     /// Renders `inventory`, points its Nginx files at a temporary directory (sockets, logs,
     /// pid, temp paths, free loopback ports), checks them with `nginx -t` and starts nginx.
     pub fn start(inventory: &Path) -> NginxBed {
+        NginxBed::start_with(inventory, |_| {})
+    }
+
+    /// [`NginxBed::start`], with `prepare` given the staged prefix before `nginx -t` (to
+    /// put there what the host holds beside the rendered files, as ACME's certificate).
+    pub fn start_with(inventory: &Path, prepare: impl FnOnce(&Path)) -> NginxBed {
         let rendered = render(inventory);
         let deployment = std::fs::read_dir(rendered.path())
             .unwrap()
@@ -150,6 +163,7 @@ impl NginxBed {
         for socket in sockets {
             spawn_stub(PathBuf::from(socket));
         }
+        prepare(staged.base());
         let test = staged.test();
         assert!(
             test.status.success(),

@@ -430,6 +430,10 @@ const HOSTILE: &[&str] = &[
     "日本",
     "😀",
     "x\u{301}",
+    "%2e%2e",
+    "%",
+    "1.2.3",
+    "0x7f",
 ];
 
 /// A hostile string: one of the known ones, two of them joined, arbitrary characters, or a
@@ -590,11 +594,23 @@ pub fn values(field: Field) -> BoxedStrategy<Value> {
             "[2001:db8::1]",
             "localhost",
             "xn--bcher-kva.example",
+            // Numeric labels that are no IPv4 address, and (in the pair) the other
+            // deployment's name in capitals: to be refused.
+            "1.2.3",
+            "123",
+            "BETA.example",
         ]),
         Field::PublicBaseurl => string(&[
             "https://matrix.example.org/",
             "http://localhost:8008",
             "https://example.org/matrix/",
+            "https://Matrix.Example.org:443/a-b_c.d~e/",
+            // What its readers would read differently: to be refused.
+            "https://matrix.example.org/a b/",
+            "https://bücher.example/",
+            "https://1.2.3/",
+            "https://example.org/%2e%2e/",
+            "https://example.org/a/../b/",
         ]),
         Field::AdminContact => string(&["mailto:admin@example.org", "https://example.org/contact"]),
         Field::DeployDir => string(&["/opt/synapse/example", "/srv/matrix", "/opt/s-1/x_y"]),

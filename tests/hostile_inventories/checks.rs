@@ -208,6 +208,90 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+// --- Values whose readers would disagree (issue #22) ---
+
+/// What no accepted inventory holds, because the readers of the value would read it
+/// differently: two server names equal but for case (DNS names, one homeserver), a server
+/// name whose last label is a number but that is no IPv4 address (an address to a URL
+/// parser, a name to DNS), a public_baseurl beyond a plain http(s) URL, an empty table in
+/// `homeserver` (it replaces a default that is not a table with nothing).
+pub fn unambiguous(meaning: &Meaning) -> Result<(), Violation> {
+    let mut seen = BTreeSet::new();
+    for d in &meaning.deployments {
+        ensure(
+            seen.insert(d.server_name.to_ascii_lowercase()),
+            "two server_names equal but for case are accepted",
+            || d.server_name.clone(),
+        )?;
+        ensure(
+            !numeric_but_no_ipv4(&d.server_name),
+            "a server_name of numeric labels that is no IPv4 address is accepted",
+            || d.server_name.clone(),
+        )?;
+        if let Some(url) = &d.public_baseurl_written {
+            ensure(
+                plain_url(url),
+                "a public_baseurl beyond a plain http(s) URL is accepted",
+                || format!("{url:?}"),
+            )?;
+        }
+        ensure(
+            !has_empty_table(&Value::Table(d.homeserver.clone())),
+            "an empty table in homeserver is accepted",
+            || format!("{:?}", d.homeserver),
+        )?;
+    }
+    Ok(())
+}
+
+/// A server name (its port aside) whose last label is a number (`1.2.3`, `x.0x7f`) and
+/// that is not a dotted-quad IPv4 address.
+fn numeric_but_no_ipv4(server_name: &str) -> bool {
+    if server_name.starts_with('[') {
+        return false;
+    }
+    let host = server_name.split(':').next().unwrap_or_default();
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let hex = last.len() > 2
+        && (last.starts_with("0x") || last.starts_with("0X"))
+        && last[2..].chars().all(|c| c.is_ascii_hexdigit());
+    let numeric = hex || (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit()));
+    numeric && host.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// `http(s)://` and then ASCII letters, digits, `-._~/:` and the brackets of an IPv6
+/// host; no `.`, `..` or empty path segment but the last.
+fn plain_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let plain = rest
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~/:[]".contains(c));
+    let segments: Vec<&str> = rest.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    plain
+        && segments
+            .iter()
+            .enumerate()
+            .all(|(i, s)| *s != "." && *s != ".." && (i == last || !s.is_empty()))
+}
+
+/// Whether a table or list below `value` (not `value` itself) is an empty table.
+fn has_empty_table(value: &Value) -> bool {
+    let children: Vec<&Value> = match value {
+        Value::Table(t) => t.values().collect(),
+        Value::Array(items) => items.iter().collect(),
+        _ => return false,
+    };
+    children
+        .into_iter()
+        .any(|v| matches!(v, Value::Table(t) if t.is_empty()) || has_empty_table(v))
+}
+
 // --- docker-compose.yml and the env files, through Compose ---
 
 const SYNAPSE_ENV: [&str; 6] = [
@@ -221,7 +305,7 @@ const SYNAPSE_ENV: [&str; 6] = [
 const POSTGRES_ENV: [&str; 4] = [
     "POSTGRES_DB",
     "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
+    "POSTGRES_PASSWORD_FILE",
     "POSTGRES_INITDB_ARGS",
 ];
 

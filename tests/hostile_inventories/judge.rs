@@ -329,6 +329,7 @@ fn deployment_dirs(out: &Path) -> Vec<PathBuf> {
 
 /// The checks of an accepted inventory.
 fn accepted(meaning: &Meaning, out: &Path, baseline: &Baseline) -> Result<Found, Violation> {
+    checks::unambiguous(meaning)?;
     let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
     let actual: BTreeSet<(String, String)> = deployment_dirs(out)
         .iter()

@@ -263,6 +263,39 @@ fn a_control_character_in_public_baseurl_is_refused_with_a_location() {
 }
 
 #[test]
+fn a_server_name_of_numeric_labels_that_is_no_ip_address_is_refused_with_a_location() {
+    assert_holds(Shape::Single, Field::ServerName, text("1.2.3"));
+}
+
+#[test]
+fn a_server_name_equal_to_another_but_for_case_is_refused_with_a_location() {
+    assert_holds(Shape::Pair, Field::ServerName, text("BETA.example"));
+}
+
+#[test]
+fn a_public_baseurl_with_a_space_or_a_dot_segment_is_refused_with_a_location() {
+    assert_holds(
+        Shape::Single,
+        Field::PublicBaseurl,
+        text("https://matrix.example.org/a b/"),
+    );
+    assert_holds(
+        Shape::Single,
+        Field::PublicBaseurl,
+        text("https://example.org/a/%2e%2e/"),
+    );
+}
+
+#[test]
+fn an_empty_table_in_homeserver_is_refused_with_a_location() {
+    assert_holds(
+        Shape::Single,
+        Field::Homeserver,
+        homeserver(Value::Table(toml::Table::new())),
+    );
+}
+
+#[test]
 fn a_trusted_proxy_with_a_semicolon_adds_no_allow_directive() {
     assert_holds(
         Shape::Single,

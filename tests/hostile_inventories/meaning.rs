@@ -14,6 +14,8 @@ pub struct DeploymentMeaning {
     pub host: String,
     pub server_name: String,
     pub public_baseurl: String,
+    /// `public_baseurl` as written, when given.
+    pub public_baseurl_written: Option<String>,
     pub admin_contact: Option<String>,
     pub timezone: String,
     pub images: BTreeMap<&'static str, String>,
@@ -78,7 +80,8 @@ impl DeploymentMeaning {
         let server_name = required_string(d, "server_name")?;
         // A URL means what a URL parser reads in it: `<` or a space in its path are the
         // same URL percent-encoded, as a client sends them.
-        let public_baseurl = match optional_string(d.get("public_baseurl"), "public_baseurl")? {
+        let public_baseurl_written = optional_string(d.get("public_baseurl"), "public_baseurl")?;
+        let public_baseurl = match public_baseurl_written.clone() {
             Some(url) => {
                 let parsed = url::Url::parse(&url).map_err(|e| format!("public_baseurl: {e}"))?;
                 let text = String::from(parsed);
@@ -142,6 +145,7 @@ impl DeploymentMeaning {
             name: name.to_string(),
             host: required_string(d, "host")?,
             public_baseurl,
+            public_baseurl_written,
             // An empty contact is no contact.
             admin_contact: optional_string(d.get("admin_contact"), "admin_contact")?
                 .filter(|c| !c.is_empty()),
@@ -218,7 +222,14 @@ impl DeploymentMeaning {
         out.insert(format!("synapse/{}.signing.key", self.server_name));
         let mut log_types = BTreeSet::new();
         if host == self.host {
-            out.extend([".postgres.env", "postgres/postgresql.conf"].map(String::from));
+            out.extend(
+                [
+                    ".postgres.env",
+                    "postgres/password",
+                    "postgres/postgresql.conf",
+                ]
+                .map(String::from),
+            );
             if self.metrics {
                 out.insert("prometheus/targets.json".into());
             }

@@ -1,13 +1,12 @@
-//! `[deployments.NAME.tls]`: the certificate and key read and checked, the federation mode,
-//! the ports, and a public_baseurl that clients reach over HTTPS.
-
-use std::path::Path;
+//! `[deployments.NAME.tls]`: the certificate's source (files read and checked, or ACME, in
+//! `acme.rs`), the federation mode, the ports, and a public_baseurl that clients reach over
+//! HTTPS.
 
 use super::Checker;
 use crate::inventory::InventoryError;
 use crate::inventory::raw::{RawDeployment, RawTls};
-use crate::inventory::values::{TlsFile, read_tls_pair};
-use crate::inventory::{Federation, TlsSettings};
+use crate::inventory::values::{TlsFile, TlsPair, read_tls_pair};
+use crate::inventory::{CertificateSource, Federation, TlsSettings};
 
 impl Checker<'_> {
     /// The deployment's TLS settings, `None` when it has no `tls` table. `public_baseurl` is
@@ -17,23 +16,91 @@ impl Checker<'_> {
         raw: &RawDeployment,
         public_baseurl: &str,
     ) -> Result<Option<TlsSettings>, InventoryError> {
-        let Some(tls) = &raw.tls else {
+        let Some(raw_tls) = &raw.tls else {
             return Ok(None);
         };
+        let tls = raw_tls.get_ref();
         if !public_baseurl.starts_with("https://") {
-            let span = raw.public_baseurl.as_ref().unwrap_or(&tls.certificate);
-            return Err(self.at(
+            let span = raw
+                .public_baseurl
+                .as_ref()
+                .map_or_else(|| raw_tls.span(), |url| url.span());
+            return Err(self.source.error(
                 span,
                 format!("public_baseurl {public_baseurl} is not https, but Nginx serves HTTPS (`[deployments.NAME.tls]`)"),
                 "must be https://",
                 "give the https URL clients use, e.g. \"https://matrix.example.org/\"",
             ));
         }
-        let pair = read_tls_pair(&self.beside(&tls.certificate), &self.beside(&tls.key))
-            .map_err(|(file, why)| {
+        let federation = match &tls.federation {
+            None => Federation::Port,
+            Some(mode) if mode.get_ref() == "8448" => Federation::Port,
+            Some(mode) if mode.get_ref() == "well-known" => Federation::WellKnown,
+            Some(mode) => {
+                return Err(self.at(
+                    mode,
+                    format!("unknown federation mode `{}`", mode.get_ref()),
+                    "unknown mode",
+                    "use \"8448\" (federation on its own port) or \"well-known\" (on the HTTPS port, delegated by /.well-known/matrix/server)",
+                ));
+            }
+        };
+        let certificate = match (&tls.certificate, &tls.key, &tls.acme) {
+            (Some(certificate), Some(key), None) => {
+                CertificateSource::Files(self.tls_files(certificate, key)?)
+            }
+            (None, None, Some(acme)) => {
+                CertificateSource::Acme(self.acme(raw, acme, public_baseurl, federation)?)
+            }
+            (Some(_), Some(_), Some(acme)) => {
+                return Err(self.at(
+                    acme,
+                    "`[deployments.NAME.tls]` has both certificate files and `acme`",
+                    "second certificate source",
+                    "keep one: `certificate` and `key` (files you renew), or `[deployments.NAME.tls.acme]` (issued and renewed on the host)",
+                ));
+            }
+            (Some(only), None, _) | (None, Some(only), _) => {
+                return Err(self.at(
+                    only,
+                    "`certificate` and `key` go together",
+                    "needs its pair",
+                    "give both `certificate` (fullchain.pem) and `key` (privkey.pem), or neither and `[deployments.NAME.tls.acme]`",
+                ));
+            }
+            (None, None, None) => {
+                return Err(self.at(
+                    raw_tls,
+                    "`[deployments.NAME.tls]` says nowhere where the certificate comes from",
+                    "no certificate",
+                    "add `[deployments.NAME.tls.acme]` with `email = \"...\"` (a certificate from Let's Encrypt, renewed on the host), or `certificate` and `key` files",
+                ));
+            }
+        };
+        Ok(Some(TlsSettings {
+            certificate,
+            federation,
+            https_port: self.tls_port(&tls.https_port, "https_port", 443)?,
+            federation_port: self.tls_port(&tls.federation_port, "federation_port", 8448)?,
+        }))
+    }
+
+    /// The operator's certificate and key, read and checked; an expired certificate is a
+    /// warning.
+    fn tls_files(
+        &self,
+        certificate: &toml::Spanned<String>,
+        key: &toml::Spanned<String>,
+    ) -> Result<TlsPair, InventoryError> {
+        let (certificate_path, key_path) = (
+            self.file_path(certificate, "certificate")?,
+            self.file_path(key, "key")?,
+        );
+        let pair = read_tls_pair(&certificate_path, &key_path).map_err(
+            |(file, why)| {
                 let (value, what) = match file {
-                    TlsFile::Certificate => (&tls.certificate, "certificate"),
-                    TlsFile::Key => (&tls.key, "key"),
+                    TlsFile::Certificate => (certificate, "certificate"),
+                    TlsFile::Key => (key, "key"),
                 };
                 self.at(
                     value,
@@ -41,33 +108,17 @@ impl Checker<'_> {
                     &format!("unusable {what}"),
                     "give PEM files on this machine, relative to the inventory's directory: `certificate` the server's certificate then its intermediates (fullchain.pem), `key` its unencrypted private key (privkey.pem)",
                 )
-            })?;
+            },
+        )?;
         if pair.expired {
             self.warn(
-                &tls.certificate,
+                certificate,
                 format!("the TLS certificate expired on {}", pair.not_after),
                 "expired",
                 "renew it: clients and other homeservers refuse an expired certificate",
             );
         }
-        let federation = match tls.federation.as_ref().map(|f| f.get_ref().as_str()) {
-            None | Some("8448") => Federation::Port,
-            Some("well-known") => Federation::WellKnown,
-            Some(other) => {
-                return Err(self.at(
-                    tls.federation.as_ref().unwrap_or(&tls.key),
-                    format!("unknown federation mode `{other}`"),
-                    "unknown mode",
-                    "use \"8448\" (federation on its own port) or \"well-known\" (on the HTTPS port, delegated by /.well-known/matrix/server)",
-                ));
-            }
-        };
-        Ok(Some(TlsSettings {
-            pair,
-            federation,
-            https_port: self.tls_port(&tls.https_port, "https_port", 443)?,
-            federation_port: self.tls_port(&tls.federation_port, "federation_port", 8448)?,
-        }))
+        Ok(pair)
     }
 
     fn tls_port(
@@ -84,22 +135,16 @@ impl Checker<'_> {
             "give a port from 1 to 65535",
         )
     }
-
-    /// `path` as the inventory names it, resolved against the inventory's directory.
-    fn beside(&self, path: &toml::Spanned<String>) -> std::path::PathBuf {
-        self.dir.join(Path::new(path.get_ref()))
-    }
 }
 
 /// The host ports the TLS listeners publish: HTTPS, and federation's own when it has one.
 pub(super) fn tls_ports(
-    tls: &RawTls,
+    raw_tls: &toml::Spanned<RawTls>,
     settings: &TlsSettings,
 ) -> Vec<(u16, &'static str, std::ops::Range<usize>)> {
-    let span = |p: &Option<toml::Spanned<u16>>| {
-        p.as_ref()
-            .map_or_else(|| tls.certificate.span(), |p| p.span())
-    };
+    let tls = raw_tls.get_ref();
+    let span =
+        |p: &Option<toml::Spanned<u16>>| p.as_ref().map_or_else(|| raw_tls.span(), |p| p.span());
     let mut ports = vec![(
         settings.https_port,
         "Nginx's HTTPS port",

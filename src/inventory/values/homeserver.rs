@@ -13,7 +13,8 @@ pub struct Refusal {
 
 /// Refuses TOML datetimes (Synapse has no datetime setting, and they would reach YAML as
 /// odd strings), NaN and infinities, the YAML merge key `<<` (PyYAML would merge instead of
-/// setting it), and control characters other than newline and tab.
+/// setting it), control characters other than newline and tab, and empty tables (merged
+/// over a default that is not a table, such as `listeners`, one would silently remove it).
 pub fn check_homeserver_table(table: &toml::Table) -> Result<(), Refusal> {
     for (key, value) in table {
         check_entry(key, value, key)?;
@@ -56,6 +57,9 @@ fn check_entry(key: &str, value: &toml::Value, path: &str) -> Result<(), Refusal
             }
             Ok(())
         }
+        toml::Value::Table(table) if table.is_empty() => refuse(
+            "an empty table sets nothing where the default is a table, and replaces the default with nothing where it is not: remove it, or give the settings it should hold",
+        ),
         toml::Value::Table(table) => {
             for (k, v) in table {
                 check_entry(k, v, &format!("{path}.{k}"))?;
@@ -82,6 +86,14 @@ mod tests {
         assert!(check("x = inf").is_err());
         assert!(check(&format!("{} = 0", "a".repeat(1025))).is_err());
         assert!(check("x = \"a\\u001bb\"").is_err());
+        assert_eq!(check("listeners = {}").unwrap_err().path, "listeners");
+        assert_eq!(
+            check("redis = { enabled = true }\n[database.args]\n")
+                .unwrap_err()
+                .path,
+            "database.args"
+        );
+        assert_eq!(check("x = [1, {}]").unwrap_err().path, "x[1]");
         assert!(
             check("max_upload_size = \"50M\"\nurl_preview = { ok = true, n = 1.5 }\nt = \"a\\nb\"")
                 .is_ok()

@@ -4,6 +4,7 @@
 //!
 //! A parser returns the reason for a refusal; `validate` turns it into a located error.
 
+mod acme;
 mod base_url;
 mod calendar;
 mod contact;
@@ -17,6 +18,10 @@ mod repository;
 mod time_zone;
 mod tls;
 
+pub use acme::{
+    AcmeSettings, Challenge, DnsCredentials, DnsProvider, KeyType, LETS_ENCRYPT,
+    LETS_ENCRYPT_STAGING, MAX_NAMES, acme_directory, acme_email, acme_name, ca_bundle, covers,
+};
 pub use base_url::public_baseurl;
 pub use calendar::Calendar;
 pub use contact::admin_contact;
@@ -24,11 +29,11 @@ pub use deploy_dir::DeployDir;
 pub use homeserver::check_homeserver_table;
 pub use image::ImageRef;
 pub use memory::MemorySize;
-pub use name::{DeploymentName, HostName, UserName, check_dns_name};
+pub use name::{DeploymentName, HostName, UserName, check_dns_name, check_host, check_server_name};
 pub use network::AddressRange;
 pub use repository::{HostKey, SftpTarget};
 pub use time_zone::TimeZone;
-pub use tls::{TlsFile, TlsPair, read_tls_pair};
+pub use tls::{TlsFile, TlsPair, read_text, read_tls_pair};
 
 /// A string newtype whose only constructor is its parser: it reads as a `&str` everywhere
 /// (templates, builders, output) but cannot be made from an unchecked string.

@@ -87,6 +87,58 @@ pub fn check_dns_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A Matrix server name: a DNS name, an IPv4 address or a bracketed IPv6 address, with an
+/// optional port (Matrix specification, appendix "Server name"); also the host and port of
+/// a URL. The port is digits only (Rust's parser would take `+443`).
+pub fn check_server_name(name: &str) -> Result<(), &'static str> {
+    let (host, port) = if let Some(rest) = name.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing `]`")?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "not a valid IPv6 address")?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err("only a `:PORT` may follow the `]` of an IPv6 address");
+        }
+        (None, after.strip_prefix(':'))
+    } else {
+        match name.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(name), None),
+        }
+    };
+    if let Some(port) = port {
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0 && port.chars().all(|c| c.is_ascii_digit()))
+            .ok_or("the port must be a number from 1 to 65535")?;
+    }
+    host.map_or(Ok(()), check_host)
+}
+
+/// A host as a URL or a resolver reads it: an IPv4 address in dotted-quad form, or a DNS
+/// name whose last label is not a number. A name whose last label is numeric (`1.2.3`,
+/// `123`, `foo.0x7f`) is read as an IPv4 address by URL parsers (which make `1.2.3` into
+/// `1.2.0.3`) and `inet_aton`, and as a name by DNS: its readers would disagree on what it
+/// is, so it is refused.
+pub fn check_host(name: &str) -> Result<(), &'static str> {
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    check_dns_name(name)?;
+    let last = name.rsplit('.').next().unwrap_or_default();
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|digits| digits.chars().all(|c| c.is_ascii_hexdigit()));
+    if hex || last.chars().all(|c| c.is_ascii_digit()) {
+        return Err(
+            "its last part is a number, but it is not an IPv4 address (four numbers 0-255 joined by dots): URL parsers would read it as an address, DNS as a name",
+        );
+    }
+    Ok(())
+}
+
 /// 1 to 63 characters allowed by `allowed`, the first a letter or digit.
 fn label(text: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
     if text.is_empty() || text.len() > 63 {
@@ -125,6 +177,65 @@ mod tests {
         }
         assert!(HostName::parse("web-1.eu_2").is_ok());
         assert!(DeploymentName::parse("hs_1-a").is_ok());
+    }
+
+    #[test]
+    fn server_names_follow_the_matrix_grammar() {
+        for good in [
+            "example.org",
+            "matrix.example.org:8448",
+            "1.2.3.4",
+            "[::1]:8448",
+            "localhost",
+        ] {
+            assert_eq!(check_server_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "exa mple.org",
+            "-bad.org",
+            "example.org:",
+            "example.org:99999",
+            "example.org:+443",
+            "a..b",
+            "ex_ample.org",
+            "[::1",
+            "[::1]/../../x",
+            "[::1]x",
+            "1.2.3",
+            "123",
+            "123:8448",
+            "1.2.3.4.5",
+        ] {
+            assert!(check_server_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_host_of_numeric_labels_is_an_ipv4_address_or_refused() {
+        for good in [
+            "1.2.3.4",
+            "example.org",
+            "1.example",
+            "0x.example",
+            "a1",
+            "xn--bcher-kva.example",
+        ] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "1.2.3",
+            "123",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "01.2.3.4",
+            "example.123",
+            "0x7f",
+            "a.0X1F",
+            "0x7f.0.0.1",
+        ] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub enum TlsFile {
 /// Reads `certificate` and `key` and checks that they are PEM, and that the key is the one
 /// of the chain's first certificate. The reason of a refusal never quotes the key.
 pub fn read_tls_pair(certificate: &Path, key: &Path) -> Result<TlsPair, (TlsFile, String)> {
-    let cert_text = read_pem(certificate).map_err(|why| (TlsFile::Certificate, why))?;
+    let cert_text = read_text(certificate).map_err(|why| (TlsFile::Certificate, why))?;
     let chain = X509::stack_from_pem(cert_text.as_bytes()).unwrap_or_default();
     let Some(leaf) = chain.first() else {
         return Err((
@@ -48,7 +48,7 @@ pub fn read_tls_pair(certificate: &Path, key: &Path) -> Result<TlsPair, (TlsFile
             ),
         ));
     };
-    let key_text = read_pem(key).map_err(|why| (TlsFile::Key, why))?;
+    let key_text = read_text(key).map_err(|why| (TlsFile::Key, why))?;
     let private = PKey::private_key_from_pem(key_text.as_bytes()).map_err(|_| {
         (
             TlsFile::Key,
@@ -83,8 +83,9 @@ pub fn read_tls_pair(certificate: &Path, key: &Path) -> Result<TlsPair, (TlsFile
     })
 }
 
-/// A regular file's text, at most [`MAX_PEM_BYTES`].
-fn read_pem(path: &Path) -> Result<String, String> {
+/// A regular file's text, at most [`MAX_PEM_BYTES`]: the certificate files, the ACME CA
+/// bundle and DNS credentials, all small files of the controller.
+pub fn read_text(path: &Path) -> Result<String, String> {
     let cannot = |why: String| format!("cannot read {}: {why}", path.display());
     let metadata = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
     if !metadata.is_file() {
@@ -95,7 +96,7 @@ fn read_pem(path: &Path) -> Result<String, String> {
         .map_err(|e| cannot(e.to_string()))?
         .take(MAX_PEM_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|_| cannot("it is not PEM text".into()))?;
+        .map_err(|_| cannot("it is not text".into()))?;
     if text.len() as u64 > MAX_PEM_BYTES {
         return Err(cannot(format!("it is larger than {MAX_PEM_BYTES} bytes")));
     }

@@ -9,6 +9,10 @@
 #     before the database exists), create POSTGRES_DB, run /docker-entrypoint-initdb.d/*.sh
 #     and *.sql, stop it;
 #   - then exec the real server with the given arguments.
+# As the official image, POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB and
+# POSTGRES_INITDB_ARGS may each be given as VAR_FILE, the path of a file holding the value
+# (trailing newlines dropped): read as root, before the switch to postgres, so a 0600 file
+# of root's serves; both VAR and VAR_FILE set is an error.
 # Anything else is executed as is.
 set -Eeo pipefail
 
@@ -18,6 +22,25 @@ SOCKET_DIR=/var/run/postgresql
 
 log() { printf '%s [entrypoint] %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+# The official image's file_env: VAR from the file VAR_FILE names, exported (so that the
+# re-run as postgres has it) and VAR_FILE unset.
+file_env() {
+    local var="$1"
+    local file_var="${var}_FILE"
+    local default="${2:-}"
+    if [ "${!var:-}" ] && [ "${!file_var:-}" ]; then
+        die "both $var and $file_var are set (but are exclusive)"
+    fi
+    local value="$default"
+    if [ "${!var:-}" ]; then
+        value="${!var}"
+    elif [ "${!file_var:-}" ]; then
+        value="$(< "${!file_var}")"
+    fi
+    export "$var"="$value"
+    unset "$file_var"
+}
 
 init_database() {
     local user="${POSTGRES_USER:-postgres}"
@@ -80,6 +103,10 @@ if [ "${1:0:1}" = '-' ]; then
 fi
 
 if [ "${1:-}" = postgres ]; then
+    file_env POSTGRES_PASSWORD
+    file_env POSTGRES_USER postgres
+    file_env POSTGRES_DB "$POSTGRES_USER"
+    file_env POSTGRES_INITDB_ARGS
     if [ "$(id -u)" = 0 ]; then
         mkdir -p "$PGDATA" "$SOCKET_DIR"
         chmod 700 "$PGDATA" || :
