@@ -267,9 +267,8 @@ mod tests {
 
     /// Runs the listing script on `dir` with this machine's shell, as a host would.
     fn listing_of(dir: &std::path::Path) -> Listing {
-        parse_listing(&crate::shell::run_here(&scripts::list(
-            dir.to_str().unwrap(),
-        )))
+        let dir = dir.to_str().unwrap();
+        parse_listing(dir, &crate::shell::run_here(&scripts::list(dir))).unwrap()
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use backup::{BackupSettings, Repository, Retention};
 use crate::regular_file::Refusal;
+pub use backup::{BackupSettings, Repository, Retention};
 
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;

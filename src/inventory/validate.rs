@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-mod backup;
 mod acme;
+mod backup;
 mod tls;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};

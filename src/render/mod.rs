@@ -4,8 +4,8 @@
 //! topology, routes, secrets); the Handlebars templates in `roles/` only lay them out. The
 //! same inventory and master key always give byte-identical files.
 
-pub mod backup;
 mod acme;
+pub mod backup;
 mod compose;
 mod merge;
 mod metrics;
