@@ -19,6 +19,8 @@
 #   synprov/redis:7               Debian's Redis 7
 #   synprov/nginx:1.22            Debian's Nginx 1.22
 #   synprov/coturn:4.6            Debian's coturn 4.6 (the turn example plugin's TURN server)
+#   synprov/restic:0.14           Debian's restic 0.14 and an OpenSSH client, `restic` as the
+#                                 entrypoint (the restic/restic image's interface): backups
 #   synprov/lego:4.9              Debian's lego 4.9 and openssl (ACME issuance and renewal)
 #
 # An image is reused when its tag exists and carries the label org.synprov.bed.hash of the
@@ -47,9 +49,10 @@ declare -A TAGS=(
     [redis]=synprov/redis:7
     [nginx]=synprov/nginx:1.22
     [coturn]=synprov/coturn:4.6
+    [restic]=synprov/restic:0.14
     [lego]=synprov/lego:4.9
 )
-ORDER=(host synapse postgres redis nginx coturn lego)
+ORDER=(host synapse postgres redis nginx coturn restic lego)
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

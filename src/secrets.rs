@@ -232,6 +232,7 @@ impl MasterKey {
             worker_replication_secret: text("worker_replication_secret"),
             postgres_password: text("postgres_password"),
             redis_password: text("redis_password"),
+            backup_password: text("backup_password"),
             signing_key: Secret(format!("ed25519 a_{key_id} {seed}")),
             plugins: Vec::new(),
             given: Vec::new(),
@@ -311,6 +312,9 @@ pub struct DeploymentSecrets {
     pub worker_replication_secret: Secret,
     pub postgres_password: Secret,
     pub redis_password: Secret,
+    /// The password of the deployment's restic repository: its backups are encrypted with
+    /// it, and only the master key (kept off the host) makes it again for a restore.
+    pub backup_password: Secret,
     /// Synapse's signing key file contents: `ed25519 <key id> <base64 seed>`.
     pub signing_key: Secret,
     /// Secrets the deployment's plugins derived (`derive-secret`).
@@ -331,6 +335,7 @@ impl DeploymentSecrets {
             &self.worker_replication_secret,
             &self.postgres_password,
             &self.redis_password,
+            &self.backup_password,
             &self.signing_key,
         ];
         all.extend(&self.plugins);
@@ -401,6 +406,25 @@ mod tests {
         assert_eq!(a.form_secret, key.secrets_for("a.example").form_secret);
         assert_ne!(a.form_secret, key.secrets_for("b.example").form_secret);
         assert_ne!(a.form_secret, a.macaroon_secret_key);
+    }
+
+    #[test]
+    fn two_master_keys_give_two_backup_passwords() {
+        let one = MasterKey::from_text(KEY).unwrap().secrets_for("a.example");
+        let other = MasterKey::from_text("fedcba9876543210fedcba9876543210")
+            .unwrap()
+            .secrets_for("a.example");
+        assert_ne!(one.backup_password, other.backup_password);
+        assert_ne!(one.backup_password, one.postgres_password);
+        assert_eq!(
+            one.backup_password.expose().len(),
+            43,
+            "256 bits, base64url"
+        );
+        assert!(
+            one.all().contains(&&one.backup_password),
+            "masked in output"
+        );
     }
 
     #[test]

@@ -267,6 +267,24 @@ pub fn with_base64_input(command: Script, data: &[u8]) -> Script {
     Script(out)
 }
 
+/// Runs `script` with this machine's `sh`, as a host would, and returns its standard
+/// output; fails the test, with the script's errors, when it fails. For tests of scripts
+/// that need no more than a POSIX shell and a directory.
+#[cfg(test)]
+pub fn run_here(script: &Script) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script.text())
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::apply::rollback::list;
 use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::gather::{self, DeploymentQuery};
-use crate::generations::{Generation, Record};
+use crate::generations::{BackupRun, Generation, Record};
 use crate::transport::Connection;
 use crate::transport::watch::Step;
 use crate::verify;
@@ -25,6 +25,9 @@ pub struct DeploymentStatus {
     pub healthy: usize,
     /// What is not as recorded or not healthy, one sentence each.
     pub problems: Vec<String>,
+    /// The last run of the scheduled backup, and the last that succeeded.
+    pub backup_last: Option<BackupRun>,
+    pub backup_good: Option<BackupRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +53,8 @@ struct Found<'a> {
     /// The current generation's record cannot be used: why.
     unreadable: Option<String>,
     pending: bool,
+    backup_last: Option<BackupRun>,
+    backup_good: Option<BackupRun>,
 }
 
 /// The status of each deployment (name and directory) of the host.
@@ -74,6 +79,8 @@ pub fn host_status(
                 Some(format!("generation {} cannot be used: {why}", g.number))
             }),
             pending: listing.pending,
+            backup_last: listing.backup_last,
+            backup_good: listing.backup_good,
         });
     }
     let queries: Vec<DeploymentQuery> = found
@@ -110,6 +117,8 @@ pub fn host_status(
         current,
         unreadable,
         pending,
+        backup_last,
+        backup_good,
     } in found
     {
         let mut status = DeploymentStatus {
@@ -118,7 +127,16 @@ pub fn host_status(
             generation: None,
             healthy: 0,
             problems: Vec::new(),
+            backup_last,
+            backup_good,
         };
+        if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
+            status.problems.push(format!(
+                "the last backup, started {}, failed: {} (`journalctl -u synprov-backup-{name}` on the host tells more)",
+                run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                run.message
+            ));
+        }
         let Some((generation, record)) = current else {
             status.problems.push(unreadable.unwrap_or_else(|| {
                 "no generation recorded here (an apply that changes the deployment records one)"

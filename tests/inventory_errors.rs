@@ -571,6 +571,109 @@ fn an_expired_tls_certificate_is_a_located_warning_not_an_error() {
     );
 }
 
+/// A deployment `d` on `hs1` (with host `c` beside it) whose backup table holds `backup`.
+fn with_backup(backup: &str) -> String {
+    format!(
+        "{HOST}[hosts.c]\naddress = \"203.0.113.12\"\n\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n[deployments.d.backup]\n{backup}"
+    )
+}
+
+#[test]
+fn a_backup_schedule_outside_the_calendar_syntax_is_refused() {
+    let stderr = render_fails(&with_backup(
+        "schedule = \"*-*-* 03:00 Europe/Berlin\"\ndirectory = \"/var/backups/d\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:11:12",
+            "invalid schedule",
+            "time zones are not taken",
+            "systemd calendar expression",
+        ],
+    );
+    let stderr = render_fails(&with_backup(
+        "schedule = \"*-*-* 24:00\"\ndirectory = \"/var/backups/d\"\n",
+    ));
+    assert_mentions(&stderr, &["`24`: the hour must be a number from 0 to 23"]);
+}
+
+#[test]
+fn a_backup_without_a_repository_or_with_two_is_refused() {
+    let stderr = render_fails(&with_backup("schedule = \"daily\"\n"));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:10:",
+            "a backup needs a repository",
+            "sftp = \"HOST:/directory\"",
+        ],
+    );
+    let stderr = render_fails(&with_backup(
+        "directory = \"/var/backups/d\"\nsftp = \"c:/srv/restic/d\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:12:8",
+            "`directory` and `sftp` are both given",
+        ],
+    );
+}
+
+#[test]
+fn a_backup_directory_inside_the_deployment_is_refused() {
+    let stderr = render_fails(&with_backup("directory = \"/opt/synapse/d/backups\"\n"));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:11:13",
+            "overlaps the deploy_dir /opt/synapse/d",
+            "`synprov destroy` removes",
+        ],
+    );
+}
+
+#[test]
+fn an_sftp_repository_names_a_known_host_or_a_server_with_its_host_key() {
+    let stderr = render_fails(&with_backup("sftp = \"cc:/srv/restic/d\"\n"));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:11:8",
+            "sftp names host `cc`",
+            "did you mean `c`?",
+        ],
+    );
+    let stderr = render_fails(&with_backup("sftp = \"backup@nas.example.org:/srv/r\"\n"));
+    assert_mentions(
+        &stderr,
+        &["inventory.toml:11:8", "needs its `host_key`", "ssh-keyscan"],
+    );
+    let stderr = render_fails(&with_backup(
+        "sftp = \"backup@nas.example.org:/srv/r\"\nhost_key = \"ssh-ed25519 AAAA\"\n",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:12:12", "invalid host_key"]);
+    let stderr = render_fails(&with_backup(
+        "sftp = \"c:/srv/restic/d\"\nhost_key = \"ssh-ed25519 AAAA\"\n",
+    ));
+    assert_mentions(
+        &stderr,
+        &[
+            "inventory.toml:12:",
+            "belong to an `sftp = \"user@host:/directory\"`",
+        ],
+    );
+}
+
+#[test]
+fn a_retention_that_keeps_nothing_is_refused() {
+    let stderr = render_fails(&with_backup(
+        "directory = \"/var/backups/d\"\n[deployments.d.backup.retention]\ndaily = 0\nweekly = 0\nmonthly = 0\n",
+    ));
+    assert_mentions(&stderr, &["inventory.toml:13:9", "keeps none", "daily = 7"]);
+}
+
 const ACME: &str = "[deployments.d]\nserver_name = \"example.org\"\nhost = \"hs1\"\n\
 [deployments.d.tls]\n[deployments.d.tls.acme]\nemail = \"admin@example.org\"\n";
 

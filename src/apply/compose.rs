@@ -321,18 +321,7 @@ mod tests {
 
     /// What `docker compose config --services` lists in `dir`, run as `command`.
     fn services(dir: &std::path::Path, command: Command) -> String {
-        let script = sh!("cd -- {} && {}", dir.to_str().unwrap(), command);
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script.text())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::shell::run_here(&sh!("cd -- {} && {}", dir.to_str().unwrap(), command))
     }
 
     #[test]

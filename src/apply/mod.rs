@@ -3,6 +3,7 @@
 //! files, bring the stack up and verify every process's health.
 
 pub mod archive;
+pub mod backup_timer;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
@@ -515,6 +516,20 @@ fn apply_deployment(
             report,
         )?;
     }
+    let timer = backup_timer::timer_change(&deployment.deployment, &deployment.changes)
+        .filter(|_| !options.files_only);
+    if timer == Some(backup_timer::TimerChange::Remove) {
+        connection.begin(Step::Files)?;
+        report(
+            name,
+            &format!("{}: removing the backup timer", deployment.deployment),
+        );
+        step(
+            connection,
+            "removing the backup timer",
+            &backup_timer::remove_script(&deployment.deployment),
+        )?;
+    }
     if !deployment.changes.is_empty() {
         connection.begin(Step::Files)?;
         report(
@@ -529,6 +544,17 @@ fn apply_deployment(
             connection,
             "writing files",
             &files::write_script(deployment_files, deployment, !options.files_only),
+        )?;
+    }
+    if timer == Some(backup_timer::TimerChange::Install) {
+        report(
+            name,
+            &format!("{}: installing the backup timer", deployment.deployment),
+        );
+        step(
+            connection,
+            "installing the backup timer",
+            &backup_timer::install_script(&deployment.dir, &deployment.deployment),
         )?;
     }
     if !options.files_only

@@ -9,6 +9,7 @@ use crate::facts::Compose;
 use crate::generations::{DUMP, GENERATIONS};
 use crate::plan::{Change, DeploymentPlan, MAIN_SERVICE};
 use crate::render::DeploymentFiles;
+use crate::render::postgres::{PG_DUMP, as_owner, with_owner_password};
 use crate::sh;
 use crate::shell::{Command, Script};
 
@@ -93,11 +94,6 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
     s
 }
 
-/// The password of the database's owner, as a shell word read in the db container: from
-/// the file `POSTGRES_PASSWORD_FILE` names (the container's root reads it), or from
-/// `POSTGRES_PASSWORD` in a container created before synprov moved the password into a file.
-const OWNER_PASSWORD: &str = "\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\"";
-
 /// `shell` run in the db container, with the password of the database's owner exported
 /// from what the container holds: no secret on any command line.
 fn in_db(kind: &Compose, shell: &str) -> Command {
@@ -107,19 +103,8 @@ fn in_db(kind: &Compose, shell: &str) -> Command {
         .arg("db")
         .arg("sh")
         .arg("-c")
-        .arg(format!("export PGPASSWORD={OWNER_PASSWORD}; {shell}"))
+        .arg(with_owner_password(shell))
 }
-
-/// `program` connected to the deployment's database as its owner.
-fn as_owner(program: &str) -> String {
-    format!("{program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
-}
-
-/// The `pg_dump` of a deployment's database: Postgres' custom format (what `pg_restore`
-/// reads), without the rows of `e2e_one_time_keys_json`, the one-time keys that devices
-/// upload for others to claim. Synapse's backup guide: a key restored from a dump is handed
-/// out a second time, and messages encrypted with it cannot be decrypted.
-pub const PG_DUMP: &str = "pg_dump -Fc --exclude-table-data=e2e_one_time_keys_json";
 
 /// The restore, as one transaction fed to `psql`: the `public` schema (where Synapse keeps
 /// everything) dropped and created again, owned by the database's owner, then the dump's

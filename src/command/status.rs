@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
+use synprov::generations::BackupRun;
 use synprov::parallel::each_at_once;
 use synprov::status::{self, DeploymentStatus};
 use synprov::transport::Connection;
@@ -89,9 +91,54 @@ fn show(host: &str, status: &HostStatus) -> String {
             printable(&d.deployment),
             printable(&d.dir)
         ));
+        if let Some(good) = &d.backup_good {
+            out.push_str(&format!(
+                "    {}\n",
+                printable(&last_good_backup(good, Utc::now()))
+            ));
+        }
         for problem in &d.problems {
             out.push_str(&format!("    ! {}\n", one_line(problem)));
         }
     }
     out
+}
+
+/// `last good backup: TIME (AGE ago), snapshot ID, N bytes`.
+fn last_good_backup(run: &BackupRun, now: DateTime<Utc>) -> String {
+    let age = (now - run.finished).to_std().unwrap_or_default();
+    // Whole minutes: seconds would only make the line longer.
+    let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs() / 60 * 60));
+    let mut line = format!(
+        "last good backup: {} ({age} ago)",
+        run.finished.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Some(snapshot) = &run.snapshot {
+        line.push_str(&format!(", snapshot {snapshot}"));
+    }
+    if let Some(total) = run.total {
+        line.push_str(&format!(", {total} bytes"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_good_backup_shows_its_age_and_snapshot() {
+        let run = BackupRun::parse(
+            "result=ok\nstarted=2026-12-07T03:00:00Z\nfinished=2026-12-07T03:01:00Z\n\
+             generation=3\nsnapshot=0a1b2c3d\nadded=10\ntotal=2048\nmessage=m\n",
+        )
+        .unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-08T05:31:59Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            last_good_backup(&run, now),
+            "last good backup: 2026-12-07 03:01:00 UTC (1day 2h 30m ago), snapshot 0a1b2c3d, 2048 bytes"
+        );
+    }
 }

@@ -11,6 +11,7 @@
 //! host is the truth about the host.
 
 pub mod audit;
+mod backup_run;
 pub mod index;
 pub mod record;
 pub mod scripts;
@@ -23,6 +24,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 pub use audit::{AuditEntry, Origin};
+pub use backup_run::BackupRun;
 
 use crate::host_data::{AUDIT_LINES, GENERATIONS as MAX_GENERATIONS, IMAGE_LINES, Refused};
 pub use record::Record;
@@ -111,6 +113,9 @@ pub struct Listing {
     /// The last apply wrote files but did not finish (bring up, verify, record): the host
     /// is not on its current generation.
     pub pending: bool,
+    /// The last run of the scheduled backup, and the last that succeeded.
+    pub backup_last: Option<BackupRun>,
+    pub backup_good: Option<BackupRun>,
 }
 
 impl Listing {
@@ -171,6 +176,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     let mut listing = Listing::default();
     let mut records: BTreeMap<u32, (String, String, bool)> = BTreeMap::new();
     let mut audit = String::new();
+    let (mut backup_last, mut backup_good) = (String::new(), String::new());
     let mut current = None;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -202,6 +208,8 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
                 }
             }
             "audit" => audit.push_str(value.trim()),
+            "backup_last" => backup_last.push_str(value.trim()),
+            "backup_good" => backup_good.push_str(value.trim()),
             "pending" => listing.pending = true,
             _ => {}
         }
@@ -242,6 +250,8 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
             dump,
         });
     }
+    listing.backup_last = decode(&backup_last).ok().and_then(|t| BackupRun::parse(&t));
+    listing.backup_good = decode(&backup_good).ok().and_then(|t| BackupRun::parse(&t));
     let audit = decode(&audit).unwrap_or_default();
     let lines: Vec<&str> = audit.lines().collect();
     listing.audit = lines[lines.len().saturating_sub(AUDIT_LINES)..]
@@ -249,4 +259,36 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
         .filter_map(|line| AuditEntry::parse(line))
         .collect();
     Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the listing script on `dir` with this machine's shell, as a host would.
+    fn listing_of(dir: &std::path::Path) -> Listing {
+        let dir = dir.to_str().unwrap();
+        parse_listing(dir, &crate::shell::run_here(&scripts::list(dir))).unwrap()
+    }
+
+    #[test]
+    fn the_listing_carries_the_last_backup_and_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".synprov/backup");
+        std::fs::create_dir_all(&state).unwrap();
+        let run = |result: &str, at: &str| {
+            format!(
+                "result={result}\nstarted={at}\nfinished={at}\ngeneration=2\nsnapshot=\nadded=\ntotal=\nmessage=m\n"
+            )
+        };
+        std::fs::write(state.join("last"), run("failed", "2026-12-07T03:00:00Z")).unwrap();
+        let listing = listing_of(dir.path());
+        assert!(!listing.backup_last.as_ref().unwrap().ok);
+        assert_eq!(listing.backup_good, None);
+
+        std::fs::write(state.join("last-good"), run("ok", "2026-12-06T03:00:00Z")).unwrap();
+        let good = listing_of(dir.path()).backup_good.unwrap();
+        assert!(good.ok && good.generation == Some(2));
+        assert_eq!(good.started.to_rfc3339(), "2026-12-06T03:00:00+00:00");
+    }
 }

@@ -3,9 +3,11 @@
 //! and reads or writes only through [`crate::confine`]'s guard: a link among the
 //! generations, the audit log or the copied files is refused and named, never followed.
 
+use super::backup_run::MAX_STATE_BYTES;
 use super::{AUDIT_LOG, AuditEntry, GENERATIONS};
 use crate::confine;
 use crate::facts::PENDING;
+use crate::render::backup::{LAST, LAST_GOOD};
 use crate::sh;
 use crate::shell::{Script, with_base64_input};
 
@@ -76,8 +78,10 @@ pub fn save(
 
 /// Prints the generations of the deployment in `dir`, oldest first (`generation=N`, then
 /// `record=` and `images=` lines of base64, and `dump=yes` when it has a Postgres dump),
-/// `pending=yes` when the last apply did not finish, then the audit log's last 1000 lines
-/// (`audit=` lines of base64). Prints nothing for a directory that does not exist.
+/// `pending=yes` when the last apply did not finish, the backup's state files
+/// (`backup_last=` and `backup_good=` lines of base64, their first 4 KiB), then the audit
+/// log's last 1000 lines (`audit=` lines of base64). Prints nothing for a directory that
+/// does not exist.
 pub fn list(dir: &str) -> Script {
     let mut s = sh!("umask 077\n");
     s.push(confine::enter_if_present(dir));
@@ -88,10 +92,18 @@ pub fn list(dir: &str) -> Script {
          synprov_regular \"$g/record.json\" && base64 < \"$g/record.json\" | sed 's/^/record=/'\n\
          synprov_regular \"$g/images\" && base64 < \"$g/images\" | sed 's/^/images=/'\n\
          synprov_regular \"$g/$dump\" && echo dump=yes\ndone\n{} && echo pending=yes\n\
+         {} && head -c {} {} | base64 | sed 's/^/backup_last=/'\n\
+         {} && head -c {} {} | base64 | sed 's/^/backup_good=/'\n\
          {} && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
         GENERATIONS,
         super::DUMP,
         confine::regular(PENDING),
+        confine::regular(LAST),
+        MAX_STATE_BYTES.to_string(),
+        LAST,
+        confine::regular(LAST_GOOD),
+        MAX_STATE_BYTES.to_string(),
+        LAST_GOOD,
         confine::regular(AUDIT_LOG),
         AUDIT_LOG
     ));

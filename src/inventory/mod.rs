@@ -4,6 +4,7 @@
 //! [`InventoryError`] that points at the offending text. Later stages take the validated
 //! type only, so they never see a host that is not defined or a worker count of zero.
 
+mod backup;
 mod error;
 mod grant;
 mod raw;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::regular_file::Refusal;
+pub use backup::{BackupSettings, Repository, Retention};
 
 pub use error::{InventoryError, InventoryWarning};
 pub use grant::Grant;
@@ -266,6 +268,8 @@ pub struct Deployment {
     pub metrics: bool,
     /// Extra `homeserver.yaml` settings from the inventory, merged over the base settings.
     pub homeserver_extra: serde_json::Map<String, serde_json::Value>,
+    /// Scheduled backups (`[deployments.NAME.backup]`); `None` takes none.
+    pub backup: Option<BackupSettings>,
 }
 
 impl Deployment {

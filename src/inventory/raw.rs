@@ -88,6 +88,33 @@ pub struct RawDeployment {
     pub metrics: RawMetrics,
     /// Extra `homeserver.yaml` settings, merged over the guide's base settings.
     pub homeserver: Option<Spanned<toml::Table>>,
+    /// Scheduled backups; absent, none are taken.
+    pub backup: Option<Spanned<RawBackup>>,
+}
+
+/// `[deployments.NAME.backup]`: exactly one of `directory` and `sftp` names the repository;
+/// `host_key` and `port` go with an `sftp = "user@host:/path"` outside the inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub schedule: Option<Spanned<String>>,
+    pub randomized_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retention: RawRetention,
+    pub directory: Option<Spanned<String>>,
+    pub sftp: Option<Spanned<String>>,
+    pub host_key: Option<Spanned<String>>,
+    pub port: Option<Spanned<u16>>,
+    pub image: Option<Spanned<String>>,
+}
+
+/// `[deployments.NAME.backup.retention]`: snapshots kept per period.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub daily: Option<Spanned<u32>>,
+    pub weekly: Option<Spanned<u32>>,
+    pub monthly: Option<Spanned<u32>>,
 }
 
 /// Worker counts per kind; absent means the guide's default.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod acme;
+mod backup;
 mod tls;
 
 use super::error::{InventoryError, InventoryWarning, Source, did_you_mean};
@@ -634,6 +635,7 @@ impl Checker<'_> {
         };
 
         let postgres = self.postgres(raw)?;
+        let backup = self.backup(&raw.backup, &deploy_dir, hosts)?;
         let deployment = Deployment {
             name: name_text.clone(),
             server_name: server_name.clone(),
@@ -651,6 +653,7 @@ impl Checker<'_> {
             tls,
             metrics: raw.metrics.enabled.unwrap_or(false),
             homeserver_extra,
+            backup,
         };
         self.connection_budget(raw, &deployment)?;
         if deployment.is_spread() {

@@ -5,12 +5,13 @@
 //! same inventory and master key always give byte-identical files.
 
 mod acme;
+pub mod backup;
 mod compose;
 mod merge;
 mod metrics;
 mod nginx;
 mod plugins;
-mod postgres;
+pub mod postgres;
 mod pyyaml;
 mod synapse;
 mod templates;
@@ -393,6 +394,14 @@ pub fn render_deployment(
 
     if let Some(targets) = metrics::targets(deployment, topology).filter(|_| main_host) {
         files.push((metrics::TARGETS.into(), targets));
+    }
+
+    if let Some(settings) = deployment.backup.as_ref().filter(|_| main_host) {
+        files.extend(backup::files(
+            deployment,
+            settings,
+            secrets.backup_password.expose(),
+        ));
     }
 
     if postgres.is_some() {

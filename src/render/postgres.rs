@@ -6,6 +6,29 @@ use crate::inventory::Deployment;
 use crate::sizing::PostgresSizing;
 use crate::topology::{Endpoint, Topology};
 
+/// The `pg_dump` of a deployment's database: Postgres' custom format (what `pg_restore`
+/// reads), without the rows of `e2e_one_time_keys_json`, the one-time keys that devices
+/// upload for others to claim. Synapse's backup guide: a key restored from a dump is handed
+/// out a second time, and messages encrypted with it cannot be decrypted.
+pub const PG_DUMP: &str = "pg_dump -Fc --exclude-table-data=e2e_one_time_keys_json";
+
+/// `program` connected to the deployment's database as its owner, from inside the db
+/// container (its socket directory, its user and database).
+pub fn as_owner(program: &str) -> String {
+    format!("{program} -h /sockets -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
+}
+
+/// The password of the database's owner, as a shell word read in the db container: from
+/// the file `POSTGRES_PASSWORD_FILE` names (the container's root reads it), or from
+/// `POSTGRES_PASSWORD` in a container created before synprov moved the password into a file.
+const OWNER_PASSWORD: &str = "\"${POSTGRES_PASSWORD:-$(cat -- \"$POSTGRES_PASSWORD_FILE\")}\"";
+
+/// `shell` for `sh -c` in the db container, with the owner's password exported from what
+/// the container holds: no secret on any command line.
+pub fn with_owner_password(shell: &str) -> String {
+    format!("export PGPASSWORD={OWNER_PASSWORD}; {shell}")
+}
+
 /// The file holding the database owner's password, in the directory mounted read-only at
 /// `/etc/postgresql`. The image's entrypoint reads it (as root, before it switches to the
 /// postgres user) through `POSTGRES_PASSWORD_FILE`: the password never is an environment

@@ -6,6 +6,7 @@
 
 mod acme;
 mod base_url;
+mod calendar;
 mod contact;
 mod deploy_dir;
 mod homeserver;
@@ -13,6 +14,7 @@ mod image;
 mod memory;
 mod name;
 mod network;
+mod repository;
 mod time_zone;
 mod tls;
 
@@ -21,6 +23,7 @@ pub use acme::{
     LETS_ENCRYPT_STAGING, MAX_NAMES, acme_directory, acme_email, acme_name, ca_bundle, covers,
 };
 pub use base_url::public_baseurl;
+pub use calendar::Calendar;
 pub use contact::admin_contact;
 pub use deploy_dir::DeployDir;
 pub use homeserver::check_homeserver_table;
@@ -28,6 +31,7 @@ pub use image::ImageRef;
 pub use memory::MemorySize;
 pub use name::{DeploymentName, HostName, UserName, check_dns_name, check_host, check_server_name};
 pub use network::AddressRange;
+pub use repository::{HostKey, SftpTarget};
 pub use time_zone::TimeZone;
 pub use tls::{TlsFile, TlsPair, read_text, read_tls_pair};
 
