@@ -259,7 +259,9 @@ const MIN_BITS: f64 = 80.0;
 /// text alone, which a random key always passes; it cannot see a phrase from a book.
 fn guessable(key: &str) -> Option<String> {
     let chars: Vec<char> = key.chars().collect();
-    let period = (1..chars.len())
+    // A unit repeated at least twice: a longer "period" would only say that the key's end
+    // matches its start, which a random key does by chance (1 in 16 for hex at 63).
+    let period = (1..=chars.len() / 2)
         .find(|&p| (p..chars.len()).all(|i| chars[i] == chars[i - p]))
         .unwrap_or(chars.len());
     let unit = &chars[..period];
@@ -462,6 +464,12 @@ mod tests {
                 other => panic!("{text:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_random_key_whose_end_matches_its_start_is_not_called_repetitive() {
+        let key = "0c9fc723cd8db65de6bf984d158545c57430e623ec206af00c9bb2a470fff580";
+        assert!(guessable(key).is_none(), "{:?}", guessable(key));
     }
 
     #[test]
