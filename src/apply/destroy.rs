@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::timers::Timer;
 use super::{ApplyError, Report, compose, rollback, step};
 use crate::confine;
 use crate::facts::{Compose, MANIFEST, PENDING};
@@ -24,8 +25,16 @@ use crate::transport::Connection;
 
 /// What destroy keeps besides the files an apply writes only when missing (the signing
 /// key), relative to the deploy directory: Postgres' data, the media store, the
-/// generations (so `rollback` and `history` still work) and the audit log.
-pub const KEPT_DATA: [&str; 4] = ["pgsql", "media", GENERATIONS, AUDIT_LOG];
+/// generations (so `rollback` and `history` still work), the audit log, and an ACME
+/// deployment's account and certificates (the CA's rate limits make them worth keeping).
+pub const KEPT_DATA: [&str; 6] = [
+    "pgsql",
+    "media",
+    GENERATIONS,
+    AUDIT_LOG,
+    crate::render::acme::STATE,
+    crate::render::acme::TLS,
+];
 
 /// Directories synprov creates for processes that hold nothing worth keeping once the stack
 /// is down: the sockets (with Twisted's `.sock.lock` files), the processes' logs (Nginx's
@@ -244,6 +253,22 @@ fn destroy_locked(
     report: Report,
 ) -> Result<Destroyed, ApplyError> {
     let host = connection.host_name();
+    // A timer whose units go would start a service that is no longer there.
+    for timer in Timer::all(deployment).into_iter().filter(|t| {
+        survey
+            .manifest
+            .contains(&format!("{}/{}.timer", t.dir, t.unit))
+    }) {
+        report(
+            host,
+            &format!("{deployment}: removing the {} timer", timer.what),
+        );
+        step(
+            connection,
+            &format!("removing the {} timer", timer.what),
+            &timer.remove_script(),
+        )?;
+    }
     let mut stack_down = false;
     if !options.files_only {
         let facts = super::host_facts(connection)?;
@@ -443,6 +468,8 @@ mod tests {
             "media/local_content/ab/cd",
             ".synprov/generations/1/record.json",
             ".synprov/audit.log",
+            "acme/state/lego/accounts/key",
+            "tls/certificate.pem",
             "plugin-data/kept",
         ];
         let scratch = [
@@ -474,7 +501,7 @@ mod tests {
         let said = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             said,
-            "kept=0\nkept=1\nkept=2\nkept=3\nkept=4\nsynprov-destroyed\n"
+            "kept=0\nkept=1\nkept=2\nkept=3\nkept=4\nkept=5\nkept=6\nsynprov-destroyed\n"
         );
         let mut left: Vec<String> = walk(&dir);
         left.sort();
@@ -483,11 +510,13 @@ mod tests {
             [
                 ".synprov/audit.log",
                 ".synprov/generations/1/record.json",
+                "acme/state/lego/accounts/key",
                 "media/local_content/ab/cd",
                 "pgsql/PG_VERSION",
                 "pgsql/pg_tblspc/",
                 "plugin-data/kept",
                 "synapse/example.org.signing.key",
+                "tls/certificate.pem",
             ]
         );
         assert!(!base.path().join("M").exists() && !dir.join("M").exists());

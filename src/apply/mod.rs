@@ -3,7 +3,6 @@
 //! files, bring the stack up and verify every process's health.
 
 pub mod archive;
-pub mod backup_timer;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
@@ -13,6 +12,7 @@ pub mod leftovers;
 mod metered;
 pub mod rollback;
 pub mod spread;
+pub mod timers;
 pub mod unlock;
 pub mod upgrade;
 
@@ -23,6 +23,7 @@ use std::time::Duration;
 use files::Fetched;
 use metered::Metered;
 pub use metered::megabytes;
+use timers::{Timer, TimerChange};
 
 use miette::Diagnostic;
 use thiserror::Error;
@@ -516,19 +517,18 @@ fn apply_deployment(
             report,
         )?;
     }
-    let timer = backup_timer::timer_change(&deployment.deployment, &deployment.changes)
-        .filter(|_| !options.files_only);
-    if timer == Some(backup_timer::TimerChange::Remove) {
+    let timers: Vec<(Timer, TimerChange)> = (Timer::all(&deployment.deployment).into_iter())
+        .filter(|_| !options.files_only)
+        .filter_map(|timer| {
+            let change = timer.change(&deployment.changes)?;
+            Some((timer, change))
+        })
+        .collect();
+    for (timer, _) in timers.iter().filter(|(_, c)| *c == TimerChange::Remove) {
         connection.begin(Step::Files)?;
-        report(
-            name,
-            &format!("{}: removing the backup timer", deployment.deployment),
-        );
-        step(
-            connection,
-            "removing the backup timer",
-            &backup_timer::remove_script(&deployment.deployment),
-        )?;
+        let doing = format!("removing the {} timer", timer.what);
+        report(name, &format!("{}: {doing}", deployment.deployment));
+        step(connection, &doing, &timer.remove_script())?;
     }
     if !deployment.changes.is_empty() {
         connection.begin(Step::Files)?;
@@ -546,16 +546,10 @@ fn apply_deployment(
             &files::write_script(deployment_files, deployment, !options.files_only),
         )?;
     }
-    if timer == Some(backup_timer::TimerChange::Install) {
-        report(
-            name,
-            &format!("{}: installing the backup timer", deployment.deployment),
-        );
-        step(
-            connection,
-            "installing the backup timer",
-            &backup_timer::install_script(&deployment.dir, &deployment.deployment),
-        )?;
+    for (timer, _) in timers.iter().filter(|(_, c)| *c == TimerChange::Install) {
+        let doing = format!("installing the {} timer", timer.what);
+        report(name, &format!("{}: {doing}", deployment.deployment));
+        step(connection, &doing, &timer.install_script(&deployment.dir))?;
     }
     if !options.files_only
         && (!deployment.changes.is_empty()

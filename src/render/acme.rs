@@ -45,10 +45,10 @@ pub const KEY: &str = "key.pem";
 /// uses relative paths only, so that a test runs it in a directory of its own.
 const WORKDIR: &str = "/acme";
 
-/// The systemd unit name of the renewal of `deployment` (its service and timer). A
+/// The systemd unit name of the renewal of deployment `name` (its service and timer). A
 /// deployment name is lowercase letters, digits, `-` and `_`: valid in a unit name.
-pub fn unit(deployment: &Deployment) -> String {
-    format!("synprov-acme-{}", deployment.name)
+pub fn unit(name: &str) -> String {
+    format!("synprov-acme-{name}")
 }
 
 /// The webroot Nginx's port 80 serves in ACME mode, and its two read-only mounts.
@@ -84,7 +84,7 @@ pub fn files(
     acme: &AcmeSettings,
     templates: &Templates,
 ) -> Result<Vec<RenderedFile>, RenderError> {
-    let unit = unit(deployment);
+    let unit = unit(&deployment.name);
     let context = context(deployment, acme, &unit);
     let file = |path: String, contents: String| RenderedFile {
         path,

@@ -4,7 +4,7 @@
 //! topology, routes, secrets); the Handlebars templates in `roles/` only lay them out. The
 //! same inventory and master key always give byte-identical files.
 
-mod acme;
+pub mod acme;
 pub mod backup;
 mod compose;
 mod merge;
