@@ -9,7 +9,7 @@ use crate::facts::Compose;
 use crate::generations::{DUMP, GENERATIONS};
 use crate::plan::{Change, DeploymentPlan, MAIN_SERVICE};
 use crate::render::DeploymentFiles;
-use crate::render::postgres::{PG_DUMP, as_owner, with_owner_password};
+use crate::render::postgres::{PG_DUMP, as_owner};
 use crate::sh;
 use crate::shell::{Command, Script};
 
@@ -56,6 +56,7 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
         preload: false,
         plugin_grants: Vec::new(),
         postgres: Vec::new(),
+        backup_remote: None,
     };
     let staged_plan = DeploymentPlan {
         dir: stage.clone(),
@@ -97,13 +98,7 @@ pub fn check_script(files: &DeploymentFiles, plan: &DeploymentPlan, image: &str)
 /// `shell` run in the db container, with the password of the database's owner exported
 /// from what the container holds: no secret on any command line.
 fn in_db(kind: &Compose, shell: &str) -> Command {
-    compose(kind)
-        .arg("exec")
-        .arg("-T")
-        .arg("db")
-        .arg("sh")
-        .arg("-c")
-        .arg(with_owner_password(shell))
+    crate::render::postgres::in_db(compose(kind), shell)
 }
 
 /// The restore, as one transaction fed to `psql`: the `public` schema (where Synapse keeps

@@ -29,6 +29,18 @@ pub fn with_owner_password(shell: &str) -> String {
     format!("export PGPASSWORD={OWNER_PASSWORD}; {shell}")
 }
 
+/// `shell` in the db container of the Compose command `compose`, with the owner's password
+/// exported from what the container holds (see [`with_owner_password`]).
+pub fn in_db(compose: crate::shell::Command, shell: &str) -> crate::shell::Command {
+    compose
+        .arg("exec")
+        .arg("-T")
+        .arg("db")
+        .arg("sh")
+        .arg("-c")
+        .arg(with_owner_password(shell))
+}
+
 /// The file holding the database owner's password, in the directory mounted read-only at
 /// `/etc/postgresql`. The image's entrypoint reads it (as root, before it switches to the
 /// postgres user) through `POSTGRES_PASSWORD_FILE`: the password never is an environment

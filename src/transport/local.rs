@@ -17,6 +17,7 @@ pub struct LocalConnection {
     pub host: String,
     become_root: bool,
     pub(super) watch: Watch,
+    pub(super) options: ConnectOptions,
 }
 
 /// How often a quiet command's deadline and the interrupts are looked at.
@@ -42,6 +43,7 @@ impl LocalConnection {
                 options.interrupt.clone(),
                 options.deadlines.clone(),
             ),
+            options: options.clone(),
         }
     }
 

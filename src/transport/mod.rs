@@ -344,6 +344,16 @@ impl Connection {
         }
     }
 
+    /// How it was opened (known_hosts, deadlines, interrupts): a step that must reach
+    /// another host (a backup key authorised on its repository's host) opens that
+    /// connection alike.
+    pub fn options(&self) -> &ConnectOptions {
+        match self {
+            Connection::Ssh(c) => &c.options,
+            Connection::Local(c) => &c.options,
+        }
+    }
+
     /// Runs `script` with `sh` on the host (through `sudo -n` when the inventory says
     /// `become` and the user is not root). The script travels on standard input, so its
     /// contents (secrets) never appear in a process list, and the command line is a

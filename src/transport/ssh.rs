@@ -24,6 +24,7 @@ pub struct SshConnection {
     user: String,
     become_root: bool,
     pub(super) watch: Watch,
+    pub(super) options: ConnectOptions,
 }
 
 /// An open channel to a UNIX socket. Owns its session's keep-alive by reference counting
@@ -212,6 +213,7 @@ impl SshConnection {
             session,
             user: host.user.to_string(),
             become_root: host.become_root,
+            options: options.clone(),
         })
     }
 
