@@ -47,6 +47,16 @@ Examples:
       The logs of Synapse's main process and room worker 1, as they come.
   synprov exec inventory/example.toml --host hs1 db -- psql -U synapse -c 'select 1'
       A command in the container of a process or service; its exit status is synprov's.
+  synprov backup inventory/example.toml --host hs1
+      A backup of hs1's deployments now, by the service their timer starts.
+  synprov backup verify inventory/example.toml --host hs1
+      Restore drill: the latest snapshot restored into a scratch database and directory,
+      and compared with the live ones (exit 1 when it fails, naming why).
+  synprov backups inventory/example.toml --host hs1
+      The snapshots of hs1's deployments: time, size, generation.
+  synprov restore inventory/example.toml --host hs2 --deployment example
+      Bring `example` back from its backups onto hs2, a fresh host the inventory now
+      names for it: applied, the latest snapshot's database and media restored, verified.
   synprov plugins check inventory/demo.toml
       Load the inventory's plugins, check their configs and what they would add.
 
@@ -143,6 +153,42 @@ pub enum Command {
         /// is, with `preload`, an image rebuilt under the same tag.
         #[arg(long)]
         no_backup: bool,
+    },
+    /// Back a host's deployments up now (`[deployments.NAME.backup]`): the service their
+    /// timer starts is started, and its result printed. `backup verify` runs the restore
+    /// drill instead. Exit 1 when one failed.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  synprov backup inventory/example.toml --host hs1\n  synprov backup inventory/example.toml --host hs1 --deployment example\n  synprov backup verify inventory/example.toml --host hs1\n      The latest snapshot read whole (`restic check --read-data`: a damaged pack file is\n      named), restored into a scratch directory and a scratch database beside the live\n      one, and compared: the dump loads, the schema version is the live one, the users\n      and rooms are close to the live counts, the signing key and every media file are\n      as stored. The live database and media are only read."
+    )]
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupCommand>,
+        #[command(flatten)]
+        target: Option<HostTarget>,
+    },
+    /// List the snapshots of a host's deployments: ID, time, size (what a restore writes)
+    /// and the generation that was current.
+    #[command(after_help = "Example:\n  synprov backups inventory/example.toml --host hs1")]
+    Backups {
+        #[command(flatten)]
+        target: HostTarget,
+    },
+    /// Bring a deployment back from its backups onto a fresh host that the inventory now
+    /// names for it (its `host`): the stack applied, the snapshot's database (in one
+    /// transaction, every Synapse process stopped) and media restored, the stack verified.
+    /// The signing key comes from the master key, as on the old host; a snapshot with
+    /// another key is refused before anything changes.
+    #[command(
+        after_help = "Examples:\n  synprov restore inventory/example.toml --host hs2 --deployment example\n  synprov restore inventory/example.toml --host hs2 --deployment example --snapshot 86f0730f\n      A snapshot `synprov backups` listed (default: the latest)."
+    )]
+    Restore {
+        #[command(flatten)]
+        target: HostTarget,
+        /// The snapshot to restore (its ID, as `synprov backups` lists it).
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<String>,
     },
     /// The inventory's WebAssembly plugins (`[[plugins]]`): custom roles.
     Plugins {
@@ -262,6 +308,20 @@ pub enum Command {
         /// The command and its arguments, after `--`: each passed as one word.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Restore drill: the latest snapshot restored into a scratch database and directory on
+    /// the host and checked against the live ones (as its weekly timer does). Exit 1 when
+    /// it fails.
+    #[command(
+        after_help = "Example:\n  synprov backup verify inventory/example.toml --host hs1 --deployment example"
+    )]
+    Verify {
+        #[command(flatten)]
+        target: HostTarget,
     },
 }
 

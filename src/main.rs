@@ -46,6 +46,22 @@ fn main() -> ExitCode {
                 max_age: max_age.map(Into::into),
             },
         ),
+        cli::Command::Backup {
+            action: Some(cli::BackupCommand::Verify { target }),
+            ..
+        } => command::backup::run(&target, synprov::ops::backups::Job::Drill),
+        cli::Command::Backup {
+            target: Some(target),
+            ..
+        } => command::backup::run(&target, synprov::ops::backups::Job::Backup),
+        cli::Command::Backup { .. } => Err(miette::miette!(
+            help = "synprov backup INVENTORY --host HOST, or synprov backup verify INVENTORY --host HOST",
+            "give the inventory and the host"
+        )),
+        cli::Command::Backups { target } => command::backup::list(&target),
+        cli::Command::Restore { target, snapshot } => {
+            command::restore::run(&target, snapshot.as_deref())
+        }
         cli::Command::Plugins { action } => command::plugins::run(action),
         cli::Command::Rollback {
             target,

@@ -28,6 +28,8 @@ pub struct DeploymentStatus {
     /// The last run of the scheduled backup, and the last that succeeded.
     pub backup_last: Option<BackupRun>,
     pub backup_good: Option<BackupRun>,
+    /// The last restore drill.
+    pub verify_last: Option<BackupRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,7 @@ struct Found<'a> {
     pending: bool,
     backup_last: Option<BackupRun>,
     backup_good: Option<BackupRun>,
+    verify_last: Option<BackupRun>,
 }
 
 /// The status of each deployment (name and directory) of the host.
@@ -81,6 +84,7 @@ pub fn host_status(
             pending: listing.pending,
             backup_last: listing.backup_last,
             backup_good: listing.backup_good,
+            verify_last: listing.verify_last,
         });
     }
     let queries: Vec<DeploymentQuery> = found
@@ -119,6 +123,7 @@ pub fn host_status(
         pending,
         backup_last,
         backup_good,
+        verify_last,
     } in found
     {
         let mut status = DeploymentStatus {
@@ -129,10 +134,18 @@ pub fn host_status(
             problems: Vec::new(),
             backup_last,
             backup_good,
+            verify_last,
         };
         if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
             status.problems.push(format!(
                 "the last backup, started {}, failed: {} (`journalctl -u synprov-backup-{name}` on the host tells more)",
+                run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                run.message
+            ));
+        }
+        if let Some(run) = status.verify_last.as_ref().filter(|run| !run.ok) {
+            status.problems.push(format!(
+                "the last restore drill, started {}, failed: {}",
                 run.started.format("%Y-%m-%d %H:%M:%S UTC"),
                 run.message
             ));

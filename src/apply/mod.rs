@@ -3,6 +3,7 @@
 //! files, bring the stack up and verify every process's health.
 
 pub mod archive;
+pub mod backup_key;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
@@ -10,6 +11,7 @@ pub mod files;
 pub mod images;
 pub mod leftovers;
 mod metered;
+pub mod restore;
 pub mod rollback;
 pub mod spread;
 pub mod timers;
@@ -544,6 +546,16 @@ fn apply_deployment(
             connection,
             "writing files",
             &files::write_script(deployment_files, deployment, !options.files_only),
+        )?;
+    }
+    if let Some(remote) = (deployment_files.backup_remote.as_ref()).filter(|_| !options.files_only)
+    {
+        backup_key::see_to(
+            connection,
+            &deployment.deployment,
+            &deployment.dir,
+            remote,
+            report,
         )?;
     }
     for (timer, _) in timers.iter().filter(|(_, c)| *c == TimerChange::Install) {

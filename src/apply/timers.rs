@@ -31,8 +31,8 @@ pub enum TimerChange {
 
 impl Timer {
     /// Every timer deployment `name` may have.
-    pub fn all(name: &str) -> [Timer; 2] {
-        [Timer::backup(name), Timer::acme(name)]
+    pub fn all(name: &str) -> [Timer; 3] {
+        [Timer::backup(name), Timer::drill(name), Timer::acme(name)]
     }
 
     pub fn backup(name: &str) -> Timer {
@@ -40,6 +40,14 @@ impl Timer {
             what: "backup",
             dir: backup::DIR,
             unit: backup::unit(name),
+        }
+    }
+
+    pub fn drill(name: &str) -> Timer {
+        Timer {
+            what: "restore drill",
+            dir: backup::DIR,
+            unit: backup::drill::unit(name),
         }
     }
 

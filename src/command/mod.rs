@@ -1,6 +1,7 @@
 //! One module per command. Each loads what it needs, calls the library, and prints.
 
 pub mod apply;
+pub mod backup;
 pub mod check;
 pub mod destroy;
 pub mod exec;
@@ -9,6 +10,7 @@ pub mod logs;
 pub mod plan;
 pub mod plugins;
 pub mod render;
+pub mod restore;
 pub mod rollback;
 pub mod show;
 pub mod status;

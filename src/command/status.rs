@@ -45,7 +45,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
             };
             println!("{}", synprov::ui::json_line(&value));
         } else {
-            print!("{}", show(host, status));
+            print!("{}", show(host, status, &inventory));
         }
     }
     Ok(if ok {
@@ -55,7 +55,7 @@ pub fn run(target: &Target) -> miette::Result<ExitCode> {
     })
 }
 
-fn show(host: &str, status: &HostStatus) -> String {
+fn show(host: &str, status: &HostStatus, inventory: &synprov::inventory::Inventory) -> String {
     let mut out = String::new();
     let deployments = match status {
         Ok(deployments) => deployments,
@@ -97,11 +97,41 @@ fn show(host: &str, status: &HostStatus) -> String {
                 printable(&last_good_backup(good, Utc::now()))
             ));
         }
+        if let Some(drill) = d.verify_last.as_ref().filter(|run| run.ok) {
+            out.push_str(&format!(
+                "    last restore drill: {}: {}\n",
+                drill.finished.format("%Y-%m-%d %H:%M:%S UTC"),
+                one_line(&drill.message)
+            ));
+        }
+        let settings = (inventory.deployments.get(&d.deployment)).and_then(|d| d.backup.as_ref());
+        if let Some(warning) = settings.and_then(|s| stale(s, d.backup_good.as_ref(), Utc::now())) {
+            out.push_str(&format!("    warning: {warning}\n"));
+        }
         for problem in &d.problems {
             out.push_str(&format!("    ! {}\n", one_line(problem)));
         }
     }
     out
+}
+
+/// A warning when the scheduled backup has not succeeded for two periods of its schedule
+/// (or never): a timer that stopped, a repository out of reach, a full disk.
+fn stale(
+    settings: &synprov::inventory::BackupSettings,
+    good: Option<&BackupRun>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let Some(good) = good else {
+        return Some("no backup has succeeded yet (`synprov backup` takes one now)".into());
+    };
+    let age = (now - good.finished).to_std().unwrap_or_default();
+    (age > 2 * settings.schedule.period()).then(|| {
+        format!(
+            "the last good backup is older than two periods of its schedule ({})",
+            &*settings.schedule
+        )
+    })
 }
 
 /// `last good backup: TIME (AGE ago), snapshot ID, N bytes`.
@@ -125,6 +155,33 @@ fn last_good_backup(run: &BackupRun, now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_older_than_two_periods_is_a_warning() {
+        let inventory = synprov::inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[hosts.a]\naddress = \"10.0.0.1\"\n[deployments.hs]\nserver_name = \"example.org\"\n\
+             host = \"a\"\n[deployments.hs.backup]\nschedule = \"*-*-* 03:00\"\ndirectory = \"/var/backups/hs\"\n"
+                .into(),
+        )
+        .unwrap();
+        let settings = inventory.deployments["hs"].backup.as_ref().unwrap();
+        let run = BackupRun::parse(
+            "result=ok\nstarted=2026-12-07T03:00:00Z\nfinished=2026-12-07T03:01:00Z\n\
+             generation=3\nsnapshot=0a1b2c3d\nadded=10\ntotal=2048\nmessage=m\n",
+        )
+        .unwrap();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        assert_eq!(
+            stale(settings, Some(&run), at("2026-12-09T03:01:00Z")),
+            None
+        );
+        assert_eq!(
+            stale(settings, Some(&run), at("2026-12-09T03:02:00Z")).as_deref(),
+            Some("the last good backup is older than two periods of its schedule (*-*-* 03:00)")
+        );
+        assert!(stale(settings, None, at("2026-12-07T03:00:00Z")).is_some());
+    }
 
     #[test]
     fn the_last_good_backup_shows_its_age_and_snapshot() {

@@ -24,7 +24,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 pub use audit::{AuditEntry, Origin};
-pub use backup_run::BackupRun;
+pub use backup_run::{BackupRun, MAX_STATE_BYTES};
 
 use crate::host_data::{AUDIT_LINES, GENERATIONS as MAX_GENERATIONS, IMAGE_LINES, Refused};
 pub use record::Record;
@@ -116,6 +116,8 @@ pub struct Listing {
     /// The last run of the scheduled backup, and the last that succeeded.
     pub backup_last: Option<BackupRun>,
     pub backup_good: Option<BackupRun>,
+    /// The last restore drill (`synprov backup verify`, or its timer).
+    pub verify_last: Option<BackupRun>,
 }
 
 impl Listing {
@@ -176,7 +178,8 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     let mut listing = Listing::default();
     let mut records: BTreeMap<u32, (String, String, bool)> = BTreeMap::new();
     let mut audit = String::new();
-    let (mut backup_last, mut backup_good) = (String::new(), String::new());
+    let (mut backup_last, mut backup_good, mut verify_last) =
+        (String::new(), String::new(), String::new());
     let mut current = None;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -210,6 +213,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
             "audit" => audit.push_str(value.trim()),
             "backup_last" => backup_last.push_str(value.trim()),
             "backup_good" => backup_good.push_str(value.trim()),
+            "verify_last" => verify_last.push_str(value.trim()),
             "pending" => listing.pending = true,
             _ => {}
         }
@@ -252,6 +256,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     }
     listing.backup_last = decode(&backup_last).ok().and_then(|t| BackupRun::parse(&t));
     listing.backup_good = decode(&backup_good).ok().and_then(|t| BackupRun::parse(&t));
+    listing.verify_last = decode(&verify_last).ok().and_then(|t| BackupRun::parse(&t));
     let audit = decode(&audit).unwrap_or_default();
     let lines: Vec<&str> = audit.lines().collect();
     listing.audit = lines[lines.len().saturating_sub(AUDIT_LINES)..]
@@ -290,5 +295,14 @@ mod tests {
         let good = listing_of(dir.path()).backup_good.unwrap();
         assert!(good.ok && good.generation == Some(2));
         assert_eq!(good.started.to_rfc3339(), "2026-12-06T03:00:00+00:00");
+
+        assert_eq!(listing_of(dir.path()).verify_last, None);
+        std::fs::write(
+            state.join("verify-last"),
+            run("failed", "2026-12-07T04:00:00Z"),
+        )
+        .unwrap();
+        let drill = listing_of(dir.path()).verify_last.unwrap();
+        assert!(!drill.ok && drill.message == "m");
     }
 }

@@ -184,6 +184,7 @@ impl Record {
                 })
                 .collect(),
             postgres: Vec::new(),
+            backup_remote: None,
         })
     }
 }

@@ -7,6 +7,7 @@ use super::backup_run::MAX_STATE_BYTES;
 use super::{AUDIT_LOG, AuditEntry, GENERATIONS};
 use crate::confine;
 use crate::facts::PENDING;
+use crate::render::backup::drill::VERIFY_LAST;
 use crate::render::backup::{LAST, LAST_GOOD};
 use crate::sh;
 use crate::shell::{Script, with_base64_input};
@@ -79,7 +80,8 @@ pub fn save(
 /// Prints the generations of the deployment in `dir`, oldest first (`generation=N`, then
 /// `record=` and `images=` lines of base64, and `dump=yes` when it has a Postgres dump),
 /// `pending=yes` when the last apply did not finish, the backup's state files
-/// (`backup_last=` and `backup_good=` lines of base64, their first 4 KiB), then the audit
+/// (`backup_last=`, `backup_good=` and, of the restore drill, `verify_last=` lines of
+/// base64, their first 4 KiB), then the audit
 /// log's last 1000 lines (`audit=` lines of base64). Prints nothing for a directory that
 /// does not exist.
 pub fn list(dir: &str) -> Script {
@@ -94,6 +96,7 @@ pub fn list(dir: &str) -> Script {
          synprov_regular \"$g/$dump\" && echo dump=yes\ndone\n{} && echo pending=yes\n\
          {} && head -c {} {} | base64 | sed 's/^/backup_last=/'\n\
          {} && head -c {} {} | base64 | sed 's/^/backup_good=/'\n\
+         {} && head -c {} {} | base64 | sed 's/^/verify_last=/'\n\
          {} && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
         GENERATIONS,
         super::DUMP,
@@ -104,6 +107,9 @@ pub fn list(dir: &str) -> Script {
         confine::regular(LAST_GOOD),
         MAX_STATE_BYTES.to_string(),
         LAST_GOOD,
+        confine::regular(VERIFY_LAST),
+        MAX_STATE_BYTES.to_string(),
+        VERIFY_LAST,
         confine::regular(AUDIT_LOG),
         AUDIT_LOG
     ));

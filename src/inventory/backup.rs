@@ -10,6 +10,9 @@ use super::values::{Calendar, DeployDir, HostKey, ImageRef, SftpTarget, UserName
 pub struct BackupSettings {
     /// When the host's timer starts a backup (`OnCalendar=`).
     pub schedule: Calendar,
+    /// When the host's timer starts a restore drill of the latest snapshot
+    /// (`synprov backup verify`): a backup never restored is a backup hoped for.
+    pub verify_schedule: Calendar,
     /// Up to this much later, at random (`RandomizedDelaySec=`): hosts sharing one
     /// repository server do not all write to it at the same second.
     pub randomized_delay: Duration,

@@ -299,6 +299,10 @@ impl Deployment {
             if self.acme().is_some() {
                 images.push(&self.images.acme);
             }
+            // restic's image reaches the host with the others (streamed with `preload`).
+            if let Some(backup) = &self.backup {
+                images.push(&backup.image);
+            }
             images
         } else {
             vec![&self.images.synapse]

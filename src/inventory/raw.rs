@@ -98,6 +98,7 @@ pub struct RawDeployment {
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
     pub schedule: Option<Spanned<String>>,
+    pub verify_schedule: Option<Spanned<String>>,
     pub randomized_delay: Option<Spanned<String>>,
     #[serde(default)]
     pub retention: RawRetention,

@@ -3,6 +3,7 @@
 //! services, the facts name the Compose), builds its command with the Compose builders,
 //! and streams what it prints through the transport. Nothing here prints.
 
+pub mod backups;
 pub mod exec;
 pub mod logs;
 pub mod services;

@@ -130,6 +130,7 @@ impl DeploymentFiles {
             preload: false,
             plugin_grants: Vec::new(),
             postgres: Vec::new(),
+            backup_remote: None,
         }
     }
 }
@@ -167,6 +168,8 @@ pub struct DeploymentFiles {
     /// How its Postgres is sized, a setting and its reason a line (shown with the plan
     /// when `postgresql.conf` changes); empty where its Postgres does not run.
     pub postgres: Vec<String>,
+    /// The SFTP repository of its backups, on its main host: the key apply sees to.
+    pub backup_remote: Option<backup::Remote>,
 }
 
 /// Everything one host gets.
@@ -296,6 +299,9 @@ pub fn render_host(
                 .as_ref()
                 .map(PostgresSizing::lines)
                 .unwrap_or_default(),
+            backup_remote: (deployment.backup.as_ref())
+                .filter(|_| host == deployment.host)
+                .and_then(|settings| backup::remote(&inventory.hosts, settings)),
         });
     }
     Ok(HostFiles {

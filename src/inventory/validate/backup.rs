@@ -33,15 +33,20 @@ impl Checker<'_> {
             return Ok(None);
         };
         let raw = table.get_ref();
-        let schedule = match &raw.schedule {
+        let calendar = |value: &Option<Spanned<String>>, key, default| {
+            match value {
             Some(schedule) => self.parsed(
                 schedule,
-                "schedule",
+                key,
                 Calendar::parse,
                 "give a systemd calendar expression, e.g. \"daily\", \"*-*-* 03:00:00\" or \"Mon..Fri 04:30\"",
-            )?,
-            None => Calendar::daily(),
+            ),
+            None => Ok(default),
+        }
         };
+        let schedule = calendar(&raw.schedule, "schedule", Calendar::daily())?;
+        let verify_schedule =
+            calendar(&raw.verify_schedule, "verify_schedule", Calendar::weekly())?;
         let randomized_delay = match &raw.randomized_delay {
             Some(delay) => self.parsed(
                 delay,
@@ -91,6 +96,7 @@ impl Checker<'_> {
         }
         Ok(Some(BackupSettings {
             schedule,
+            verify_schedule,
             randomized_delay,
             retention,
             repository: self.repository(table, deploy_dir, hosts)?,

@@ -1,5 +1,7 @@
 //! When a scheduled job runs on a host: the systemd calendar syntax of `OnCalendar=`.
 
+use std::time::Duration;
+
 use super::checked_string;
 
 /// A systemd calendar expression (`daily`, `Mon..Fri *-*-* 03:15`, `*-*-01 04:00:00`) in
@@ -40,6 +42,53 @@ impl Calendar {
     /// Once a day, at midnight: the default schedule.
     pub fn daily() -> Calendar {
         Calendar("daily".into())
+    }
+
+    /// Once a week, Monday at midnight: the default schedule of the restore drill.
+    pub fn weekly() -> Calendar {
+        Calendar("weekly".into())
+    }
+
+    /// The longest time between two runs that the expression's form allows (a bound, not
+    /// the exact gap: `0/6:00` is bounded by a day): `status` warns when the last good
+    /// backup is older than two of these.
+    pub fn period(&self) -> Duration {
+        const HOUR: u64 = 3600;
+        const DAY: u64 = 24 * HOUR;
+        let secs = match self.0.as_str() {
+            "minutely" => 60,
+            "hourly" => HOUR,
+            "daily" => DAY,
+            "weekly" => 7 * DAY,
+            "monthly" => 31 * DAY,
+            "quarterly" => 92 * DAY,
+            "semiannually" => 184 * DAY,
+            "yearly" | "annually" => 366 * DAY,
+            expression => {
+                let words: Vec<&str> = expression.split(' ').collect();
+                let fixed = |field: Option<&str>| field.is_some_and(|f| f != "*");
+                let date = words.iter().find(|w| w.contains('-'));
+                let fields: Vec<&str> = date.map(|d| d.split('-').collect()).unwrap_or_default();
+                // `M-D` or `Y-M-D`: the day is the last field, the month the one before.
+                let day = fields.last().copied();
+                let month = fields.len().checked_sub(2).map(|i| fields[i]);
+                let year = (fields.len() == 3).then(|| fields[0]);
+                let hour =
+                    (words.iter().find(|w| w.contains(':'))).and_then(|t| t.split(':').next());
+                if fixed(year) || fixed(month) {
+                    366 * DAY
+                } else if fixed(day) {
+                    31 * DAY
+                } else if words[0].starts_with(|c: char| c.is_ascii_alphabetic()) {
+                    7 * DAY
+                } else if hour == Some("*") {
+                    HOUR
+                } else {
+                    DAY
+                }
+            }
+        };
+        Duration::from_secs(secs)
     }
 
     pub fn parse(text: &str) -> Result<Calendar, String> {
@@ -175,6 +224,26 @@ fn component(text: &str, what: &str, low: u32, high: u32) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_bounds_the_gap_between_two_runs() {
+        let days = |text: &str| Calendar::parse(text).unwrap().period().as_secs() as f64 / 86400.0;
+        for (text, period) in [
+            ("daily", 1.0),
+            ("Weekly", 7.0),
+            ("hourly", 1.0 / 24.0),
+            ("*-*-* 03:00:00", 1.0),
+            ("03:15", 1.0),
+            ("0/6:00", 1.0),
+            ("*:00", 1.0 / 24.0),
+            ("Mon..Fri 03:15", 7.0),
+            ("*-*-01 04:00", 31.0),
+            ("*-12-24", 366.0),
+            ("2027-*-* 00:00", 366.0),
+        ] {
+            assert_eq!(days(text), period, "{text}");
+        }
+    }
 
     #[test]
     fn the_common_forms_pass() {

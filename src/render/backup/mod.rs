@@ -1,14 +1,18 @@
-//! The files of a deployment's scheduled backup: the script its host runs, the systemd
-//! service that runs it and the timer that starts the service, and restic's password.
+//! The files of a deployment's scheduled backup: the script its host runs, the restore
+//! drill that proves it, the systemd services that run them and the timers that start the
+//! services, restic's wrapper and restic's password.
 //!
 //! The host needs no controller to back up: the timer starts the service on schedule, the
 //! script dumps the database in the db container, stages the signing key and the current
 //! generation's record, and runs restic in a container over them and the media store's own
 //! files (not the remote media cache nor URL previews), then forgets what the retention no
 //! longer keeps. Each run appends its result to the audit log and writes a state file that
-//! `status` reads.
+//! `status` reads. The drill ([`drill`]) does the same for a restore of the latest snapshot.
 
-use super::postgres::{PG_DUMP, as_owner, with_owner_password};
+pub mod drill;
+
+use super::postgres::{PG_DUMP, as_owner};
+use crate::inventory::values::Calendar;
 use crate::inventory::{BackupSettings, Deployment, Repository};
 use crate::sh;
 use crate::shell::{Command, Script};
@@ -19,6 +23,11 @@ pub const DIR: &str = "backup";
 /// restic's password, read by restic from the file (never from a command line).
 pub const PASSWORD_FILE: &str = "backup/restic-password";
 
+/// `sh backup/restic.sh ARGS` runs `restic ARGS` on the deployment's repository, in a
+/// container of the inventory's image: the backup, the drill, `synprov backups` and
+/// `synprov restore` all reach the repository through this one file.
+pub const RESTIC: &str = "backup/restic.sh";
+
 /// What the script keeps between runs, relative to the deploy directory: `last` (the state
 /// of the last run), `last-good` (of the last run that succeeded), restic's cache, the
 /// stage, and `ssh/` (the key and known_hosts of an SFTP repository).
@@ -28,6 +37,79 @@ pub const STATE_DIR: &str = ".synprov/backup";
 /// and `last-good`): `key=value` lines, read by `generations::BackupRun`.
 pub const LAST: &str = ".synprov/backup/last";
 pub const LAST_GOOD: &str = ".synprov/backup/last-good";
+
+/// Where a snapshot is restored (by the drill, or by `synprov restore`), mounted as
+/// `/restore` in restic's container: a scratch directory, never the live data.
+pub const RESTORED: &str = ".synprov/backup/restore";
+
+/// The SSH key and known_hosts of an SFTP repository, mounted as `/ssh` in restic's
+/// container.
+pub const SSH_DIR: &str = ".synprov/backup/ssh";
+
+/// What an SFTP repository needs on the deployment's main host beyond its files, done by
+/// `apply` (`apply::backup_key`): an SSH key made there, authorised on the repository's
+/// host when the inventory has it, and known_hosts for restic's ssh.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The inventory's host that holds the repository: the key is authorised for its user
+    /// over synprov's own connection, and its key (as synprov's known_hosts holds it once
+    /// connected) goes into restic's known_hosts. `None` for a server outside the
+    /// inventory, whose operator authorises the key and whose key the inventory gives.
+    pub host: Option<crate::inventory::Host>,
+    /// Where restic's ssh connects (known_hosts names it so).
+    pub address: String,
+    pub port: u16,
+    /// The server's key, for a server outside the inventory.
+    pub host_key: Option<crate::inventory::values::HostKey>,
+    /// The repository's directory, made on an inventory host before the first backup.
+    pub path: String,
+    /// The image whose `ssh-keygen` makes the key (restic's: it has ssh for SFTP).
+    pub image: String,
+}
+
+/// The SFTP side of `settings`, when its repository is remote.
+pub fn remote(
+    hosts: &std::collections::BTreeMap<String, crate::inventory::Host>,
+    settings: &BackupSettings,
+) -> Option<Remote> {
+    let image = settings.image.to_string();
+    match &settings.repository {
+        Repository::Directory(_) => None,
+        Repository::InventoryHost {
+            host,
+            address,
+            port,
+            path,
+            ..
+        } => Some(Remote {
+            host: hosts.get(host).cloned(),
+            address: address
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: *port,
+            host_key: None,
+            path: path.to_string(),
+            image,
+        }),
+        Repository::Server {
+            target,
+            port,
+            host_key,
+        } => Some(Remote {
+            host: None,
+            address: target
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: *port,
+            host_key: Some(host_key.clone()),
+            path: target.path.to_string(),
+            image,
+        }),
+    }
+}
 
 /// The systemd unit name of deployment `name`'s backup (`.service` and `.timer`).
 pub fn unit(name: &str) -> String {
@@ -42,30 +124,59 @@ pub fn files(
     password: &str,
 ) -> Vec<(String, String)> {
     let unit = unit(&deployment.name);
+    let drill = drill::unit(&deployment.name);
     vec![
         (
             format!("{DIR}/backup.sh"),
             script(deployment, settings).text().to_string(),
         ),
-        (format!("{DIR}/{unit}.service"), service(deployment)),
-        (format!("{DIR}/{unit}.timer"), timer(deployment, settings)),
+        (
+            RESTIC.to_string(),
+            restic_wrapper(deployment, settings).text().to_string(),
+        ),
+        (
+            format!("{DIR}/verify.sh"),
+            drill::script(deployment).text().to_string(),
+        ),
+        (
+            format!("{DIR}/{unit}.service"),
+            service(deployment, "backup", "backup.sh"),
+        ),
+        (
+            format!("{DIR}/{unit}.timer"),
+            timer(deployment, "backup", &settings.schedule, settings),
+        ),
+        (
+            format!("{DIR}/{drill}.service"),
+            service(deployment, "restore drill", "verify.sh"),
+        ),
+        (
+            format!("{DIR}/{drill}.timer"),
+            timer(
+                deployment,
+                "restore drill",
+                &settings.verify_schedule,
+                settings,
+            ),
+        ),
         (PASSWORD_FILE.to_string(), format!("{password}\n")),
     ]
 }
 
-/// A oneshot service, after Docker, at low CPU and I/O priority beside the homeserver.
-fn service(deployment: &Deployment) -> String {
+/// A oneshot service running `script`, after Docker, at low CPU and I/O priority beside
+/// the homeserver.
+fn service(deployment: &Deployment, what: &str, script: &str) -> String {
     format!(
-        "# Written by synprov: the backup of deployment {name}.\n\
+        "# Written by synprov: the {what} of deployment {name}.\n\
          [Unit]\n\
-         Description=synprov backup of {name} ({server})\n\
+         Description=synprov {what} of {name} ({server})\n\
          Requires=docker.service\n\
          After=docker.service network-online.target\n\
          Wants=network-online.target\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
-         ExecStart=/bin/sh {dir}/{DIR}/backup.sh\n\
+         ExecStart=/bin/sh {dir}/{DIR}/{script}\n\
          Nice=10\n\
          IOSchedulingClass=idle\n",
         name = deployment.name,
@@ -74,12 +185,17 @@ fn service(deployment: &Deployment) -> String {
     )
 }
 
-/// The schedule; `Persistent` runs a backup missed while the host was off at its next boot.
-fn timer(deployment: &Deployment, settings: &BackupSettings) -> String {
+/// The schedule; `Persistent` runs a job missed while the host was off at its next boot.
+fn timer(
+    deployment: &Deployment,
+    what: &str,
+    schedule: &Calendar,
+    settings: &BackupSettings,
+) -> String {
     format!(
-        "# Written by synprov: when the backup of deployment {name} runs.\n\
+        "# Written by synprov: when the {what} of deployment {name} runs.\n\
          [Unit]\n\
-         Description=synprov backup of {name} on schedule\n\
+         Description=synprov {what} of {name} on schedule\n\
          \n\
          [Timer]\n\
          OnCalendar={schedule}\n\
@@ -89,7 +205,6 @@ fn timer(deployment: &Deployment, settings: &BackupSettings) -> String {
          [Install]\n\
          WantedBy=timers.target\n",
         name = deployment.name,
-        schedule = settings.schedule,
         delay = settings.randomized_delay.as_secs(),
     )
 }
@@ -111,7 +226,7 @@ fn reach(deployment: &Deployment, settings: &BackupSettings) -> Reach {
             repository: format!("sftp:{user}@{address}:{path}"),
             docker: vec![
                 "-v".into(),
-                format!("{}/{STATE_DIR}/ssh:/ssh:ro", deployment.deploy_dir),
+                format!("{}/{SSH_DIR}:/ssh:ro", deployment.deploy_dir),
             ],
             restic: vec![
                 "-o".into(),
@@ -148,21 +263,12 @@ fn reach(deployment: &Deployment, settings: &BackupSettings) -> Reach {
     }
 }
 
-/// The backup script. It stops at the first failure, reports it (audit log, state file,
-/// exit status: the service fails) and leaves no stage behind.
-fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
+/// `backup/restic.sh`: restic in a container of the image, as root (it reads the 0600
+/// password and root's media), with the password file, its cache, the stage and the media
+/// store read-only, the scratch directory of restores, and what reaches the repository.
+fn restic_wrapper(deployment: &Deployment, settings: &BackupSettings) -> Script {
     let reach = reach(deployment, settings);
     let dir = deployment.deploy_dir.to_string();
-    let dump = Command::new("docker")
-        .arg("compose")
-        .arg("-f")
-        .arg("docker-compose.yml")
-        .arg("exec")
-        .arg("-T")
-        .arg("db")
-        .arg("sh")
-        .arg("-c")
-        .arg(with_owner_password(&format!("exec {}", as_owner(PG_DUMP))));
     let run = reach
         .docker
         .iter()
@@ -183,7 +289,9 @@ fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
                 .arg("-v")
                 .arg(format!("{dir}/{STATE_DIR}/stage:/backup:ro"))
                 .arg("-v")
-                .arg(format!("{dir}/media:/media:ro")),
+                .arg(format!("{dir}/media:/media:ro"))
+                .arg("-v")
+                .arg(format!("{dir}/{RESTORED}:/restore")),
             |c, a| c.arg(a.as_str()),
         )
         .arg("--")
@@ -191,6 +299,102 @@ fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
         .arg("-r")
         .arg(reach.repository.as_str());
     let run = reach.restic.iter().fold(run, |c, a| c.arg(a.as_str()));
+    sh!(
+        "#!/bin/sh\n\
+         # Written by synprov: restic on the repository of deployment {}.\n\
+         # `sh backup/restic.sh ARGS` runs `restic ARGS` there.\n\
+         exec {} \"$@\"\n",
+        deployment.name.as_str(),
+        run
+    )
+}
+
+/// `docker`, a shell function: `docker compose -f` is the legacy `docker-compose -f` where
+/// the Compose plugin is missing.
+pub(crate) fn compose_fallback() -> Script {
+    sh!(
+        "# docker compose, or the legacy docker-compose where the plugin is missing.\n\
+         docker() {\n\
+         \x20   if [ \"$1 $2\" = 'compose -f' ] && ! command docker compose version >/dev/null 2>&1; then\n\
+         \x20       shift; command docker-compose \"$@\"\n\
+         \x20   else\n\
+         \x20       command docker \"$@\"\n\
+         \x20   fi\n\
+         }\n"
+    )
+}
+
+/// The start shared by the backup and the drill: the deploy directory entered, the
+/// current generation, `docker` (with Compose v1 where v2 is missing), `restic` (the
+/// wrapper), and `finish`, which records a run (`$1`: ok or failed, `$2`: what happened)
+/// in the audit log and in `STATE_DIR/last_file` (and, when it succeeded, `good_file`),
+/// calls the script's own `cleanup`, and ends the script with it.
+fn prelude(
+    deployment: &Deployment,
+    what: &str,
+    unit: &str,
+    last_file: &str,
+    good_file: Option<&str>,
+) -> Script {
+    let mut s = sh!(
+        "#!/bin/sh\n\
+         # Written by synprov: the {} of deployment {}, run by {}.service.\n\
+         set -u\numask 077\ncd -- {} || exit 1\n",
+        what,
+        deployment.name.as_str(),
+        unit,
+        deployment.deploy_dir.to_string()
+    );
+    s.push(sh!(
+        "state={}\n\
+         started=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n\
+         generation=$(ls -- .synprov/generations 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1)\n\
+         snapshot= added= total=\n",
+        STATE_DIR
+    ));
+    s.push(compose_fallback());
+    s.push(sh!(
+        "restic() {\n\
+         \x20   sh {} \"$@\"\n\
+         }\n",
+        RESTIC
+    ));
+    let keep_good = match good_file {
+        Some(good) => sh!("cp -f -- \"$state/{}\" \"$state/{}\"; ", last_file, good),
+        None => sh!(""),
+    };
+    s.push(sh!(
+        "finish() {\n\
+         \x20   cleanup\n\
+         \x20   host=$(hostname | tr -c 'A-Za-z0-9._\\n-' _)\n\
+         \x20   if [ -n \"$generation\" ]; then of=\"generation $generation\"; else of=-; fi\n\
+         \x20   printf '%s\\t%s\\t%s\\t%s\\t%s\\n' \"$started\" \"timer@$host\" {} \
+         \"$of\" {}\" $1: $2\" >> .synprov/audit.log\n\
+         \x20   printf 'result=%s\\nstarted=%s\\nfinished=%s\\ngeneration=%s\\nsnapshot=%s\\nadded=%s\\ntotal=%s\\nmessage=%s\\n' \
+         \"$1\" \"$started\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \"$generation\" \"$snapshot\" \"$added\" \"$total\" \"$2\" \
+         > \"$state/{}.new\" && mv -f -- \"$state/{}.new\" \"$state/{}\"\n\
+         \x20   if [ \"$1\" = ok ]; then {}exit 0; fi\n\
+         \x20   echo {}\" failed: $2\" >&2\n\
+         \x20   exit 1\n\
+         }\n\
+         mkdir -p -m 700 -- \"$state/cache\" || exit 1\n",
+        format!("{what} (timer)"),
+        what,
+        last_file,
+        last_file,
+        last_file,
+        keep_good,
+        what
+    ));
+    s
+}
+
+/// The backup script. It stops at the first failure, reports it (audit log, state file,
+/// exit status: the service fails) and leaves no stage behind.
+fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
+    let dump = drill::db_shell(&format!("exec {}", as_owner(PG_DUMP)));
+    // Grouped by host alone (the deployment's name, given to every snapshot), so that the
+    // generation's tag never splits the snapshots into groups retention would not prune.
     let forget = Command::new("restic")
         .arg("forget")
         .arg("--prune")
@@ -199,61 +403,30 @@ fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
         .arg("--tag")
         .arg("synprov")
         .arg("--group-by")
-        .arg("host,tags")
+        .arg("host")
         .arg("--keep-daily")
         .arg(settings.retention.daily.to_string())
         .arg("--keep-weekly")
         .arg(settings.retention.weekly.to_string())
         .arg("--keep-monthly")
         .arg(settings.retention.monthly.to_string());
-    let mut s = sh!(
-        "#!/bin/sh\n\
-         # Written by synprov: the backup of deployment {}, run by {}.service.\n\
-         set -u\numask 077\ncd -- {} || exit 1\n",
-        deployment.name.as_str(),
-        unit(&deployment.name),
-        dir.as_str()
+    let mut s = prelude(
+        deployment,
+        "backup",
+        &unit(&deployment.name),
+        "last",
+        Some("last-good"),
     );
     s.push(sh!(
-        "state={}\nstage=\"$state/stage\"\n\
-         started=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n\
-         generation=$(ls -- .synprov/generations 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1)\n\
-         snapshot= added= total=\n\
-         # docker compose, or the legacy docker-compose where the plugin is missing.\n\
-         docker() {\n\
-         \x20   if [ \"$1 $2\" = 'compose -f' ] && ! command docker compose version >/dev/null 2>&1; then\n\
-         \x20       shift; command docker-compose \"$@\"\n\
-         \x20   else\n\
-         \x20       command docker \"$@\"\n\
-         \x20   fi\n\
-         }\n\
-         restic() {\n\
-         \x20   {} \"$@\"\n\
-         }\n",
-        STATE_DIR,
-        run
-    ));
-    s.push(sh!(
-        "# Records the run ($1: ok or failed, $2: what happened) and ends the script with it.\n\
-         finish() {\n\
-         \x20   host=$(hostname | tr -c 'A-Za-z0-9._\\n-' _)\n\
-         \x20   if [ -n \"$generation\" ]; then of=\"generation $generation\"; else of=-; fi\n\
-         \x20   printf '%s\\t%s\\t%s\\t%s\\t%s\\n' \"$started\" \"timer@$host\" 'backup (timer)' \
-         \"$of\" \"backup $1: $2\" >> .synprov/audit.log\n\
-         \x20   printf 'result=%s\\nstarted=%s\\nfinished=%s\\ngeneration=%s\\nsnapshot=%s\\nadded=%s\\ntotal=%s\\nmessage=%s\\n' \
-         \"$1\" \"$started\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \"$generation\" \"$snapshot\" \"$added\" \"$total\" \"$2\" \
-         > \"$state/last.new\" && mv -f -- \"$state/last.new\" \"$state/last\"\n\
+        "stage=\"$state/stage\"\n\
+         cleanup() {\n\
          \x20   rm -rf -- \"$stage\"\n\
-         \x20   if [ \"$1\" = ok ]; then cp -f -- \"$state/last\" \"$state/last-good\"; exit 0; fi\n\
-         \x20   echo \"backup failed: $2\" >&2\n\
-         \x20   exit 1\n\
          }\n\
-         mkdir -p -m 700 -- \"$state/cache\" || exit 1\n\
          rm -rf -- \"$stage\" && mkdir -m 700 -- \"$stage\" || finish failed 'the stage cannot be made'\n\
          [ -n \"$generation\" ] || finish failed 'the deployment has no generation yet: apply it first'\n\
          [ -d media ] || finish failed 'the media store is missing'\n"
     ));
-    if let Some(make) = &reach.make {
+    if let Some(make) = &reach(deployment, settings).make {
         s.push(sh!(
             "mkdir -p -m 700 -- {} || finish failed 'the repository directory cannot be made'\n",
             make.as_str()
@@ -270,7 +443,7 @@ fn script(deployment: &Deployment, settings: &BackupSettings) -> Script {
          for kept in local_content local_thumbnails; do\n\
          \x20   if [ -d \"media/$kept\" ]; then set -- \"$@\" \"/media/$kept\"; fi\n\
          done\n\
-         restic backup --json --host {} --tag synprov \"$@\" > \"$state/backup.json\" \
+         restic backup --json --host {} --tag synprov --tag \"generation-$generation\" \"$@\" > \"$state/backup.json\" \
          || finish failed 'restic backup failed'\n\
          summary=$(grep '\"message_type\":\"summary\"' \"$state/backup.json\")\n\
          snapshot=$(printf '%s' \"$summary\" | sed -n 's/.*\"snapshot_id\":\"\\([0-9a-f]*\\)\".*/\\1/p')\n\
@@ -325,8 +498,12 @@ mod tests {
             files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
             [
                 "backup/backup.sh",
+                "backup/restic.sh",
+                "backup/verify.sh",
                 "backup/synprov-backup-hs.service",
                 "backup/synprov-backup-hs.timer",
+                "backup/synprov-backup-verify-hs.service",
+                "backup/synprov-backup-verify-hs.timer",
                 "backup/restic-password"
             ]
         );
@@ -344,6 +521,14 @@ mod tests {
              [Service]\nType=oneshot\nExecStart=/bin/sh /opt/synapse/hs/backup/backup.sh\n\
              Nice=10\nIOSchedulingClass=idle\n"
         );
+        assert!(
+            file(&files, "backup/synprov-backup-verify-hs.timer").contains("\nOnCalendar=weekly\n"),
+            "the restore drill runs weekly by default"
+        );
+        assert!(
+            file(&files, "backup/synprov-backup-verify-hs.service")
+                .contains("\nExecStart=/bin/sh /opt/synapse/hs/backup/verify.sh\n")
+        );
         assert_eq!(file(&files, "backup/restic-password"), "pass\n");
     }
 
@@ -356,11 +541,17 @@ mod tests {
     }
 
     #[test]
+    fn the_restore_drill_script() {
+        let files = rendered("directory = \"/var/backups/hs\"\n");
+        insta::assert_snapshot!(file(&files, "backup/verify.sh"));
+    }
+
+    #[test]
     fn the_script_to_sftp_reaches_the_server_with_the_known_host_key_only() {
         let files = rendered(&format!(
             "sftp = \"backup@nas.example.org:/srv/restic/hs\"\nport = 2222\nhost_key = \"{KEY}\"\n"
         ));
-        let script = file(&files, "backup/backup.sh");
+        let script = file(&files, "backup/restic.sh");
         assert!(
             script.contains(
                 " -v /opt/synapse/hs/.synprov/backup/ssh:/ssh:ro -- restic/restic:latest \
@@ -373,7 +564,7 @@ mod tests {
         assert!(!script.contains("--network none"), "{script}");
         let files = rendered("sftp = \"c:/srv/restic/hs\"\n");
         assert!(
-            file(&files, "backup/backup.sh").contains(
+            file(&files, "backup/restic.sh").contains(
                 "-r sftp:deploy@10.0.0.3:/srv/restic/hs -o 'sftp.command=ssh -i /ssh/id_ed25519 \
                  -o UserKnownHostsFile=/ssh/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes \
                  -p 2200 deploy@10.0.0.3 -s sftp'"
@@ -424,7 +615,14 @@ esac
         );
         let inventory = parse(Path::new("t.toml"), text).unwrap();
         let deployment = &inventory.deployments["hs"];
-        let script = script(deployment, deployment.backup.as_ref().unwrap());
+        let settings = deployment.backup.as_ref().unwrap();
+        let script = script(deployment, settings);
+        std::fs::create_dir_all(deploy.join(DIR)).unwrap();
+        std::fs::write(
+            deploy.join(RESTIC),
+            restic_wrapper(deployment, settings).text(),
+        )
+        .unwrap();
         let log = dir.path().join("docker.log");
         let run = |fail: bool| {
             std::process::Command::new("sh")
@@ -465,7 +663,9 @@ esac
         );
         let calls = std::fs::read_to_string(&log).unwrap();
         assert!(
-            calls.contains("backup --json --host hs --tag synprov /backup /media/local_content\n"),
+            calls.contains(
+                "backup --json --host hs --tag synprov --tag generation-3 /backup /media/local_content\n"
+            ),
             "only the media that exist, never the remote cache: {calls}"
         );
         assert!(calls.contains("forget --prune --host hs"), "{calls}");
@@ -495,19 +695,21 @@ esac
             format!("sftp = \"b@[2001:db8::1]:/srv/r\"\nhost_key = \"{KEY}\"\n"),
         ] {
             let files = rendered(&backup);
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("backup.sh");
-            std::fs::write(&path, file(&files, "backup/backup.sh")).unwrap();
-            let out = std::process::Command::new("sh")
-                .arg("-n")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{backup}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            for script in ["backup/backup.sh", "backup/restic.sh", "backup/verify.sh"] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("script.sh");
+                std::fs::write(&path, file(&files, script)).unwrap();
+                let out = std::process::Command::new("sh")
+                    .arg("-n")
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{backup} {script}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
         }
     }
 }
