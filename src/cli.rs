@@ -57,6 +57,10 @@ Examples:
   synprov restore inventory/example.toml --host hs2 --deployment example
       Bring `example` back from its backups onto hs2, a fresh host the inventory now
       names for it: applied, the latest snapshot's database and media restored, verified.
+  synprov import inventory/example.toml --host hs1 --deployment example
+      Read the secrets of a homeserver deployed before synprov in example's deploy_dir
+      into example.imported.toml; with `imported = \"example.imported.toml\"` in the
+      inventory, apply takes it over with its own signing key and secrets.
   synprov plugins check inventory/demo.toml
       Load the inventory's plugins, check their configs and what they would add.
 
@@ -189,6 +193,18 @@ pub enum Command {
         /// The snapshot to restore (its ID, as `synprov backups` lists it).
         #[arg(long, value_name = "ID")]
         snapshot: Option<String>,
+    },
+    /// Take over a homeserver deployed before synprov (from the guide's files, or by
+    /// another deployer) in a deployment's deploy_dir: its signing key, registration shared
+    /// secret, macaroon key, form secret and database password are read from the host into
+    /// `DEPLOYMENT.imported.toml` beside the inventory (0600, never printed). Named by the
+    /// deployment's `imported`, they replace the derived ones.
+    #[command(
+        after_help = "Example:\n  synprov import inventory/example.toml --host hs1 --deployment example\n  then, in the inventory:\n    [deployments.example]\n    imported = \"example.imported.toml\"\n  and `synprov plan` shows what taking over changes; `synprov apply` does it."
+    )]
+    Import {
+        #[command(flatten)]
+        target: HostTarget,
     },
     /// The inventory's WebAssembly plugins (`[[plugins]]`): custom roles.
     Plugins {

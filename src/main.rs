@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             "give the inventory and the host"
         )),
         cli::Command::Backups { target } => command::backup::list(&target),
+        cli::Command::Import { target } => command::import::run(&target),
         cli::Command::Restore { target, snapshot } => {
             command::restore::run(&target, snapshot.as_deref())
         }

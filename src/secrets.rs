@@ -372,6 +372,102 @@ pub fn is_secret_name(name: &str) -> bool {
             .any(|end| name.ends_with(end))
 }
 
+/// The secrets of a homeserver deployed before synprov took it over (`synprov import`
+/// writes them into a file beside the inventory, which the deployment's `imported` names):
+/// they replace the derived ones, so that the server keeps its identity (the signing key),
+/// its users' sessions and links (macaroon key, form secret), what its bridges and admins
+/// register with (the registration shared secret), and the password its database was
+/// made with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedSecrets {
+    /// Synapse's signing key file: `ed25519 <key id> <base64 seed>`.
+    pub signing_key: String,
+    pub registration_shared_secret: String,
+    pub macaroon_secret_key: String,
+    pub form_secret: String,
+    pub postgres_password: String,
+}
+
+/// The longest imported secret: Synapse's own are 50 characters.
+const MAX_IMPORTED: usize = 1024;
+
+impl ImportedSecrets {
+    /// Checks every value: one line of printable text, not empty, bounded; the signing key
+    /// in Synapse's format.
+    pub fn checked(self) -> Result<ImportedSecrets, String> {
+        for (name, value) in self.fields() {
+            if value.is_empty() || value.len() > MAX_IMPORTED {
+                return Err(format!(
+                    "`{name}` is empty or longer than {MAX_IMPORTED} bytes"
+                ));
+            }
+            if value.chars().any(|c| c.is_control()) {
+                return Err(format!("`{name}` holds a control character"));
+            }
+        }
+        let words: Vec<&str> = self.signing_key.split(' ').collect();
+        let seed = match words[..] {
+            ["ed25519", id, seed]
+                if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                seed
+            }
+            _ => {
+                return Err(
+                    "`signing_key` is not `ed25519 KEY_ID SEED`, as Synapse writes it".into(),
+                );
+            }
+        };
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            seed.trim_end_matches('='),
+        );
+        if decoded.map(|d| d.len()) != Ok(32) {
+            return Err("`signing_key`'s seed is not 32 bytes of base64".into());
+        }
+        Ok(self)
+    }
+
+    fn fields(&self) -> [(&'static str, &str); 5] {
+        [
+            ("signing_key", &self.signing_key),
+            (
+                "registration_shared_secret",
+                &self.registration_shared_secret,
+            ),
+            ("macaroon_secret_key", &self.macaroon_secret_key),
+            ("form_secret", &self.form_secret),
+            ("postgres_password", &self.postgres_password),
+        ]
+    }
+
+    /// Reads the file `synprov import` wrote.
+    pub fn parse(text: &str) -> Result<ImportedSecrets, String> {
+        toml::from_str::<ImportedSecrets>(text)
+            .map_err(|e| e.message().to_string())?
+            .checked()
+    }
+
+    /// The file's text: a comment saying what it is, then the values.
+    pub fn to_toml(&self, origin: &str) -> String {
+        format!(
+            "# The secrets of a homeserver synprov took over, read by `synprov import` from {origin}.\n\
+             # Keep this file as secret as the master key: it holds the server's signing key.\n{}",
+            toml::to_string(self).expect("strings serialize")
+        )
+    }
+
+    /// These secrets in place of the derived ones.
+    pub fn replace(&self, secrets: &mut DeploymentSecrets) {
+        secrets.signing_key = Secret(self.signing_key.clone());
+        secrets.registration_shared_secret = Secret(self.registration_shared_secret.clone());
+        secrets.macaroon_secret_key = Secret(self.macaroon_secret_key.clone());
+        secrets.form_secret = Secret(self.form_secret.clone());
+        secrets.postgres_password = Secret(self.postgres_password.clone());
+    }
+}
+
 /// The secrets an inventory gives in a deployment's `homeserver` table: every non-empty
 /// string under a key [`is_secret_name`] accepts, at any depth (a `password` under
 /// `database.args`, a `client_secret` in a list of OIDC providers).
@@ -400,6 +496,34 @@ mod tests {
     use super::*;
 
     const KEY: &str = "Gx7q2LmP9vR4tY8wZ1aB6cD3eF5hJ0kN";
+
+    #[test]
+    fn imported_secrets_replace_the_derived_ones_and_are_checked() {
+        let imported = ImportedSecrets {
+            signing_key: "ed25519 a_AbCd 5Gq7cZrGbaA5ApNJ2dG2kRMnNE1Q6rDk1b8Q+V5G0kA".into(),
+            registration_shared_secret: "r~e:g".into(),
+            macaroon_secret_key: "m".into(),
+            form_secret: "f".into(),
+            postgres_password: "p'q".into(),
+        };
+        let text = imported.to_toml("old:/opt/synapse/hs");
+        assert!(text.starts_with("# The secrets of a homeserver synprov took over"));
+        assert_eq!(ImportedSecrets::parse(&text).unwrap(), imported);
+        let mut secrets = MasterKey::from_text(KEY).unwrap().secrets_for("a.example");
+        imported.replace(&mut secrets);
+        assert_eq!(secrets.signing_key.expose(), imported.signing_key);
+        assert_eq!(secrets.postgres_password.expose(), "p'q");
+        for (bad, why) in [
+            (text.replace("ed25519 a_AbCd", "ed25519 a/b"), "signing_key"),
+            (text.replace("5Gq7", "5G"), "32 bytes"),
+            (text.replace("\"m\"", "\"m\\n\""), "control character"),
+            (text.replace("\"f\"", "\"\""), "empty"),
+            (format!("{text}extra = \"x\"\n"), "unknown field"),
+        ] {
+            let err = ImportedSecrets::parse(&bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn secrets_are_stable_and_differ_per_server_and_name() {

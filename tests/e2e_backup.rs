@@ -85,15 +85,105 @@ fn sql(host: &Host, query: &str) -> String {
 }
 
 /// The server's published signing keys (`/_matrix/key/v2/server`): key ID to key.
-fn server_keys(host: &Host) -> Value {
+fn server_keys(host: &Host, server_name: &str) -> Value {
     let keys: Value = matrix::agent()
         .get(&format!("{}/_matrix/key/v2/server", host.url(8008)))
         .call()
         .unwrap()
         .into_json()
         .unwrap();
-    assert_eq!(keys["server_name"], "bk.example", "{keys}");
+    assert_eq!(keys["server_name"], server_name, "{keys}");
     keys["verify_keys"].clone()
+}
+
+/// The inventory of `old`, a homeserver on host C; with `imported`, naming the secrets
+/// `synprov import` took from it.
+fn old_inventory(dir: &Path, imported: bool) -> PathBuf {
+    let text = format!(
+        "[defaults]\nidentity_file = \"{key}\"\nhost_key_checking = \"accept-new\"\n\n\
+         [hosts.c]\naddress = \"{c}\"\n\n\
+         [deployments.old]\nserver_name = \"old.example\"\npublic_baseurl = \"http://{c}:8008/\"\nhost = \"c\"\n{imported}\
+         [deployments.old.workers]\nrooms = 1\nsender = 1\n\
+         [deployments.old.images]\n{PRELOADED_IMAGES}\
+         [deployments.old.postgres]\nmax_connections = 100\n\
+         [deployments.old.nginx]\nadmin_allow = [\"172.16.0.0/12\"]\n",
+        key = dir.join("key").display(),
+        c = C.1,
+        imported = if imported {
+            "imported = \"old.imported.toml\"\n"
+        } else {
+            ""
+        },
+    );
+    let path = dir.join("old.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `docker exec -i CONTAINER sh -c SCRIPT` reading `input`'s standard output.
+fn pipe(input: &mut std::process::Command, container: &str, script: &str) {
+    use std::process::Stdio;
+    let mut from = input.stdout(Stdio::piped()).spawn().unwrap();
+    let status = std::process::Command::new("docker")
+        .args(["exec", "-i", container, "sh", "-c", script])
+        .stdin(Stdio::from(from.stdout.take().unwrap()))
+        .status()
+        .unwrap();
+    assert!(
+        from.wait().unwrap().success() && status.success(),
+        "{script}"
+    );
+}
+
+/// A homeserver deployed on C by a plain script, as the guide does it by hand: Docker from
+/// the distribution, the Compose plugin and the images copied over, the guide's files
+/// (rendered with another master key: its own signing key and secrets) and `compose up`.
+fn deploy_by_hand(dir: &Path, c: &Host) {
+    c.exec(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends docker.io >/dev/null",
+    );
+    let plugin = std::fs::canonicalize(
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".docker/cli-plugins/docker-compose"),
+    )
+    .expect("the Compose v2 plugin: scripts/install-compose.sh");
+    pipe(
+        std::process::Command::new("cat").arg(plugin),
+        C.0,
+        "install -D -m 755 /dev/stdin /usr/local/lib/docker/cli-plugins/docker-compose",
+    );
+    pipe(
+        std::process::Command::new("docker")
+            .arg("save")
+            .args(&bed::IMAGES[1..]),
+        C.0,
+        "docker load -q >/dev/null",
+    );
+    let rendered = dir.join("rendered-old");
+    let output = common::synprov(dir)
+        .env(
+            "SYNPROV_MASTER_KEY",
+            "another-master-key-of-the-old-deployment-42",
+        )
+        .arg("render")
+        .arg(old_inventory(dir, false))
+        .arg("--out")
+        .arg(&rendered)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    pipe(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(rendered.join("c/old"))
+            .args(["-c", "."]),
+        C.0,
+        "mkdir -p /opt/synapse/old && tar -C /opt/synapse/old -x && cd /opt/synapse/old && \
+         mkdir -p media sockets redis && chmod 777 sockets && \
+         logs=$(grep -o '\\./logs/[^:]*' docker-compose.yml | sort -u) && mkdir -p $logs && \
+         chown -R 1000:1000 synapse media redis $(printf '%s\\n' $logs | grep -v /nginx) && \
+         docker compose -f docker-compose.yml up -d --wait >/dev/null 2>&1",
+    );
 }
 
 /// What the users did on A, to be found again on B.
@@ -213,7 +303,7 @@ fn a_homeserver_backed_up_to_another_host_comes_back_on_a_third() {
     );
     let conversation = converse(a);
     assert_ne!(sql(a, "SELECT count(*) FROM e2e_one_time_keys_json"), "0");
-    let keys = server_keys(a);
+    let keys = server_keys(a, "bk.example");
 
     // The timer's service, started on the host as the timer does: a real restic backup.
     a.exec("systemctl start synprov-backup-bk.service");
@@ -284,7 +374,11 @@ fn a_homeserver_backed_up_to_another_host_comes_back_on_a_third() {
     );
     assert!(out.contains("bk: restored from snapshot latest"), "{out}");
     find_again(b, &conversation);
-    assert_eq!(server_keys(b), keys, "the same key ID and key");
+    assert_eq!(
+        server_keys(b, "bk.example"),
+        keys,
+        "the same key ID and key"
+    );
     assert_eq!(sql(b, "SELECT count(*) FROM e2e_one_time_keys_json"), "0");
     // Restored, not applied over: a second restore is refused.
     let out = synprov(
@@ -294,4 +388,49 @@ fn a_homeserver_backed_up_to_another_host_comes_back_on_a_third() {
         1,
     );
     assert!(out.contains("already runs `bk`"), "{out}");
+
+    // A homeserver deployed by hand on C, with its own key and secrets, taken over.
+    deploy_by_hand(dir, c);
+    let config = c.exec("cat /opt/synapse/old/synapse/homeserver.yaml");
+    matrix::register(&c.url(8008), "carol", &matrix::shared_secret(&config));
+    let old_keys = server_keys(c, "old.example");
+    let old = old_inventory(dir, false);
+    let out = synprov(
+        dir,
+        &old,
+        &["import", "--host", "c", "--deployment", "old"],
+        0,
+    );
+    assert!(out.contains("old.imported.toml (0600)"), "{out}");
+    let macaroon = config
+        .lines()
+        .find_map(|l| l.strip_prefix("macaroon_secret_key: "))
+        .unwrap()
+        .trim_matches('\'');
+    assert!(!out.contains(macaroon), "no secret is printed: {out}");
+    let imported = dir.join("old.imported.toml");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&imported).unwrap().permissions()
+        ) & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(&imported)
+            .unwrap()
+            .contains(macaroon)
+    );
+    let old = old_inventory(dir, true);
+    let out = synprov(dir, &old, &["plan"], 2);
+    assert!(
+        !out.contains("signing.key") && !out.contains(macaroon),
+        "the key is kept and no secret shown: {out}"
+    );
+    synprov(dir, &old, &["apply"], 0);
+    assert_eq!(server_keys(c, "old.example"), old_keys, "the same key");
+    assert!(
+        matrix::logs_in(&c.url(8008), "carol"),
+        "carol still logs in"
+    );
+    synprov(dir, &old, &["plan"], 0);
 }

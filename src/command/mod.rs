@@ -6,6 +6,7 @@ pub mod check;
 pub mod destroy;
 pub mod exec;
 pub mod history;
+pub mod import;
 pub mod logs;
 pub mod plan;
 pub mod plugins;
@@ -248,6 +249,20 @@ const SLOWEST: usize = 10;
 
 /// Exit status of a run stopped by SIGINT or SIGTERM.
 pub const INTERRUPTED: u8 = 130;
+
+/// The rollout target of `target`'s host alone: for a command on one host that applies
+/// (`restore`) or renders (`import`) it as `apply` would.
+pub fn only_host(target: &HostTarget) -> Target {
+    Target {
+        inventory: target.inventory.clone(),
+        limit: vec![target.host.clone()],
+        parallel: None,
+        json: false,
+        timings: false,
+        known_hosts: target.known_hosts.clone(),
+        roles: None,
+    }
+}
 
 /// What a command on one host works on: the inventory, the host `--host` names, and its
 /// deployments (name and directory), or the one `--deployment` names.

@@ -12,7 +12,7 @@ use synprov::apply::{restore, rollback};
 use synprov::transport::watch::Step;
 use synprov::ui::printable;
 
-use crate::cli::{HostTarget, Target};
+use crate::cli::HostTarget;
 
 pub fn run(target: &HostTarget, snapshot: Option<&str>) -> miette::Result<ExitCode> {
     let snapshot = match snapshot {
@@ -47,15 +47,7 @@ pub fn run(target: &HostTarget, snapshot: Option<&str>) -> miette::Result<ExitCo
     }
     drop(connection);
     let applied = super::apply::run(
-        &Target {
-            inventory: target.inventory.clone(),
-            limit: vec![on_host.host.name.clone()],
-            parallel: None,
-            json: false,
-            timings: false,
-            known_hosts: target.known_hosts.clone(),
-            roles: None,
-        },
+        &super::only_host(target),
         &super::apply::Flags {
             dry_run: false,
             files_only: false,

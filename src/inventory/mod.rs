@@ -270,6 +270,9 @@ pub struct Deployment {
     pub homeserver_extra: serde_json::Map<String, serde_json::Value>,
     /// Scheduled backups (`[deployments.NAME.backup]`); `None` takes none.
     pub backup: Option<BackupSettings>,
+    /// The secrets of a homeserver deployed before synprov (`imported = "FILE"`), in place of
+    /// the derived ones.
+    pub imported: Option<crate::secrets::ImportedSecrets>,
 }
 
 impl Deployment {

@@ -90,6 +90,8 @@ pub struct RawDeployment {
     pub homeserver: Option<Spanned<toml::Table>>,
     /// Scheduled backups; absent, none are taken.
     pub backup: Option<Spanned<RawBackup>>,
+    /// The file of secrets `synprov import` took from a homeserver deployed before.
+    pub imported: Option<Spanned<String>>,
 }
 
 /// `[deployments.NAME.backup]`: exactly one of `directory` and `sftp` names the repository;

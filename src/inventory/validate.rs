@@ -636,6 +636,22 @@ impl Checker<'_> {
 
         let postgres = self.postgres(raw)?;
         let backup = self.backup(&raw.backup, &deploy_dir, hosts)?;
+        let imported = match &raw.imported {
+            Some(file) => {
+                let path = self.file_path(file, "imported")?;
+                let secrets = crate::inventory::values::read_text(&path)
+                    .and_then(|text| crate::secrets::ImportedSecrets::parse(&text));
+                Some(secrets.map_err(|why| {
+                    self.at(
+                        file,
+                        format!("imported secrets: {why}"),
+                        "unusable secrets file",
+                        "give the file `synprov import` wrote, relative to the inventory's directory",
+                    )
+                })?)
+            }
+            None => None,
+        };
         let deployment = Deployment {
             name: name_text.clone(),
             server_name: server_name.clone(),
@@ -654,6 +670,7 @@ impl Checker<'_> {
             metrics: raw.metrics.enabled.unwrap_or(false),
             homeserver_extra,
             backup,
+            imported,
         };
         self.connection_budget(raw, &deployment)?;
         if deployment.is_spread() {

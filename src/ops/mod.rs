@@ -5,6 +5,7 @@
 
 pub mod backups;
 pub mod exec;
+pub mod import;
 pub mod logs;
 pub mod services;
 
@@ -51,6 +52,12 @@ pub enum OpsError {
         name: String,
         valid: String,
     },
+
+    #[error("{host}: the homeserver there cannot be imported: {why}")]
+    #[diagnostic(help(
+        "synprov imports a deployment in the guide's layout: DIR/synapse/homeserver.yaml (mounted at /data) with the signing key beside it, and Postgres"
+    ))]
+    Import { host: String, why: String },
 
     #[error("{host}: has no Docker Compose")]
     #[diagnostic(help("`synprov apply` installs it"))]

@@ -12,7 +12,7 @@ pub mod nginx;
 pub mod output;
 mod sandbox;
 mod service;
-mod yaml;
+pub mod yaml;
 
 use miette::Diagnostic;
 use thiserror::Error;

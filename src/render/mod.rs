@@ -250,6 +250,9 @@ pub fn render_host(
         let topology = Topology::resolve(deployment, &inventory.hosts);
         let mut secrets = key.secrets_for(&deployment.server_name);
         secrets.given = crate::secrets::given_in(&deployment.homeserver_extra);
+        if let Some(imported) = &deployment.imported {
+            imported.replace(&mut secrets);
+        }
         let scope = Scope {
             inventory,
             deployment,
