@@ -301,6 +301,15 @@ fn a_homeserver_backed_up_to_another_host_comes_back_on_a_third() {
         !out.contains("PRIVATE KEY"),
         "the private key is never printed"
     );
+    for timer in ["synprov-backup-bk.timer", "synprov-backup-verify-bk.timer"] {
+        assert_eq!(a.exec(&format!("systemctl is-enabled {timer}")), "enabled");
+        assert_eq!(a.exec(&format!("systemctl is-active {timer}")), "active");
+    }
+    let out = synprov(dir, &on_a, &["apply", "--limit", "a"], 0);
+    assert!(
+        out.contains("host a: no changes") && !out.contains("authorised"),
+        "a second apply changes nothing and leaves C alone: {out}"
+    );
     let conversation = converse(a);
     assert_ne!(sql(a, "SELECT count(*) FROM e2e_one_time_keys_json"), "0");
     let keys = server_keys(a, "bk.example");

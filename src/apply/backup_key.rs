@@ -20,17 +20,23 @@ use crate::transport::{Connection, OutputLimit};
 /// The private key in [`SSH_DIR`]; its public half is beside it (`.pub`).
 const KEY: &str = "id_ed25519";
 
+/// What the key script prints first when the key and known_hosts were there already.
+const READY: &str = "ready";
+
 /// A public key line is far below this.
 const MAX_PUBLIC_KEY: usize = 4096;
 
 /// Makes the key on the host (when it has none yet), authorises it on the repository's
-/// host when the inventory has it, and writes restic's known_hosts. Returns the public
-/// key, for the operator of a server outside the inventory.
+/// host when the inventory has it, and writes restic's known_hosts. The repository's host
+/// is reached only when there is something to do there: a key or known_hosts just made, or
+/// the backup's files changed (`files_changed`: a new repository, perhaps). Returns the
+/// public key.
 pub fn see_to(
     connection: &Connection,
     deployment: &str,
     dir: &str,
     remote: &Remote,
+    files_changed: bool,
     report: Report,
 ) -> Result<HostKey, ApplyError> {
     let name = connection.host_name();
@@ -45,6 +51,9 @@ pub fn see_to(
         step: "making the backup key".into(),
         tail: "the host's public key is not an SSH public key".into(),
     })?;
+    if said.lines().next() == Some(READY) && !files_changed {
+        return Ok(public);
+    }
     let known: Vec<String> = match (&remote.host, &remote.host_key) {
         (Some(host), _) => {
             let other = Connection::open(host, connection.options())?;
@@ -131,11 +140,20 @@ fn make_key_script(dir: &str, deployment: &str, host: &str, image: &str) -> Scri
         .arg(format!("/ssh/{KEY}"));
     let key = format!("{SSH_DIR}/{KEY}");
     let public = format!("{key}.pub");
+    let known = format!("{SSH_DIR}/known_hosts");
     let mut s = sh!("umask 077\n");
     s.push(confine::enter(dir));
     s.push(confine::dir(SSH_DIR));
     s.push(confine::file(&key));
     s.push(confine::file(&public));
+    s.push(confine::file(&known));
+    s.push(sh!(
+        "if [ -f {} ] && [ -f {} ] && [ -f {} ]; then echo {}; fi\n",
+        key.as_str(),
+        public.as_str(),
+        known.as_str(),
+        READY
+    ));
     s.push(sh!(
         "mkdir -p -m 700 -- .synprov/backup {} || exit 1\n\
          if [ ! -f {} ] || [ ! -f {} ]; then\n\
@@ -247,7 +265,9 @@ mod tests {
             .to_string();
         assert!(
             text.ends_with(
-                "mkdir -p -m 700 -- .synprov/backup .synprov/backup/ssh || exit 1\n\
+                "if [ -f .synprov/backup/ssh/id_ed25519 ] && [ -f .synprov/backup/ssh/id_ed25519.pub ] \
+                 && [ -f .synprov/backup/ssh/known_hosts ]; then echo ready; fi\n\
+                 mkdir -p -m 700 -- .synprov/backup .synprov/backup/ssh || exit 1\n\
                  if [ ! -f .synprov/backup/ssh/id_ed25519 ] || [ ! -f .synprov/backup/ssh/id_ed25519.pub ]; then\n\
                  \x20   rm -f -- .synprov/backup/ssh/id_ed25519 .synprov/backup/ssh/id_ed25519.pub\n\
                  \x20   docker run --rm --network none -v /opt/synapse/hs/.synprov/backup/ssh:/ssh \

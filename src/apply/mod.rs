@@ -555,6 +555,7 @@ fn apply_deployment(
             &deployment.deployment,
             &deployment.dir,
             remote,
+            (deployment.changes.iter()).any(|c| c.path.starts_with("backup/")),
             report,
         )?;
     }
