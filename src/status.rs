@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::apply::rollback::list;
 use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::gather::{self, DeploymentQuery};
-use crate::generations::{BackupRun, Generation, Record};
+use crate::generations::{AcmeRun, BackupRun, Generation, Record};
 use crate::transport::Connection;
 use crate::transport::watch::Step;
 use crate::verify;
@@ -28,6 +28,8 @@ pub struct DeploymentStatus {
     /// The last run of the scheduled backup, and the last that succeeded.
     pub backup_last: Option<BackupRun>,
     pub backup_good: Option<BackupRun>,
+    /// The last attempt of the certificate renewal (ACME deployments).
+    pub acme_last: Option<AcmeRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,7 @@ struct Found<'a> {
     pending: bool,
     backup_last: Option<BackupRun>,
     backup_good: Option<BackupRun>,
+    acme_last: Option<AcmeRun>,
 }
 
 /// The status of each deployment (name and directory) of the host.
@@ -81,6 +84,7 @@ pub fn host_status(
             pending: listing.pending,
             backup_last: listing.backup_last,
             backup_good: listing.backup_good,
+            acme_last: listing.acme_last,
         });
     }
     let queries: Vec<DeploymentQuery> = found
@@ -119,6 +123,7 @@ pub fn host_status(
         pending,
         backup_last,
         backup_good,
+        acme_last,
     } in found
     {
         let mut status = DeploymentStatus {
@@ -129,7 +134,12 @@ pub fn host_status(
             problems: Vec::new(),
             backup_last,
             backup_good,
+            acme_last,
         };
+        if let Some(run) = &status.acme_last {
+            let unit = crate::render::acme::unit(name);
+            status.problems.extend(run.problems(&unit, chrono::Utc::now()));
+        }
         if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
             status.problems.push(format!(
                 "the last backup, started {}, failed: {} (`journalctl -u synprov-backup-{name}` on the host tells more)",

@@ -96,6 +96,25 @@ impl Run {
     /// Runs the script as the container does (`sh -s`, in the mounted directory) with
     /// `env`: its exit status, lego's arguments and the record.
     fn run(&self, script: &str, env: &[(&str, &str)]) -> (i32, String, BTreeMap<String, String>) {
+        let output = self.output(script, env);
+        let args = std::fs::read_to_string(self.path("args")).unwrap_or_default();
+        let record = std::fs::read_to_string(self.path("state/last-run"))
+            .unwrap_or_else(|_| panic!("no record: {}", String::from_utf8_lossy(&output.stderr)));
+        let record = record
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (output.status.code().unwrap_or(-1), args, record)
+    }
+
+    /// Runs the script in placeholder mode, as apply does before the stack starts.
+    fn placeholder(&self, script: &str) -> i32 {
+        let output = self.output(script, &[("SYNPROV_ACME_PLACEHOLDER", "1")]);
+        output.status.code().unwrap_or(-1)
+    }
+
+    fn output(&self, script: &str, env: &[(&str, &str)]) -> std::process::Output {
         let path = format!(
             "{}:{}",
             self.path("bin").display(),
@@ -120,17 +139,51 @@ impl Run {
             .unwrap()
             .write_all(script.as_bytes())
             .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let args = std::fs::read_to_string(self.path("args")).unwrap_or_default();
-        let record = std::fs::read_to_string(self.path("state/last-run"))
-            .unwrap_or_else(|_| panic!("no record: {}", String::from_utf8_lossy(&output.stderr)));
-        let record = record
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        (output.status.code().unwrap_or(-1), args, record)
+        child.wait_with_output().unwrap()
     }
+}
+
+/// The subject of the certificate Nginx would serve.
+fn served_subject(run: &Run) -> String {
+    let pem = std::fs::read(run.path("tls/certificate.pem")).unwrap();
+    let cert = openssl::x509::X509::from_pem(&pem).unwrap();
+    let cn = cert.subject_name().entries().next().unwrap();
+    String::from_utf8(cn.data().as_slice().to_vec()).unwrap()
+}
+
+#[test]
+fn a_placeholder_is_made_only_where_nginx_has_no_certificate_and_is_never_taken_for_one() {
+    let script = lego_script();
+    let run = Run::new();
+    assert_eq!(run.placeholder(&script), 0);
+    assert!(!run.path("args").exists(), "the CA is not asked");
+    assert!(!run.path("state/last-run").exists(), "no attempt recorded");
+    assert_eq!(served_subject(&run), "synprov placeholder");
+    let mode = std::fs::metadata(run.path("tls/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first = std::fs::read(run.path("tls/certificate.pem")).unwrap();
+    assert_eq!(run.placeholder(&script), 0);
+    assert_eq!(
+        std::fs::read(run.path("tls/certificate.pem")).unwrap(),
+        first,
+        "a certificate Nginx has is kept"
+    );
+
+    let (status, _, record) = run.run(&script, &[("FAKE_FAIL", "1")]);
+    assert_eq!(status, 1);
+    assert_eq!(record["certificate"], "placeholder", "{record:?}");
+
+    let new = run.certificate("new", &["matrix.example.org"], 0..90);
+    let (status, args, record) = run.run(&script, &[("FAKE_NEW", &new)]);
+    assert_eq!(status, 0, "{record:?}");
+    assert!(args.trim_end().ends_with(" run"), "issued, not renewed: {args}");
+    assert_eq!(record["certificate"], "issued", "{record:?}");
+    assert_eq!(served_subject(&run), "matrix.example.org");
+    assert_eq!(run.placeholder(&script), 0);
+    assert_eq!(served_subject(&run), "matrix.example.org", "never replaced");
 }
 
 #[test]

@@ -53,7 +53,6 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         return super::plan::run(target, None, flags.files_only);
     }
     let loaded = Arc::new(super::load(target)?.files_only(flags.files_only));
-    refuse_acme(&loaded)?;
     let host_apply = HostApply::new(
         &loaded,
         target,
@@ -74,26 +73,6 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
     };
     let results = super::roll_out(&loaded, target, true, Arc::new(work));
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
-}
-
-/// Refuses to apply a deployment whose certificate comes from an ACME CA on the chosen
-/// hosts: apply does not issue the first certificate nor install the renewal's timer yet
-/// (issue 23), so its Nginx would find no certificate and stop serving. `plan` and
-/// `render` show what ACME mode renders.
-fn refuse_acme(loaded: &super::Loaded) -> miette::Result<()> {
-    let acme = loaded
-        .inventory
-        .deployments
-        .values()
-        .find(|d| d.acme().is_some() && loaded.hosts.contains(&d.host));
-    match acme {
-        Some(deployment) => Err(miette::miette!(
-            help = "until apply issues ACME certificates, give `certificate` and `key` files in `[deployments.NAME.tls]`",
-            "deployment `{}` takes its certificate from an ACME CA, which `apply` cannot issue yet",
-            deployment.name
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Carries out the plan saved in `target.inventory` on the inventory it names: refused
@@ -163,7 +142,6 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         roles: target.roles.clone(),
     };
     let loaded = Arc::new(super::load(&target)?.files_only(plan.files_only));
-    refuse_acme(&loaded)?;
     // Again on the templates loaded: they may have changed since the check above.
     plan.check_templates(
         path,
@@ -436,9 +414,15 @@ impl HostApply {
                 ));
                 Ok((outcome.changes, record.unchanged()))
             }
-            Err(error) if error.left_unhealthy() && self.rollback_on_failure => {
+            Err(error)
+                if error.undone_always() || (error.left_unhealthy() && self.rollback_on_failure) =>
+            {
                 apply::audit_failure(connection, files, &options.origin, &error);
-                step("unhealthy: rolling back".into());
+                step(if error.undone_always() {
+                    "the certificate was refused: rolling back".into()
+                } else {
+                    "unhealthy: rolling back".into()
+                });
                 let rolled = roll_back(connection, files, options, &report);
                 Err(Failure::Error(format!("{error}; {rolled}")))
             }

@@ -97,6 +97,9 @@ fn show(host: &str, status: &HostStatus) -> String {
                 printable(&last_good_backup(good, Utc::now()))
             ));
         }
+        if let Some(run) = &d.acme_last {
+            out.push_str(&format!("    {}\n", printable(&run.summary(Utc::now()))));
+        }
         for problem in &d.problems {
             out.push_str(&format!("    ! {}\n", one_line(problem)));
         }

@@ -10,6 +10,7 @@
 //! `status`, `history` and `rollback` read what the host recorded, not the inventory: the
 //! host is the truth about the host.
 
+pub mod acme_run;
 pub mod audit;
 mod backup_run;
 pub mod index;
@@ -23,6 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use miette::Diagnostic;
 use thiserror::Error;
 
+pub use acme_run::AcmeRun;
 pub use audit::{AuditEntry, Origin};
 pub use backup_run::BackupRun;
 
@@ -116,6 +118,8 @@ pub struct Listing {
     /// The last run of the scheduled backup, and the last that succeeded.
     pub backup_last: Option<BackupRun>,
     pub backup_good: Option<BackupRun>,
+    /// The last attempt of an ACME deployment's certificate renewal.
+    pub acme_last: Option<AcmeRun>,
 }
 
 impl Listing {
@@ -177,6 +181,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     let mut records: BTreeMap<u32, (String, String, bool)> = BTreeMap::new();
     let mut audit = String::new();
     let (mut backup_last, mut backup_good) = (String::new(), String::new());
+    let mut acme_last = String::new();
     let mut current = None;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -210,6 +215,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
             "audit" => audit.push_str(value.trim()),
             "backup_last" => backup_last.push_str(value.trim()),
             "backup_good" => backup_good.push_str(value.trim()),
+            "acme_last" => acme_last.push_str(value.trim()),
             "pending" => listing.pending = true,
             _ => {}
         }
@@ -252,6 +258,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     }
     listing.backup_last = decode(&backup_last).ok().and_then(|t| BackupRun::parse(&t));
     listing.backup_good = decode(&backup_good).ok().and_then(|t| BackupRun::parse(&t));
+    listing.acme_last = decode(&acme_last).ok().and_then(|t| AcmeRun::parse(&t));
     let audit = decode(&audit).unwrap_or_default();
     let lines: Vec<&str> = audit.lines().collect();
     listing.audit = lines[lines.len().saturating_sub(AUDIT_LINES)..]

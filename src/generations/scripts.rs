@@ -3,10 +3,12 @@
 //! and reads or writes only through [`crate::confine`]'s guard: a link among the
 //! generations, the audit log or the copied files is refused and named, never followed.
 
+use super::acme_run::MAX_RECORD_BYTES;
 use super::backup_run::MAX_STATE_BYTES;
 use super::{AUDIT_LOG, AuditEntry, GENERATIONS};
 use crate::confine;
 use crate::facts::PENDING;
+use crate::render::acme::LAST_RUN;
 use crate::render::backup::{LAST, LAST_GOOD};
 use crate::sh;
 use crate::shell::{Script, with_base64_input};
@@ -79,7 +81,8 @@ pub fn save(
 /// Prints the generations of the deployment in `dir`, oldest first (`generation=N`, then
 /// `record=` and `images=` lines of base64, and `dump=yes` when it has a Postgres dump),
 /// `pending=yes` when the last apply did not finish, the backup's state files
-/// (`backup_last=` and `backup_good=` lines of base64, their first 4 KiB), then the audit
+/// (`backup_last=` and `backup_good=` lines of base64, their first 4 KiB), the ACME
+/// renewal's last attempt (`acme_last=`, its first 4 KiB), then the audit
 /// log's last 1000 lines (`audit=` lines of base64). Prints nothing for a directory that
 /// does not exist.
 pub fn list(dir: &str) -> Script {
@@ -94,6 +97,7 @@ pub fn list(dir: &str) -> Script {
          synprov_regular \"$g/$dump\" && echo dump=yes\ndone\n{} && echo pending=yes\n\
          {} && head -c {} {} | base64 | sed 's/^/backup_last=/'\n\
          {} && head -c {} {} | base64 | sed 's/^/backup_good=/'\n\
+         {} && head -c {} {} | base64 | sed 's/^/acme_last=/'\n\
          {} && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
         GENERATIONS,
         super::DUMP,
@@ -104,6 +108,9 @@ pub fn list(dir: &str) -> Script {
         confine::regular(LAST_GOOD),
         MAX_STATE_BYTES.to_string(),
         LAST_GOOD,
+        confine::regular(LAST_RUN),
+        MAX_RECORD_BYTES.to_string(),
+        LAST_RUN,
         confine::regular(AUDIT_LOG),
         AUDIT_LOG
     ));

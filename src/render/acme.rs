@@ -19,6 +19,9 @@ use crate::shell::quote;
 /// The rendered files of the renewal: its scripts, units, CA bundle and DNS credentials.
 pub const ACME: &str = "acme";
 
+/// The renewal's script, which the service runs, and `apply` for the placeholder.
+pub const RENEW_SCRIPT: &str = "acme/renew.sh";
+
 /// lego's data (`--path`), and the record of the last attempt.
 pub const STATE: &str = "acme/state";
 
@@ -39,6 +42,10 @@ pub const NGINX_TLS: &str = "/etc/synprov-tls";
 /// The files of [`TLS`], as the renewal writes them.
 pub const CERTIFICATE: &str = "certificate.pem";
 pub const KEY: &str = "key.pem";
+
+/// The common name of the self-signed certificate Nginx starts on before the first one is
+/// issued: `status` never takes it for a valid certificate.
+pub const PLACEHOLDER: &str = "synprov placeholder";
 
 /// The working directory of the lego container, under which [`STATE`], [`CHALLENGE`] and
 /// [`TLS`] are mounted by their last names (`state`, `webroot`, `tls`): the client's script
@@ -98,7 +105,7 @@ pub fn files(
     };
     let mut files = vec![
         file(
-            format!("{ACME}/renew.sh"),
+            RENEW_SCRIPT.to_string(),
             templates.render("acme/renew.sh", &context)?,
         ),
         file(
@@ -184,6 +191,7 @@ fn context(deployment: &Deployment, acme: &AcmeSettings, unit: &str) -> Value {
         "dns_env_word": dns_env.then(|| quote(&format!("{dir}/{ACME}/dns.env"))),
         "audit_log": AUDIT_LOG,
         "certificate": CERTIFICATE,
+        "placeholder": PLACEHOLDER,
         "key": KEY,
         "last_run": LAST_RUN.trim_start_matches("acme/"),
         "lego_options": options.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" "),

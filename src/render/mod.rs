@@ -169,6 +169,14 @@ pub struct DeploymentFiles {
     pub postgres: Vec<String>,
 }
 
+impl DeploymentFiles {
+    /// Whether its certificate comes from an ACME CA: its renewal's script is among its
+    /// files (so also for files read back from a generation).
+    pub fn acme(&self) -> bool {
+        self.files.iter().any(|f| f.path == acme::RENEW_SCRIPT)
+    }
+}
+
 /// Everything one host gets.
 #[derive(Debug, Clone)]
 pub struct HostFiles {
