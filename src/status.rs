@@ -138,7 +138,9 @@ pub fn host_status(
         };
         if let Some(run) = &status.acme_last {
             let unit = crate::render::acme::unit(name);
-            status.problems.extend(run.problems(&unit, chrono::Utc::now()));
+            status
+                .problems
+                .extend(run.problems(&unit, chrono::Utc::now()));
         }
         if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
             status.problems.push(format!(

@@ -15,8 +15,9 @@ use common::tls::TestCa;
 use common::{inventory, render};
 
 /// A fake lego: appends its arguments to `args`; with `FAKE_FAIL` set, prints a CA's
-/// refusal and fails; with `FAKE_NEW=STEM` set, writes `STEM.crt` and `STEM.key` as lego's
-/// new certificate of matrix.example.org.
+/// refusal and fails; with `FAKE_NEW=STEM` set, writes an HTTP-01 token as lego's webroot
+/// provider does (with the umask it is given), and `STEM.crt` and `STEM.key` as lego's new
+/// certificate of matrix.example.org.
 const FAKE_LEGO: &str = r#"#!/bin/sh
 echo "$*" >>args
 if [ -n "${FAKE_FAIL:-}" ]; then
@@ -27,6 +28,8 @@ if [ -n "${FAKE_FAIL:-}" ]; then
     exit 1
 fi
 if [ -n "${FAKE_NEW:-}" ]; then
+    mkdir -p webroot/.well-known/acme-challenge
+    echo token >webroot/.well-known/acme-challenge/t
     mkdir -p state/lego/certificates
     cp "$FAKE_NEW.crt" state/lego/certificates/matrix.example.org.crt
     cp "$FAKE_NEW.key" state/lego/certificates/matrix.example.org.key
@@ -179,7 +182,10 @@ fn a_placeholder_is_made_only_where_nginx_has_no_certificate_and_is_never_taken_
     let new = run.certificate("new", &["matrix.example.org"], 0..90);
     let (status, args, record) = run.run(&script, &[("FAKE_NEW", &new)]);
     assert_eq!(status, 0, "{record:?}");
-    assert!(args.trim_end().ends_with(" run"), "issued, not renewed: {args}");
+    assert!(
+        args.trim_end().ends_with(" run"),
+        "issued, not renewed: {args}"
+    );
     assert_eq!(record["certificate"], "issued", "{record:?}");
     assert_eq!(served_subject(&run), "matrix.example.org");
     assert_eq!(run.placeholder(&script), 0);
@@ -209,6 +215,20 @@ fn without_a_certificate_one_is_issued_and_installed_0600_for_nginx() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600, "{file}");
+    }
+    for (path, mode) in [
+        ("webroot/.well-known/acme-challenge", 0o755),
+        ("webroot/.well-known/acme-challenge/t", 0o644),
+    ] {
+        let found = std::fs::metadata(run.path(path))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            found & 0o777,
+            mode,
+            "{path}: Nginx's workers read the tokens"
+        );
     }
     assert_eq!(record["outcome"], "renewed");
     assert_eq!(record["names"], "matrix.example.org");

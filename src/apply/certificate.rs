@@ -85,10 +85,12 @@ pub fn parse_issue(output: &str) -> Issue {
             _ => {}
         }
     }
-    let decode = |text: &str| String::from_utf8_lossy(&STANDARD.decode(text).unwrap_or_default()).into_owned();
+    let decode = |text: &str| {
+        String::from_utf8_lossy(&STANDARD.decode(text).unwrap_or_default()).into_owned()
+    };
     let start = start.and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
-    let run = AcmeRun::parse(&decode(&record))
-        .filter(|run| start.is_some_and(|start| run.at >= start));
+    let run =
+        AcmeRun::parse(&decode(&record)).filter(|run| start.is_some_and(|start| run.at >= start));
     match (status, run) {
         (Some(0), run) => Issue::Done(run),
         (_, Some(run)) if run.outcome == Outcome::Failed && !run.error.is_empty() => {
@@ -101,7 +103,12 @@ pub fn parse_issue(output: &str) -> Issue {
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("the renewal's service failed and logged nothing");
-            Issue::Failed(crate::text::one_line(last.trim()).chars().take(1000).collect())
+            Issue::Failed(
+                crate::text::one_line(last.trim())
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            )
         }
     }
 }
@@ -116,7 +123,13 @@ pub fn fix(reason: &str, unit: &str) -> String {
         "every name needs a DNS record (A or AAAA) pointing at this host: add it, or correct `names` in `[deployments.NAME.tls.acme]`".into()
     } else if has(&["caa", "rejectedIdentifier"]) {
         "the CA will not issue for that name (its policy or a CAA record): use a name it accepts, or allow the CA in the CAA record".into()
-    } else if has(&[":connection", "onnection refused", "Timeout", "timeout", ":unauthorized"]) {
+    } else if has(&[
+        ":connection",
+        "onnection refused",
+        "Timeout",
+        "timeout",
+        ":unauthorized",
+    ]) {
         "the CA must fetch http://NAME/.well-known/acme-challenge/ from port 80 of this host: check that each name points here and port 80 is open (or use DNS-01: `dns_provider`)".into()
     } else {
         format!("`journalctl -u {unit}` on the host has the client's whole output")
@@ -194,7 +207,9 @@ mod tests {
         let Issue::Done(Some(run)) = parse_issue(&output(
             start,
             0,
-            &REFUSED.replace("failed", "renewed").replace("error=acme", "error="),
+            &REFUSED
+                .replace("failed", "renewed")
+                .replace("error=acme", "error="),
             "",
         )) else {
             panic!("done")
@@ -211,8 +226,17 @@ mod tests {
     fn the_fix_follows_the_reason() {
         assert!(fix("urn:ietf:params:acme:error:dns :: NXDOMAIN", "u").contains("DNS record"));
         assert!(fix("429 :: urn:ietf:params:acme:error:rateLimited", "u").contains("staging"));
-        assert!(fix("urn:ietf:params:acme:error:connection :: Connection refused", "u").contains("port 80"));
+        assert!(
+            fix(
+                "urn:ietf:params:acme:error:connection :: Connection refused",
+                "u"
+            )
+            .contains("port 80")
+        );
         assert!(fix("urn:ietf:params:acme:error:caa", "u").contains("CAA"));
-        assert_eq!(fix("odd", "u"), "`journalctl -u u` on the host has the client's whole output");
+        assert_eq!(
+            fix("odd", "u"),
+            "`journalctl -u u` on the host has the client's whole output"
+        );
     }
 }

@@ -478,7 +478,10 @@ fn issue_certificate(
     connection.begin(Step::Certificate)?;
     report(
         name,
-        &format!("{}: asking the ACME CA for its certificate", files.deployment),
+        &format!(
+            "{}: asking the ACME CA for its certificate",
+            files.deployment
+        ),
     );
     let said = step(
         connection,
@@ -490,11 +493,7 @@ fn issue_certificate(
             if let Some(run) = run {
                 report(
                     name,
-                    &format!(
-                        "{}: {}",
-                        files.deployment,
-                        run.summary(chrono::Utc::now())
-                    ),
+                    &format!("{}: {}", files.deployment, run.summary(chrono::Utc::now())),
                 );
             }
             Ok(())

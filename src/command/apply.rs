@@ -415,7 +415,8 @@ impl HostApply {
                 Ok((outcome.changes, record.unchanged()))
             }
             Err(error)
-                if error.undone_always() || (error.left_unhealthy() && self.rollback_on_failure) =>
+                if error.undone_always()
+                    || (error.left_unhealthy() && self.rollback_on_failure) =>
             {
                 apply::audit_failure(connection, files, &options.origin, &error);
                 step(if error.undone_always() {

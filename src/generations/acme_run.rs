@@ -114,7 +114,7 @@ impl AcmeRun {
         let served = match (self.served, self.not_after, self.days_left(now)) {
             (Served::Issued, Some(not_after), Some(days)) => format!(
                 "valid until {} ({days} days left)",
-                not_after.format("%Y-%m-%d %H:%M UTC")
+                not_after.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             (Served::Placeholder, ..) => "none issued yet (a self-signed placeholder)".into(),
             _ => "none readable".into(),
@@ -201,22 +201,26 @@ mod tests {
         let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
         assert_eq!(
             run.summary(at("2026-12-08T05:00:00Z")),
-            "certificate: example.org matrix.example.org, valid until 2027-03-07 05:00 UTC \
+            "certificate: example.org matrix.example.org, valid until 2027-03-07 05:00:00 UTC \
              (89 days left); last attempt 2026-12-07 06:00 UTC: a new certificate installed"
         );
         assert!(run.problems("u", at("2027-02-20T05:00:00Z")).is_empty());
         assert_eq!(
             run.problems("u", at("2027-02-22T05:00:00Z")),
-            ["the certificate expires in 13 days: `systemctl start u.service` on the host renews it now"]
+            [
+                "the certificate expires in 13 days: `systemctl start u.service` on the host renews it now"
+            ]
         );
-        let failed = AcmeRun::parse(&RUN.replace("outcome=renewed", "outcome=failed").replace(
-            "error=",
-            "error=acme: error: 429 :: rateLimited",
-        ))
+        let failed = AcmeRun::parse(
+            &RUN.replace("outcome=renewed", "outcome=failed")
+                .replace("error=", "error=acme: error: 429 :: rateLimited"),
+        )
         .unwrap();
         assert_eq!(
             failed.problems("u", at("2026-12-08T05:00:00Z")),
-            ["the certificate renewal at 2026-12-07 06:00 UTC failed: acme: error: 429 :: rateLimited (`journalctl -u u` on the host tells more)"]
+            [
+                "the certificate renewal at 2026-12-07 06:00 UTC failed: acme: error: 429 :: rateLimited (`journalctl -u u` on the host tells more)"
+            ]
         );
         let placeholder = AcmeRun::parse(&RUN.replace("=issued", "=placeholder")).unwrap();
         assert!(placeholder.summary(Utc::now()).contains("none issued yet"));
@@ -226,7 +230,10 @@ mod tests {
     #[test]
     fn what_is_not_a_record_is_none_and_hostile_names_are_dropped() {
         assert_eq!(AcmeRun::parse(""), None);
-        assert_eq!(AcmeRun::parse("at=2026-12-07T06:00:00Z\noutcome=maybe\n"), None);
+        assert_eq!(
+            AcmeRun::parse("at=2026-12-07T06:00:00Z\noutcome=maybe\n"),
+            None
+        );
         assert_eq!(AcmeRun::parse("at=yesterday\noutcome=fresh\n"), None);
         let run = AcmeRun::parse(
             "at=2026-12-07T06:00:00Z\noutcome=fresh\nnames=ok.example $(reboot) ../x\n",

@@ -97,11 +97,17 @@ impl Pebble {
                 if added.is_ok() {
                     break;
                 }
-                assert!(Instant::now() < deadline, "pebble-challtestsrv does not answer: {added:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "pebble-challtestsrv does not answer: {added:?}"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        while started.get(&format!("https://127.0.0.1:{ACME_PORT}/dir")).is_err() {
+        while started
+            .get(&format!("https://127.0.0.1:{ACME_PORT}/dir"))
+            .is_err()
+        {
             assert!(
                 Instant::now() < deadline,
                 "Pebble does not answer: {}",

@@ -179,7 +179,9 @@ pub fn https_agent_resolving(ca_pem: &str, hosts: &[(&str, &str)]) -> ureq::Agen
         use std::net::ToSocketAddrs;
         let (host, port) = netloc.rsplit_once(':').unwrap_or((netloc, "443"));
         match hosts.iter().find(|(name, _)| name == host) {
-            Some((_, ip)) => format!("{ip}:{port}").to_socket_addrs().map(Iterator::collect),
+            Some((_, ip)) => format!("{ip}:{port}")
+                .to_socket_addrs()
+                .map(Iterator::collect),
             None => netloc.to_socket_addrs().map(Iterator::collect),
         }
     };
