@@ -1028,6 +1028,7 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
     assert!(
         out.contains("the ACME CA did not issue the certificate")
             && out.contains("nowhere.e2e.test")
+            && out.contains("help: every name needs a DNS record")
             && out.contains("the certificate was refused: rolling back")
             && out.contains("rolled back"),
         "{out}"

@@ -119,7 +119,14 @@ pub fn fix(reason: &str, unit: &str) -> String {
     let has = |words: &[&str]| words.iter().any(|w| reason.contains(w));
     if has(&["rateLimited", "too many"]) {
         "the CA limits how often it issues: wait for the time it names; try changes against `directory = \"staging\"` first".into()
-    } else if has(&["NXDOMAIN", ":dns", "DNS problem", "no such host"]) {
+    } else if has(&[
+        "NXDOMAIN",
+        ":dns",
+        "DNS problem",
+        "no such host",
+        "could not resolve",
+        "no valid A records",
+    ]) {
         "every name needs a DNS record (A or AAAA) pointing at this host: add it, or correct `names` in `[deployments.NAME.tls.acme]`".into()
     } else if has(&["caa", "rejectedIdentifier"]) {
         "the CA will not issue for that name (its policy or a CAA record): use a name it accepts, or allow the CA in the CAA record".into()
@@ -225,6 +232,14 @@ mod tests {
     #[test]
     fn the_fix_follows_the_reason() {
         assert!(fix("urn:ietf:params:acme:error:dns :: NXDOMAIN", "u").contains("DNS record"));
+        assert!(
+            fix(
+                "urn:ietf:params:acme:error:connection :: Get \"http://nowhere.e2e.test:80/x\": could not resolve URL",
+                "u"
+            )
+            .contains("DNS record"),
+            "Pebble's words for a name without a record"
+        );
         assert!(fix("429 :: urn:ietf:params:acme:error:rateLimited", "u").contains("staging"));
         assert!(
             fix(

@@ -425,7 +425,10 @@ impl HostApply {
                     "unhealthy: rolling back".into()
                 });
                 let rolled = roll_back(connection, files, options, &report);
-                Err(Failure::Error(format!("{error}; {rolled}")))
+                let help = miette::Diagnostic::help(&error)
+                    .map(|help| format!("\n  help: {help}"))
+                    .unwrap_or_default();
+                Err(Failure::Error(format!("{error}; {rolled}{help}")))
             }
             Err(error) => {
                 apply::audit_failure(connection, files, &options.origin, &error);
