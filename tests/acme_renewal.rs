@@ -15,7 +15,7 @@ use common::tls::TestCa;
 use common::{inventory, render};
 
 /// A fake lego: appends its arguments to `args`; with `FAKE_FAIL` set, prints a CA's
-/// refusal and fails; with `FAKE_NEW=STEM` set, writes an HTTP-01 token as lego's webroot
+/// refusal and fails; `run` registers the account of admin@example.org at Let's Encrypt; with `FAKE_NEW=STEM` set, writes an HTTP-01 token as lego's webroot
 /// provider does (with the umask it is given), and `STEM.crt` and `STEM.key` as lego's new
 /// certificate of matrix.example.org.
 const FAKE_LEGO: &str = r#"#!/bin/sh
@@ -27,6 +27,10 @@ if [ -n "${FAKE_FAIL:-}" ]; then
     echo "[matrix.example.org] acme: error: 403 :: urn:ietf:params:acme:error:unauthorized :: Invalid response from http://matrix.example.org/.well-known/acme-challenge/x: 404"
     exit 1
 fi
+if [ "$(eval echo \"\${$#}\")" = run ]; then
+    mkdir -p "state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org"
+    echo '{}' >"state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org/account.json"
+fi
 if [ -n "${FAKE_NEW:-}" ]; then
     mkdir -p webroot/.well-known/acme-challenge
     echo token >webroot/.well-known/acme-challenge/t
@@ -35,6 +39,10 @@ if [ -n "${FAKE_NEW:-}" ]; then
     cp "$FAKE_NEW.key" state/lego/certificates/matrix.example.org.key
 fi
 "#;
+
+/// lego's account of the rendered deployment's address at Let's Encrypt.
+const ACCOUNT: &str =
+    "state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org/account.json";
 
 /// The rendered client script of a deployment of example.org at matrix.example.org.
 fn lego_script() -> String {
@@ -80,8 +88,11 @@ impl Run {
         self.path(stem).display().to_string()
     }
 
-    /// Puts certificate `stem` where lego keeps it and where Nginx reads it.
+    /// Puts certificate `stem` where lego keeps it and where Nginx reads it, with the
+    /// account that obtained it.
     fn current(&self, stem: &str) {
+        std::fs::create_dir_all(self.path(ACCOUNT).parent().unwrap()).unwrap();
+        std::fs::write(self.path(ACCOUNT), "{}").unwrap();
         std::fs::create_dir_all(self.path("state/lego/certificates")).unwrap();
         for (from, lego, tls) in [("crt", "crt", "certificate.pem"), ("key", "key", "key.pem")] {
             let text = std::fs::read(self.path(&format!("{stem}.{from}"))).unwrap();
@@ -350,4 +361,20 @@ fn both_scripts_are_sh_with_a_ca_bundle_and_dns_credentials_too() {
     let lego = std::fs::read_to_string(out.path().join("h/d/acme/lego.sh")).unwrap();
     // lego names a wildcard's files with `_`: the first name here is plain.
     assert!(lego.contains("certificate=state/lego/certificates/example.org.crt\n"));
+}
+
+#[test]
+fn without_an_account_for_the_address_the_certificate_is_issued_anew() {
+    // A new contact address: lego keeps an account per address, and only `run` registers
+    // one (a renewal with an address it has no account for fails).
+    let script = lego_script();
+    let run = Run::new();
+    run.certificate("old", &["matrix.example.org"], -80..10);
+    run.current("old");
+    std::fs::remove_file(run.path(ACCOUNT)).unwrap();
+    let new = run.certificate("new", &["matrix.example.org"], 0..90);
+    let (status, args, record) = run.run(&script, &[("FAKE_NEW", &new)]);
+    assert_eq!(status, 0, "{record:?}");
+    assert!(args.trim_end().ends_with(" run"), "{args}");
+    assert!(run.path(ACCOUNT).exists());
 }

@@ -981,6 +981,19 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
         Some(format!("{base}/_matrix/client/versions").as_str())
     );
 
+    // A plan saved before the renewal below (a new contact address for the CA).
+    let contact = dir.join("acme-contact.toml");
+    std::fs::write(
+        &contact,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("admin@e2e.test", "hostmaster@e2e.test"),
+    )
+    .unwrap();
+    let saved = dir.join("contact.plan");
+    let (code, out) = synprov_run(dir, &["plan", "--out", saved.to_str().unwrap()], &contact);
+    assert_eq!(code, 2, "{out}");
+
     // A renewal forced on the host, by the service the timer starts: a new certificate,
     // Nginx reloaded, no container recreated; status, the journal and the audit log show it.
     let before = starts();
@@ -1016,6 +1029,17 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
     assert!(out.contains("acme renew"), "{out}");
     let (code, out) = synprov_run(dir, &["plan"], &good);
     assert_eq!(code, 0, "a renewal is no drift: {out}");
+    let (code, out) = common::bed::run(dir, &[], &["apply"], &saved);
+    assert_eq!(
+        code, 0,
+        "the plan made before the renewal still holds: {out}"
+    );
+    assert!(
+        out.contains("a new certificate installed"),
+        "lego registers the new address by issuing anew: {out}"
+    );
+    assert_eq!(starts(), before, "a new contact recreates nothing");
+    let renewed = served_for_acme_name(443, &root);
 
     // A name the CA cannot validate: the CA's reason, and the deployment as it was.
     let refused = acme(
@@ -1035,7 +1059,7 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
     );
     assert_eq!(served_for_acme_name(443, &root), renewed);
     assert_eq!(starts(), before, "no container recreated or restarted");
-    let (code, out) = synprov_run(dir, &["plan"], &good);
+    let (code, out) = synprov_run(dir, &["plan"], &contact);
     assert_eq!(code, 0, "the files are those of before: {out}");
 }
 

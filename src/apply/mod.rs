@@ -34,7 +34,7 @@ use crate::gather::{self, DeploymentQuery};
 use crate::generations::{self, GenerationError, Origin, Record};
 use crate::health::HealthTarget;
 use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade};
-use crate::render::{DeploymentFiles, HostFiles};
+use crate::render::{DeploymentFiles, HostFiles, HostSurvey};
 use crate::shell::Script;
 use crate::transport::watch::Step;
 use crate::transport::{Connection, LockGuard, LockRecord, Locking, OutputLimit, TransportError};
@@ -220,20 +220,20 @@ pub struct Prepared {
 /// Progress, as the engine reports it: the host and a short description of the step.
 pub type Report<'a> = &'a dyn Fn(&str, &str);
 
-/// The facts of one host and the hashes of the files `files` names there, in one round
+/// The facts of one host and the hashes of the files `survey` names there, in one round
 /// trip: what [`prepare`] plans against.
 pub fn gather(
     connection: &Connection,
-    files: &HostFiles,
+    survey: &HostSurvey,
     local_images: &BTreeMap<String, String>,
 ) -> Result<Facts, ApplyError> {
-    let queries: Vec<DeploymentQuery> = files
+    let queries: Vec<DeploymentQuery> = survey
         .deployments
         .iter()
         .map(|d| DeploymentQuery {
             name: &d.deployment,
             dir: &d.deploy_dir,
-            paths: d.files.iter().map(|f| f.path.as_str()).collect(),
+            paths: d.paths.iter().map(String::as_str).collect(),
             main_image: d.preload,
         })
         .collect();

@@ -196,9 +196,26 @@ fn context(deployment: &Deployment, acme: &AcmeSettings, unit: &str) -> Value {
         "last_run": LAST_RUN.trim_start_matches("acme/"),
         "lego_options": options.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" "),
         "wanted_word": quote(&wanted.join(" ")),
+        "account_word": quote(&format!(
+            "state/lego/accounts/{}/{}/account.json",
+            account_dir(&acme.directory),
+            acme.email
+        )),
         "certificate_word": quote(&format!("state/lego/certificates/{stem}.crt")),
         "key_word": quote(&format!("state/lego/certificates/{stem}.key")),
     })
+}
+
+/// The directory in which lego keeps the accounts of CA `directory`: its URL's host and
+/// port, each `:` made `_` (lego's `accounts/HOST_PORT/EMAIL/account.json`).
+fn account_dir(directory: &str) -> String {
+    let url = url::Url::parse(directory).expect("a URL checked when the inventory loaded");
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+    .replace(':', "_")
 }
 
 #[cfg(test)]
