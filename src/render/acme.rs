@@ -284,11 +284,18 @@ mod tests {
         let lego = &file(&files, "acme/lego.sh").contents;
         assert!(
             lego.contains(
-                "lego '--server=https://ca.example/dir?x=1&y=$(id)' '--email=admin@example.org' \
-                 --accept-tos '--path=state/lego' '--key-type=ec384' '--domains=matrix.example.org' \
-                 '--domains=*.example.org' '--dns=cloudflare' \"$@\" >state/lego.out 2>&1\n"
+                "(umask 022 && exec lego '--server=https://ca.example/dir?x=1&y=$(id)' \
+                 '--email=admin@example.org' --accept-tos '--path=state/lego' '--key-type=ec384' \
+                 '--domains=matrix.example.org' '--domains=*.example.org' '--dns=cloudflare' \
+                 \"$@\") >state/lego.out 2>&1\n"
             ),
             "{lego}"
+        );
+        assert!(
+            lego.contains(
+                "account=state/lego/accounts/ca.example/admin@example.org/account.json\n"
+            ),
+            "lego's account of this CA and address: {lego}"
         );
         assert!(
             lego.contains("wanted='*.example.org matrix.example.org'\n"),
