@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives, when missing: Debian's nginx (for `nginx -t` and the
 # routing tests), gixy (the Nginx analyser of the TLS tests), Compose v2 (for `docker compose config`), PyYAML (Synapse's YAML parser) and
-# tzdata (the IANA zones), openssl (the ACME renewal test). Idempotent; needs root.
+# tzdata (the IANA zones), openssl (the ACME renewal test), Pebble (the ACME CA of the e2e test). Idempotent; needs root.
 set -euo pipefail
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -30,6 +30,13 @@ fi
 if [ ! -x /usr/sbin/sshd ]; then
     log "installing openssh-server (the SSH tests start their own sshd on loopback)"
     apt_install openssh-server openssh-client
+fi
+
+# Pebble, Let's Encrypt's ACME test server, and its DNS server pebble-challtestsrv: the
+# end-to-end test of certificates issued and renewed through a deployment's Nginx.
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
+    log "installing pebble"
+    apt_install pebble
 fi
 
 # strace: the render test counts the renames and syncs of `render --out`.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::apply::rollback::list;
 use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::gather::{self, DeploymentQuery};
-use crate::generations::{BackupRun, Generation, Record};
+use crate::generations::{AcmeRun, BackupRun, Generation, Record};
 use crate::transport::Connection;
 use crate::transport::watch::Step;
 use crate::verify;
@@ -30,6 +30,8 @@ pub struct DeploymentStatus {
     pub backup_good: Option<BackupRun>,
     /// The last restore drill.
     pub verify_last: Option<BackupRun>,
+    /// The last attempt of the certificate renewal (ACME deployments).
+    pub acme_last: Option<AcmeRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +60,7 @@ struct Found<'a> {
     backup_last: Option<BackupRun>,
     backup_good: Option<BackupRun>,
     verify_last: Option<BackupRun>,
+    acme_last: Option<AcmeRun>,
 }
 
 /// The status of each deployment (name and directory) of the host.
@@ -85,6 +88,7 @@ pub fn host_status(
             backup_last: listing.backup_last,
             backup_good: listing.backup_good,
             verify_last: listing.verify_last,
+            acme_last: listing.acme_last,
         });
     }
     let queries: Vec<DeploymentQuery> = found
@@ -124,6 +128,7 @@ pub fn host_status(
         backup_last,
         backup_good,
         verify_last,
+        acme_last,
     } in found
     {
         let mut status = DeploymentStatus {
@@ -135,7 +140,14 @@ pub fn host_status(
             backup_last,
             backup_good,
             verify_last,
+            acme_last,
         };
+        if let Some(run) = &status.acme_last {
+            let unit = crate::render::acme::unit(name);
+            status
+                .problems
+                .extend(run.problems(&unit, chrono::Utc::now()));
+        }
         if let Some(run) = status.backup_last.as_ref().filter(|run| !run.ok) {
             status.problems.push(format!(
                 "the last backup, started {}, failed: {} (`journalctl -u synprov-backup-{name}` on the host tells more)",

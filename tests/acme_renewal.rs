@@ -15,8 +15,9 @@ use common::tls::TestCa;
 use common::{inventory, render};
 
 /// A fake lego: appends its arguments to `args`; with `FAKE_FAIL` set, prints a CA's
-/// refusal and fails; with `FAKE_NEW=STEM` set, writes `STEM.crt` and `STEM.key` as lego's
-/// new certificate of matrix.example.org.
+/// refusal and fails; `run` registers the account of admin@example.org at Let's Encrypt; with `FAKE_NEW=STEM` set, writes an HTTP-01 token as lego's webroot
+/// provider does (with the umask it is given), and `STEM.crt` and `STEM.key` as lego's new
+/// certificate of matrix.example.org.
 const FAKE_LEGO: &str = r#"#!/bin/sh
 echo "$*" >>args
 if [ -n "${FAKE_FAIL:-}" ]; then
@@ -26,12 +27,22 @@ if [ -n "${FAKE_FAIL:-}" ]; then
     echo "[matrix.example.org] acme: error: 403 :: urn:ietf:params:acme:error:unauthorized :: Invalid response from http://matrix.example.org/.well-known/acme-challenge/x: 404"
     exit 1
 fi
+if [ "$(eval echo \"\${$#}\")" = run ]; then
+    mkdir -p "state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org"
+    echo '{}' >"state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org/account.json"
+fi
 if [ -n "${FAKE_NEW:-}" ]; then
+    mkdir -p webroot/.well-known/acme-challenge
+    echo token >webroot/.well-known/acme-challenge/t
     mkdir -p state/lego/certificates
     cp "$FAKE_NEW.crt" state/lego/certificates/matrix.example.org.crt
     cp "$FAKE_NEW.key" state/lego/certificates/matrix.example.org.key
 fi
 "#;
+
+/// lego's account of the rendered deployment's address at Let's Encrypt.
+const ACCOUNT: &str =
+    "state/lego/accounts/acme-v02.api.letsencrypt.org/admin@example.org/account.json";
 
 /// The rendered client script of a deployment of example.org at matrix.example.org.
 fn lego_script() -> String {
@@ -77,8 +88,11 @@ impl Run {
         self.path(stem).display().to_string()
     }
 
-    /// Puts certificate `stem` where lego keeps it and where Nginx reads it.
+    /// Puts certificate `stem` where lego keeps it and where Nginx reads it, with the
+    /// account that obtained it.
     fn current(&self, stem: &str) {
+        std::fs::create_dir_all(self.path(ACCOUNT).parent().unwrap()).unwrap();
+        std::fs::write(self.path(ACCOUNT), "{}").unwrap();
         std::fs::create_dir_all(self.path("state/lego/certificates")).unwrap();
         for (from, lego, tls) in [("crt", "crt", "certificate.pem"), ("key", "key", "key.pem")] {
             let text = std::fs::read(self.path(&format!("{stem}.{from}"))).unwrap();
@@ -96,6 +110,25 @@ impl Run {
     /// Runs the script as the container does (`sh -s`, in the mounted directory) with
     /// `env`: its exit status, lego's arguments and the record.
     fn run(&self, script: &str, env: &[(&str, &str)]) -> (i32, String, BTreeMap<String, String>) {
+        let output = self.output(script, env);
+        let args = std::fs::read_to_string(self.path("args")).unwrap_or_default();
+        let record = std::fs::read_to_string(self.path("state/last-run"))
+            .unwrap_or_else(|_| panic!("no record: {}", String::from_utf8_lossy(&output.stderr)));
+        let record = record
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (output.status.code().unwrap_or(-1), args, record)
+    }
+
+    /// Runs the script in placeholder mode, as apply does before the stack starts.
+    fn placeholder(&self, script: &str) -> i32 {
+        let output = self.output(script, &[("SYNPROV_ACME_PLACEHOLDER", "1")]);
+        output.status.code().unwrap_or(-1)
+    }
+
+    fn output(&self, script: &str, env: &[(&str, &str)]) -> std::process::Output {
         let path = format!(
             "{}:{}",
             self.path("bin").display(),
@@ -120,17 +153,54 @@ impl Run {
             .unwrap()
             .write_all(script.as_bytes())
             .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let args = std::fs::read_to_string(self.path("args")).unwrap_or_default();
-        let record = std::fs::read_to_string(self.path("state/last-run"))
-            .unwrap_or_else(|_| panic!("no record: {}", String::from_utf8_lossy(&output.stderr)));
-        let record = record
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        (output.status.code().unwrap_or(-1), args, record)
+        child.wait_with_output().unwrap()
     }
+}
+
+/// The subject of the certificate Nginx would serve.
+fn served_subject(run: &Run) -> String {
+    let pem = std::fs::read(run.path("tls/certificate.pem")).unwrap();
+    let cert = openssl::x509::X509::from_pem(&pem).unwrap();
+    let cn = cert.subject_name().entries().next().unwrap();
+    String::from_utf8(cn.data().as_slice().to_vec()).unwrap()
+}
+
+#[test]
+fn a_placeholder_is_made_only_where_nginx_has_no_certificate_and_is_never_taken_for_one() {
+    let script = lego_script();
+    let run = Run::new();
+    assert_eq!(run.placeholder(&script), 0);
+    assert!(!run.path("args").exists(), "the CA is not asked");
+    assert!(!run.path("state/last-run").exists(), "no attempt recorded");
+    assert_eq!(served_subject(&run), "synprov placeholder");
+    let mode = std::fs::metadata(run.path("tls/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first = std::fs::read(run.path("tls/certificate.pem")).unwrap();
+    assert_eq!(run.placeholder(&script), 0);
+    assert_eq!(
+        std::fs::read(run.path("tls/certificate.pem")).unwrap(),
+        first,
+        "a certificate Nginx has is kept"
+    );
+
+    let (status, _, record) = run.run(&script, &[("FAKE_FAIL", "1")]);
+    assert_eq!(status, 1);
+    assert_eq!(record["certificate"], "placeholder", "{record:?}");
+
+    let new = run.certificate("new", &["matrix.example.org"], 0..90);
+    let (status, args, record) = run.run(&script, &[("FAKE_NEW", &new)]);
+    assert_eq!(status, 0, "{record:?}");
+    assert!(
+        args.trim_end().ends_with(" run"),
+        "issued, not renewed: {args}"
+    );
+    assert_eq!(record["certificate"], "issued", "{record:?}");
+    assert_eq!(served_subject(&run), "matrix.example.org");
+    assert_eq!(run.placeholder(&script), 0);
+    assert_eq!(served_subject(&run), "matrix.example.org", "never replaced");
 }
 
 #[test]
@@ -156,6 +226,20 @@ fn without_a_certificate_one_is_issued_and_installed_0600_for_nginx() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600, "{file}");
+    }
+    for (path, mode) in [
+        ("webroot/.well-known/acme-challenge", 0o755),
+        ("webroot/.well-known/acme-challenge/t", 0o644),
+    ] {
+        let found = std::fs::metadata(run.path(path))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            found & 0o777,
+            mode,
+            "{path}: Nginx's workers read the tokens"
+        );
     }
     assert_eq!(record["outcome"], "renewed");
     assert_eq!(record["names"], "matrix.example.org");
@@ -277,4 +361,20 @@ fn both_scripts_are_sh_with_a_ca_bundle_and_dns_credentials_too() {
     let lego = std::fs::read_to_string(out.path().join("h/d/acme/lego.sh")).unwrap();
     // lego names a wildcard's files with `_`: the first name here is plain.
     assert!(lego.contains("certificate=state/lego/certificates/example.org.crt\n"));
+}
+
+#[test]
+fn without_an_account_for_the_address_the_certificate_is_issued_anew() {
+    // A new contact address: lego keeps an account per address, and only `run` registers
+    // one (a renewal with an address it has no account for fails).
+    let script = lego_script();
+    let run = Run::new();
+    run.certificate("old", &["matrix.example.org"], -80..10);
+    run.current("old");
+    std::fs::remove_file(run.path(ACCOUNT)).unwrap();
+    let new = run.certificate("new", &["matrix.example.org"], 0..90);
+    let (status, args, record) = run.run(&script, &[("FAKE_NEW", &new)]);
+    assert_eq!(status, 0, "{record:?}");
+    assert!(args.trim_end().ends_with(" run"), "{args}");
+    assert!(run.path(ACCOUNT).exists());
 }

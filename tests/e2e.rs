@@ -17,6 +17,8 @@ use common::matrix;
 const SUBNET: &str = "172.31.240.0/24";
 const HOST_IP: &str = "172.31.240.10";
 const CONTAINER: &str = "synprov-e2e-host";
+/// This machine on the bed's network (Docker's bridge gateway): where Pebble listens.
+const GATEWAY: &str = "172.31.240.1";
 
 fn on_host(script: &str) -> String {
     common::bed::docker(&["exec", CONTAINER, "sh", "-c", script])
@@ -518,6 +520,11 @@ fn e2e_apply_deploys_a_healthy_stack_a_client_can_use_and_rolls_out_one_more_roo
         &first,
         &secret,
     );
+    certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
+        dir.path(),
+        &first,
+        &secret,
+    );
 }
 
 /// The same Synapse with another version label: an image to upgrade to.
@@ -853,6 +860,207 @@ fn https_with_a_local_ca_and_a_certificate_change_that_reloads_nginx_only(
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// The name of the deployment in ACME mode, which the test's DNS points at the host.
+const ACME_NAME: &str = "matrix.e2e.test";
+
+/// The certificate Nginx serves on `port` for [`ACME_NAME`], verified against `root`.
+fn served_for_acme_name(port: u16, root: &str) -> String {
+    common::tls::served_certificate(HOST_IP, port, ACME_NAME, root)
+}
+
+/// The end of validity of certificate `pem`, as `status` shows it.
+fn not_after(pem: &str) -> String {
+    let cert = openssl::x509::X509::from_pem(pem.as_bytes()).unwrap();
+    let diff = openssl::asn1::Asn1Time::from_unix(0)
+        .unwrap()
+        .diff(cert.not_after())
+        .unwrap();
+    let seconds = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+/// The same deployment switched from certificate files to an ACME CA: Pebble on this
+/// machine, whose validation reaches the host's port 80 through a DNS server of the
+/// test's that knows [`ACME_NAME`] alone. The first apply issues the certificate through
+/// the deployment's Nginx; clients verify it against Pebble's root on 443 and 8448; a
+/// renewal forced on the host replaces it with no container recreated; a name the CA
+/// cannot validate fails the apply with the CA's reason and leaves the deployment as it was.
+fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
+    dir: &Path,
+    first: &Path,
+    secret: &str,
+) {
+    let pebble = common::pebble::Pebble::start(dir, GATEWAY, &[(ACME_NAME, HOST_IP)]);
+    std::fs::write(dir.join("pebble-https.pem"), &pebble.https_ca).unwrap();
+    let today = std::fs::read_to_string(first).unwrap();
+    let acme =
+        |file: &str, names: &str| {
+            let path = dir.join(file);
+            std::fs::write(
+            &path,
+            format!(
+                "{}[deployments.e2e.tls]\n[deployments.e2e.tls.acme]\nemail = \"admin@e2e.test\"\n\
+                 directory = \"{}\"\nca_bundle = \"pebble-https.pem\"\n{names}",
+                today
+                    .replace(
+                        &format!("public_baseurl = \"http://{HOST_IP}:8008/\""),
+                        &format!("public_baseurl = \"https://{ACME_NAME}/\""),
+                    )
+                    .replace("preload = true\n", "preload = true\nacme = \"synprov/lego:4.9\"\n"),
+                pebble.directory
+            ),
+        )
+        .unwrap();
+            path
+        };
+    let good = acme("acme.toml", "");
+    let (code, out) = synprov_run(dir, &["apply"], &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("e2e: asking the ACME CA for its certificate")
+            && out.contains(&format!("certificate: {ACME_NAME}, valid until"))
+            && out.contains("a new certificate installed"),
+        "{out}"
+    );
+    assert_eq!(
+        on_host("stat -c '%a %U' /opt/synapse/e2e/tls/key.pem /opt/synapse/e2e/acme/state"),
+        "600 root\n700 root",
+        "the keys are root's alone"
+    );
+    assert_eq!(
+        on_host(
+            "systemctl is-enabled synprov-acme-e2e.timer && systemctl is-active synprov-acme-e2e.timer"
+        ),
+        "enabled\nactive",
+        "the renewal runs twice a day on the host"
+    );
+
+    let root = pebble.issuing_root();
+    matrix::trust_resolving(&root, &[(ACME_NAME, HOST_IP)]);
+    let base = format!("https://{ACME_NAME}");
+    matrix::conversation(&base, secret, "e2e.example", "5");
+    let keys: serde_json::Value = matrix::agent()
+        .get(&format!("https://{ACME_NAME}:8448/_matrix/key/v2/server"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(keys["server_name"], "e2e.example", "{keys}");
+    let issued = served_for_acme_name(443, &root);
+    assert_eq!(served_for_acme_name(8448, &root), issued);
+
+    // Port 80 answers the CA's challenge path and redirects everything else.
+    on_host(
+        "mkdir -p /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge && \
+         echo probe-token > /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge/probe",
+    );
+    let plain = ureq::AgentBuilder::new().redirects(0).build();
+    let token = plain
+        .get(&format!(
+            "http://{HOST_IP}/.well-known/acme-challenge/probe"
+        ))
+        .set("Host", ACME_NAME)
+        .call()
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    assert_eq!(token.into_string().unwrap(), "probe-token\n");
+    on_host("rm /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge/probe");
+    let redirect = plain
+        .get(&format!("http://{HOST_IP}/_matrix/client/versions"))
+        .set("Host", ACME_NAME)
+        .call()
+        .unwrap();
+    assert_eq!(redirect.status(), 301);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("{base}/_matrix/client/versions").as_str())
+    );
+
+    // A plan saved before the renewal below (a new contact address for the CA).
+    let contact = dir.join("acme-contact.toml");
+    std::fs::write(
+        &contact,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("admin@e2e.test", "hostmaster@e2e.test"),
+    )
+    .unwrap();
+    let saved = dir.join("contact.plan");
+    let (code, out) = synprov_run(dir, &["plan", "--out", saved.to_str().unwrap()], &contact);
+    assert_eq!(code, 2, "{out}");
+
+    // A renewal forced on the host, by the service the timer starts: a new certificate,
+    // Nginx reloaded, no container recreated; status, the journal and the audit log show it.
+    let before = starts();
+    on_host(
+        "systemctl set-environment SYNPROV_ACME_DAYS=36500 && \
+         systemctl start synprov-acme-e2e.service; systemctl unset-environment SYNPROV_ACME_DAYS",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while served_for_acme_name(443, &root) == issued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Nginx still serves the first certificate: {}",
+            on_host("journalctl -u synprov-acme-e2e --no-pager | tail -n 20")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let renewed = served_for_acme_name(443, &root);
+    assert_eq!(starts(), before, "no container recreated or restarted");
+    assert!(
+        on_host("journalctl -u synprov-acme-e2e --no-pager").contains("renewed, Nginx reloaded")
+    );
+    let (code, out) = synprov_run(dir, &["status"], &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "certificate: {ACME_NAME}, valid until {}",
+            not_after(&renewed)
+        )),
+        "status shows the renewed certificate's expiry:\n{out}"
+    );
+    let (code, out) = synprov_run(dir, &["history", "--host", "e2e"], &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("acme renew"), "{out}");
+    let (code, out) = synprov_run(dir, &["plan"], &good);
+    assert_eq!(code, 0, "a renewal is no drift: {out}");
+    let (code, out) = common::bed::run(dir, &[], &["apply"], &saved);
+    assert_eq!(
+        code, 0,
+        "the plan made before the renewal still holds: {out}"
+    );
+    assert!(
+        out.contains("a new certificate installed"),
+        "lego registers the new address by issuing anew: {out}"
+    );
+    assert_eq!(starts(), before, "a new contact recreates nothing");
+    let renewed = served_for_acme_name(443, &root);
+
+    // A name the CA cannot validate: the CA's reason, and the deployment as it was.
+    let refused = acme(
+        "acme-refused.toml",
+        &format!("names = [\"{ACME_NAME}\", \"nowhere.e2e.test\"]\n"),
+    );
+    let before = starts();
+    let (code, out) = synprov_run(dir, &["apply"], &refused);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the ACME CA did not issue the certificate")
+            && out.contains("nowhere.e2e.test")
+            && out.contains("help: every name needs a DNS record")
+            && out.contains("the certificate was refused: rolling back")
+            && out.contains("rolled back"),
+        "{out}"
+    );
+    assert_eq!(served_for_acme_name(443, &root), renewed);
+    assert_eq!(starts(), before, "no container recreated or restarted");
+    let (code, out) = synprov_run(dir, &["plan"], &contact);
+    assert_eq!(code, 0, "the files are those of before: {out}");
 }
 
 /// A host whose only Compose is the distribution's legacy docker-compose v1: synprov

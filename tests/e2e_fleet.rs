@@ -471,8 +471,25 @@ fn e2e_spread_one_homeserver_over_three_hosts_serves_a_client_through_the_main_h
     let after: Vec<_> = bed.hosts.iter().map(synapse_starts).collect();
     assert_eq!(after, before, "no Synapse process was touched on any host");
 
+    let logins = |host: &Host| -> usize {
+        host.exec("journalctl -u ssh -o cat | grep -c 'Accepted publickey' || true")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let logins_before: Vec<usize> = bed.hosts.iter().map(logins).collect();
     let (code, out) = common::bed::run(dir, &[], &["apply"], &next);
     assert_eq!(code, 0, "{out}");
+    let logins_after: Vec<usize> = bed.hosts.iter().map(logins).collect();
+    for ((host, _, _), (after, before)) in
+        SPREAD.iter().zip(logins_after.iter().zip(&logins_before))
+    {
+        assert_eq!(
+            after - before,
+            1,
+            "{host}: one connection for the check, the stop and the upgrade"
+        );
+    }
     let starts: Vec<(String, u128, String)> = bed.hosts.iter().flat_map(synapse_starts).collect();
     let main_start = (starts.iter())
         .find(|(name, _, _)| name == "big-synapse-1")

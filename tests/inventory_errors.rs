@@ -778,29 +778,6 @@ fn a_tls_table_needs_exactly_one_certificate_source() {
 }
 
 #[test]
-fn apply_refuses_an_acme_deployment_before_connecting_while_it_cannot_issue() {
-    let (dir, path) = inventory(&format!("{HOST}{ACME}"));
-    let output = synprov(dir.path())
-        .arg("apply")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_mentions(
-        &stderr,
-        &[
-            "deployment `d` takes its certificate from an ACME CA",
-            "`certificate` and `key` files",
-        ],
-    );
-    assert!(
-        !stderr.contains("203.0.113.10"),
-        "nothing was reached: {stderr}"
-    );
-}
-
-#[test]
 fn check_shows_the_acme_names_and_ca() {
     let (dir, path) = inventory(&format!("{HOST}{ACME}directory = \"staging\"\n"));
     let output = synprov(dir.path())

@@ -233,7 +233,8 @@ fn a_write_cut_short_in_transit_changes_no_file() {
     let inventory = inventory::load(&changed).unwrap();
     let host_files = common::render_hosts(&inventory, Some("loop"));
     let connection = sshd.connect(&changed);
-    let facts = synprov::apply::gather(&connection, &host_files[0], &BTreeMap::new()).unwrap();
+    let facts =
+        synprov::apply::gather(&connection, &host_files[0].survey(), &BTreeMap::new()).unwrap();
     let prepared = synprov::apply::prepare(
         &connection,
         &host_files[0],

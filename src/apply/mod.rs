@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod backup_key;
+pub mod certificate;
 pub mod compose;
 pub mod destroy;
 pub mod docker;
@@ -35,7 +36,7 @@ use crate::gather::{self, DeploymentQuery};
 use crate::generations::{self, GenerationError, Origin, Record};
 use crate::health::HealthTarget;
 use crate::plan::{self, Change, DeploymentPlan, HostPlan, MAIN_SERVICE, Upgrade};
-use crate::render::{DeploymentFiles, HostFiles};
+use crate::render::{DeploymentFiles, HostFiles, HostSurvey};
 use crate::shell::Script;
 use crate::transport::watch::Step;
 use crate::transport::{Connection, LockGuard, LockRecord, Locking, OutputLimit, TransportError};
@@ -126,6 +127,16 @@ pub enum ApplyError {
         image: String,
         reason: String,
     },
+
+    /// The ACME CA did not issue the deployment's certificate.
+    #[error("{host}: {deployment}: the ACME CA did not issue the certificate: {reason}")]
+    #[diagnostic(help("{fix}"))]
+    Certificate {
+        host: String,
+        deployment: String,
+        reason: String,
+        fix: String,
+    },
 }
 
 impl ApplyError {
@@ -136,6 +147,13 @@ impl ApplyError {
             self,
             ApplyError::Unhealthy { .. } | ApplyError::NotUp { .. }
         )
+    }
+
+    /// The host runs the new files, but they cannot stay: the CA refused the certificate
+    /// they ask for. Always put back the generation before, so that nothing is left
+    /// half-switched (the certificate Nginx serves never changed).
+    pub fn undone_always(&self) -> bool {
+        matches!(self, ApplyError::Certificate { .. })
     }
 
     /// The operator interrupted the apply: the host did not fail it.
@@ -204,20 +222,20 @@ pub struct Prepared {
 /// Progress, as the engine reports it: the host and a short description of the step.
 pub type Report<'a> = &'a dyn Fn(&str, &str);
 
-/// The facts of one host and the hashes of the files `files` names there, in one round
+/// The facts of one host and the hashes of the files `survey` names there, in one round
 /// trip: what [`prepare`] plans against.
 pub fn gather(
     connection: &Connection,
-    files: &HostFiles,
+    survey: &HostSurvey,
     local_images: &BTreeMap<String, String>,
 ) -> Result<Facts, ApplyError> {
-    let queries: Vec<DeploymentQuery> = files
+    let queries: Vec<DeploymentQuery> = survey
         .deployments
         .iter()
         .map(|d| DeploymentQuery {
             name: &d.deployment,
             dir: &d.deploy_dir,
-            paths: d.files.iter().map(|f| f.path.as_str()).collect(),
+            paths: d.paths.iter().map(String::as_str).collect(),
             main_image: d.preload,
         })
         .collect();
@@ -422,10 +440,17 @@ pub fn apply(
         options.health_timeout,
         report,
     )?;
+    let changed = |deployment: &DeploymentPlan| {
+        !deployment.changes.is_empty() || deployment.interrupted || deployment.upgrade.is_some()
+    };
+    for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
+        if deployment_files.acme() && changed(deployment) {
+            issue_certificate(connection, deployment_files, report)?;
+        }
+    }
     let mut recorded = Vec::new();
     for (deployment, deployment_files) in plan.deployments.iter().zip(&files.deployments) {
-        if !deployment.changes.is_empty() || deployment.interrupted || deployment.upgrade.is_some()
-        {
+        if changed(deployment) {
             let number = record(connection, deployment_files, prepared, options)?;
             report(
                 name,
@@ -440,6 +465,48 @@ pub fn apply(
         healthy,
         generations: recorded,
     })
+}
+
+/// Starts the certificate renewal of an ACME deployment now and waits for it: the first
+/// certificate, or one for changed names, is issued (a valid one is left alone). The CA's
+/// refusal fails the host with its reason and what to do.
+fn issue_certificate(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    let timer = Timer::acme(&files.deployment);
+    connection.begin(Step::Certificate)?;
+    report(
+        name,
+        &format!(
+            "{}: asking the ACME CA for its certificate",
+            files.deployment
+        ),
+    );
+    let said = step(
+        connection,
+        "issuing the certificate",
+        &certificate::issue_script(&files.deploy_dir, &timer),
+    )?;
+    match certificate::parse_issue(&said) {
+        certificate::Issue::Done(run) => {
+            if let Some(run) = run {
+                report(
+                    name,
+                    &format!("{}: {}", files.deployment, run.summary(chrono::Utc::now())),
+                );
+            }
+            Ok(())
+        }
+        certificate::Issue::Failed(reason) => Err(ApplyError::Certificate {
+            host: name.to_string(),
+            deployment: files.deployment.clone(),
+            fix: certificate::fix(&reason, &timer.unit),
+            reason,
+        }),
+    }
 }
 
 /// What the host lacks for the stacks: Docker installed or started, Compose, the images.
@@ -572,6 +639,14 @@ fn apply_deployment(
             || plan.install_docker
             || !plan.load_images.is_empty())
     {
+        if deployment_files.acme() {
+            connection.begin(Step::Certificate)?;
+            step(
+                connection,
+                "making a placeholder certificate",
+                &certificate::placeholder_script(&deployment.dir),
+            )?;
+        }
         connection.begin(Step::ComposeUp)?;
         report(
             name,

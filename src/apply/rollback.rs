@@ -99,7 +99,7 @@ pub fn prepare_rollback(
         docker_source,
         deployments: restored,
     };
-    let facts = gather(connection, &files, &BTreeMap::new())?;
+    let facts = gather(connection, &files.survey(), &BTreeMap::new())?;
     // No image is sent: the generation's images are on the host, tagged again above.
     let none = super::images::SavedImages::not_sent();
     let prepared = prepare(connection, &files, facts, &BTreeMap::new(), &none)?;

@@ -53,7 +53,6 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         return super::plan::run(target, None, flags.files_only);
     }
     let loaded = Arc::new(super::load(target)?.files_only(flags.files_only));
-    refuse_acme(&loaded)?;
     let host_apply = HostApply::new(
         &loaded,
         target,
@@ -61,39 +60,21 @@ pub fn run(target: &Target, flags: &Flags) -> miette::Result<ExitCode> {
         flags.files_only,
         flags.no_backup,
     );
+    let kept = Kept::default();
     if !flags.files_only
-        && let Some(stopped) = upgrade_spread(&loaded, target, &host_apply.options)
+        && let Some(stopped) = upgrade_spread(&loaded, target, &host_apply.options, &kept)
     {
         return Ok(stopped);
     }
     let (shared, files_only) = (Arc::clone(&loaded), flags.files_only);
     let work = move |host: &str, step: &dyn Fn(String)| {
-        let (connection, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
+        let open = kept.take(host).map(|(connection, _)| connection);
+        let (connection, prepared, files) = super::prepare_on(&shared, host, open, step)?;
         let record = SavedHost::of(&files, &prepared, files_only);
         host_apply.run(&(connection, prepared, files), &record, step)
     };
     let results = super::roll_out(&loaded, target, true, Arc::new(work));
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
-}
-
-/// Refuses to apply a deployment whose certificate comes from an ACME CA on the chosen
-/// hosts: apply does not issue the first certificate nor install the renewal's timer yet
-/// (issue 23), so its Nginx would find no certificate and stop serving. `plan` and
-/// `render` show what ACME mode renders.
-fn refuse_acme(loaded: &super::Loaded) -> miette::Result<()> {
-    let acme = loaded
-        .inventory
-        .deployments
-        .values()
-        .find(|d| d.acme().is_some() && loaded.hosts.contains(&d.host));
-    match acme {
-        Some(deployment) => Err(miette::miette!(
-            help = "until apply issues ACME certificates, give `certificate` and `key` files in `[deployments.NAME.tls]`",
-            "deployment `{}` takes its certificate from an ACME CA, which `apply` cannot issue yet",
-            deployment.name
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Carries out the plan saved in `target.inventory` on the inventory it names: refused
@@ -163,7 +144,6 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         roles: target.roles.clone(),
     };
     let loaded = Arc::new(super::load(&target)?.files_only(plan.files_only));
-    refuse_acme(&loaded)?;
     // Again on the templates loaded: they may have changed since the check above.
     plan.check_templates(
         path,
@@ -186,7 +166,7 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
         }
         let checking = Arc::clone(&against);
         let check = move |host: &str, step: &dyn Fn(String)| {
-            let (_, now) = checking.matching(host, step)?;
+            let (_, now) = checking.matching(host, None, step)?;
             Ok((now.changes, now.unchanged()))
         };
         let results = super::roll_out(&loaded, &target, false, Arc::new(check));
@@ -211,29 +191,48 @@ fn apply_saved(target: &Target, plan: &SavedPlan, flags: &Flags) -> miette::Resu
     }
     let command = format!("apply {}", path.display());
     let host_apply = HostApply::new(&loaded, &target, command, plan.files_only, flags.no_backup);
+    let kept = Kept::default();
     if !plan.files_only
-        && let Some(stopped) = upgrade_spread(&loaded, &target, &host_apply.options)
+        && let Some(stopped) = upgrade_spread(&loaded, &target, &host_apply.options, &kept)
     {
         return Ok(stopped);
     }
     let work = move |host: &str, step: &dyn Fn(String)| {
-        let (prepared, now) = against.matching(host, step)?;
+        let open = kept.take(host).map(|(connection, _)| connection);
+        let (prepared, now) = against.matching(host, open, step)?;
         host_apply.run(&prepared, &now, step)
     };
     let results = super::roll_out(&loaded, &target, true, Arc::new(work));
     Ok(super::rollout_exit(&loaded, &results, ExitCode::SUCCESS))
 }
 
+/// The connections (and files) of the hosts the check before a spread upgrade reached, kept
+/// for the steps after it: one connection per host for the whole run.
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<BTreeMap<String, (Connection, HostFiles)>>>);
+
+impl Kept {
+    fn keep(&self, host: &str, connection: Connection, files: HostFiles) {
+        let mut kept = self.0.lock().expect("not poisoned");
+        kept.insert(host.to_string(), (connection, files));
+    }
+
+    fn take(&self, host: &str) -> Option<(Connection, HostFiles)> {
+        self.0.lock().expect("not poisoned").remove(host)
+    }
+}
+
 /// Before the rollout, when Synapse's image changes in a deployment spread over several of
 /// the hosts (`synprov::apply::spread`): every host of it checks the new config with the
 /// new image, then, if none refused, the workers on the hosts other than main's stop; the
 /// rollout then upgrades main first and starts them after. Returns the exit status when it
-/// stops there (a host refused or failed: nothing was touched, or interrupted); costs one
-/// more round trip to each host of a spread deployment.
+/// stops there (a host refused or failed: nothing was touched, or interrupted). The
+/// connections it opens are `kept` for the rollout.
 fn upgrade_spread(
     loaded: &Arc<super::Loaded>,
     target: &Target,
     options: &Options,
+    kept: &Kept,
 ) -> Option<ExitCode> {
     let inventory = &loaded.inventory;
     let selected: Vec<&str> = loaded.hosts.iter().map(String::as_str).collect();
@@ -255,11 +254,13 @@ fn upgrade_spread(
     // The spread deployments upgrading, by host.
     let upgrading = Arc::new(Mutex::new(BTreeMap::<String, Vec<String>>::new()));
     let (shared, found, wanted) = (Arc::clone(loaded), Arc::clone(&upgrading), spread.clone());
+    let keep = kept.clone();
     let check = move |host: &str, step: &dyn Fn(String)| {
         let (connection, prepared, files) = super::connect_and_prepare(&shared, host, step)?;
         let report = |_: &str, message: &str| step(message.to_string());
         let checked = apply::spread::check(&connection, &files, &prepared, &wanted, &report)
             .map_err(|e| super::failure(e.into()))?;
+        keep.keep(host, connection, files);
         let count = checked.len();
         if count > 0 {
             found
@@ -315,19 +316,20 @@ fn upgrade_spread(
             workers_only.join(", ")
         );
     }
-    let (shared, origin) = (Arc::clone(loaded), options.origin.clone());
+    let (origin, keep) = (options.origin.clone(), kept.clone());
     let stop = move |host: &str, step: &dyn Fn(String)| {
-        let files = &shared
-            .render(host, None)
-            .map_err(|e| super::failure(e.into()))?;
-        let connection = Connection::open(&shared.inventory.hosts[host], &shared.options)
-            .map_err(|e| super::failure(e.into()))?;
+        // Every host here was checked, and its connection kept.
+        let Some((connection, files)) = keep.take(host) else {
+            return Err(Failure::Error(format!(
+                "{host}: no connection kept from the check"
+            )));
+        };
         let report = |_: &str, message: &str| step(message.to_string());
         let stopped = apply::host_facts(&connection)
             .and_then(|facts| {
                 apply::spread::stop_workers(
                     &connection,
-                    files,
+                    &files,
                     &facts.compose,
                     &deployments,
                     &origin,
@@ -335,6 +337,7 @@ fn upgrade_spread(
                 )
             })
             .map_err(|e| super::failure(e.into()))?;
+        keep.keep(host, connection, files);
         Ok((stopped, 0))
     };
     let stopped = super::roll_out_on(loaded, target, workers_only, false, false, Arc::new(stop));
@@ -359,13 +362,14 @@ impl Against {
     fn matching(
         &self,
         host: &str,
+        open: Option<Connection>,
         step: &dyn Fn(String),
     ) -> Result<((Connection, Prepared, HostFiles), SavedHost), Failure> {
         let saved = self
             .plan
             .host(host)
             .ok_or_else(|| format!("{host}: not in the plan {}", self.path.display()))?;
-        let (connection, prepared, files) = super::connect_and_prepare(&self.loaded, host, step)?;
+        let (connection, prepared, files) = super::prepare_on(&self.loaded, host, open, step)?;
         let now = SavedHost::of(&files, &prepared, self.plan.files_only);
         let differences = saved_plan::differences(saved, &now);
         if differences.is_empty() {
@@ -436,11 +440,21 @@ impl HostApply {
                 ));
                 Ok((outcome.changes, record.unchanged()))
             }
-            Err(error) if error.left_unhealthy() && self.rollback_on_failure => {
+            Err(error)
+                if error.undone_always()
+                    || (error.left_unhealthy() && self.rollback_on_failure) =>
+            {
                 apply::audit_failure(connection, files, &options.origin, &error);
-                step("unhealthy: rolling back".into());
+                step(if error.undone_always() {
+                    "the certificate was refused: rolling back".into()
+                } else {
+                    "unhealthy: rolling back".into()
+                });
                 let rolled = roll_back(connection, files, options, &report);
-                Err(Failure::Error(format!("{error}; {rolled}")))
+                let help = miette::Diagnostic::help(&error)
+                    .map(|help| format!("\n  help: {help}"))
+                    .unwrap_or_default();
+                Err(Failure::Error(format!("{error}; {rolled}{help}")))
             }
             Err(error) => {
                 apply::audit_failure(connection, files, &options.origin, &error);

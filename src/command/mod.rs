@@ -17,6 +17,7 @@ pub mod show;
 pub mod status;
 pub mod unlock;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use synprov::apply::images::SavedImages;
 use synprov::apply::{ApplyError, Prepared};
 use synprov::inventory::{self, Amount, Inventory};
 use synprov::plugins::{Limits, Plugins};
-use synprov::render::{HostFiles, Templates};
+use synprov::render::{HostFiles, HostSurvey, Templates};
 use synprov::rollout::{self, Failure};
 use synprov::saved_plan::SavedPlan;
 use synprov::secrets::MasterKey;
@@ -38,14 +39,17 @@ use synprov::ui::progress::{self, Mode};
 use crate::cli::{HostTarget, Target};
 
 /// The inventory, checked by rendering every file of every host before connecting
-/// anywhere (a bad inventory fails before any host is touched), and the chosen hosts.
+/// anywhere (a bad inventory fails before any host is touched), and the chosen hosts with
+/// what their facts are gathered for.
 pub struct Loaded {
     pub inventory: Inventory,
     /// SHA-256 of the inventory file, recorded with each generation.
     pub inventory_sha256: String,
     /// The chosen hosts. Their files are not kept: at 500 hosts they would be most of
-    /// synprov's memory, and each host is rendered again with its facts when reached.
+    /// synprov's memory, and each host is rendered once more, with its facts, when reached.
     pub hosts: Vec<String>,
+    /// Of each chosen host, its paths and images (by host name).
+    surveys: BTreeMap<String, HostSurvey>,
     pub options: ConnectOptions,
     key: MasterKey,
     templates: Templates,
@@ -107,17 +111,22 @@ pub fn load(target: &Target) -> miette::Result<Loaded> {
     let key = MasterKey::for_inventory(&target.inventory)?;
     let templates = Templates::load(target.roles.as_deref())?;
     let plugins = Plugins::load(&inventory, Limits::default())?;
-    let hosts =
-        synprov::render::render_each(&inventory, &key, &templates, &plugins, None, |h| h.host)?
-            .into_iter()
-            .filter(|h| selected.contains(h))
-            .collect();
+    let surveys: BTreeMap<String, HostSurvey> =
+        synprov::render::render_each(&inventory, &key, &templates, &plugins, None, |files| {
+            files.survey()
+        })?
+        .into_iter()
+        .filter(|survey| selected.contains(&survey.host))
+        .map(|survey| (survey.host.clone(), survey))
+        .collect();
+    let hosts = surveys.keys().cloned().collect();
     let mut options = connect_options(target.known_hosts.clone());
     options.deadlines = inventory.rollout.deadlines.clone();
     Ok(Loaded {
         inventory,
         inventory_sha256: file_sha256(&target.inventory)?,
         hosts,
+        surveys,
         options,
         key,
         templates,
@@ -360,51 +369,54 @@ pub fn connect_options(known_hosts: Option<PathBuf>) -> ConnectOptions {
     options
 }
 
-/// Images to stream to `files.host`: those of each deployment there that asks for
-/// preloading.
-fn preload_images(files: &HostFiles) -> Vec<String> {
-    let mut images: Vec<String> = files
-        .deployments
-        .iter()
-        .filter(|d| d.preload)
-        .flat_map(|d| d.images.iter().cloned())
-        .collect();
-    images.sort();
-    images.dedup();
-    images
-}
-
 /// Connects to a loaded host and prepares its plan; a failure is the host's result. The
-/// host's files are rendered with its facts, which size Postgres and which plugins are
-/// told. Without plugins the facts change no file's path, so the facts gathered with the
-/// hashes of the files rendered without them serve; plugins may add files from the facts,
-/// so the facts are gathered alone first (one more round trip).
+/// host's files are rendered once, with its facts, which size Postgres and which plugins are
+/// told. Without plugins the facts change no file's path, so the facts are gathered with
+/// the hashes of the paths the fleet check found; plugins may add files from the facts, so
+/// the facts are gathered alone first (one more round trip).
 pub fn connect_and_prepare(
     loaded: &Loaded,
     host: &str,
     step: &dyn Fn(String),
 ) -> Result<(Connection, Prepared, HostFiles), Failure> {
+    prepare_on(loaded, host, None, step)
+}
+
+/// [`connect_and_prepare`] over `open`, a connection to the host an earlier step of the same
+/// run kept, when there is one.
+pub fn prepare_on(
+    loaded: &Loaded,
+    host: &str,
+    open: Option<Connection>,
+    step: &dyn Fn(String),
+) -> Result<(Connection, Prepared, HostFiles), Failure> {
     step("gathering facts".into());
-    let prepare = || -> miette::Result<(Connection, Prepared, HostFiles)> {
+    let prepare = move || -> miette::Result<(Connection, Prepared, HostFiles)> {
         let inventory = &loaded.inventory;
         let render = |facts| loaded.render(host, facts);
-        let local_ids = |files| synprov::apply::images::local_ids(&preload_images(files));
+        let connect = |open: Option<Connection>| match open {
+            Some(connection) => Ok::<_, TransportError>(connection),
+            None => Connection::open(&inventory.hosts[host], &loaded.options),
+        };
+        let local_ids =
+            |survey: &HostSurvey| synprov::apply::images::local_ids(&survey.preload_images());
         let plugins_apply = inventory
             .deployments_on(host)
             .any(|d| loaded.plugins.apply_to(inventory, d));
         let (connection, files, facts, local_images) = if plugins_apply {
-            let connection = Connection::open(&inventory.hosts[host], &loaded.options)?;
+            let connection = connect(open)?;
             step("running plugins with the host's facts".into());
             let files = render(Some(&synprov::apply::host_facts(&connection)?))?;
-            let local_images = local_ids(&files)?;
-            let facts = synprov::apply::gather(&connection, &files, &local_images)?;
+            let survey = files.survey();
+            let local_images = local_ids(&survey)?;
+            let facts = synprov::apply::gather(&connection, &survey, &local_images)?;
             (connection, files, facts, local_images)
         } else {
             // An image missing here fails before any connection is opened.
-            let offline = render(None)?;
-            let local_images = local_ids(&offline)?;
-            let connection = Connection::open(&inventory.hosts[host], &loaded.options)?;
-            let facts = synprov::apply::gather(&connection, &offline, &local_images)?;
+            let survey = &loaded.surveys[host];
+            let local_images = local_ids(survey)?;
+            let connection = connect(open)?;
+            let facts = synprov::apply::gather(&connection, survey, &local_images)?;
             let files = render(Some(&facts))?;
             (connection, files, facts, local_images)
         };

@@ -108,6 +108,9 @@ fn show(host: &str, status: &HostStatus, inventory: &synprov::inventory::Invento
         if let Some(warning) = settings.and_then(|s| stale(s, d.backup_good.as_ref(), Utc::now())) {
             out.push_str(&format!("    warning: {warning}\n"));
         }
+        if let Some(run) = &d.acme_last {
+            out.push_str(&format!("    {}\n", printable(&run.summary(Utc::now()))));
+        }
         for problem in &d.problems {
             out.push_str(&format!("    ! {}\n", one_line(problem)));
         }

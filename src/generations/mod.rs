@@ -10,6 +10,7 @@
 //! `status`, `history` and `rollback` read what the host recorded, not the inventory: the
 //! host is the truth about the host.
 
+pub mod acme_run;
 pub mod audit;
 mod backup_run;
 pub mod index;
@@ -23,6 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use miette::Diagnostic;
 use thiserror::Error;
 
+pub use acme_run::AcmeRun;
 pub use audit::{AuditEntry, Origin};
 pub use backup_run::{BackupRun, MAX_STATE_BYTES};
 
@@ -118,6 +120,8 @@ pub struct Listing {
     pub backup_good: Option<BackupRun>,
     /// The last restore drill (`synprov backup verify`, or its timer).
     pub verify_last: Option<BackupRun>,
+    /// The last attempt of an ACME deployment's certificate renewal.
+    pub acme_last: Option<AcmeRun>,
 }
 
 impl Listing {
@@ -180,6 +184,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     let mut audit = String::new();
     let (mut backup_last, mut backup_good, mut verify_last) =
         (String::new(), String::new(), String::new());
+    let mut acme_last = String::new();
     let mut current = None;
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -214,6 +219,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
             "backup_last" => backup_last.push_str(value.trim()),
             "backup_good" => backup_good.push_str(value.trim()),
             "verify_last" => verify_last.push_str(value.trim()),
+            "acme_last" => acme_last.push_str(value.trim()),
             "pending" => listing.pending = true,
             _ => {}
         }
@@ -257,6 +263,7 @@ pub fn parse_listing(dir: &str, output: &str) -> Result<Listing, Refused> {
     listing.backup_last = decode(&backup_last).ok().and_then(|t| BackupRun::parse(&t));
     listing.backup_good = decode(&backup_good).ok().and_then(|t| BackupRun::parse(&t));
     listing.verify_last = decode(&verify_last).ok().and_then(|t| BackupRun::parse(&t));
+    listing.acme_last = decode(&acme_last).ok().and_then(|t| AcmeRun::parse(&t));
     let audit = decode(&audit).unwrap_or_default();
     let lines: Vec<&str> = audit.lines().collect();
     listing.audit = lines[lines.len().saturating_sub(AUDIT_LINES)..]

@@ -3,10 +3,12 @@
 //! and reads or writes only through [`crate::confine`]'s guard: a link among the
 //! generations, the audit log or the copied files is refused and named, never followed.
 
+use super::acme_run::MAX_RECORD_BYTES;
 use super::backup_run::MAX_STATE_BYTES;
 use super::{AUDIT_LOG, AuditEntry, GENERATIONS};
 use crate::confine;
 use crate::facts::PENDING;
+use crate::render::acme::LAST_RUN;
 use crate::render::backup::drill::VERIFY_LAST;
 use crate::render::backup::{LAST, LAST_GOOD};
 use crate::sh;
@@ -81,7 +83,8 @@ pub fn save(
 /// `record=` and `images=` lines of base64, and `dump=yes` when it has a Postgres dump),
 /// `pending=yes` when the last apply did not finish, the backup's state files
 /// (`backup_last=`, `backup_good=` and, of the restore drill, `verify_last=` lines of
-/// base64, their first 4 KiB), then the audit
+/// base64, their first 4 KiB), the ACME renewal's last attempt (`acme_last=`, its first
+/// 4 KiB), then the audit
 /// log's last 1000 lines (`audit=` lines of base64). Prints nothing for a directory that
 /// does not exist.
 pub fn list(dir: &str) -> Script {
@@ -97,6 +100,7 @@ pub fn list(dir: &str) -> Script {
          {} && head -c {} {} | base64 | sed 's/^/backup_last=/'\n\
          {} && head -c {} {} | base64 | sed 's/^/backup_good=/'\n\
          {} && head -c {} {} | base64 | sed 's/^/verify_last=/'\n\
+         {} && head -c {} {} | base64 | sed 's/^/acme_last=/'\n\
          {} && tail -n 1000 {} | base64 | sed 's/^/audit=/'\nexit 0\n",
         GENERATIONS,
         super::DUMP,
@@ -110,6 +114,9 @@ pub fn list(dir: &str) -> Script {
         confine::regular(VERIFY_LAST),
         MAX_STATE_BYTES.to_string(),
         VERIFY_LAST,
+        confine::regular(LAST_RUN),
+        MAX_RECORD_BYTES.to_string(),
+        LAST_RUN,
         confine::regular(AUDIT_LOG),
         AUDIT_LOG
     ));

@@ -398,6 +398,9 @@ pub struct Deadlines {
     pub compose_up: Duration,
     /// The config check and the database dump before an upgrade, or its restore.
     pub backup: Duration,
+    /// An ACME deployment's certificate: the placeholder, then the CA's validation and
+    /// issuance (lego waits for the CA's answer, seconds to minutes).
+    pub certificate: Duration,
 }
 
 impl Default for Deadlines {
@@ -411,6 +414,7 @@ impl Default for Deadlines {
             files: minutes(5),
             compose_up: minutes(30),
             backup: minutes(120),
+            certificate: minutes(10),
         }
     }
 }

@@ -236,4 +236,5 @@ pub struct RawDeadlines {
     pub files: Option<Spanned<String>>,
     pub compose_up: Option<Spanned<String>>,
     pub backup: Option<Spanned<String>>,
+    pub certificate: Option<Spanned<String>>,
 }

@@ -976,6 +976,7 @@ impl Checker<'_> {
             files: read(&raw.files, "files", default.files)?,
             compose_up: read(&raw.compose_up, "compose_up", default.compose_up)?,
             backup: read(&raw.backup, "backup", default.backup)?,
+            certificate: read(&raw.certificate, "certificate", default.certificate)?,
         })
     }
 

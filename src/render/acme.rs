@@ -19,6 +19,9 @@ use crate::shell::quote;
 /// The rendered files of the renewal: its scripts, units, CA bundle and DNS credentials.
 pub const ACME: &str = "acme";
 
+/// The renewal's script, which the service runs, and `apply` for the placeholder.
+pub const RENEW_SCRIPT: &str = "acme/renew.sh";
+
 /// lego's data (`--path`), and the record of the last attempt.
 pub const STATE: &str = "acme/state";
 
@@ -39,6 +42,10 @@ pub const NGINX_TLS: &str = "/etc/synprov-tls";
 /// The files of [`TLS`], as the renewal writes them.
 pub const CERTIFICATE: &str = "certificate.pem";
 pub const KEY: &str = "key.pem";
+
+/// The common name of the self-signed certificate Nginx starts on before the first one is
+/// issued: `status` never takes it for a valid certificate.
+pub const PLACEHOLDER: &str = "synprov placeholder";
 
 /// The working directory of the lego container, under which [`STATE`], [`CHALLENGE`] and
 /// [`TLS`] are mounted by their last names (`state`, `webroot`, `tls`): the client's script
@@ -98,7 +105,7 @@ pub fn files(
     };
     let mut files = vec![
         file(
-            format!("{ACME}/renew.sh"),
+            RENEW_SCRIPT.to_string(),
             templates.render("acme/renew.sh", &context)?,
         ),
         file(
@@ -184,13 +191,31 @@ fn context(deployment: &Deployment, acme: &AcmeSettings, unit: &str) -> Value {
         "dns_env_word": dns_env.then(|| quote(&format!("{dir}/{ACME}/dns.env"))),
         "audit_log": AUDIT_LOG,
         "certificate": CERTIFICATE,
+        "placeholder": PLACEHOLDER,
         "key": KEY,
         "last_run": LAST_RUN.trim_start_matches("acme/"),
         "lego_options": options.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" "),
         "wanted_word": quote(&wanted.join(" ")),
+        "account_word": quote(&format!(
+            "state/lego/accounts/{}/{}/account.json",
+            account_dir(&acme.directory),
+            acme.email
+        )),
         "certificate_word": quote(&format!("state/lego/certificates/{stem}.crt")),
         "key_word": quote(&format!("state/lego/certificates/{stem}.key")),
     })
+}
+
+/// The directory in which lego keeps the accounts of CA `directory`: its URL's host and
+/// port, each `:` made `_` (lego's `accounts/HOST_PORT/EMAIL/account.json`).
+fn account_dir(directory: &str) -> String {
+    let url = url::Url::parse(directory).expect("a URL checked when the inventory loaded");
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+    .replace(':', "_")
 }
 
 #[cfg(test)]
@@ -259,11 +284,18 @@ mod tests {
         let lego = &file(&files, "acme/lego.sh").contents;
         assert!(
             lego.contains(
-                "lego '--server=https://ca.example/dir?x=1&y=$(id)' '--email=admin@example.org' \
-                 --accept-tos '--path=state/lego' '--key-type=ec384' '--domains=matrix.example.org' \
-                 '--domains=*.example.org' '--dns=cloudflare' \"$@\" >state/lego.out 2>&1\n"
+                "(umask 022 && exec lego '--server=https://ca.example/dir?x=1&y=$(id)' \
+                 '--email=admin@example.org' --accept-tos '--path=state/lego' '--key-type=ec384' \
+                 '--domains=matrix.example.org' '--domains=*.example.org' '--dns=cloudflare' \
+                 \"$@\") >state/lego.out 2>&1\n"
             ),
             "{lego}"
+        );
+        assert!(
+            lego.contains(
+                "account=state/lego/accounts/ca.example/admin@example.org/account.json\n"
+            ),
+            "lego's account of this CA and address: {lego}"
         );
         assert!(
             lego.contains("wanted='*.example.org matrix.example.org'\n"),

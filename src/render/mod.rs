@@ -172,6 +172,65 @@ pub struct DeploymentFiles {
     pub backup_remote: Option<backup::Remote>,
 }
 
+impl DeploymentFiles {
+    /// Whether its certificate comes from an ACME CA: its renewal's script is among its
+    /// files (so also for files read back from a generation).
+    pub fn acme(&self) -> bool {
+        self.files.iter().any(|f| f.path == acme::RENEW_SCRIPT)
+    }
+}
+
+/// What a host's facts are gathered for, kept of its files by the fleet check: each
+/// deployment's directory and paths, and the images it runs. A few KiB a host, where its
+/// files would be most of a rollout's memory. The paths do not depend on the facts (but
+/// with plugins, which are told them): a host gathers its facts with these, and is then
+/// rendered once, with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSurvey {
+    pub host: String,
+    pub deployments: Vec<DeploymentSurvey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSurvey {
+    pub deployment: String,
+    pub deploy_dir: String,
+    pub paths: Vec<String>,
+    /// Its images are streamed from this machine (`images.preload`).
+    pub preload: bool,
+    pub images: Vec<String>,
+}
+
+impl HostSurvey {
+    /// The images streamed to the host, each once.
+    pub fn preload_images(&self) -> Vec<String> {
+        let mut images: Vec<String> = (self.deployments.iter())
+            .filter(|d| d.preload)
+            .flat_map(|d| d.images.iter().cloned())
+            .collect();
+        images.sort();
+        images.dedup();
+        images
+    }
+}
+
+impl HostFiles {
+    pub fn survey(&self) -> HostSurvey {
+        HostSurvey {
+            host: self.host.clone(),
+            deployments: (self.deployments.iter())
+                .map(|d| DeploymentSurvey {
+                    deployment: d.deployment.clone(),
+                    deploy_dir: d.deploy_dir.clone(),
+                    paths: d.files.iter().map(|f| f.path.clone()).collect(),
+                    preload: d.preload,
+                    images: d.images.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Everything one host gets.
 #[derive(Debug, Clone)]
 pub struct HostFiles {

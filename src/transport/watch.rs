@@ -49,6 +49,8 @@ pub enum Step {
     Files,
     ComposeUp,
     Backup,
+    /// An ACME deployment's placeholder certificate, then its issuance.
+    Certificate,
     /// Waiting for the stack to turn healthy: `health_timeout`, and a minute for the last
     /// round of checks.
     Health(Duration),
@@ -64,6 +66,7 @@ impl Step {
             Step::Files => "files",
             Step::ComposeUp => "compose up",
             Step::Backup => "backup",
+            Step::Certificate => "certificate",
             Step::Health(_) => "health",
         }
     }
@@ -77,6 +80,7 @@ impl Step {
             Step::Files => "deadlines.files",
             Step::ComposeUp => "deadlines.compose_up",
             Step::Backup => "deadlines.backup",
+            Step::Certificate => "deadlines.certificate",
             Step::Health(_) => "health_timeout",
         }
     }
@@ -89,6 +93,7 @@ impl Step {
             Step::Files => deadlines.files,
             Step::ComposeUp => deadlines.compose_up,
             Step::Backup => deadlines.backup,
+            Step::Certificate => deadlines.certificate,
             Step::Health(wait) => wait.saturating_add(LAST_ROUND),
         }
     }

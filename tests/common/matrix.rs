@@ -1,26 +1,29 @@
 //! A Matrix client for the end-to-end tests: Synapse's client API through a deployment's
 //! Nginx, as a real client uses it.
 
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use serde_json::{Value, json};
 
 /// The HTTP client of every request here, once [`trust`] has set one.
-static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+static AGENT: RwLock<Option<ureq::Agent>> = RwLock::new(None);
 
 /// From now on, every request of this process's client trusts `ca_pem` and no other CA:
 /// a deployment whose Nginx serves HTTPS with a certificate of the test's own CA is then
-/// reached with the chain verified. Once per process.
+/// reached with the chain verified.
 pub fn trust(ca_pem: &str) {
-    assert!(
-        AGENT.set(super::tls::https_agent(ca_pem)).is_ok(),
-        "trust is called once"
-    );
+    trust_resolving(ca_pem, &[]);
+}
+
+/// [`trust`], with each name of `hosts` reached at its address, as a client whose DNS
+/// points the names at the deployment.
+pub fn trust_resolving(ca_pem: &str, hosts: &[(&str, &str)]) {
+    *AGENT.write().unwrap() = Some(super::tls::https_agent_resolving(ca_pem, hosts));
 }
 
 /// The client requests go through: ureq's default, or the one [`trust`] made.
 pub fn agent() -> ureq::Agent {
-    AGENT.get().cloned().unwrap_or_else(ureq::agent)
+    AGENT.read().unwrap().clone().unwrap_or_else(ureq::agent)
 }
 
 pub struct Client {

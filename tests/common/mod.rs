@@ -5,6 +5,7 @@
 pub mod bed;
 pub mod matrix;
 pub mod nginx;
+pub mod pebble;
 pub mod sshd;
 pub mod tls;
 

@@ -153,6 +153,12 @@ pub fn served_certificate(address: &str, port: u16, name: &str, ca_pem: &str) ->
 /// An HTTP client (ureq) that trusts `ca_pem` alone, as a Matrix client set up with the
 /// deployment's CA would.
 pub fn https_agent(ca_pem: &str) -> ureq::Agent {
+    https_agent_resolving(ca_pem, &[])
+}
+
+/// [`https_agent`], reaching each name of `hosts` at its address (a test's DNS), and
+/// other names through the system's resolver.
+pub fn https_agent_resolving(ca_pem: &str, hosts: &[(&str, &str)]) -> ureq::Agent {
     use std::sync::Arc;
     let der = X509::from_pem(ca_pem.as_bytes()).unwrap().to_der().unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -165,7 +171,22 @@ pub fn https_agent(ca_pem: &str) -> ureq::Agent {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let hosts: Vec<(String, String)> = hosts
+        .iter()
+        .map(|(name, ip)| (name.to_string(), ip.to_string()))
+        .collect();
+    let resolve = move |netloc: &str| -> std::io::Result<Vec<std::net::SocketAddr>> {
+        use std::net::ToSocketAddrs;
+        let (host, port) = netloc.rsplit_once(':').unwrap_or((netloc, "443"));
+        match hosts.iter().find(|(name, _)| name == host) {
+            Some((_, ip)) => format!("{ip}:{port}")
+                .to_socket_addrs()
+                .map(Iterator::collect),
+            None => netloc.to_socket_addrs().map(Iterator::collect),
+        }
+    };
     ureq::AgentBuilder::new()
         .tls_config(Arc::new(config))
+        .resolver(resolve)
         .build()
 }
