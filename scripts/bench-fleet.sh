@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fleet benchmark: `synprov plan` and a no-op `synprov apply --files-only` against 1, 10, 50,
-# 200 and 500 sshd instances on loopback, each host with the guide's deployment (31 files), measured
+# 200 and 500 sshd instances on loopback, each host with the guide's deployment (33 files), measured
 # in the same run as the floor: OpenSSH's client opening one session and running `true` on
 # every host with the same parallelism. Prints times, the ratio to the floor and synprov's
 # peak memory. Asserts nothing.
