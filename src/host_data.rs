@@ -166,6 +166,44 @@ pub enum HostDataError {
     },
 }
 
+/// A `KEY=VALUE` state file a host's script writes for synprov to read (the last backup, the
+/// last certificate renewal): only its first `max` bytes are read, a key's first line is its
+/// value, and nothing else is believed.
+pub struct StateFile<'a>(&'a str);
+
+impl<'a> StateFile<'a> {
+    pub fn new(text: &'a str, max: usize) -> StateFile<'a> {
+        let mut end = max.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        StateFile(&text[..end])
+    }
+
+    /// The value of `key`; empty when the file has none.
+    pub fn field(&self, key: &str) -> &'a str {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+    }
+
+    /// The value of `key` as an RFC 3339 time.
+    pub fn time(&self, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::parse_from_rfc3339(self.field(key))
+            .ok()
+            .map(|t| t.to_utc())
+    }
+
+    /// The value of `key` as plain text: control characters dropped, at most `chars`.
+    pub fn text(&self, key: &str, chars: usize) -> String {
+        (self.field(key).chars())
+            .filter(|c| !c.is_control())
+            .take(chars)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +265,26 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "hs1: /opt/d/.synprov/manifest holds `../x\\x1b[31m`, which is bad"
+        );
+    }
+
+    #[test]
+    fn a_state_file_is_read_within_its_bound_whatever_its_bytes() {
+        let file = StateFile::new(
+            "at=2026-12-07T06:00:00Z\nnote=a\u{1b}[31mb\u{7}\nat=x\n",
+            4096,
+        );
+        assert_eq!(
+            file.time("at").unwrap().to_rfc3339(),
+            "2026-12-07T06:00:00+00:00"
+        );
+        assert_eq!(file.text("note", 10), "a[31mb");
+        assert_eq!(file.field("missing"), "");
+        let cut = format!("k=v\n{}", "é".repeat(10));
+        let file = StateFile::new(&cut, 6);
+        assert_eq!(
+            file.0, "k=v\n\u{e9}",
+            "cut at a character's boundary, never past the bound"
         );
     }
 }

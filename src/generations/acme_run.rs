@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::host_data::StateFile;
 use crate::inventory::values::check_dns_name;
 
 /// The most of the record read: its six short lines fit many times over.
@@ -61,17 +62,8 @@ pub struct AcmeRun {
 impl AcmeRun {
     /// Reads a record; `None` when it is not one (no time, or an unknown outcome).
     pub fn parse(text: &str) -> Option<AcmeRun> {
-        let text = text.get(..MAX_RECORD_BYTES).unwrap_or(text);
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                .unwrap_or("")
-        };
-        let time = |key| {
-            DateTime::parse_from_rfc3339(field(key))
-                .ok()
-                .map(|t| t.to_utc())
-        };
+        let record = StateFile::new(text, MAX_RECORD_BYTES);
+        let field = |key| record.field(key);
         let outcome = match field("outcome") {
             "renewed" => Outcome::Renewed,
             "fresh" => Outcome::Fresh,
@@ -89,16 +81,12 @@ impl AcmeRun {
             .map(str::to_string)
             .collect();
         Some(AcmeRun {
-            at: time("at")?,
+            at: record.time("at")?,
             outcome,
             names,
             served,
-            not_after: time("not_after"),
-            error: field("error")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_ERROR)
-                .collect(),
+            not_after: record.time("not_after"),
+            error: record.text("error", MAX_ERROR),
         })
     }
 

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::host_data::StateFile;
+
 /// The most of a state file read: its eight short lines fit many times over.
 pub const MAX_STATE_BYTES: usize = 4096;
 
@@ -31,17 +33,9 @@ pub struct BackupRun {
 impl BackupRun {
     /// Reads a state file; `None` when it is not one (no result, or no valid times).
     pub fn parse(text: &str) -> Option<BackupRun> {
-        let text = text.get(..MAX_STATE_BYTES).unwrap_or(text);
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                .unwrap_or("")
-        };
-        let time = |key| {
-            DateTime::parse_from_rfc3339(field(key))
-                .ok()
-                .map(|t| t.to_utc())
-        };
+        let state = StateFile::new(text, MAX_STATE_BYTES);
+        let field = |key| state.field(key);
+        let time = |key| state.time(key);
         let ok = match field("result") {
             "ok" => true,
             "failed" => false,
@@ -58,11 +52,7 @@ impl BackupRun {
             snapshot,
             added: field("added").parse().ok(),
             total: field("total").parse().ok(),
-            message: field("message")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_MESSAGE)
-                .collect(),
+            message: state.text("message", MAX_MESSAGE),
         })
     }
 }
