@@ -808,22 +808,8 @@ fn https_with_a_local_ca_and_a_certificate_change_that_reloads_nginx_only(
         versions.header("strict-transport-security"),
         Some("max-age=63072000")
     );
-    let plain = ureq::AgentBuilder::new().redirects(0).build();
-    let redirect = plain
-        .get(&format!("http://{HOST_IP}/_matrix/client/versions"))
-        .call()
-        .unwrap();
-    assert_eq!(redirect.status(), 301);
-    assert_eq!(
-        redirect.header("location"),
-        Some(format!("{base}/_matrix/client/versions").as_str())
-    );
-    let keys: serde_json::Value = matrix::agent()
-        .get(&format!("https://{HOST_IP}:8448/_matrix/key/v2/server"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    assert_redirects_to(&base, HOST_IP);
+    let keys = federation_keys(HOST_IP);
     assert_eq!(keys["server_name"], "e2e.example", "{keys}");
     assert_eq!(
         common::tls::served_certificate(HOST_IP, 443, HOST_IP, &ca.pem()),
@@ -851,12 +837,61 @@ fn https_with_a_local_ca_and_a_certificate_change_that_reloads_nginx_only(
     let (code, out) = synprov_run(dir, &["apply"], &tls);
     assert_eq!(code, 0, "{out}");
     assert_eq!(starts(), before, "no container recreated or restarted");
-    // The reload is asynchronous: Nginx's new workers take over within moments.
+    let served = || common::tls::served_certificate(HOST_IP, 443, HOST_IP, &ca.pem());
+    assert_eq!(
+        wait_for_another_certificate(served, &cert, String::new),
+        renewed
+    );
+}
+
+/// Plain HTTP on port 80 for `path`, as a client of `host` sends it, redirects not followed.
+fn plain_http(path: &str, host: &str) -> ureq::Response {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .get(&format!("http://{HOST_IP}{path}"))
+        .set("Host", host)
+        .call()
+        .unwrap()
+}
+
+/// Port 80 sends a client's request for `host` on to the same URI at `base` (301).
+fn assert_redirects_to(base: &str, host: &str) {
+    let redirect = plain_http("/_matrix/client/versions", host);
+    assert_eq!(redirect.status(), 301);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("{base}/_matrix/client/versions").as_str())
+    );
+}
+
+/// The server's keys, as federation fetches them on port 8448 of `host`.
+fn federation_keys(host: &str) -> serde_json::Value {
+    matrix::agent()
+        .get(&format!("https://{host}:8448/_matrix/key/v2/server"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+/// What `served` gives once it no longer gives `old`: Nginx's reload is asynchronous, its
+/// new workers take over within moments (10 s at most; `why` says more when they do not).
+fn wait_for_another_certificate(
+    served: impl Fn() -> String,
+    old: &str,
+    why: impl Fn() -> String,
+) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while common::tls::served_certificate(HOST_IP, 443, HOST_IP, &ca.pem()) != renewed {
+    loop {
+        let now = served();
+        if now != old {
+            return now;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "Nginx still serves the old certificate"
+            "Nginx still serves the old certificate{}",
+            why()
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -944,12 +979,7 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
     matrix::trust_resolving(&root, &[(ACME_NAME, HOST_IP)]);
     let base = format!("https://{ACME_NAME}");
     matrix::conversation(&base, secret, "e2e.example", "5");
-    let keys: serde_json::Value = matrix::agent()
-        .get(&format!("https://{ACME_NAME}:8448/_matrix/key/v2/server"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let keys = federation_keys(ACME_NAME);
     assert_eq!(keys["server_name"], "e2e.example", "{keys}");
     let issued = served_for_acme_name(443, &root);
     assert_eq!(served_for_acme_name(8448, &root), issued);
@@ -959,27 +989,11 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
         "mkdir -p /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge && \
          echo probe-token > /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge/probe",
     );
-    let plain = ureq::AgentBuilder::new().redirects(0).build();
-    let token = plain
-        .get(&format!(
-            "http://{HOST_IP}/.well-known/acme-challenge/probe"
-        ))
-        .set("Host", ACME_NAME)
-        .call()
-        .unwrap();
+    let token = plain_http("/.well-known/acme-challenge/probe", ACME_NAME);
     assert_eq!(token.status(), 200);
     assert_eq!(token.into_string().unwrap(), "probe-token\n");
     on_host("rm /opt/synapse/e2e/acme-challenge/.well-known/acme-challenge/probe");
-    let redirect = plain
-        .get(&format!("http://{HOST_IP}/_matrix/client/versions"))
-        .set("Host", ACME_NAME)
-        .call()
-        .unwrap();
-    assert_eq!(redirect.status(), 301);
-    assert_eq!(
-        redirect.header("location"),
-        Some(format!("{base}/_matrix/client/versions").as_str())
-    );
+    assert_redirects_to(&base, ACME_NAME);
 
     // A plan saved before the renewal below (a new contact address for the CA).
     let contact = dir.join("acme-contact.toml");
@@ -1001,16 +1015,16 @@ fn certificates_from_an_acme_ca_issued_in_apply_and_renewed_on_the_host(
         "systemctl set-environment SYNPROV_ACME_DAYS=36500 && \
          systemctl start synprov-acme-e2e.service; systemctl unset-environment SYNPROV_ACME_DAYS",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while served_for_acme_name(443, &root) == issued {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Nginx still serves the first certificate: {}",
-            on_host("journalctl -u synprov-acme-e2e --no-pager | tail -n 20")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let renewed = served_for_acme_name(443, &root);
+    let renewed = wait_for_another_certificate(
+        || served_for_acme_name(443, &root),
+        &issued,
+        || {
+            format!(
+                ": {}",
+                on_host("journalctl -u synprov-acme-e2e --no-pager | tail -n 20")
+            )
+        },
+    );
     assert_eq!(starts(), before, "no container recreated or restarted");
     assert!(
         on_host("journalctl -u synprov-acme-e2e --no-pager").contains("renewed, Nginx reloaded")

@@ -13,7 +13,7 @@ use super::timers::Timer;
 use crate::confine;
 use crate::generations::AcmeRun;
 use crate::generations::acme_run::{MAX_RECORD_BYTES, Outcome};
-use crate::render::acme::{LAST_RUN, RENEW_SCRIPT};
+use crate::render::acme::{CERTIFICATE, KEY, LAST_RUN, RENEW_SCRIPT, TLS};
 use crate::sh;
 use crate::shell::{Command, Script};
 
@@ -21,13 +21,25 @@ use crate::shell::{Command, Script};
 const JOURNAL_BYTES: usize = 8192;
 
 /// Makes sure the deployment in `dir` has a certificate for Nginx to start on
-/// (`renew.sh placeholder`: the CA is not asked).
+/// (`renew.sh placeholder`: the CA is not asked); where it has one, no container is run.
 pub fn placeholder_script(dir: &str) -> Script {
     let mut s = sh!("umask 077\n");
     s.push(confine::enter(dir));
     s.push(confine::file(RENEW_SCRIPT));
-    s.push(sh!("sh {} placeholder 2>&1\n", RENEW_SCRIPT));
+    s.push(sh!(
+        "if {} && {} && [ -s {} ] && [ -s {} ]; then exit 0; fi\nsh {} placeholder 2>&1\n",
+        confine::regular(&served(CERTIFICATE)),
+        confine::regular(&served(KEY)),
+        served(CERTIFICATE),
+        served(KEY),
+        RENEW_SCRIPT
+    ));
     s
+}
+
+/// A file of what Nginx serves, relative to the deploy directory.
+fn served(file: &str) -> String {
+    format!("{TLS}/{file}")
 }
 
 /// Starts the renewal's service of the deployment in `dir` and waits for it (a oneshot:
@@ -154,6 +166,8 @@ mod tests {
             placeholder_script("/opt/synapse/hs").text(),
             format!(
                 "umask 077\n{enter}synprov_path f acme/renew.sh 'regular file'\n\
+                 if synprov_regular tls/certificate.pem && synprov_regular tls/key.pem \
+                 && [ -s tls/certificate.pem ] && [ -s tls/key.pem ]; then exit 0; fi\n\
                  sh acme/renew.sh placeholder 2>&1\n"
             )
         );
@@ -169,6 +183,26 @@ mod tests {
                  | base64 | sed 's/^/journal=/'; fi\nexit 0\n"
             )
         );
+    }
+
+    #[test]
+    fn the_placeholder_is_made_only_where_nginx_has_no_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p);
+        std::fs::create_dir_all(path("acme")).unwrap();
+        std::fs::create_dir_all(path("tls")).unwrap();
+        // A stand-in for the rendered script: it notes that it ran.
+        std::fs::write(path("acme/renew.sh"), "echo \"$1\" >> ran\n").unwrap();
+        let script = placeholder_script(dir.path().to_str().unwrap());
+        let run = || {
+            let out = crate::confine::tests::run(&script, dir.path(), None);
+            assert!(out.status.success(), "{out:?}");
+            std::fs::read_to_string(path("ran")).unwrap_or_default()
+        };
+        std::fs::write(path("tls/certificate.pem"), "cert").unwrap();
+        assert_eq!(run(), "placeholder\n", "no key: the placeholder is made");
+        std::fs::write(path("tls/key.pem"), "key").unwrap();
+        assert_eq!(run(), "placeholder\n", "both there: nothing runs");
     }
 
     fn output(start: i64, status: i32, record: &str, journal: &str) -> String {
