@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: a fleet's render allocates and frees millions of small strings on every core.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Reports read by a program (not a terminal) keep each message on one line.
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -518,51 +518,167 @@ fn snapshots_of_the_example_inventory() {
     }
 }
 
-/// `render --out` is a preview: each file is still staged and renamed into place (a reader
-/// never sees one partial), but none is synced, nor the filesystem, so that its time is the
-/// render's and not the disk's (a sync per file made 1000 deployments take 16 s or more).
-#[test]
-fn render_out_renames_every_file_into_place_and_syncs_nothing() {
+/// `synprov render INVENTORY --out OUT` under strace: the names of the calls it made (those of
+/// `trace`), and its output.
+fn traced_render(inventory: &str, out: &Path, trace: &str) -> (Vec<String>, std::process::Output) {
     let strace = require("strace", "apt-get install strace");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("syscalls");
-    let out = dir.path().join("rendered");
+    let log = tempfile::NamedTempFile::new().unwrap();
     let traced = std::process::Command::new(strace)
         .args(["-f", "-qq", "-o"])
-        .arg(&log)
-        .args([
-            "-e",
-            "trace=fsync,fdatasync,syncfs,sync,sync_file_range,rename,renameat,renameat2",
-        ])
+        .arg(log.path())
+        .args(["-e", trace])
         .arg(assert_cmd::cargo::cargo_bin("synprov"))
-        .args(["render", "inventory/example.toml", "--out"])
-        .arg(&out)
+        .args(["render", inventory, "--out"])
+        .arg(out)
         .current_dir(root())
         .env("SYNPROV_MASTER_KEY", TEST_KEY)
         .output()
         .unwrap();
-    assert!(
-        traced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&traced.stderr)
-    );
     // Each line is `PID NAME(ARGS) = RESULT`; a call cut by another thread's shows once
     // as `NAME(ARGS <unfinished ...>` and once as `<... NAME resumed>`, counted once here.
-    let calls: Vec<String> = fs::read_to_string(&log)
+    let calls = fs::read_to_string(log.path())
         .unwrap()
         .lines()
         .filter_map(|line| {
-            line.split_once(' ')?
-                .1
-                .split_once('(')
-                .map(|(name, _)| name.trim().to_string())
+            let (name, args) = line.split_once(' ')?.1.split_once('(')?;
+            Some(format!("{}({args}", name.trim()))
         })
         .collect();
-    let syncs: Vec<&String> = calls.iter().filter(|name| name.contains("sync")).collect();
-    assert!(syncs.is_empty(), "render --out synced: {syncs:?}");
-    let renames = calls
+    (calls, traced)
+}
+
+/// Every file under `dir` whose name marks it staged (`.NAME.synprov-new`).
+fn staged_left(dir: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().contains(".synprov-new") {
+                left.push(path.display().to_string());
+            } else if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    left
+}
+
+/// `render --out` is a preview: no reader ever sees a file partial or wider than its mode,
+/// but nothing is synced, so that its time is the render's and not the disk's (a sync per
+/// file made 1000 deployments take 16 s or more). A deployment rendered for the first time
+/// appears whole, by one rename of its directory; over an earlier render, only what
+/// changed is written, each file renamed over its target, and the rest is left alone.
+#[test]
+fn render_out_puts_a_deployment_in_place_whole_then_rewrites_only_what_changed() {
+    const TRACE: &str =
+        "trace=fsync,fdatasync,syncfs,sync,sync_file_range,rename,renameat,renameat2,openat";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rendered");
+    let (calls, first) = traced_render("inventory/example.toml", &out, TRACE);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let syncs: Vec<&String> = calls
         .iter()
-        .filter(|name| name.starts_with("rename"))
-        .count();
-    assert_eq!(renames, files(&out.join("hs1/example")).len());
+        .filter(|call| {
+            call.split('(')
+                .next()
+                .is_some_and(|name| name.contains("sync"))
+        })
+        .collect();
+    assert!(syncs.is_empty(), "render --out synced: {syncs:?}");
+    let renames: Vec<&String> = calls.iter().filter(|c| c.starts_with("rename")).collect();
+    assert_eq!(renames.len(), 1, "{renames:?}");
+    assert!(renames[0].contains(".example.synprov-new"), "{renames:?}");
+    let deployment = out.join("hs1/example");
+    let rendered = files(&deployment);
+    assert!(rendered.len() > 20, "{rendered:?}");
+
+    // The same render again: nothing created, nothing renamed, not a byte rewritten.
+    let compose = deployment.join("docker-compose.yml");
+    let inode = |path: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(path).unwrap());
+    let compose_inode = inode(&compose);
+    let (calls, again) = traced_render("inventory/example.toml", &out, TRACE);
+    assert!(again.status.success());
+    let writes: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("rename") || c.contains("O_CREAT"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a render of nothing new wrote: {writes:?}"
+    );
+    assert_eq!(inode(&compose), compose_inode);
+
+    // An edited file and a widened one are put back; only they are written.
+    let homeserver = deployment.join("synapse/homeserver.yaml");
+    let original = fs::read_to_string(&homeserver).unwrap();
+    fs::write(&homeserver, format!("{original}# edited\n")).unwrap();
+    let nginx = deployment.join("nginx/nginx.conf");
+    fs::set_permissions(&nginx, fs::Permissions::from_mode(0o666)).unwrap();
+    let (calls, mended) = traced_render("inventory/example.toml", &out, TRACE);
+    assert!(mended.status.success());
+    let renamed: Vec<&String> = calls.iter().filter(|c| c.starts_with("rename")).collect();
+    assert_eq!(renamed.len(), 2, "{renamed:?}");
+    assert_eq!(fs::read_to_string(&homeserver).unwrap(), original);
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&homeserver), 0o600);
+    assert_eq!(mode(&nginx), 0o644);
+    assert_eq!(inode(&compose), compose_inode);
+    assert_eq!(files(&deployment), rendered);
+    assert_eq!(staged_left(&out), Vec::<String>::new());
+}
+
+/// Hosts are written while others still render, but an error anywhere leaves no file of the
+/// render behind: neither a new deployment, nor a change to an earlier render, nor a staged
+/// file.
+#[test]
+fn a_render_failing_on_one_host_leaves_every_other_hosts_files_as_they_were() {
+    let out = tempfile::tempdir().unwrap();
+    let first = synprov(&root())
+        .args(["render", "inventory/fleet.toml", "--host", "hs1", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let alpha = out.path().join("hs1/alpha/synapse/workers");
+    let before: Vec<(String, String)> = fs::read_dir(&alpha)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (
+                path.display().to_string(),
+                fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    // A worker template that changes every worker's file, and breaks delta's alone (hs3).
+    let roles = tempfile::tempdir().unwrap();
+    let template = roles.path().join("synapse/templates/worker.yaml.hbs");
+    fs::create_dir_all(template.parent().unwrap()).unwrap();
+    let builtin =
+        fs::read_to_string(root().join("roles/synapse/templates/worker.yaml.hbs")).unwrap();
+    fs::write(
+        &template,
+        format!("# changed\n{builtin}{{{{#if (eq server_name \"delta.example\")}}}}broken: [\n{{{{/if}}}}"),
+    )
+    .unwrap();
+    let failed = synprov(&root())
+        .args(["render", "inventory/fleet.toml", "--roles"])
+        .arg(roles.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not valid YAML"), "{stderr}");
+    for (path, contents) in &before {
+        assert_eq!(&fs::read_to_string(path).unwrap(), contents, "{path}");
+    }
+    assert!(!out.path().join("hs2/gamma").exists());
+    assert_eq!(staged_left(out.path()), Vec::<String>::new());
 }

@@ -55,7 +55,7 @@ pub fn run(target: &HostTarget) -> miette::Result<ExitCode> {
             ));
         }
         Err(_) => {
-            super::write_with_mode(&path, text.as_bytes(), 0o600, super::Durability::Synced)
+            super::write_with_mode(&path, text.as_bytes(), 0o600)
                 .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
             println!(
                 "wrote {} (0600): the signing key, registration shared secret, macaroon key, form secret and database password of `{name}` on {}",

@@ -427,31 +427,14 @@ pub fn prepare_on(
     prepare().map_err(failure)
 }
 
-/// Whether [`write_with_mode`] waits for a file to reach the disk before renaming it into
-/// place. The rename makes a file old or new, never partial, for every reader while the
-/// machine runs; only a power cut can tell the two apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// `fsync` before the rename: after a power cut the file is whole. For a record that
-    /// cannot be made again as it was (a saved plan, made against the hosts' facts of then).
-    Synced,
-    /// Left to the kernel's writeback: after a power cut the file may be empty. For what is
-    /// made again byte for byte from the inventory (`render --out`): a sync per file costs a
-    /// disk flush each, 32,000 of them for 1000 deployments.
-    Preview,
-}
-
 /// Writes `target` with exactly `mode`, whatever the umask, and never with more: the data
 /// goes into a new file beside it, created with `mode` (which the umask can only narrow),
 /// set to `mode` exactly through its descriptor, then renamed over `target`. A secret is
 /// never readable by others, not even for a moment, and an existing `target` with a wider
-/// mode (a render of an older version) is replaced, not written through.
-pub fn write_with_mode(
-    target: &Path,
-    contents: &[u8],
-    mode: u32,
-    durability: Durability,
-) -> std::io::Result<()> {
+/// mode (a render of an older version) is replaced, not written through. The file reaches
+/// the disk before the rename (`fsync`), so after a power cut it is old or whole: a saved
+/// plan, made against the hosts' facts of then, cannot be made again as it was.
+pub fn write_with_mode(target: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let name = target
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
@@ -468,10 +451,7 @@ pub fn write_with_mode(
     let written = file
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .and_then(|()| file.write_all(contents))
-        .and_then(|()| match durability {
-            Durability::Synced => file.sync_all(),
-            Durability::Preview => Ok(()),
-        })
+        .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&staged, target));
     if written.is_err() {
         let _ = std::fs::remove_file(&staged);

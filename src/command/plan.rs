@@ -98,14 +98,9 @@ fn save(
         files_only,
         planned.into_iter().map(|(record, _)| record).collect(),
     );
-    super::write_with_mode(
-        out,
-        plan.to_json().as_bytes(),
-        0o600,
-        super::Durability::Synced,
-    )
-    .into_diagnostic()
-    .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
+    super::write_with_mode(out, plan.to_json().as_bytes(), 0o600)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
     if !target.json {
         println!(
             "plan saved to {}: `synprov show {0}` prints it, `synprov apply {0}` applies it",

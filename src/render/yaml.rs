@@ -6,9 +6,13 @@
 //! aliases only to known anchors, no key twice in a mapping), but nothing is kept: building
 //! and dropping the value tree took a third of rendering a large fleet, and the tree was
 //! never used.
+//!
+//! A document already read is not read again: the log configs (one per worker type, the
+//! same in every deployment) are a third of a fleet's YAML.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde_norway::Value;
@@ -20,13 +24,39 @@ use super::RenderError;
 pub fn check(path: &str, contents: &str) -> Result<(), RenderError> {
     let is_yaml =
         path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".log.config");
-    if is_yaml {
-        serde_norway::from_str::<Node>(contents).map_err(|e| RenderError::InvalidYaml {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
+    if !is_yaml || READ.contains(contents) {
+        return Ok(());
     }
+    serde_norway::from_str::<Node>(contents).map_err(|e| RenderError::InvalidYaml {
+        path: path.to_string(),
+        message: e.to_string(),
+    })?;
+    READ.insert(contents);
     Ok(())
+}
+
+/// Documents read and found valid, kept whole (so no two documents can be mistaken for one
+/// another) while they are small and few: what repeats across a fleet's deployments is a
+/// handful of log configs of a kilobyte each.
+static READ: LazyLock<ReadDocuments> = LazyLock::new(ReadDocuments::default);
+
+#[derive(Default)]
+struct ReadDocuments(Mutex<HashSet<Box<str>>>);
+
+impl ReadDocuments {
+    const MOST: usize = 64;
+    const LARGEST: usize = 2048;
+
+    fn contains(&self, document: &str) -> bool {
+        document.len() <= Self::LARGEST && self.0.lock().expect("read documents").contains(document)
+    }
+
+    fn insert(&self, document: &str) {
+        let mut read = self.0.lock().expect("read documents");
+        if document.len() <= Self::LARGEST && read.len() < Self::MOST {
+            read.insert(document.into());
+        }
+    }
 }
 
 /// A YAML node read and dropped, with the checks deserializing a `Value` makes: the same
@@ -158,6 +188,24 @@ mod tests {
                 assert_eq!(node, value, "{text:?}");
             }
         }
+    }
+
+    /// A document read once is not read again, but only a valid one is remembered: a broken
+    /// document is refused each time it is rendered.
+    #[test]
+    fn a_valid_document_is_remembered_and_a_broken_one_refused_every_time() {
+        let valid = "version: 1\nremembered: a_valid_document_is_remembered\n";
+        assert!(!READ.contains(valid));
+        check("a.log.config", valid).unwrap();
+        assert!(READ.contains(valid));
+        let broken = "remembered: [a_broken_document\n";
+        for _ in 0..2 {
+            assert!(check("a.log.config", broken).is_err());
+            assert!(!READ.contains(broken));
+        }
+        let large = format!("a: {}\n", "x".repeat(ReadDocuments::LARGEST));
+        check("a.yaml", &large).unwrap();
+        assert!(!READ.contains(&large));
     }
 
     #[test]
