@@ -59,16 +59,19 @@ fn filesystem(dir: &Path) -> (String, String) {
     (source, fstype)
 }
 
-/// `synprov render INVENTORY --out OUT`, timed: into an empty directory and then over the
-/// files it wrote (`runs` times each, fastest and slowest).
+/// `synprov render INVENTORY --out OUT`, timed: `runs` times into a new directory under
+/// `out` (the fastest and slowest), then again over the last of them, where nothing
+/// changed. Nothing is removed between runs: on ext4 without a journal (this project's
+/// machine), an inode freed in the last minutes is skipped, one by one, when the next is
+/// allocated, so a render just after removing the last one times the removal.
 fn render_out(inventory: &Path, out: &Path, runs: usize) -> [(Duration, Duration); 2] {
-    let render = || {
+    let render = |into: &Path| {
         let start = Instant::now();
         let status = Command::new(env!("CARGO_BIN_EXE_synprov"))
             .arg("render")
             .arg(inventory)
             .arg("--out")
-            .arg(out)
+            .arg(into)
             .env(
                 "SYNPROV_MASTER_KEY",
                 "benchmark-master-key-0123456789abcdef",
@@ -80,15 +83,12 @@ fn render_out(inventory: &Path, out: &Path, runs: usize) -> [(Duration, Duration
         start.elapsed()
     };
     let (mut fresh, mut over) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        if out.exists() {
-            std::fs::remove_dir_all(out).expect("remove the last render");
-            // The removal's own writeback (and a `discard` filesystem's trims) before the
-            // clock starts, not during the next render.
-            Command::new("sync").status().expect("sync runs");
-        }
-        fresh.push(render());
-        over.push(render());
+    for run in 0..runs {
+        let into = out.join(format!("run-{run}"));
+        // The writeback of the last render before the clock starts, not during this one.
+        Command::new("sync").status().expect("sync runs");
+        fresh.push(render(&into));
+        over.push(render(&into));
     }
     let spread = |times: &[Duration]| {
         let best = times.iter().min().copied().unwrap_or_default();
@@ -114,15 +114,23 @@ fn on_disk(sizes: &[(usize, usize)]) {
             "warning: {fstype} is memory, not a disk: set SYNPROV_BENCH_DIR to a directory on disk"
         );
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average before: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!();
-    println!("| deployments | files | into an empty directory | over the last render |");
+    println!("| deployments | files | into a new directory | again, nothing changed |");
     println!("|---:|---:|---:|---:|");
     for &(deployments, runs) in sizes {
         let inventory = dir.join(format!("bench-{deployments}.toml"));
         std::fs::write(&inventory, inventory_text(deployments)).expect("write the inventory");
-        let out = dir.join(format!("out-{deployments}"));
+        let out = dir.join(format!("out-{deployments}-{}", std::process::id()));
         let [fresh, over] = render_out(&inventory, &out, runs);
-        let files = walk(&out);
+        let files = walk(&out.join("run-0"));
         let seconds = |(best, worst): (Duration, Duration)| {
             format!(
                 "{:.2} s (slowest {:.2} s)",
@@ -135,8 +143,15 @@ fn on_disk(sizes: &[(usize, usize)]) {
             seconds(fresh),
             seconds(over)
         );
-        std::fs::remove_dir_all(&out).expect("remove the render");
     }
+    for &(deployments, _) in sizes {
+        let out = dir.join(format!("out-{deployments}-{}", std::process::id()));
+        std::fs::remove_dir_all(out).expect("remove a render");
+    }
+    println!();
+    println!(
+        "The renders were removed: on ext4 without a journal, wait five minutes before timing again."
+    );
 }
 
 /// How many files there are under `dir`.

@@ -347,7 +347,30 @@ impl DeploymentSecrets {
 
     /// Whether `contents` holds one of these secrets.
     pub fn found_in(&self, contents: &str) -> bool {
-        self.all().iter().any(|s| contents.contains(s.expose()))
+        self.finder().found_in(contents)
+    }
+
+    /// A search for these secrets made once for many texts: a deployment's files.
+    pub fn finder(&self) -> SecretFinder {
+        SecretFinder(
+            self.all()
+                .into_iter()
+                .map(|secret| memchr::memmem::Finder::new(secret.expose()).into_owned())
+                .collect(),
+        )
+    }
+}
+
+/// The secrets of a deployment, each searched for on the vector unit (memchr) by a finder
+/// built once: a fleet's render searches every file for each secret of its deployment.
+pub struct SecretFinder(Vec<memchr::memmem::Finder<'static>>);
+
+impl SecretFinder {
+    /// Whether `contents` holds one of the secrets.
+    pub fn found_in(&self, contents: &str) -> bool {
+        self.0
+            .iter()
+            .any(|finder| finder.find(contents.as_bytes()).is_some())
     }
 }
 

@@ -11,6 +11,7 @@
 
 use serde_json::{Value, json};
 
+use super::templates::Values;
 use super::{RenderError, RenderedDir, RenderedFile, Templates};
 use crate::generations::AUDIT_LOG;
 use crate::inventory::{AcmeSettings, Challenge, Deployment};
@@ -18,6 +19,9 @@ use crate::shell::quote;
 
 /// The rendered files of the renewal: its scripts, units, CA bundle and DNS credentials.
 pub const ACME: &str = "acme";
+
+/// The DNS provider's credentials for DNS-01, as the inventory gives them (mode 0600).
+pub const DNS_ENV: &str = "acme/dns.env";
 
 /// The renewal's script, which the service runs, and `apply` for the placeholder.
 pub const RENEW_SCRIPT: &str = "acme/renew.sh";
@@ -92,7 +96,7 @@ pub fn files(
     templates: &Templates,
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let unit = unit(&deployment.name);
-    let context = context(deployment, acme, &unit);
+    let context = Values::from(context(deployment, acme, &unit));
     let file = |path: String, contents: String| RenderedFile {
         path,
         contents,
@@ -133,7 +137,7 @@ pub fn files(
             mode: 0o600,
             secret: true,
             ..file(
-                format!("{ACME}/dns.env"),
+                DNS_ENV.to_string(),
                 credentials.env_file.expose().to_string(),
             )
         });
@@ -188,7 +192,7 @@ fn context(deployment: &Deployment, acme: &AcmeSettings, unit: &str) -> Value {
         "workdir": WORKDIR,
         "mount_words": mounts.iter().map(|m| quote(m)).collect::<Vec<_>>(),
         "ca_bundle_word": acme.ca_bundle.as_ref().map(|_| quote(&format!("{dir}/{ACME}/ca-bundle.pem:/ca-bundle.pem:ro"))),
-        "dns_env_word": dns_env.then(|| quote(&format!("{dir}/{ACME}/dns.env"))),
+        "dns_env_word": dns_env.then(|| quote(&format!("{dir}/{DNS_ENV}"))),
         "audit_log": AUDIT_LOG,
         "certificate": CERTIFICATE,
         "placeholder": PLACEHOLDER,

@@ -27,6 +27,7 @@ use thiserror::Error;
 pub use compose::{GID, UID, health_command};
 pub use nginx::{Route, room_patterns, routes};
 pub use templates::Templates;
+use templates::Values;
 pub use tls::{CERTIFICATE as TLS_CERTIFICATE, KEY as TLS_KEY};
 
 use crate::facts::Facts;
@@ -387,13 +388,12 @@ pub fn render_deployment(
     let main_host = host == deployment.host;
     plugins::check_names(topology, contributions)?;
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut add =
-        |path: String, template: &str, context: &serde_json::Value| -> Result<(), RenderError> {
-            files.push((path, templates.render(template, context)?));
-            Ok(())
-        };
+    let mut add = |path: String, template: &str, values: &Values| -> Result<(), RenderError> {
+        files.push((path, templates.render(template, values)?));
+        Ok(())
+    };
 
-    let homeserver = synapse::homeserver(deployment, topology, secrets);
+    let homeserver = Values::from(synapse::homeserver(deployment, topology, secrets));
     add(
         "synapse/homeserver.yaml".into(),
         "synapse/homeserver.yaml",
@@ -405,30 +405,32 @@ pub fn render_deployment(
             add(
                 format!("synapse/workers/{}.yaml", process.name),
                 "synapse/worker.yaml",
-                &synapse::worker(deployment, process),
+                &synapse::worker(deployment, process).into(),
             )?;
         }
         if log_types.insert(process.log_type()) {
             add(
                 format!("synapse/log.config/{}.log.config", process.log_type()),
                 "synapse/log.config",
-                &synapse::log_config(process),
+                &synapse::log_config(process).into(),
             )?;
         }
     }
     add(
         "docker-compose.yml".into(),
         "compose/docker-compose.yml",
-        &compose::compose(deployment, topology, host, contributions, postgres),
+        &compose::compose(deployment, topology, host, contributions, postgres).into(),
     )?;
     if let Some(conf) = compose::redis_conf(topology, secrets).filter(|_| main_host) {
-        add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf)?;
+        add(compose::REDIS_CONF.into(), "redis/redis.conf", &conf.into())?;
     }
-    let env = json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "postgres_password_file": postgres::PASSWORD_FILE_MOUNTED });
+    let env = Values::from(
+        json!({ "server_name": deployment.server_name, "uid": compose::UID, "gid": compose::GID, "timezone": deployment.timezone, "postgres_password_file": postgres::PASSWORD_FILE_MOUNTED }),
+    );
     add(
         ".env".into(),
         "compose/env",
-        &json!({ "project": deployment.name }),
+        &json!({ "project": deployment.name }).into(),
     )?;
     add(".synapse.env".into(), "synapse/synapse.env", &env)?;
     if let Some(sizing) = postgres {
@@ -436,9 +438,9 @@ pub fn render_deployment(
         add(
             "postgres/postgresql.conf".into(),
             "postgres/postgresql.conf",
-            &postgres::postgresql_conf(deployment, topology, sizing),
+            &postgres::postgresql_conf(deployment, topology, sizing).into(),
         )?;
-        let nginx = json!({
+        let nginx = Values::from(json!({
             "server_name": deployment.server_name,
             "upstreams": nginx::upstreams(topology),
             "routes": nginx::routes(),
@@ -447,7 +449,7 @@ pub fn render_deployment(
             "admin_allow": deployment.nginx.admin_allow,
             "plugin_locations": plugins::locations(contributions),
             "tls": tls::context(deployment),
-        });
+        }));
         for file in [
             "nginx.conf",
             "upstreams.conf",
@@ -485,12 +487,13 @@ pub fn render_deployment(
     ));
     merge::homeserver(&mut files[0].1, contributions, &deployment.homeserver_extra)?;
 
+    let finder = secrets.finder();
     let mut rendered = files
         .into_iter()
         .map(|(path, contents)| {
             yaml::check(&path, &contents)?;
             // The inventory's own secrets are merged into homeserver.yaml, maybe re-quoted.
-            let secret = secrets.found_in(&contents)
+            let secret = finder.found_in(&contents)
                 || (path == "synapse/homeserver.yaml" && !secrets.given.is_empty());
             let owner = (path.starts_with("synapse/") || path == compose::REDIS_CONF)
                 .then_some((compose::UID, compose::GID));

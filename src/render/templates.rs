@@ -5,7 +5,6 @@ use std::path::Path;
 
 use handlebars::{Handlebars, handlebars_helper};
 use rust_embed::RustEmbed;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::RenderError;
@@ -75,14 +74,25 @@ impl Templates {
         &self.sha256
     }
 
-    /// Renders template `name` (`role/file`, e.g. `nginx/maps.conf`) with `context`.
-    pub fn render(&self, name: &str, context: &impl Serialize) -> Result<String, RenderError> {
+    /// Renders template `name` (`role/file`, e.g. `nginx/maps.conf`) with `values`.
+    pub fn render(&self, name: &str, values: &Values) -> Result<String, RenderError> {
         self.registry
-            .render(name, context)
+            .render_with_context(name, &values.0)
             .map_err(|e| RenderError::Template {
                 name: name.to_string(),
                 message: e.to_string(),
             })
+    }
+}
+
+/// What templates are rendered with, taken as it is: given a value to serialize instead,
+/// handlebars copies the whole tree for every file (the six Nginx files share one, with
+/// every route of Synapse's workers).
+pub struct Values(handlebars::Context);
+
+impl From<serde_json::Value> for Values {
+    fn from(value: serde_json::Value) -> Values {
+        Values(handlebars::Context::from(value))
     }
 }
 
@@ -128,7 +138,7 @@ mod tests {
         .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
         let out = templates
-            .render("nginx/private.conf", &serde_json::json!({}))
+            .render("nginx/private.conf", &serde_json::json!({}).into())
             .unwrap();
         assert_eq!(out, "deny all; # custom\n");
     }

@@ -7,8 +7,9 @@
 //! and dropping the value tree took a third of rendering a large fleet, and the tree was
 //! never used.
 //!
-//! A document already read is not read again: the log configs (one per worker type, the
-//! same in every deployment) are a third of a fleet's YAML.
+//! A document already read is not read again: the log configs (one per worker type) and
+//! the workers' configs (one per worker name) are the same in every deployment, half of a
+//! fleet's YAML.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -37,14 +38,14 @@ pub fn check(path: &str, contents: &str) -> Result<(), RenderError> {
 
 /// Documents read and found valid, kept whole (so no two documents can be mistaken for one
 /// another) while they are small and few: what repeats across a fleet's deployments is a
-/// handful of log configs of a kilobyte each.
+/// few dozen configs of workers and their logs, of a kilobyte or less each.
 static READ: LazyLock<ReadDocuments> = LazyLock::new(ReadDocuments::default);
 
 #[derive(Default)]
 struct ReadDocuments(Mutex<HashSet<Box<str>>>);
 
 impl ReadDocuments {
-    const MOST: usize = 64;
+    const MOST: usize = 256;
     const LARGEST: usize = 2048;
 
     fn contains(&self, document: &str) -> bool {

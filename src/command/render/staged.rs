@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -141,9 +142,9 @@ impl StagedDeployment {
     }
 
     /// Writes `bytes` to the new file `name`, created with `mode` (which the umask can only
-    /// narrow) and set to it exactly through its descriptor: a secret is never readable by
-    /// others, not even for a moment. A staged file left by an interrupted render is
-    /// replaced.
+    /// narrow) and set to it exactly through its descriptor where the umask narrowed it: a
+    /// secret is never readable by others, not even for a moment. A staged file left by an
+    /// interrupted render is replaced.
     fn create(&self, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         let create = || {
             rustix::fs::openat(
@@ -160,7 +161,9 @@ impl StagedDeployment {
             }
             created => created?,
         };
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        if UMASK.is_none_or(|umask| umask & mode != 0) {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        }
         File::from(fd).write_all(bytes)
     }
 
@@ -189,6 +192,17 @@ impl Drop for StagedDeployment {
         }
     }
 }
+
+/// The process's umask, as Linux shows it (`Umask:` in `/proc/self/status`; synprov never
+/// changes it): a file created with a mode it does not narrow needs no `chmod`, one call
+/// and one inode update less for each of 33,000 files. Unknown, every file is set.
+static UMASK: LazyLock<Option<u32>> = LazyLock::new(|| {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+});
 
 fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(
