@@ -101,6 +101,10 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
         text.replace("enable_registration: false", "enable_registration: true"),
     )
     .unwrap();
+    // The password of another master key (rotated, or another install's files): no longer
+    // one of the deployment's secrets, so no mask of a known value covers it.
+    let foreign = "cBASISLR_g0VokPJosnCrys06cB8wB1U1PF01Yi6vtM";
+    std::fs::write(deploy.join("postgres/password"), format!("{foreign}\n")).unwrap();
     let before = snapshot(&deploy);
 
     let plan = sshd.run(&["plan"], &inventory);
@@ -113,6 +117,11 @@ fn plan_shows_a_masked_diff_and_changes_nothing() {
         "{out}"
     );
     assert!(!out.contains(&secret), "no secret printed");
+    assert!(
+        out.contains("~ change postgres/password\n      (Postgres password: contents hidden)"),
+        "{out}"
+    );
+    assert!(!out.contains(foreign), "{out}");
     assert_eq!(snapshot(&deploy), before, "plan changed nothing");
 
     let dry = sshd.run(&["apply", "--dry-run"], &inventory);

@@ -222,13 +222,22 @@ fn diff(
     }
 }
 
-/// What a file whose contents are never shown, not even masked, holds: the keys. Their
-/// secret spans lines, which no mask of a value or setting on one line covers.
+/// What a file whose contents are never shown, not even masked, holds: the keys, whose
+/// secret spans lines, which no mask of a value or setting on one line covers; the files
+/// that are one secret and nothing else, whose old contents (another master key's password)
+/// no mask of a known value covers; and a DNS provider's credentials, named as the provider
+/// names them.
 fn hidden_contents(path: &str) -> Option<&'static str> {
     if path.ends_with(".signing.key") {
         Some("signing key")
     } else if path == crate::render::TLS_KEY {
         Some("TLS key")
+    } else if path == crate::render::postgres::PASSWORD_FILE {
+        Some("Postgres password")
+    } else if path == crate::render::backup::PASSWORD_FILE {
+        Some("backup password")
+    } else if path == crate::render::acme::DNS_ENV {
+        Some("DNS credentials")
     } else {
         None
     }
