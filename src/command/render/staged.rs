@@ -240,3 +240,144 @@ fn staged_name(path: &str) -> String {
         None => format!(".{path}.synprov-new"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn file(path: &str, contents: &str, mode: u32) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+            secret: mode == 0o600,
+            keep_existing: false,
+            owner: None,
+            used_by: Vec::new(),
+            reloads: false,
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Every name under `dir`, relative to it, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(at) = dirs.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                names.push(path.strip_prefix(dir).unwrap().display().to_string());
+                if path.is_dir() {
+                    dirs.push(path);
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_deployment_appears_whole_on_commit_and_not_at_all_when_dropped() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("hs1/d");
+        let files = [
+            file("a/b/secret", "s3cr3t\n", 0o600),
+            file("top.yaml", "a: 1\n", 0o644),
+        ];
+        let dropped = StagedDeployment::write(&dir, &files).unwrap();
+        assert!(!dir.exists(), "nothing in place before the commit");
+        drop(dropped);
+        assert_eq!(names(out.path()), ["hs1"], "what was staged is removed");
+
+        StagedDeployment::write(&dir, &files)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(names(&dir), ["a", "a/b", "a/b/secret", "top.yaml"]);
+        assert_eq!(mode(&dir.join("a/b/secret")), 0o600);
+        assert_eq!(mode(&dir.join("top.yaml")), 0o644);
+        assert_eq!(
+            names(out.path().join("hs1").as_path()).len(),
+            5,
+            "no hidden directory left"
+        );
+    }
+
+    #[test]
+    fn over_an_earlier_render_only_what_differs_is_staged_and_a_drop_changes_nothing() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("d");
+        let first = [
+            file("same", "same\n", 0o644),
+            file("edited", "old\n", 0o644),
+            file("widened", "w\n", 0o600),
+        ];
+        StagedDeployment::write(&dir, &first)
+            .unwrap()
+            .commit()
+            .unwrap();
+        std::fs::set_permissions(dir.join("widened"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let second = [
+            file("same", "same\n", 0o644),
+            file("edited", "new\n", 0o644),
+            file("widened", "w\n", 0o600),
+        ];
+        let staged = StagedDeployment::write(&dir, &second).unwrap();
+        match &staged.pending {
+            Pending::Files(renames) => assert_eq!(
+                renames
+                    .iter()
+                    .map(|(_, target)| target.as_str())
+                    .collect::<Vec<_>>(),
+                ["edited", "widened"]
+            ),
+            Pending::Directory(_) => panic!("the deployment was rendered before"),
+        }
+        drop(staged);
+        assert_eq!(
+            names(&dir),
+            ["edited", "same", "widened"],
+            "no staged file left"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("edited")).unwrap(),
+            "old\n"
+        );
+
+        StagedDeployment::write(&dir, &second)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("edited")).unwrap(),
+            "new\n"
+        );
+        assert_eq!(mode(&dir.join("widened")), 0o600);
+        assert_eq!(names(&dir), ["edited", "same", "widened"]);
+    }
+
+    #[test]
+    fn a_staged_name_sits_beside_its_target() {
+        assert_eq!(staged_name("a/b/c.yaml"), "a/b/.c.yaml.synprov-new");
+        assert_eq!(staged_name(".env"), "..env.synprov-new");
+        assert_eq!(
+            staged_path(Path::new("/out/hs1/d")),
+            Path::new("/out/hs1/.d.synprov-new")
+        );
+        let files = [
+            file("x/y/z", "", 0o644),
+            file("x/w", "", 0o644),
+            file("v", "", 0o644),
+        ];
+        assert_eq!(
+            parents(&files).into_iter().collect::<Vec<_>>(),
+            ["x", "x/y"]
+        );
+    }
+}
