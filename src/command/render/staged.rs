@@ -45,23 +45,26 @@ impl StagedDeployment {
         let mut staged = if dir.exists() {
             StagedDeployment {
                 dir: dir.to_path_buf(),
-                fd: open_dir(dir)?,
+                fd: open_dir(dir).map_err(|e| located(dir, e))?,
                 pending: Pending::Files(Vec::with_capacity(files.len())),
             }
         } else {
             let hidden = staged_path(dir);
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            // A directory left by an interrupted render is replaced.
-            match std::fs::remove_dir_all(&hidden) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            std::fs::create_dir(&hidden)?;
+            let made = || {
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                // A directory left by an interrupted render is replaced.
+                match std::fs::remove_dir_all(&hidden) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                std::fs::create_dir(&hidden)?;
+                open_dir(&hidden)
+            };
             StagedDeployment {
                 dir: dir.to_path_buf(),
-                fd: open_dir(&hidden)?,
+                fd: made().map_err(|e| located(&hidden, e))?,
                 pending: Pending::Directory(hidden),
             }
         };
@@ -167,13 +170,9 @@ impl StagedDeployment {
         File::from(fd).write_all(bytes)
     }
 
-    /// `error` with the path it concerns: the directory's and the file's within it.
+    /// `error` about `path` within the deployment's directory.
     fn error(&self, path: &str, error: impl Into<std::io::Error>) -> std::io::Error {
-        let error = error.into();
-        std::io::Error::new(
-            error.kind(),
-            format!("{}: {error}", self.dir.join(path).display()),
-        )
+        located(&self.dir.join(path), error)
     }
 }
 
@@ -203,6 +202,12 @@ static UMASK: LazyLock<Option<u32>> = LazyLock::new(|| {
         .find_map(|line| line.strip_prefix("Umask:"))?;
     u32::from_str_radix(line.trim(), 8).ok()
 });
+
+/// `error` naming the `path` it concerns.
+fn located(path: &Path, error: impl Into<std::io::Error>) -> std::io::Error {
+    let error = error.into();
+    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
 
 fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(
