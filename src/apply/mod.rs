@@ -918,10 +918,16 @@ fn record(
         })
 }
 
-/// Verifies a host: `/health` of every Synapse listener and the plugins' checks
-/// (`targets`), then every container healthy (Postgres, Redis and Nginx included). On
-/// failure, names the failing workers with the last lines of their logs. Returns the number
-/// of healthy checks.
+/// Verifies a host: every container healthy by Docker's healthchecks (Postgres, Redis and
+/// Nginx included), then `/health` of every Synapse listener and the plugins' checks
+/// (`targets`), all within `timeout`. On failure, names the failing workers with the last
+/// lines of their logs. Returns the number of healthy checks.
+///
+/// Docker's healthchecks are waited for first, one command a round for the whole stack:
+/// while they fail, so do the listeners, and asking each listener every round only spaced
+/// the rounds out (a first apply waited up to three seconds longer than `docker compose up
+/// --wait`). Once Docker calls every container healthy, each listener is asked, until it
+/// answers or the time is up.
 pub fn verify_host(
     connection: &Connection,
     targets: &[HealthTarget],
@@ -936,7 +942,9 @@ pub fn verify_host(
         name,
         &format!("verifying /health of {} listener(s)", targets.len()),
     );
-    let failing = verify::wait_healthy(connection, targets, timeout);
+    let deadline = Deadline::after(timeout);
+    let unhealthy = wait_containers_healthy(connection, compose, dirs, deadline)?;
+    let failing = verify::wait_healthy(connection, targets, deadline.left(timeout));
     if !failing.is_empty() {
         report_failures(connection, compose, &failing, report);
         return Err(ApplyError::Unhealthy {
@@ -944,45 +952,46 @@ pub fn verify_host(
             count: failing.len(),
         });
     }
-    for dir in dirs {
-        let unhealthy = wait_containers_healthy(connection, compose, dir, timeout)?;
-        if !unhealthy.is_empty() {
-            report(
-                name,
-                &format!("{dir}: containers not healthy: {}", unhealthy.join(", ")),
-            );
-            if let Ok(output) =
-                connection.run_script(&compose::logs_script(dir, compose, &unhealthy, 15))
-            {
-                report(name, output.stdout_text().trim_end());
-            }
-            return Err(ApplyError::Unhealthy {
-                host: name.to_string(),
-                count: unhealthy.len(),
-            });
+    if let Some((dir, services)) = unhealthy.first() {
+        report(
+            name,
+            &format!("{dir}: containers not healthy: {}", services.join(", ")),
+        );
+        if let Ok(output) = connection.run_script(&compose::logs_script(dir, compose, services, 15))
+        {
+            report(name, output.stdout_text().trim_end());
         }
+        return Err(ApplyError::Unhealthy {
+            host: name.to_string(),
+            count: services.len(),
+        });
     }
     Ok(targets.len())
 }
 
-/// Waits until Docker reports every container of the stack healthy (Postgres, Redis and
-/// Nginx included); returns the services still not healthy at the deadline.
+/// Waits until Docker reports every container of the stacks in `dirs` healthy, or until
+/// `deadline`; returns each directory's services still not healthy then.
 fn wait_containers_healthy(
     connection: &Connection,
     compose: &Compose,
-    dir: &str,
-    timeout: Duration,
-) -> Result<Vec<String>, ApplyError> {
-    let deadline = Deadline::after(timeout);
+    dirs: &[&str],
+    deadline: Deadline,
+) -> Result<Vec<(String, Vec<String>)>, ApplyError> {
     loop {
-        let output = connection
-            .run_script(&compose::status_script(dir, compose))?
-            .stdout_text();
-        let unhealthy = unhealthy_services(&output);
+        let mut unhealthy = Vec::new();
+        for dir in dirs {
+            let output = connection
+                .run_script(&compose::status_script(dir, compose))?
+                .stdout_text();
+            let services = unhealthy_services(&output);
+            if !services.is_empty() {
+                unhealthy.push((dir.to_string(), services));
+            }
+        }
         if unhealthy.is_empty() || deadline.passed() {
             return Ok(unhealthy);
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(deadline.left(Duration::from_millis(500)));
     }
 }
 
