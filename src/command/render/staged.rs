@@ -367,6 +367,41 @@ mod tests {
         assert_eq!(names(&dir), ["edited", "same", "widened"]);
     }
 
+    /// A link where a file goes is neither followed nor taken for the file, even when what
+    /// it points at holds the same bytes: the link is replaced, its target left as it was.
+    #[test]
+    fn a_link_planted_where_a_file_goes_is_replaced_and_never_followed() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("d");
+        let files = [file("a", "x\n", 0o644)];
+        StagedDeployment::write(&dir, &files)
+            .unwrap()
+            .commit()
+            .unwrap();
+        let outside = out.path().join("outside");
+        std::fs::write(&outside, "x\n").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::remove_file(dir.join("a")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("a")).unwrap();
+
+        StagedDeployment::write(&dir, &[file("a", "y\n", 0o644)])
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "x\n");
+        assert!(std::fs::symlink_metadata(dir.join("a")).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "y\n");
+
+        std::fs::remove_file(dir.join("a")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("a")).unwrap();
+        StagedDeployment::write(&dir, &files)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(std::fs::symlink_metadata(dir.join("a")).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "x\n");
+    }
+
     #[test]
     fn a_staged_name_sits_beside_its_target() {
         assert_eq!(staged_name("a/b/c.yaml"), "a/b/.c.yaml.synprov-new");
