@@ -6,6 +6,14 @@
 # (`synprov render`, the same files), `docker compose up -d --wait`. Prints both times, the
 # ratio and synprov's slowest steps (`--timings`). Asserts nothing.
 #
+# Each host's Docker store is a new ext4 filesystem of its own (a loop device on a sparse
+# file on this machine's disk), as a new server's disk is: on a filesystem shared with
+# earlier runs, files freed minutes before slowed the first `docker load` and not the
+# second. Each run has the machine to itself: the images are read once before either (so neither
+# `docker save` finds them in the page cache where the other did not), and the plain
+# script's stack is stopped once verified, so that its 16 containers and their healthchecks
+# do not run beside synprov's apply.
+#
 #   scripts/bench-first-apply.sh            # the guide's topology (13 Synapse processes)
 #   ROOMS=1 SENDERS=1 scripts/bench-first-apply.sh
 set -euo pipefail
@@ -31,17 +39,29 @@ compose_plugin=$(readlink -f "$HOME/.docker/cli-plugins/docker-compose")
 work=$(mktemp -d /tmp/synprov-bench-first.XXXXXX)
 cleanup() {
     docker rm -f -v "$plain" "$tool" >/dev/null 2>&1 || true
-    docker volume rm -f "$plain-docker" "$tool-docker" >/dev/null 2>&1 || true
+    umount "$work/$plain.store" "$work/$tool.store" >/dev/null 2>&1 || true
     docker network rm "$network" >/dev/null 2>&1 || true
     rm -rf "$work"
+}
+# `new_store HOST`: a new ext4 filesystem for HOST's Docker store, mounted at
+# $work/HOST.store.
+new_store() {
+    truncate -s 16G "$work/$1.img"
+    # Its inode tables written now, not by ext4's lazy init during the runs.
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/$1.img"
+    mkdir "$work/$1.store"
+    mount -o loop "$work/$1.img" "$work/$1.store"
 }
 trap cleanup EXIT
 cleanup
 mkdir -p "$work"
 ssh-keygen -q -t ed25519 -N '' -f "$work/key"
 docker network create --subnet "$subnet" "$network" >/dev/null
-bash scripts/start-host.sh "$plain" "$plain_ip" "$subnet" "$work/key.pub" "$network"
-bash scripts/start-host.sh "$tool" "$tool_ip" "$subnet" "$work/key.pub" "$network"
+for host in "$plain" "$tool"; do
+    new_store "$host"
+done
+DOCKER_STORE=$work/$plain.store bash scripts/start-host.sh "$plain" "$plain_ip" "$subnet" "$work/key.pub" "$network"
+DOCKER_STORE=$work/$tool.store bash scripts/start-host.sh "$tool" "$tool_ip" "$subnet" "$work/key.pub" "$network"
 
 cat >"$work/bench.toml" <<TOML
 [hosts.bench]
@@ -94,6 +114,7 @@ up() {
         exit 1
     }
 }
+docker save "${images[@]}" >/dev/null
 start=$(now)
 timed "install docker.io" on_plain 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null'
 timed "send the Compose v2 plugin" on_plain 'install -D -m 755 /dev/stdin /usr/local/lib/docker/cli-plugins/docker-compose' <"$compose_plugin"
@@ -101,6 +122,8 @@ timed "docker save | docker load, every image" send_images
 timed "copy the files" send_files
 timed "docker compose up -d --wait" up
 plain_seconds=$(awk "BEGIN { print $(now) - $start }")
+services=$(on_plain "cd $deploy && docker compose ps -q | wc -l")
+on_plain "cd $deploy && docker compose stop" >/dev/null 2>&1
 
 export SYNPROV_KNOWN_HOSTS=$work/known_hosts
 start=$(now)
@@ -110,7 +133,6 @@ start=$(now)
 }
 synprov_seconds=$(awk "BEGIN { print $(now) - $start }")
 
-services=$(on_plain "cd $deploy && docker compose ps -q | wc -l")
 printf '\nbare host to a verified stack of %s containers (same files, same images)\n' "$services"
 printf '%-14s %8s\n' "" seconds
 printf '%-14s %8.1f\n' "plain script" "$plain_seconds" synprov "$synprov_seconds"

@@ -8,6 +8,9 @@
 #   scripts/start-host.sh synprov-demo 172.31.241.10 172.31.241.0/24 ~/.ssh/id_ed25519.pub
 #   scripts/start-host.sh fleet1 172.31.243.11 172.31.243.0/24 key.pub synprov-fleet
 #
+# The nested Docker engine keeps its store in a volume (NAME-docker), or in the directory
+# DOCKER_STORE names (a benchmark gives each host a fresh filesystem of its own there).
+#
 # Remove it with: docker rm -f -v NAME; docker volume rm NAME-docker; docker network rm NETWORK
 # Needs the synprov/host:bookworm image (scripts/build-images.sh).
 set -euo pipefail
@@ -29,7 +32,7 @@ docker run -d --name "$name" --hostname "$name" --network "$network" --ip "$addr
     --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add MKNOD --cap-add SYS_PTRACE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host --tmpfs /run --tmpfs /run/lock \
-    -v "$name-docker:/var/lib/docker" synprov/host:bookworm >/dev/null
+    -v "${DOCKER_STORE:-$name-docker}:/var/lib/docker" synprov/host:bookworm >/dev/null
 # The key logs in as root and as `deploy` (a user with passwordless sudo, for `become`).
 docker cp "$key" "$name:/root/.ssh/authorized_keys"
 docker exec "$name" sh -c 'chown root:root /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys &&
