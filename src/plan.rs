@@ -106,6 +106,12 @@ impl std::fmt::Display for Upgrade {
 pub const MAIN_SERVICE: &str = "synapse";
 
 impl DeploymentPlan {
+    /// Whether the apply creates `path` (relative to the deploy directory): nothing was
+    /// there.
+    pub fn creates(&self, path: &str) -> bool {
+        (self.changes.iter()).any(|c| c.path == path && c.change == Change::Create)
+    }
+
     /// A plan of `changes` in `dir` restarting `restart`, for tests of what reads plans.
     #[cfg(test)]
     pub(crate) fn for_test(dir: &str, changes: &[(&str, Change)], restart: &[&str]) -> Self {

@@ -3,6 +3,7 @@
 //! direct-tcpip channels), so nothing needs curl on the host and no port needs opening.
 //! Retried with backoff until a deadline.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -95,29 +96,39 @@ impl Deadline {
 
 /// Checks every target until all answer or `timeout` passes; returns those still failing,
 /// with the last error of each.
+///
+/// Each round asks the targets in order, up to the first that fails: while a stack starts,
+/// the others fail too, and asking each of them every round would only space the rounds
+/// out. Once the time is up, every target not yet seen answering is asked once more, so
+/// that all the failing ones are named.
 pub fn wait_healthy(
     connection: &Connection,
     targets: &[HealthTarget],
     timeout: Duration,
 ) -> Vec<(HealthTarget, String)> {
     let deadline = Deadline::after(timeout);
-    let mut pending: Vec<HealthTarget> = targets.to_vec();
+    let mut pending: VecDeque<&HealthTarget> = targets.iter().collect();
     let mut delay = Duration::from_millis(250);
     loop {
-        let mut failing = Vec::new();
-        for target in pending {
-            if let Err(error) = check(connection, &target) {
-                failing.push((target, error));
+        while let Some(target) = pending.front() {
+            if check(connection, target).is_err() {
+                break;
             }
+            pending.pop_front();
         }
-        if failing.is_empty() || deadline.passed() {
-            return failing;
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        if deadline.passed() {
+            return (pending.into_iter())
+                .filter_map(|t| Some((t.clone(), check(connection, t).err()?)))
+                .collect();
         }
         std::thread::sleep(deadline.left(delay));
         // A check is one request on the open connection: cheap enough to repeat every
-        // second, so a stack that turns healthy is seen as such within a second.
-        delay = (delay * 2).min(Duration::from_secs(1));
-        pending = failing.into_iter().map(|(t, _)| t).collect();
+        // half second, so a stack that turns healthy is seen as such within half a second
+        // (what starts next waits for it).
+        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
 
@@ -153,16 +164,60 @@ mod tests {
         );
         assert!(Deadline::after(Duration::ZERO).passed());
 
+        assert!(wait_healthy(&local(), &[], Duration::from_secs(u64::MAX)).is_empty());
+    }
+
+    /// A connection to this machine.
+    fn local() -> Connection {
         let inventory = crate::inventory::parse(
             std::path::Path::new("inventory.toml"),
             "[hosts.here]\ntransport = \"local\"\n[deployments.d]\nserver_name = \"example.org\"\nhost = \"here\"\ndeploy_dir = \"/opt/d\"\n".into(),
         )
         .unwrap();
-        let connection = Connection::open(
+        Connection::open(
             &inventory.hosts["here"],
             &crate::transport::ConnectOptions::default(),
         )
-        .unwrap();
-        assert!(wait_healthy(&connection, &[], Duration::from_secs(u64::MAX)).is_empty());
+        .unwrap()
+    }
+
+    /// A target on `socket` in `dir`'s sockets.
+    fn local_target(dir: &std::path::Path, socket: &str) -> HealthTarget {
+        HealthTarget {
+            deployment: "d".into(),
+            deploy_dir: dir.display().to_string(),
+            process: socket.into(),
+            service: Some(socket.into()),
+            probe: Probe::Synapse(Endpoint::Unix {
+                path: format!("/sockets/{socket}"),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_listener_failing_at_the_deadline_is_named_and_none_that_answers() {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sockets")).unwrap();
+        let listener = UnixListener::bind(dir.path().join("sockets/up.sock")).unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0; 256];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nOK");
+            }
+        });
+        let connection = local();
+        let [up, down1, down2] =
+            ["up.sock", "down1.sock", "down2.sock"].map(|socket| local_target(dir.path(), socket));
+        // The first that fails ends each round: the one after it is only asked at the end.
+        let failing = wait_healthy(
+            &connection,
+            &[down1.clone(), up.clone(), down2.clone()],
+            Duration::from_millis(300),
+        );
+        let named: Vec<&str> = failing.iter().map(|(t, _)| t.process.as_str()).collect();
+        assert_eq!(named, ["down1.sock", "down2.sock"]);
+        assert!(wait_healthy(&connection, &[up], Duration::ZERO).is_empty());
     }
 }

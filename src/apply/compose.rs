@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::facts::Compose;
+use crate::plan::MAIN_SERVICE;
 use crate::sh;
 use crate::shell::{Command, Script};
 
@@ -31,6 +32,31 @@ pub fn stop<'a>(kind: &Compose, services: impl IntoIterator<Item = &'a String>) 
         .fold(compose(kind).arg("stop").arg("--"), |c, s| c.arg(s))
 }
 
+/// Where Synapse's main process stands when the rest of a stack is brought up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Main {
+    /// Compose starts it or finds it running: its dependents wait until Docker's
+    /// healthcheck calls it healthy.
+    ComposeWaits,
+    /// synprov started it first and saw it answer `/health`.
+    Answered,
+}
+
+/// Starts main with what it depends on (Postgres and Redis, once Docker calls them
+/// healthy), and nothing else: on a new stack, main creates the database's schema, which
+/// every worker needs, and synprov waits for it to answer before starting the rest.
+pub fn main_script(dir: &str, kind: &Compose) -> Script {
+    sh!(
+        "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
+        dir,
+        compose(kind)
+            .arg("up")
+            .arg("-d")
+            .arg("--")
+            .arg(MAIN_SERVICE)
+    )
+}
+
 /// Brings the stack up. First `restart`, the services whose mounted files changed: stopped,
 /// their `sockets` (socket files on the host, each with the `.lock` Twisted keeps beside it)
 /// removed, and recreated without waiting on their dependencies. Then the whole stack:
@@ -46,12 +72,17 @@ pub fn stop<'a>(kind: &Compose, services: impl IntoIterator<Item = &'a String>) 
 ///
 /// Last, `reload`, the services that take their changed files with SIGHUP (Nginx re-reads
 /// its certificate and key, its connections and the other containers untouched).
+///
+/// With `main` [`Main::Answered`], the stack comes up without waiting on dependencies
+/// (`--no-deps`): main's dependents would otherwise wait for Docker's next healthcheck of
+/// main, up to its interval (5 s) after synprov saw it answer.
 pub fn up_script(
     dir: &str,
     kind: &Compose,
     restart: &BTreeSet<String>,
     reload: &BTreeSet<String>,
     sockets: &[String],
+    main: Main,
 ) -> Script {
     let mut s = sh!("set -e\numask 077\ncd -- {}\n", dir);
     if !restart.is_empty() {
@@ -75,10 +106,12 @@ pub fn up_script(
             restart.iter().fold(recreate, |c, service| c.arg(service))
         ));
     }
-    s.push(sh!(
-        "{} 2>&1\n",
-        compose(kind).arg("up").arg("-d").arg("--remove-orphans")
-    ));
+    let up = compose(kind).arg("up").arg("-d");
+    let up = match main {
+        Main::ComposeWaits => up,
+        Main::Answered => up.arg("--no-deps"),
+    };
+    s.push(sh!("{} 2>&1\n", up.arg("--remove-orphans")));
     if !reload.is_empty() {
         let hup = compose(kind).arg("kill").arg("-s").arg("SIGHUP").arg("--");
         s.push(sh!(
@@ -189,7 +222,8 @@ mod tests {
                 &Compose::V2("2.40".into()),
                 &restart,
                 &BTreeSet::new(),
-                &sockets
+                &sockets,
+                Main::ComposeWaits
             )
             .text(),
             "set -e\numask 077\ncd -- /opt/s\n\
@@ -204,11 +238,28 @@ mod tests {
                 &Compose::V1("1.29".into()),
                 &BTreeSet::new(),
                 &BTreeSet::new(),
-                &[]
+                &[],
+                Main::ComposeWaits
             )
             .text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker-compose -f docker-compose.yml up -d --remove-orphans 2>&1\n"
+        );
+    }
+
+    #[test]
+    fn a_stack_whose_main_answered_comes_up_without_waiting_on_dependencies() {
+        let v2 = Compose::V2("2.40".into());
+        assert_eq!(
+            main_script("/opt/s", &v2).text(),
+            "set -e\numask 077\ncd -- /opt/s\n\
+             docker compose -f docker-compose.yml up -d -- synapse 2>&1\n"
+        );
+        let none = BTreeSet::new();
+        assert_eq!(
+            up_script("/opt/s", &v2, &none, &none, &[], Main::Answered).text(),
+            "set -e\numask 077\ncd -- /opt/s\n\
+             docker compose -f docker-compose.yml up -d --no-deps --remove-orphans 2>&1\n"
         );
     }
 
@@ -221,7 +272,8 @@ mod tests {
                 &Compose::V1("1.29".into()),
                 &BTreeSet::new(),
                 &reload,
-                &[]
+                &[],
+                Main::ComposeWaits
             )
             .text(),
             "set -e\numask 077\ncd -- /opt/s\n\
@@ -242,7 +294,8 @@ mod tests {
                 &v2,
                 &restart,
                 &BTreeSet::new(),
-                &[format!("{dir}/sockets/$(id).sock")]
+                &[format!("{dir}/sockets/$(id).sock")],
+                Main::ComposeWaits
             )
             .text(),
             format!(

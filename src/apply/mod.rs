@@ -569,12 +569,11 @@ fn apply_deployment(
 ) -> Result<(), ApplyError> {
     let name = connection.host_name();
     let restore_db = options.restore_db.get(&deployment.deployment).copied();
-    let ordered = !options.files_only
-        && (deployment.upgrade.is_some() || restore_db.is_some())
-        && deployment_files
-            .health
-            .iter()
-            .any(|t| t.service.as_deref() == Some(MAIN_SERVICE));
+    let runs_main = !options.files_only
+        && (deployment_files.health.iter()).any(|t| t.service.as_deref() == Some(MAIN_SERVICE));
+    let ordered = runs_main && (deployment.upgrade.is_some() || restore_db.is_some());
+    // A stack from a new Compose file: nothing of it runs yet.
+    let new_stack = runs_main && !ordered && deployment.creates(compose::COMPOSE_FILE);
     if ordered && let Some(upgrade) = &deployment.upgrade {
         check_and_dump(
             connection,
@@ -672,13 +671,28 @@ fn apply_deployment(
                 options.health_timeout,
                 report,
             )?;
+        } else if new_stack {
+            start_new_main(
+                connection,
+                deployment_files,
+                deployment,
+                compose,
+                options.health_timeout,
+                report,
+            )?;
         }
+        let main = if ordered || new_stack {
+            compose::Main::Answered
+        } else {
+            compose::Main::ComposeWaits
+        };
         let output = connection.run_script(&compose::up_script(
             &deployment.dir,
             compose,
             &deployment.restart,
             &deployment.reload,
             &sockets,
+            main,
         ))?;
         if !output.success() {
             return Err(ApplyError::NotUp {
@@ -838,14 +852,8 @@ fn start_main_first(
         "starting main",
         &upgrade::start_main_script(&plan.dir, compose),
     )?;
-    let main: Vec<HealthTarget> = (files.health.iter())
-        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
-        .filter(|t| t.service.as_deref() == Some(MAIN_SERVICE))
-        .cloned()
-        .collect();
-    let failing = verify::wait_healthy(connection, &main, timeout);
+    let failing = main_answers(connection, files, compose, timeout, report);
     if let Some((_, reason)) = failing.first() {
-        report_failures(connection, compose, &failing, report);
         return Err(ApplyError::UpgradeStopped {
             host: name.to_string(),
             image: plan
@@ -860,6 +868,66 @@ fn start_main_first(
         &format!("{}: main is healthy; starting the workers", plan.deployment),
     );
     Ok(())
+}
+
+/// Starts a new stack's main first, with Postgres and Redis, and waits for it to answer
+/// `/health`: it creates the database's schema, which every worker needs. Left to Compose,
+/// the workers would start at Docker's next healthcheck of main, up to its interval (5 s)
+/// after main answers; synprov asks main every half second.
+fn start_new_main(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    plan: &DeploymentPlan,
+    compose: &Compose,
+    timeout: Duration,
+    report: Report,
+) -> Result<(), ApplyError> {
+    let name = connection.host_name();
+    report(
+        name,
+        &format!(
+            "{}: starting main, Postgres and Redis first",
+            plan.deployment
+        ),
+    );
+    step(
+        connection,
+        "starting main",
+        &compose::main_script(&plan.dir, compose),
+    )?;
+    let failing = main_answers(connection, files, compose, timeout, report);
+    if !failing.is_empty() {
+        return Err(ApplyError::Unhealthy {
+            host: name.to_string(),
+            count: failing.len(),
+        });
+    }
+    report(
+        name,
+        &format!("{}: main is healthy; starting the rest", plan.deployment),
+    );
+    Ok(())
+}
+
+/// Waits until every listener of main answers `/health`, or `timeout`; returns those still
+/// failing then, whose logs are reported.
+fn main_answers(
+    connection: &Connection,
+    files: &DeploymentFiles,
+    compose: &Compose,
+    timeout: Duration,
+    report: Report,
+) -> Vec<(HealthTarget, String)> {
+    let main: Vec<HealthTarget> = (files.health.iter())
+        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
+        .filter(|t| t.service.as_deref() == Some(MAIN_SERVICE))
+        .cloned()
+        .collect();
+    let failing = verify::wait_healthy(connection, &main, timeout);
+    if !failing.is_empty() {
+        report_failures(connection, compose, &failing, report);
+    }
+    failing
 }
 
 /// Appends a failed command to the audit log of each deployment of `files` (best effort:
@@ -918,16 +986,15 @@ fn record(
         })
 }
 
-/// Verifies a host: every container healthy by Docker's healthchecks (Postgres, Redis and
-/// Nginx included), then `/health` of every Synapse listener and the plugins' checks
-/// (`targets`), all within `timeout`. On failure, names the failing workers with the last
-/// lines of their logs. Returns the number of healthy checks.
+/// Verifies a host: `/health` of every Synapse listener and the plugins' checks
+/// (`targets`), then every container running healthy by Docker's healthchecks (Postgres,
+/// Redis and Nginx included), all within `timeout`. On failure, names the failing workers
+/// with the last lines of their logs. Returns the number of healthy checks.
 ///
-/// Docker's healthchecks are waited for first, one command a round for the whole stack:
-/// while they fail, so do the listeners, and asking each listener every round only spaced
-/// the rounds out (a first apply waited up to three seconds longer than `docker compose up
-/// --wait`). Once Docker calls every container healthy, each listener is asked, until it
-/// answers or the time is up.
+/// A Synapse container whose listeners all answered counts while Docker's first
+/// healthcheck of it is still to come ("starting"): that check asks the same `/health`, and
+/// waiting for it would add up to its interval (5 s) to every first start. One that Docker
+/// found unhealthy, or that is not running, fails the host.
 pub fn verify_host(
     connection: &Connection,
     targets: &[HealthTarget],
@@ -943,8 +1010,7 @@ pub fn verify_host(
         &format!("verifying /health of {} listener(s)", targets.len()),
     );
     let deadline = Deadline::after(timeout);
-    let unhealthy = wait_containers_healthy(connection, compose, dirs, deadline)?;
-    let failing = verify::wait_healthy(connection, targets, deadline.left(timeout));
+    let failing = verify::wait_healthy(connection, targets, timeout);
     if !failing.is_empty() {
         report_failures(connection, compose, &failing, report);
         return Err(ApplyError::Unhealthy {
@@ -952,6 +1018,7 @@ pub fn verify_host(
             count: failing.len(),
         });
     }
+    let unhealthy = wait_containers_healthy(connection, compose, dirs, targets, deadline)?;
     if let Some((dir, services)) = unhealthy.first() {
         report(
             name,
@@ -969,12 +1036,15 @@ pub fn verify_host(
     Ok(targets.len())
 }
 
-/// Waits until Docker reports every container of the stacks in `dirs` healthy, or until
-/// `deadline`; returns each directory's services still not healthy then.
+/// Waits until Docker reports every container of the stacks in `dirs` running healthy, or
+/// until `deadline`, one command a round for each stack; returns each directory's services
+/// still not healthy then. The services of `answered` (listeners that answered) count
+/// while their first healthcheck is still to come.
 fn wait_containers_healthy(
     connection: &Connection,
     compose: &Compose,
     dirs: &[&str],
+    answered: &[HealthTarget],
     deadline: Deadline,
 ) -> Result<Vec<(String, Vec<String>)>, ApplyError> {
     loop {
@@ -983,7 +1053,8 @@ fn wait_containers_healthy(
             let output = connection
                 .run_script(&compose::status_script(dir, compose))?
                 .stdout_text();
-            let services = unhealthy_services(&output);
+            let here = answered.iter().filter(|t| t.deploy_dir == *dir);
+            let services = unhealthy_services(&output, &synapse_services(here));
             if !services.is_empty() {
                 unhealthy.push((dir.to_string(), services));
             }
@@ -995,10 +1066,21 @@ fn wait_containers_healthy(
     }
 }
 
+/// The services of the Synapse listeners among `targets`.
+pub fn synapse_services<'a>(
+    targets: impl IntoIterator<Item = &'a HealthTarget>,
+) -> BTreeSet<&'a str> {
+    (targets.into_iter())
+        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
+        .filter_map(|t| t.service.as_deref())
+        .collect()
+}
+
 /// The services not running healthy in [`compose::status_script`]'s output (`SERVICE
 /// STATUS [HEALTH]` lines): a container without a healthcheck (a plugin's, say) counts when
-/// it runs.
-pub fn unhealthy_services(output: &str) -> Vec<String> {
+/// it runs, and one of `answered` (whose listeners answered `/health`) also while its
+/// healthcheck has not run yet.
+pub fn unhealthy_services(output: &str, answered: &BTreeSet<&str>) -> Vec<String> {
     output
         .lines()
         .filter_map(|line| {
@@ -1006,6 +1088,7 @@ pub fn unhealthy_services(output: &str) -> Vec<String> {
             let service = words.next()?;
             match (words.next(), words.next()) {
                 (_, Some("healthy")) | (Some("running"), None) => None,
+                (Some("running"), Some("starting")) if answered.contains(service) => None,
                 _ => Some(service.to_string()),
             }
         })
@@ -1096,6 +1179,21 @@ fn report_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_synapse_container_whose_listeners_answered_counts_before_its_first_healthcheck() {
+        let output = "synapse running healthy\nrooms1 running starting\nnginx running starting\n\
+                      plugin running\nsender1 restarting starting\ndb running unhealthy\n";
+        let answered = BTreeSet::from(["synapse", "rooms1", "sender1"]);
+        assert_eq!(
+            unhealthy_services(output, &answered),
+            ["nginx", "sender1", "db"]
+        );
+        assert_eq!(
+            unhealthy_services(output, &BTreeSet::new()),
+            ["rooms1", "nginx", "sender1", "db"]
+        );
+    }
 
     #[test]
     fn a_failed_step_says_why_in_its_first_line() {
