@@ -42,18 +42,28 @@ pub enum Main {
     Answered,
 }
 
-/// Starts main with what it depends on (Postgres and Redis, once Docker calls them
-/// healthy), and nothing else: on a new stack, main creates the database's schema, which
-/// every worker needs, and synprov waits for it to answer before starting the rest.
-pub fn main_script(dir: &str, kind: &Compose) -> Script {
+/// What main depends on (Postgres and Redis on its host) when it is started alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependencies {
+    /// A new stack: they start first, and main once Docker calls them healthy.
+    Start,
+    /// An upgrade or a restore: they run; main alone is (re)created.
+    Running,
+}
+
+/// Starts main alone, recreated on its new image or files when those changed: on a new
+/// stack, main creates the database's schema, and on an upgrade migrates it, before any
+/// worker may start.
+pub fn main_script(dir: &str, kind: &Compose, dependencies: Dependencies) -> Script {
+    let up = compose(kind).arg("up").arg("-d");
+    let up = match dependencies {
+        Dependencies::Start => up,
+        Dependencies::Running => up.arg("--no-deps"),
+    };
     sh!(
         "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
         dir,
-        compose(kind)
-            .arg("up")
-            .arg("-d")
-            .arg("--")
-            .arg(MAIN_SERVICE)
+        up.arg("--").arg(MAIN_SERVICE)
     )
 }
 
@@ -251,7 +261,7 @@ mod tests {
     fn a_stack_whose_main_answered_comes_up_without_waiting_on_dependencies() {
         let v2 = Compose::V2("2.40".into());
         assert_eq!(
-            main_script("/opt/s", &v2).text(),
+            main_script("/opt/s", &v2, Dependencies::Start).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker compose -f docker-compose.yml up -d -- synapse 2>&1\n"
         );

@@ -850,7 +850,7 @@ fn start_main_first(
     step(
         connection,
         "starting main",
-        &upgrade::start_main_script(&plan.dir, compose),
+        &compose::main_script(&plan.dir, compose, compose::Dependencies::Running),
     )?;
     let failing = main_answers(connection, files, compose, timeout, report);
     if let Some((_, reason)) = failing.first() {
@@ -893,7 +893,7 @@ fn start_new_main(
     step(
         connection,
         "starting main",
-        &compose::main_script(&plan.dir, compose),
+        &compose::main_script(&plan.dir, compose, compose::Dependencies::Start),
     )?;
     let failing = main_answers(connection, files, compose, timeout, report);
     if !failing.is_empty() {

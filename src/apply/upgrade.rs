@@ -7,7 +7,7 @@ use super::compose::{self, compose};
 use crate::confine;
 use crate::facts::Compose;
 use crate::generations::{DUMP, GENERATIONS};
-use crate::plan::{Change, DeploymentPlan, MAIN_SERVICE};
+use crate::plan::{Change, DeploymentPlan};
 use crate::render::DeploymentFiles;
 use crate::render::postgres::{PG_DUMP, as_owner};
 use crate::sh;
@@ -160,21 +160,6 @@ pub fn restore_script(dir: &str, kind: &Compose, number: u32) -> Script {
     s
 }
 
-/// Starts main alone (recreated on its new image when that changed), its dependencies
-/// already running.
-pub fn start_main_script(dir: &str, kind: &Compose) -> Script {
-    sh!(
-        "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
-        dir,
-        compose(kind)
-            .arg("up")
-            .arg("-d")
-            .arg("--no-deps")
-            .arg("--")
-            .arg(MAIN_SERVICE)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +214,7 @@ mod tests {
             )
         );
         assert_eq!(
-            start_main_script("/opt/s", &v2).text(),
+            compose::main_script("/opt/s", &v2, compose::Dependencies::Running).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
              docker compose -f docker-compose.yml up -d --no-deps -- synapse 2>&1\n"
         );
