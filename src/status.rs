@@ -2,13 +2,12 @@
 //! hash), the image IDs, the health of every recorded listener and plugin check, the state
 //! of every container: what differs is named. Read-only, over one connection.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::apply::rollback::list;
-use crate::apply::{ApplyError, compose, synapse_services, unhealthy_services};
+use crate::apply::{ApplyError, compose, unhealthy_services};
 use crate::gather::{self, DeploymentQuery};
 use crate::generations::{AcmeRun, BackupRun, Generation, Record};
 use crate::transport::Connection;
@@ -210,26 +209,20 @@ pub fn host_status(
                     .push(format!("image {image} is no longer on the host")),
             }
         }
-        let mut failed = BTreeSet::new();
         for target in &record.health {
             match verify::check(connection, target) {
                 Ok(()) => status.healthy += 1,
-                Err(error) => {
-                    failed.extend(target.service.as_deref());
-                    status.problems.push(format!(
-                        "{} is unhealthy: {error} at {}",
-                        target.process,
-                        target.host_location()
-                    ))
-                }
+                Err(error) => status.problems.push(format!(
+                    "{} is unhealthy: {error} at {}",
+                    target.process,
+                    target.host_location()
+                )),
             }
         }
-        let mut answered = synapse_services(&record.health);
-        answered.retain(|service| !failed.contains(service));
         let containers = connection
             .run_script(&compose::status_script(dir, &facts.compose))?
             .stdout_text();
-        for service in unhealthy_services(&containers, &answered) {
+        for service in unhealthy_services(&containers) {
             status
                 .problems
                 .push(format!("container of {service} is not running healthy"));

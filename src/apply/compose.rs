@@ -45,7 +45,8 @@ pub enum Main {
 /// What main depends on (Postgres and Redis on its host) when it is started alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dependencies {
-    /// A new stack: they start first, and main once Docker calls them healthy.
+    /// A new stack: they start first, and main once Docker calls them healthy; the other
+    /// containers are then created, not started, while main creates the schema.
     Start,
     /// An upgrade or a restore: they run; main alone is (re)created.
     Running,
@@ -53,18 +54,23 @@ pub enum Dependencies {
 
 /// Starts main alone, recreated on its new image or files when those changed: on a new
 /// stack, main creates the database's schema, and on an upgrade migrates it, before any
-/// worker may start.
+/// worker may start. On a new stack, the other containers are created meanwhile (`up
+/// --no-start`), so that starting them once main answers is all that is left.
 pub fn main_script(dir: &str, kind: &Compose, dependencies: Dependencies) -> Script {
     let up = compose(kind).arg("up").arg("-d");
     let up = match dependencies {
         Dependencies::Start => up,
         Dependencies::Running => up.arg("--no-deps"),
     };
-    sh!(
+    let mut s = sh!(
         "set -e\numask 077\ncd -- {}\n{} 2>&1\n",
         dir,
         up.arg("--").arg(MAIN_SERVICE)
-    )
+    );
+    if dependencies == Dependencies::Start {
+        s.push(sh!("{} 2>&1\n", compose(kind).arg("up").arg("--no-start")));
+    }
+    s
 }
 
 /// Brings the stack up. First `restart`, the services whose mounted files changed: stopped,
@@ -263,7 +269,8 @@ mod tests {
         assert_eq!(
             main_script("/opt/s", &v2, Dependencies::Start).text(),
             "set -e\numask 077\ncd -- /opt/s\n\
-             docker compose -f docker-compose.yml up -d -- synapse 2>&1\n"
+             docker compose -f docker-compose.yml up -d -- synapse 2>&1\n\
+             docker compose -f docker-compose.yml up --no-start 2>&1\n"
         );
         let none = BTreeSet::new();
         assert_eq!(

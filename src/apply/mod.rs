@@ -990,11 +990,6 @@ fn record(
 /// (`targets`), then every container running healthy by Docker's healthchecks (Postgres,
 /// Redis and Nginx included), all within `timeout`. On failure, names the failing workers
 /// with the last lines of their logs. Returns the number of healthy checks.
-///
-/// A Synapse container whose listeners all answered counts while Docker's first
-/// healthcheck of it is still to come ("starting"): that check asks the same `/health`, and
-/// waiting for it would add up to its interval (5 s) to every first start. One that Docker
-/// found unhealthy, or that is not running, fails the host.
 pub fn verify_host(
     connection: &Connection,
     targets: &[HealthTarget],
@@ -1018,7 +1013,7 @@ pub fn verify_host(
             count: failing.len(),
         });
     }
-    let unhealthy = wait_containers_healthy(connection, compose, dirs, targets, deadline)?;
+    let unhealthy = wait_containers_healthy(connection, compose, dirs, deadline)?;
     if let Some((dir, services)) = unhealthy.first() {
         report(
             name,
@@ -1038,13 +1033,11 @@ pub fn verify_host(
 
 /// Waits until Docker reports every container of the stacks in `dirs` running healthy, or
 /// until `deadline`, one command a round for each stack; returns each directory's services
-/// still not healthy then. The services of `answered` (listeners that answered) count
-/// while their first healthcheck is still to come.
+/// still not healthy then.
 fn wait_containers_healthy(
     connection: &Connection,
     compose: &Compose,
     dirs: &[&str],
-    answered: &[HealthTarget],
     deadline: Deadline,
 ) -> Result<Vec<(String, Vec<String>)>, ApplyError> {
     loop {
@@ -1053,8 +1046,7 @@ fn wait_containers_healthy(
             let output = connection
                 .run_script(&compose::status_script(dir, compose))?
                 .stdout_text();
-            let here = answered.iter().filter(|t| t.deploy_dir == *dir);
-            let services = unhealthy_services(&output, &synapse_services(here));
+            let services = unhealthy_services(&output);
             if !services.is_empty() {
                 unhealthy.push((dir.to_string(), services));
             }
@@ -1066,21 +1058,10 @@ fn wait_containers_healthy(
     }
 }
 
-/// The services of the Synapse listeners among `targets`.
-pub fn synapse_services<'a>(
-    targets: impl IntoIterator<Item = &'a HealthTarget>,
-) -> BTreeSet<&'a str> {
-    (targets.into_iter())
-        .filter(|t| matches!(t.probe, crate::health::Probe::Synapse(_)))
-        .filter_map(|t| t.service.as_deref())
-        .collect()
-}
-
 /// The services not running healthy in [`compose::status_script`]'s output (`SERVICE
 /// STATUS [HEALTH]` lines): a container without a healthcheck (a plugin's, say) counts when
-/// it runs, and one of `answered` (whose listeners answered `/health`) also while its
-/// healthcheck has not run yet.
-pub fn unhealthy_services(output: &str, answered: &BTreeSet<&str>) -> Vec<String> {
+/// it runs.
+pub fn unhealthy_services(output: &str) -> Vec<String> {
     output
         .lines()
         .filter_map(|line| {
@@ -1088,7 +1069,6 @@ pub fn unhealthy_services(output: &str, answered: &BTreeSet<&str>) -> Vec<String
             let service = words.next()?;
             match (words.next(), words.next()) {
                 (_, Some("healthy")) | (Some("running"), None) => None,
-                (Some("running"), Some("starting")) if answered.contains(service) => None,
                 _ => Some(service.to_string()),
             }
         })
@@ -1181,18 +1161,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_synapse_container_whose_listeners_answered_counts_before_its_first_healthcheck() {
-        let output = "synapse running healthy\nrooms1 running starting\nnginx running starting\n\
-                      plugin running\nsender1 restarting starting\ndb running unhealthy\n";
-        let answered = BTreeSet::from(["synapse", "rooms1", "sender1"]);
-        assert_eq!(
-            unhealthy_services(output, &answered),
-            ["nginx", "sender1", "db"]
-        );
-        assert_eq!(
-            unhealthy_services(output, &BTreeSet::new()),
-            ["rooms1", "nginx", "sender1", "db"]
-        );
+    fn a_container_counts_healthy_by_its_healthcheck_or_running_without_one() {
+        let output = "synapse running healthy\nrooms1 running starting\nplugin running\n\
+                      sender1 restarting\ndb running unhealthy\n";
+        assert_eq!(unhealthy_services(output), ["rooms1", "sender1", "db"]);
     }
 
     #[test]
