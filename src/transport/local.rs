@@ -15,6 +15,8 @@ use crate::inventory::Host;
 
 pub struct LocalConnection {
     pub host: String,
+    /// The inventory's host, for another connection opened alike.
+    pub(super) opened_to: Host,
     become_root: bool,
     pub(super) watch: Watch,
     pub(super) options: ConnectOptions,
@@ -37,6 +39,7 @@ impl LocalConnection {
     pub fn new(host: &Host, options: &ConnectOptions) -> LocalConnection {
         LocalConnection {
             host: host.name.clone(),
+            opened_to: host.clone(),
             become_root: host.become_root,
             watch: Watch::new(
                 &host.name,

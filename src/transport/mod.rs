@@ -344,6 +344,16 @@ impl Connection {
         }
     }
 
+    /// Another connection to the same host, opened alike: for work that runs beside this
+    /// one's (a second image stream).
+    pub fn reopen(&self) -> Result<Connection, TransportError> {
+        let host = match self {
+            Connection::Ssh(c) => &c.opened_to,
+            Connection::Local(c) => &c.opened_to,
+        };
+        Connection::open(host, self.options())
+    }
+
     /// How it was opened (known_hosts, deadlines, interrupts): a step that must reach
     /// another host (a backup key authorised on its repository's host) opens that
     /// connection alike.

@@ -20,6 +20,8 @@ use crate::inventory::{Host, HostKeyChecking};
 
 pub struct SshConnection {
     pub host: String,
+    /// The inventory's host, for another connection opened alike.
+    pub(super) opened_to: Host,
     session: Session,
     user: String,
     become_root: bool,
@@ -210,6 +212,7 @@ impl SshConnection {
                 options.deadlines.clone(),
             ),
             host: host.name.clone(),
+            opened_to: host.clone(),
             session,
             user: host.user.to_string(),
             become_root: host.become_root,
