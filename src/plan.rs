@@ -440,6 +440,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_plan_creates_a_file_only_where_there_was_none() {
+        let plan = DeploymentPlan::for_test(
+            "/opt/s",
+            &[
+                ("docker-compose.yml", Change::Create),
+                (".env", Change::Update),
+                ("nginx/old.conf", Change::Delete),
+            ],
+            &[],
+        );
+        assert!(plan.creates("docker-compose.yml"));
+        assert!(!plan.creates(".env"));
+        assert!(!plan.creates("nginx/old.conf"));
+        assert!(!plan.creates("synapse/homeserver.yaml"));
+    }
+
+    #[test]
     fn compose_changes_see_through_anchors() {
         let old = "x: &t\n  image: a\nservices:\n  one:\n    <<: *t\n  two:\n    image: b\n  gone:\n    image: c\n";
         let new = "x: &t\n  image: a2\nservices:\n  one:\n    <<: *t\n  two:\n    image: b\n  three:\n    image: d\n";
