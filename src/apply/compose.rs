@@ -352,6 +352,14 @@ mod tests {
                 "umask 077\ncd -- {quoted} && docker compose -f docker-compose.yml logs --no-color --tail 15 -- 'a b' -f 2>&1\n"
             )
         );
+        assert_eq!(
+            main_script(dir, &v2, Dependencies::Start).text(),
+            format!(
+                "set -e\numask 077\ncd -- {quoted}\n\
+                 docker compose -f docker-compose.yml up -d -- synapse 2>&1\n\
+                 docker compose -f docker-compose.yml up --no-start 2>&1\n"
+            )
+        );
     }
 
     #[test]

@@ -257,9 +257,11 @@ pub fn stream(
     say: &dyn Fn(String),
 ) -> Result<(), ApplyError> {
     let (here, beside) = halves(images, &local_sizes(images));
-    let other = Some(&beside)
-        .filter(|beside| !beside.is_empty())
-        .and_then(|_| connection.reopen().ok());
+    let other = if beside.is_empty() {
+        None
+    } else {
+        connection.reopen().ok()
+    };
     let Some(other) = other else {
         return stream_one(connection, images, loading(images), say);
     };
